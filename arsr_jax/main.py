@@ -1,0 +1,40 @@
+"""Entry point: ``python -m arsr_jax.main --config configs/sosr_vdsr.py[:smoke] --workdir DIR``.
+
+Any config value can be overridden on the command line, e.g.
+``--config.train.batch_size=8`` or ``--config.mode=eval``.
+"""
+
+import logging as pylogging
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from arsr_jax import sharding, train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Python config file, optionally file.py:variant.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and results.")
+flags.DEFINE_integer("num_processes", None, "Processes of a multi-host run (auto-detected on TPU pods).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _QuietLibraries(pylogging.Filter):
+  """Keeps only warnings and errors from chatty libraries (Orbax logs every file it writes)."""
+  NOISY = ("/orbax/", "/tensorflow_datasets/", "/grain/", "/etils/")
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or not any(s in record.pathname for s in self.NOISY)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  sharding.maybe_initialize_distributed(FLAGS.num_processes)
+  logging.info("Config:\n%s", FLAGS.config)
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)
