@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 # Config sections whose values must match for a checkpoint to be restored.
-IDENTITY_KEYS = ("model", "scale")
+IDENTITY_KEYS = ("model", "discriminator", "scale")
 
 
 def manager(workdir: str, *, max_to_keep: int, async_save: bool = True) -> ocp.CheckpointManager:

@@ -11,6 +11,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.mode = "train"  # train | eval (restore the latest checkpoint and evaluate)
   c.scale = 4
+  c.compute_dtype = "auto"  # auto (bfloat16 on GPU/TPU, float32 on CPU) | float32 | bfloat16
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "synthetic_actions/default"  # any prepared TFDS dataset with hr/lr/flow clips
@@ -18,6 +19,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.train_split = "train"
   c.data.eval_split = "test"
   c.data.patch_size = 128  # HR training patch side (0 = whole square frame)
+  c.data.sampler = "frame"  # frame | pair (ToSR siamese) | clip (video models); see data/pipeline.py
+  c.data.input_frames = 1  # LR frames per output frame (7 for VSR-DUF), centred window
+  c.data.clip_length = 1  # frames per 'clip' example
   c.data.flip = True  # random horizontal/vertical flips (flow rotated accordingly)
   c.data.worker_count = 0  # grain worker processes (0 = read in the main process)
   c.data.read_threads = 4
@@ -28,12 +32,18 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "mse"
 
+  # Adversarial recipes name a discriminator (models.MODELS) and its optimizer.
+  c.discriminator = ml_collections.ConfigDict()
+  c.discriminator.name = ml_collections.config_dict.placeholder(str)
+
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 1e-4
   c.optimizer.schedule = "cosine"
   c.optimizer.warmup_steps = 0
   c.optimizer.grad_clip_norm = 0.0
+
+  c.optimizer_d = c.optimizer.copy_and_resolve_references()
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64  # global batch over all devices
@@ -43,9 +53,43 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
   # Stop this invocation after N steps (checkpointing first); rerun to resume. None = run to the end.
   c.train.steps_per_run = ml_collections.config_dict.placeholder(int)
+  # Workdir whose latest generator parameters initialize a new run (shared names/shapes copied).
+  c.train.init_from = ml_collections.config_dict.placeholder(str)
+  # Progressive growing: the network's fade-in alpha goes 0 -> 1 over this many steps (None = no fade).
+  c.train.fade_steps = ml_collections.config_dict.placeholder(int)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 64
   c.eval.moving_threshold = 0.5  # px of HR flow; 'moving' metrics use only those pixels
   c.eval.max_clips = ml_collections.config_dict.placeholder(int)  # None = whole split
   return c
+
+
+# Optional keys a recipe may add to a section beyond the defaults above.
+OPTIONAL_KEYS = {
+    "optimizer": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor"},
+    "optimizer_d": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor"},
+    "eval": {"border"},
+}
+# Sections whose keys are checked by their consumer (models.build_model, losses.build_objective).
+FREE_SECTIONS = ("model", "loss", "discriminator")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming any key that the defaults do not know (typos would be ignored)."""
+  import difflib
+  base = get_base_config()
+  problems = []
+  for key in config:
+    if key not in base:
+      problems.append(f"{key!r}")
+      continue
+    if key in FREE_SECTIONS or not isinstance(base[key], ml_collections.ConfigDict):
+      continue
+    known = set(base[key]) | OPTIONAL_KEYS.get(key, set())
+    for sub in config[key]:
+      if sub not in known:
+        hint = difflib.get_close_matches(sub, known, n=1)
+        problems.append(f"'{key}.{sub}'" + (f" (did you mean '{key}.{hint[0]}'?)" if hint else ""))
+  if problems:
+    raise ValueError("Unknown config key(s): " + ", ".join(problems))

@@ -1,16 +1,25 @@
 """Pure loss functions and the SR training objectives built from them.
 
-Frames are (N, H, W, C) float in [0, 1]; flow is (N, H, W, 2) in HR pixels.
-Every loss returns a scalar averaged over all elements (and channels).
+Frames are (..., H, W, C) float in [0, 1]; flow is (..., H, W, 2) in HR pixels.
+Pixel losses return a scalar averaged over all elements.
+
+An objective is ``objective(sr, batch, frozen) -> (loss, aux)``: ``sr`` has the
+shape of ``batch['hr']`` (frames, siamese pairs (B, 2, H, W, C) or clips),
+``frozen`` holds fixed networks' variables (VGG features), ``aux`` named scalars
+for logging. ``build_objective(cfg)`` returns the objective and its frozen
+variables.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
+
+from arsr_jax.flow.warp import warp
 
 
 def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
@@ -19,6 +28,26 @@ def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
 
 def l1(pred: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(pred - target))
+
+
+def charbonnier(pred: jax.Array, target: jax.Array, eps: float = 1e-3) -> jax.Array:
+  return jnp.mean(jnp.sqrt(jnp.square(pred - target) + eps * eps))
+
+
+def huber(pred: jax.Array, target: jax.Array, delta: float = 0.01) -> jax.Array:
+  """Mean Huber loss: 0.5 e^2 for |e| <= delta, delta (|e| - 0.5 delta) beyond (PyTorch's)."""
+  return jnp.mean(optax.huber_loss(pred, target, delta=delta))
+
+
+PIXEL_LOSSES: dict[str, Callable[..., jax.Array]] = {
+    "mse": mse, "l1": l1, "charbonnier": charbonnier, "huber": huber}
+
+
+def pixel_loss(name: str, **kwargs) -> Callable[[jax.Array, jax.Array], jax.Array]:
+  if name not in PIXEL_LOSSES:
+    raise ValueError(f"Unknown pixel loss {name!r}; known: {sorted(PIXEL_LOSSES)}")
+  fn = PIXEL_LOSSES[name]
+  return lambda p, t: fn(p, t, **kwargs)
 
 
 def flow_magnitude(flow: jax.Array) -> jax.Array:
@@ -37,53 +66,125 @@ def weighted_mse(pred: jax.Array, target: jax.Array, weights: jax.Array) -> jax.
   return jnp.mean(weights[..., None] * jnp.square(pred - target))
 
 
+def relativistic_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """RaGAN (ESRGAN) discriminator loss; the other side's mean is a constant, as in BasicSR."""
+  real = optax.sigmoid_binary_cross_entropy(real_logits - jnp.mean(jax.lax.stop_gradient(fake_logits)), 1.0)
+  fake = optax.sigmoid_binary_cross_entropy(fake_logits - jnp.mean(jax.lax.stop_gradient(real_logits)), 0.0)
+  return 0.5 * (jnp.mean(real) + jnp.mean(fake))
+
+
+def relativistic_generator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """RaGAN generator loss: real should look less real than fake, fake more real than real."""
+  real = optax.sigmoid_binary_cross_entropy(real_logits - jnp.mean(fake_logits), 0.0)
+  fake = optax.sigmoid_binary_cross_entropy(fake_logits - jnp.mean(real_logits), 1.0)
+  return 0.5 * (jnp.mean(real) + jnp.mean(fake))
+
+
+def tosr_terms(sr: jax.Array, hr: jax.Array, flow: jax.Array, loss: Callable) -> dict[str, jax.Array]:
+  """The three ToSR terms on siamese pairs.
+
+  Args:
+    sr, hr: (B, 2, H, W, C) frames t and t+1.
+    flow: (B, H, W, 2) HR flow t -> t+1.
+    loss: pixel loss l(pred, target).
+  Returns:
+    {'content': l(HR_t, SR_t) + l(HR_t+1, SR_t+1), 'consistency': l(SR_t,
+    warp(SR_t+1, F)), 'warp_hr': l(HR_t, warp(SR_t+1, F))}; warped samples
+    that fall outside the frame are excluded.
+  """
+  warped, valid = warp(sr[:, 1], flow, return_mask=True)
+  m = valid[..., None].astype(sr.dtype)
+  return {"content": loss(sr[:, 0], hr[:, 0]) + loss(sr[:, 1], hr[:, 1]),
+          "consistency": loss(m * sr[:, 0], m * warped),
+          "warp_hr": loss(m * hr[:, 0], m * warped)}
+
+
 # ---------------------------------------------------------------------------
-# Objectives: (sr, batch) -> (loss, aux metrics). ``batch`` holds at least
-# 'hr' (N, H, W, C) and, for flow-weighted losses, 'flow' (N, H, W, 2).
+# Objectives.
 
-Objective = Callable[[jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, dict[str, jax.Array]]]
-
-
-def _mse_objective(cfg: ml_collections.ConfigDict) -> Objective:
-  del cfg
-
-  def objective(sr, batch):
-    loss = mse(sr, batch["hr"])
-    return loss, {"mse": loss}
-  return objective
+Objective = Callable[[jax.Array, Mapping[str, jax.Array], Any], tuple[jax.Array, dict[str, jax.Array]]]
 
 
-def _l1_objective(cfg: ml_collections.ConfigDict) -> Objective:
-  del cfg
+def _pixel_objective(cfg: ml_collections.ConfigDict):
+  fn = pixel_loss(cfg.name, **({"delta": cfg.get("delta", 0.01)} if cfg.name == "huber" else {}))
 
-  def objective(sr, batch):
-    loss = l1(sr, batch["hr"])
-    return loss, {"l1": loss}
-  return objective
+  def objective(sr, batch, frozen):
+    del frozen
+    loss = fn(sr, batch["hr"])
+    return loss, {cfg.name: loss}
+  return objective, {}
 
 
-def _sosr_objective(cfg: ml_collections.ConfigDict) -> Objective:
+def _sosr_objective(cfg: ml_collections.ConfigDict):
   """(1 - a) * WMSE + a * perceptual (paper's VDSR-based SoSR, a = 5.29e-5)."""
   a = float(cfg.get("perceptual_weight", 0.0))
-  if a != 0.0:
-    raise NotImplementedError(
-        "loss.perceptual_weight != 0 needs the VGG16 perceptual loss, which is not implemented "
-        "yet (model-zoo issue); set --config.loss.perceptual_weight=0")
+  perceptual, frozen = _perceptual(cfg) if a else (None, {})
 
-  def objective(sr, batch):
+  def objective(sr, batch, frozen):
     wmse = weighted_mse(sr, batch["hr"], flow_magnitude(batch["flow"]))
-    return (1.0 - a) * wmse, {"wmse": wmse, "mse": mse(sr, batch["hr"])}
-  return objective
+    aux = {"wmse": wmse, "mse": mse(sr, batch["hr"])}
+    loss = (1.0 - a) * wmse
+    if perceptual is not None:
+      aux["perceptual"] = perceptual(frozen, sr, batch["hr"])
+      loss = loss + a * aux["perceptual"]
+    return loss, aux
+  return objective, frozen
 
 
-OBJECTIVES: dict[str, Callable[[ml_collections.ConfigDict], Objective]] = {
-    "mse": _mse_objective,
-    "l1": _l1_objective,
+def _tosr_objective(cfg: ml_collections.ConfigDict):
+  """a * content + b * consistency + c * warp_hr on siamese pairs (data.sampler='pair')."""
+  fn = pixel_loss(cfg.pixel, **({"delta": cfg.get("delta", 0.01)} if cfg.pixel == "huber" else {}))
+  a, b, c = float(cfg.a), float(cfg.b), float(cfg.c)
+
+  def objective(sr, batch, frozen):
+    del frozen
+    if sr.ndim != 5 or sr.shape[1] != 2:
+      raise ValueError(f"ToSR needs siamese pairs (B, 2, H, W, C) (data.sampler='pair'); got {sr.shape}")
+    terms = tosr_terms(sr, batch["hr"], batch["flow"], fn)
+    loss = a * terms["content"] + b * terms["consistency"] + c * terms["warp_hr"]
+    return loss, terms
+  return objective, {}
+
+
+def _perceptual(cfg: ml_collections.ConfigDict):
+  from arsr_jax import perceptual  # VGG features; imported lazily (weights are optional)
+  return perceptual.build(cfg)
+
+
+def _l1_perceptual_objective(cfg: ml_collections.ConfigDict):
+  """ESRGAN's generator content: pixel_weight * L1 (optionally flow-weighted) + perceptual_weight * VGG."""
+  perceptual, frozen = _perceptual(cfg) if cfg.perceptual_weight else (None, {})
+  weighted = bool(cfg.get("flow_weighted", False))
+
+  def objective(sr, batch, frozen):
+    hr = batch["hr"]
+    if weighted:  # SoSR-ESRGAN (released code): L1(W * SR, W * HR), W = |HR flow|
+      w = flow_magnitude(batch["flow"])[..., None]
+      pix = l1(w * sr, w * hr)
+    else:
+      pix = l1(sr, hr)
+    aux = {"pixel": pix}
+    loss = cfg.pixel_weight * pix
+    if perceptual is not None:
+      aux["perceptual"] = perceptual(frozen, sr, hr)
+      loss = loss + cfg.perceptual_weight * aux["perceptual"]
+    return loss, aux
+  return objective, frozen
+
+
+OBJECTIVES: dict[str, Callable[[ml_collections.ConfigDict], tuple[Objective, Any]]] = {
+    "mse": _pixel_objective,
+    "l1": _pixel_objective,
+    "charbonnier": _pixel_objective,
+    "huber": _pixel_objective,
     "sosr": _sosr_objective,
+    "tosr": _tosr_objective,
+    "pixel_perceptual": _l1_perceptual_objective,
 }
 
 
-def build_objective(cfg: ml_collections.ConfigDict) -> Objective:
+def build_objective(cfg: ml_collections.ConfigDict) -> tuple[Objective, Any]:
+  """(objective, frozen variables) for ``config.loss``."""
   if cfg.name not in OBJECTIVES:
     raise ValueError(f"Unknown loss {cfg.name!r}; known losses: {sorted(OBJECTIVES)}")
   return OBJECTIVES[cfg.name](cfg)

@@ -44,3 +44,8 @@ def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.G
     raise ValueError(f"Unknown optimizer.name {name!r}; use adam, adamw or sgd")
   clip = float(cfg.get("grad_clip_norm", 0.0))
   return optax.chain(optax.clip_by_global_norm(clip), opt) if clip > 0 else opt
+
+
+def per_network(txs: dict[str, optax.GradientTransformation]) -> optax.GradientTransformation:
+  """One optimizer per top-level entry of the params tree ({'generator': ..., 'discriminator': ...})."""
+  return optax.multi_transform(txs, lambda params: {k: k for k in params})

@@ -1,8 +1,18 @@
 """Pure step functions: the train state, its initialization, train and eval steps.
 
 No I/O and no device placement here: ``train.py`` jits these with shardings.
-Batches are dicts of global arrays (see ``data/pipeline.py``): 'lr'
-(B, h, w, C), 'hr' (B, H, W, C), 'flow' (B, H, W, 2), frames in [0, 1].
+Batches are dicts of global arrays shaped by the sampler (data/pipeline.py):
+'lr' (B, [S,] [K,] h, w, C), 'hr' (B, [S,] H, W, C), 'flow' (B, [S-1,] H, W, 2),
+frames in [0, 1], flow in HR pixels. The SR network sees its own input rank
+(one frame, or a K-frame window / a clip); extra leading axes are folded into
+the batch, so the same network serves single frames, siamese pairs and clips.
+
+Parameters and model state are nested under 'generator' (the SR network) and,
+for adversarial recipes, 'discriminator'. Generator and discriminator are
+updated in one step from one backward pass: the generator's adversarial loss
+sees the discriminator through ``stop_gradient`` and the discriminator's loss
+sees ``stop_gradient(sr)``, which is exactly BasicSR's alternating G-then-D
+update on the same batch.
 """
 
 from __future__ import annotations
@@ -16,29 +26,56 @@ import jax.numpy as jnp
 import optax
 from clu import metrics as clu_metrics
 
+from arsr_jax import losses
 from arsr_jax.data import degrade
 from arsr_jax.evaluation import metrics as iq
-from arsr_jax.losses import Objective
 
 
 @flax.struct.dataclass
 class TrainState:
   """Everything a checkpoint must hold to continue training exactly."""
   step: jax.Array  # int32 scalar: number of updates applied so far
-  params: Any
+  params: Any  # {'generator': ..., ['discriminator': ...]}
   opt_state: Any
-  model_state: Any  # non-trainable collections (e.g. batch_stats); {} if none
+  model_state: Any  # non-trainable collections (batch_stats), nested like params
 
 
-def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, lr_shape: tuple[int, ...]
+def input_ndim(model: nn.Module) -> int:
+  """Rank of one network input: 4 for frame models (N, h, w, C), 5 for video models."""
+  return getattr(model, "INPUT_NDIM", 4)
+
+
+def apply_sr(model: nn.Module, variables, lr: jax.Array, *, train: bool, mutable=False, **kwargs):
+  """Runs the SR network on ``lr`` with any number of extra leading axes.
+
+  Returns SR frames with lr's leading axes (and the updated collections if
+  ``mutable``).
+  """
+  nd = input_ndim(model)
+  lead = lr.shape[:lr.ndim - nd + 1]
+  out = model.apply(variables, lr.reshape((-1,) + lr.shape[lr.ndim - nd + 1:]), train=train,
+                    mutable=mutable, **kwargs)
+  sr, new_state = out if mutable else (out, None)
+  sr = sr.reshape(lead + sr.shape[1:])
+  return (sr, new_state) if mutable else sr
+
+
+def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, lr_shape: tuple[int, ...],
+                 discriminator: nn.Module | None = None, hr_shape: tuple[int, ...] | None = None
                  ) -> Callable[[jax.Array], TrainState]:
   """rng -> TrainState, to be jitted with ``out_shardings`` (parameters born sharded)."""
   def init(rng):
-    variables = model.init({"params": rng, "dropout": rng}, jnp.zeros(lr_shape, jnp.float32), train=False)
-    variables = flax.core.unfreeze(variables)
-    params = variables.pop("params", {})
+    g_rng, d_rng = jax.random.split(rng)
+    nets = {"generator": (model, g_rng, lr_shape)}
+    if discriminator is not None:
+      nets["discriminator"] = (discriminator, d_rng, hr_shape)
+    params, model_state = {}, {}
+    for name, (net, key, shape) in nets.items():
+      variables = flax.core.unfreeze(net.init({"params": key, "dropout": key}, jnp.zeros(shape), train=False))
+      params[name] = variables.pop("params", {})
+      model_state[name] = variables
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      model_state=variables)
+                      model_state=model_state)
   return init
 
 
@@ -50,25 +87,37 @@ def metrics_collection(names: list[str]) -> type[clu_metrics.Collection]:
 TRAIN_METRICS = ("loss", "grad_norm", "nonfinite", "learning_rate")
 
 
-def make_train_step(model: nn.Module, objective: Objective, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, aux_names: list[str]):
-  """Builds ``train_step(state, batch, rng) -> (state, metrics)``.
+def make_train_step(model: nn.Module, objective: losses.Objective, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, aux_names: list[str],
+                    discriminator: nn.Module | None = None, gan_weight: float = 0.0,
+                    call_kwargs: Callable[[jax.Array], dict[str, Any]] = lambda step: {}):
+  """Builds ``train_step(state, batch, frozen, rng) -> (state, metrics)``.
 
-  The loss is averaged over the global batch, so under data-parallel jit the
-  gradients are the global-batch average. ``rng`` is the run's base key; the
-  step's key is ``fold_in(rng, state.step)``.
+  ``frozen`` holds fixed networks' variables the objective needs (e.g. VGG
+  features), replicated and never updated. The loss is averaged over the
+  global batch, so under data-parallel jit the gradients are the global
+  average. ``rng`` is the run's base key; the step's is ``fold_in(rng, step)``.
+  ``call_kwargs(step)`` gives extra network arguments (progressive fade-in).
   """
-  collection = metrics_collection(list(TRAIN_METRICS) + aux_names)
+  gan = discriminator is not None
+  names = list(TRAIN_METRICS) + aux_names + (["gan_g", "gan_d"] if gan else [])
+  collection = metrics_collection(names)
 
-  def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+  def train_step(state: TrainState, batch: dict[str, jax.Array], frozen: Any, rng: jax.Array):
     rng = jax.random.fold_in(rng, state.step)
-    mutable = list(state.model_state)
+    g_mutable = list(state.model_state["generator"])
 
     def loss_fn(params):
-      variables = {"params": params, **state.model_state}
-      out = model.apply(variables, batch["lr"], train=True, rngs={"dropout": rng}, mutable=mutable or False)
-      sr, new_model_state = out if mutable else (out, {})
-      loss, aux = objective(sr, batch)
+      g_vars = {"params": params["generator"], **state.model_state["generator"]}
+      out = apply_sr(model, g_vars, batch["lr"], train=True, rngs={"dropout": rng},
+                     mutable=g_mutable or False, **call_kwargs(state.step))
+      sr, g_state = out if g_mutable else (out, state.model_state["generator"])
+      loss, aux = objective(sr, batch, frozen)
+      new_model_state = {"generator": g_state}
+      if gan:
+        loss, aux, new_model_state["discriminator"] = _gan_terms(
+            discriminator, params["discriminator"], state.model_state["discriminator"], sr, batch["hr"],
+            loss, aux, gan_weight)
       return loss, (aux, new_model_state)
 
     (loss, (aux, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -76,14 +125,37 @@ def make_train_step(model: nn.Module, objective: Objective, tx: optax.GradientTr
     params = optax.apply_updates(state.params, updates)
     grad_norm = _global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(_global_norm(params))
-    nonfinite = jnp.logical_not(finite).astype(jnp.float32)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              model_state=flax.core.unfreeze(new_model_state) if mutable else state.model_state)
+                              model_state=flax.core.unfreeze(new_model_state))
     metrics = collection.single_from_model_output(
-        loss=loss, grad_norm=grad_norm, nonfinite=nonfinite, learning_rate=schedule(state.step), **aux)
+        loss=loss, grad_norm=grad_norm, nonfinite=jnp.logical_not(finite).astype(jnp.float32),
+        learning_rate=schedule(state.step), **aux)
     return new_state, metrics
 
   return train_step, collection
+
+
+def _gan_terms(disc, d_params, d_state, sr, hr, g_loss, aux, gan_weight):
+  """Adds the relativistic-average GAN losses; returns (loss, aux, new discriminator state)."""
+  fold = lambda x: x.reshape((-1,) + x.shape[-3:])  # noqa: E731  frames only
+  sr, hr = fold(sr), fold(hr)
+  d_mutable = list(d_state) or False
+
+  def run(params, x, state):
+    out = disc.apply({"params": params, **state}, x, train=True, mutable=d_mutable)
+    return out if d_mutable else (out, state)
+
+  # Generator's view: discriminator fixed.
+  fixed = jax.lax.stop_gradient(d_params)
+  real_g, _ = run(fixed, hr, d_state)
+  fake_g, _ = run(fixed, sr, d_state)
+  gan_g = losses.relativistic_generator_loss(jax.lax.stop_gradient(real_g), fake_g)
+  # Discriminator's view: SR frames fixed (BatchNorm statistics follow the D pass).
+  real_d, d_state = run(d_params, hr, d_state)
+  fake_d, d_state = run(d_params, jax.lax.stop_gradient(sr), d_state)
+  gan_d = losses.relativistic_discriminator_loss(real_d, fake_d)
+  aux = {**aux, "gan_g": gan_g, "gan_d": gan_d}
+  return g_loss + gan_weight * gan_g + gan_d, aux, flax.core.unfreeze(d_state)
 
 
 def _global_norm(tree) -> jax.Array:
@@ -93,24 +165,32 @@ def _global_norm(tree) -> jax.Array:
 EVAL_KEYS = ("psnr", "ssim", "psnr_moving", "ssim_moving")
 
 
-def make_eval_step(model: nn.Module, scale: int, border: int, moving_threshold: float):
-  """Builds ``eval_step(variables, batch) -> dict`` of per-frame metrics (B,).
+def make_eval_step(model: nn.Module, scale: int, border: int, moving_threshold: float,
+                   call_kwargs: dict[str, Any] | None = None):
+  """Builds ``eval_step(variables, batch) -> dict`` of per-frame metrics (B * S,).
 
   Keys: '{method}_{metric}' for method in (bicubic, model) and metric in
-  EVAL_KEYS, plus 'valid' (padding frames are False). 'moving' metrics only
-  use pixels whose HR flow magnitude exceeds ``moving_threshold`` pixels.
+  EVAL_KEYS, one value per HR frame (S frames per item for clips), plus
+  'valid' (False on padding). 'moving' metrics only use pixels whose HR flow magnitude exceeds
+  ``moving_threshold`` pixels. Bicubic upsamples the item's own LR frame (the
+  centre of a K-frame window).
   """
   def eval_step(variables, batch):
     hr = batch["hr"]
-    moving = iq.moving_mask(batch["flow"], moving_threshold)
-    outputs = {"bicubic": jnp.clip(degrade.bicubic_upsample(batch["lr"], scale), 0, 1),
-               "model": model.apply(variables, batch["lr"], train=False)}
-    result = {"valid": batch["valid"]}
+    lr_frames = batch["lr"]
+    if lr_frames.ndim == hr.ndim + 1:  # K-frame windows: bicubic of the centre frame
+      lr_frames = lr_frames[..., lr_frames.shape[-4] // 2, :, :, :]
+    outputs = {"bicubic": jnp.clip(degrade.bicubic_upsample(lr_frames, scale), 0, 1),
+               "model": apply_sr(model, variables, batch["lr"], train=False, **(call_kwargs or {}))}
+    fold = lambda x: x.reshape((-1,) + x.shape[-3:])  # noqa: E731  (B*S, H, W, C)
+    moving = iq.moving_mask(fold(batch["flow"]), moving_threshold)
+    result = {"valid": jnp.repeat(batch["valid"], fold(hr).shape[0] // hr.shape[0])}
     for method, sr in outputs.items():
-      result[f"{method}_psnr"] = iq.psnr_y(sr, hr, border=border)
-      result[f"{method}_ssim"] = iq.ssim_y(sr, hr, border=border)
-      result[f"{method}_psnr_moving"] = iq.psnr_y(sr, hr, border=border, mask=moving)
-      result[f"{method}_ssim_moving"] = iq.ssim_y(sr, hr, border=border, mask=moving)
+      sr_f, hr_f = fold(sr), fold(hr)
+      result[f"{method}_psnr"] = iq.psnr_y(sr_f, hr_f, border=border)
+      result[f"{method}_ssim"] = iq.ssim_y(sr_f, hr_f, border=border)
+      result[f"{method}_psnr_moving"] = iq.psnr_y(sr_f, hr_f, border=border, mask=moving)
+      result[f"{method}_ssim_moving"] = iq.ssim_y(sr_f, hr_f, border=border, mask=moving)
     return result
 
   return eval_step

@@ -10,48 +10,92 @@ results go to ``workdir/results.json``.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 
-from arsr_jax import checkpointing, losses, models, optim, sharding, steps
-from arsr_jax.data import degrade, pipeline
+from arsr_jax import checkpointing, config_lib, losses, models, optim, sharding, steps, weights
+from arsr_jax.data import pipeline
+from arsr_jax.evaluation import sr_eval
 from arsr_jax.writers import EventWriter, Progress
 
 MODES = ("train", "eval")
 
 
+def compute_dtype(name: str):
+  """'auto' = bfloat16 on GPU/TPU, float32 on CPU; parameters always stay float32."""
+  if name == "auto":
+    name = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  if name not in ("float32", "bfloat16"):
+    raise ValueError(f"Unknown compute_dtype {name!r}; use auto, float32 or bfloat16")
+  return jnp.dtype(name)
+
+
+def _build_net(section: ml_collections.ConfigDict, scale: int, dtype):
+  kwargs = {k: v for k, v in section.to_dict().items() if k != "name"}
+  cls = models.MODELS.get(section.name)
+  if cls is not None and "dtype" in cls.__dataclass_fields__ and "dtype" not in kwargs:
+    kwargs["dtype"] = dtype
+  return models.build_model(section.name, scale, **kwargs)
+
+
 def build(config: ml_collections.ConfigDict):
-  """Model, objective, optimizer and schedule named by the config."""
+  """Networks, objective (+ its frozen variables), optimizer and schedule named by the config."""
+  config_lib.validate(config)
   if config.mode not in MODES:
     raise ValueError(f"Unknown mode {config.mode!r}; use one of {MODES}")
-  model_kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-  model = models.build_model(config.model.name, config.scale, **model_kwargs)
-  objective = losses.build_objective(config.loss)
-  schedule = optim.build_schedule(config.optimizer, config.train.num_steps)
-  tx = optim.build_optimizer(config.optimizer, config.train.num_steps)
-  return model, objective, tx, schedule
+  dtype = compute_dtype(config.compute_dtype)
+  model = _build_net(config.model, config.scale, dtype)
+  discriminator = (_build_net(config.discriminator, config.scale, dtype)
+                   if config.discriminator.get("name") else None)
+  objective, frozen = losses.build_objective(config.loss)
+  steps_total = config.train.num_steps
+  schedule = optim.build_schedule(config.optimizer, steps_total)
+  tx = optim.build_optimizer(config.optimizer, steps_total)
+  if discriminator is None:
+    tx = optim.per_network({"generator": tx})
+  else:
+    tx = optim.per_network({"generator": tx,
+                            "discriminator": optim.build_optimizer(config.optimizer_d, steps_total)})
+  return Built(model, discriminator, objective, frozen, tx, schedule)
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+  model: Any
+  discriminator: Any
+  objective: Any
+  frozen: Any
+  tx: Any
+  schedule: Any
+
+
+def _init_shapes(config, model) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Shapes of one network input (LR frame, K-window or clip) and one HR frame."""
+  d, h = config.data, config.data.patch_size // config.scale
+  frames = () if steps.input_ndim(model) == 4 else (d.input_frames if d.input_frames > 1 else d.clip_length,)
+  return (1, *frames, h, h, 3), (1, d.patch_size, d.patch_size, 3)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (resuming from ``workdir`` if it holds checkpoints), then evaluates."""
-  model, objective, tx, schedule = build(config)
+  """Trains (resuming from ``workdir`` if it holds checkpoints), then evaluates.
+
+  Returns the evaluation results (also in ``workdir/results.json``), or
+  {'step', 'finished': False} when ``train.steps_per_run`` stopped early.
+  """
+  b = build(config)
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
   per_process_batch = sharding.check_batch_size(config.train.batch_size, mesh)
   sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
-  lr_patch = config.data.patch_size // config.scale
-  rng = jax.random.key(config.seed)
-  init_rng, step_rng = jax.random.split(rng)
-
-  init_fn = steps.make_init_fn(model, tx, (1, lr_patch, lr_patch, 3))
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  lr_shape, hr_shape = _init_shapes(config, b.model)
+  init_fn = steps.make_init_fn(b.model, b.tx, lr_shape, b.discriminator, hr_shape)
   abstract_state = checkpointing.abstract(jax.eval_shape(init_fn, init_rng), repl)
   mngr = checkpointing.manager(workdir, max_to_keep=config.train.keep_checkpoints)
   latest = mngr.latest_step()
@@ -65,12 +109,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     data_iter = pipeline.train_iterator(config, per_process_batch, config.seed)
     if latest is None:
       state = jax.jit(init_fn, out_shardings=repl)(init_rng)
-      logging.info("Initialized %s: %d parameters", config.model.name,
-                   sum(x.size for x in jax.tree.leaves(state.params)))
+      if config.train.get("init_from"):
+        state = _init_from(state, config.train.init_from, repl)
+      logging.info("Initialized %s: %d generator parameters", config.model.name,
+                   sum(x.size for x in jax.tree.leaves(state.params["generator"])))
     else:
       state = checkpointing.restore(mngr, latest, abstract_state, data_iter, config)
       logging.info("Resuming from step %d", int(state.step))
-    state = _train(config, model, objective, tx, schedule, mesh, state, data_iter, step_rng, mngr, writer)
+    state = _train(config, b, mesh, state, data_iter, step_rng, mngr, writer)
   mngr.wait_until_finished()
   mngr.close()
 
@@ -79,22 +125,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  int(state.step), config.train.num_steps)
     writer.close()
     return {"step": int(state.step), "finished": False}
-  variables = {"params": state.params, **state.model_state}
-  results = evaluate(config, model, variables, mesh, writer, int(state.step))
+  variables = {"params": state.params["generator"], **state.model_state["generator"]}
+  results = sr_eval.evaluate(config, b.model, variables, mesh, writer, int(state.step))
   if jax.process_index() == 0:
-    _write_results(workdir, results)
-    print(results_table(results))
+    sr_eval.write_results(workdir, results)
+    print(sr_eval.results_table(results))
   writer.close()
   return results
 
 
-def _train(config, model, objective, tx, schedule, mesh, state, data_iter, rng, mngr, writer):
+def _init_from(state: steps.TrainState, workdir: str, sharding_: jax.sharding.Sharding) -> steps.TrainState:
+  """Copies the generator parameters of ``workdir``'s latest checkpoint into ``state``.
+
+  Parameters present in both with the same shape are copied (a smaller
+  progressive stage into a bigger one, a PSNR-trained generator into a GAN);
+  new ones keep their initialization. Mismatched shapes are an error.
+  """
+  step, source = checkpointing.load_latest_state(workdir)
+  src = weights.flatten(source["params"]["generator"])
+  dst = weights.flatten(jax.device_get(state.params["generator"]))
+  bad = [k for k in src if k in dst and tuple(src[k].shape) != tuple(dst[k].shape)]
+  if bad:
+    raise ValueError(f"train.init_from={workdir}: parameter shapes differ for {bad[:8]}")
+  shared = [k for k in dst if k in src]
+  if not shared:
+    raise ValueError(f"train.init_from={workdir}: no parameter names in common with {state.params.keys()}")
+  merged = weights.unflatten({k: (src[k] if k in src else v) for k, v in dst.items()})
+  logging.info("Initialized %d of %d generator tensors from %s (step %d)", len(shared), len(dst), workdir, step)
+  params = dict(state.params, generator=jax.device_put(merged, sharding_))
+  return state.replace(params=params)
+
+
+def _call_kwargs(config):
+  """Extra network arguments per step: the progressive fade-in alpha 0 -> 1 over train.fade_steps."""
+  fade = config.train.get("fade_steps")
+  if not fade:
+    return lambda step: {}
+  return lambda step: {"alpha": jnp.clip(step.astype(jnp.float32) / fade, 0.0, 1.0)}
+
+
+def _train(config, b: Built, mesh, state, data_iter, rng, mngr, writer):
   tcfg = config.train
-  aux_names = _aux_names(objective, config)
-  train_step, _ = steps.make_train_step(model, objective, tx, schedule, aux_names)
+  aux_names = _aux_names(b.objective, b.frozen, config, b.model)
+  train_step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, aux_names, b.discriminator,
+                                        config.loss.get("gan_weight", 0.0), _call_kwargs(config))
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  p_train_step = jax.jit(train_step, in_shardings=(repl, batched, repl), out_shardings=(repl, repl),
+  p_train_step = jax.jit(train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
                          donate_argnums=(0,))
+  frozen = jax.device_put(b.frozen, repl)
   start = int(state.step)
   if start >= tcfg.num_steps:
     logging.info("Checkpoint is at step %d >= train.num_steps=%d: nothing to train", start, tcfg.num_steps)
@@ -104,7 +182,7 @@ def _train(config, model, objective, tx, schedule, mesh, state, data_iter, rng, 
   acc, checked = None, start
   for step in range(start, stop):
     batch = sharding.to_global(next(data_iter), mesh)
-    state, m = p_train_step(state, batch, rng)
+    state, m = p_train_step(state, batch, frozen, rng)
     acc = m if acc is None else acc.merge(m)
     done = step + 1
     is_log = done % tcfg.log_every == 0 or done == stop
@@ -129,77 +207,14 @@ def _train(config, model, objective, tx, schedule, mesh, state, data_iter, rng, 
   return state
 
 
-def _aux_names(objective, config) -> list[str]:
-  p = config.data.patch_size
-  shapes = {"hr": (1, p, p, 3), "flow": (1, p, p, 2)}
-  batch = {k: jax.ShapeDtypeStruct(s, jnp.float32) for k, s in shapes.items()}
-  _, aux = jax.eval_shape(objective, jax.ShapeDtypeStruct((1, p, p, 3), jnp.float32), batch)
+def _aux_names(objective, frozen, config, model) -> list[str]:
+  """Names of the objective's logged terms (traced abstractly on one example)."""
+  sample = pipeline.sample_patch(config)
+  lr_shape, hr_shape = _init_shapes(config, model)
+  p, span = config.data.patch_size, {"frame": (), "pair": (2,), "clip": (config.data.clip_length,)}
+  lead = (1,) + span[sample.sampler]
+  flow_lead = (1, config.data.clip_length - 1) if sample.sampler == "clip" else (1,)
+  batch = {"hr": jax.ShapeDtypeStruct(lead + hr_shape[1:], jnp.float32),
+           "flow": jax.ShapeDtypeStruct(flow_lead + (p, p, 2), jnp.float32)}
+  _, aux = jax.eval_shape(objective, batch["hr"], batch, frozen)
   return sorted(aux)
-
-
-def evaluate(config, model, variables, mesh, writer: EventWriter, step: int) -> dict[str, Any]:
-  """PSNR/SSIM (Y, border crop = scale) of bicubic and the model on the eval split."""
-  ecfg = config.eval
-  per_process_batch = sharding.check_batch_size(ecfg.batch_size, mesh, "eval.batch_size")
-  eval_step = steps.make_eval_step(model, config.scale, ecfg.get("border", config.scale), ecfg.moving_threshold)
-  repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  p_eval = jax.jit(eval_step, in_shardings=(repl, batched), out_shardings=batched)
-  per_frame: dict[str, list[np.ndarray]] = {}
-  first = None
-  for batch in pipeline.eval_batches(config, per_process_batch, ecfg.get("max_clips")):
-    out = p_eval(variables, sharding.to_global(batch, mesh))
-    out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
-    for k, v in out.items():
-      per_frame.setdefault(k, []).append(np.asarray(v))
-    if first is None:
-      first = batch
-  vals = {k: np.concatenate(v) for k, v in per_frame.items()}
-  valid = vals.pop("valid").astype(bool)
-  results: dict[str, Any] = {"step": step, "dataset": config.data.name, "split": config.data.eval_split,
-                             "scale": config.scale, "num_frames": int(valid.sum()),
-                             "moving_threshold_px": ecfg.moving_threshold}
-  for method in ("bicubic", "model"):
-    results[method] = {key: _nanmean(vals[f"{method}_{key}"][valid]) for key in steps.EVAL_KEYS}
-  results["model_name"] = config.model.name
-  if first is not None:
-    _write_samples(writer, step, model, variables, first, config.scale)
-  return results
-
-
-def _nanmean(x: np.ndarray) -> float | None:
-  x = x[np.isfinite(x)]
-  return float(x.mean()) if x.size else None
-
-
-def _write_samples(writer: EventWriter, step: int, model, variables, batch, scale: int, n: int = 4) -> None:
-  """LR (nearest-upscaled) | bicubic | SR | HR side by side, for the first frames."""
-  lr = jnp.asarray(batch["lr"][:n])
-  sr = jnp.clip(model.apply(variables, lr, train=False), 0, 1)
-  bic = jnp.clip(degrade.bicubic_upsample(lr, scale), 0, 1)
-  lr_big = jnp.repeat(jnp.repeat(lr, scale, axis=1), scale, axis=2)
-  writer.images(step, {"eval/lr_bicubic_sr_hr": np.concatenate(
-      [np.asarray(lr_big), np.asarray(bic), np.asarray(sr), batch["hr"][:n]], axis=2)})
-  writer.flush()
-
-
-def _write_results(workdir: str, results: dict[str, Any]) -> None:
-  os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-  for path in (os.path.join(workdir, "eval", f"step_{results['step']}.json"), os.path.join(workdir, "results.json")):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(results, f, indent=2)
-    os.replace(tmp, path)
-
-
-def results_table(results: dict[str, Any]) -> str:
-  """Markdown table of the eval results."""
-  head = "| method | PSNR-Y | SSIM-Y | PSNR-Y moving | SSIM-Y moving |"
-  rows = [f"\nEval at step {results['step']} on {results['dataset']}:{results['split']} "
-          f"({results['num_frames']} frames, x{results['scale']}, moving = |flow| > "
-          f"{results['moving_threshold_px']} px)\n", head, "|---|---|---|---|---|"]
-  for method in ("bicubic", "model"):
-    r = results[method]
-    name = results["model_name"] if method == "model" else method
-    cells = [f"{r[k]:.3f}" if r[k] is not None else "n/a" for k in steps.EVAL_KEYS]
-    rows.append(f"| {name} | " + " | ".join(cells) + " |")
-  return "\n".join(rows)

@@ -37,9 +37,9 @@ def _params_close(a, b, rtol=1e-5, atol=1e-6):
 def test_train_step_on_8_devices_equals_1_device():
   assert jax.device_count() == 8, "conftest must simulate 8 CPU devices"
   config = tiny_config(None)
-  model, objective, tx, schedule = train.build(config)
-  init_fn = steps.make_init_fn(model, tx, (1, 8, 8, 3))
-  train_step, _ = steps.make_train_step(model, objective, tx, schedule, ["mse", "wmse"])
+  b = train.build(config)
+  init_fn = steps.make_init_fn(b.model, b.tx, (1, 8, 8, 3))
+  train_step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, ["mse", "wmse"])
   rng = np.random.default_rng(0)
   batch = {"lr": rng.uniform(size=(8, 8, 8, 3)).astype(np.float32),
            "hr": rng.uniform(size=(8, 32, 32, 3)).astype(np.float32),
@@ -49,10 +49,10 @@ def test_train_step_on_8_devices_equals_1_device():
     mesh = sharding.make_mesh(devices)
     repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     state = jax.jit(init_fn, out_shardings=repl)(jax.random.key(0))
-    step = jax.jit(train_step, in_shardings=(repl, batched, repl), out_shardings=(repl, repl))
+    step = jax.jit(train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl))
     global_batch = sharding.to_global(batch, mesh)
     assert len(global_batch["lr"].sharding.device_set) == len(devices)
-    new_state, metrics = step(state, global_batch, jax.random.key(1))
+    new_state, metrics = step(state, global_batch, {}, jax.random.key(1))
     results.append((new_state, metrics.compute()))
   (s1, m1), (s8, m8) = results
   _params_close(s1.params, s8.params)
@@ -79,6 +79,7 @@ def test_resume_matches_uninterrupted_run(small_data_dir, tmp_path):
   step_b, state_b = checkpointing.load_latest_state(str(interrupted))
   assert step_a == step_b == 6
   _params_close(state_a["params"], state_b["params"], rtol=1e-6, atol=1e-7)
+  assert set(state_a["params"]) == {"generator"}
   _params_close(state_a["opt_state"], state_b["opt_state"], rtol=1e-6, atol=1e-7)
   # keep-N retention: of the saved steps 2, 3, 4, 6 only the newest 3 remain.
   assert sorted(int(p) for p in os.listdir(interrupted / "checkpoints") if p.isdigit()) == [3, 4, 6]

@@ -4,11 +4,10 @@ Datasets store clips as uint8 HR (T, H, W, 3), uint8 LR (T, H/s, W/s, 3) and
 forward HR flow (T-1, H, W, 2) in pixels. The pipelines turn them into
 batches of float32 frames in [0, 1]:
 
-  train: {'lr': (B, p/s, p/s, 3), 'hr': (B, p, p, 3), 'flow': (B, p, p, 2)}
-         random clip, random frame t < T-1, random aligned crop and flips;
-  eval:  {'lr', 'hr', 'flow' as above at full frame size, 'valid': (B,) bool},
-         every frame t < T-1 of every clip, in a fixed order, padded to a
-         whole number of batches.
+  train: {'lr', 'hr', 'flow'} batches of random aligned patches (random clip,
+         frame(s), crop and flips), shaped by the sampler (see SamplePatch);
+  eval:  the same keys at full frame size plus 'valid': (B,) bool, every
+         frame of every clip, in a fixed order, padded to whole batches.
 
 Both are deterministic functions of (seed, step): a restored grain iterator
 continues exactly where it stopped.
@@ -58,42 +57,87 @@ def get_source(name: str, split: str, data_dir: str | None):
 
 
 # ---------------------------------------------------------------------------
-# Train pipeline.
+# Samplers: what one training example is.
+#
+#   'frame': the LR input for one HR frame t (t < T-1, so flow[t] exists);
+#   'pair':  frames t and t+1 (ToSR's siamese pair) and the flow t -> t+1;
+#   'clip':  frames t .. t+L-1 (L = data.clip_length) and their L-1 flows.
+# With data.input_frames = K > 1, each output frame's LR input is the window of
+# K frames centred on it (clamped at the clip ends), as VSR-DUF consumes.
+#
+# Shapes (p = patch, s = scale), before batching:
+#   frame: lr (p/s, p/s, 3) or (K, p/s, p/s, 3); hr (p, p, 3); flow (p, p, 2)
+#   pair:  lr (2, [K,] p/s, p/s, 3);             hr (2, p, p, 3); flow (p, p, 2)
+#   clip:  lr (L, [K,] p/s, p/s, 3);             hr (L, p, p, 3); flow (L-1, p, p, 2)
+
+SAMPLERS = ("frame", "pair", "clip")
+
+
+def lr_window(num_frames: int, centres: np.ndarray, k: int) -> np.ndarray:
+  """(len(centres), k) frame indices of the K-windows around ``centres``, clamped to the clip."""
+  offsets = np.arange(k) - k // 2
+  return np.clip(centres[:, None] + offsets[None], 0, num_frames - 1)
+
 
 @dataclasses.dataclass(frozen=True)
-class SampleFramePatch(grain.transforms.RandomMap):
-  """Clip example -> one aligned (LR, HR, flow) patch; float32 frames in [0, 1]."""
+class SamplePatch(grain.transforms.RandomMap):
+  """Clip example -> one aligned (LR, HR, flow) training example; frames float32 in [0, 1]."""
   scale: int
-  patch_size: int  # HR patch side; 0 = whole frame
+  patch_size: int  # HR patch side; 0 = whole (square) frame
+  sampler: str = "frame"
+  input_frames: int = 1
+  clip_length: int = 1
   flip: bool = True
 
   def random_map(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
     hr, lr, flow = example["hr"], example["lr"], example["flow"]
-    s = self.scale
-    t = int(rng.integers(flow.shape[0]))
+    s, num_frames = self.scale, hr.shape[0]
+    span = {"frame": 1, "pair": 2, "clip": self.clip_length}[self.sampler]
+    last_start = num_frames - span if self.sampler == "clip" else num_frames - 2
+    if last_start < 0:
+      raise ValueError(f"Clip {example.get('id', '?')} has {num_frames} frames; sampler "
+                       f"{self.sampler!r} needs {max(span, 2)}")
+    t = int(rng.integers(last_start + 1))
     h, w = hr.shape[1:3]
     p = self.patch_size or h
     if p % s or p > min(h, w) or (self.patch_size == 0 and h != w):
       raise ValueError(f"data.patch_size={self.patch_size} does not fit frames {h}x{w} at scale {s}")
     y = int(rng.integers((h - p) // s + 1)) * s
     x = int(rng.integers((w - p) // s + 1)) * s
+    centres = np.arange(t, t + span)
+    windows = lr_window(num_frames, centres, self.input_frames)
     out = {
-        "hr": hr[t, y:y + p, x:x + p],
-        "lr": lr[t, y // s:(y + p) // s, x // s:(x + p) // s],
-        "flow": flow[t, y:y + p, x:x + p].astype(np.float32),
+        "hr": hr[centres, y:y + p, x:x + p],
+        "lr": lr[windows, y // s:(y + p) // s, x // s:(x + p) // s],  # (span, K, h, w, 3)
+        "flow": flow[t:t + max(span - 1, 1), y:y + p, x:x + p].astype(np.float32),
     }
     if self.flip and rng.random() < 0.5:  # horizontal: u changes sign
-      out = {k: v[:, ::-1] for k, v in out.items()}
+      out = {k: v[..., :, ::-1, :] for k, v in out.items()}
       out["flow"] = out["flow"] * np.float32([-1, 1])
     if self.flip and rng.random() < 0.5:  # vertical: v changes sign
-      out = {k: v[::-1] for k, v in out.items()}
+      out = {k: v[..., ::-1, :, :] for k, v in out.items()}
       out["flow"] = out["flow"] * np.float32([1, -1])
-    return {
-        "hr": np.ascontiguousarray(out["hr"], np.float32) / 255.0,
-        "lr": np.ascontiguousarray(out["lr"], np.float32) / 255.0,
-        "flow": np.ascontiguousarray(out["flow"]),
-    }
+    if self.input_frames == 1:
+      out["lr"] = out["lr"][:, 0]
+    if self.sampler != "clip":
+      out["flow"] = out["flow"][0]
+    if self.sampler == "frame":
+      out["hr"], out["lr"] = out["hr"][0], out["lr"][0]
+    return {"hr": np.ascontiguousarray(out["hr"], np.float32) / 255.0,
+            "lr": np.ascontiguousarray(out["lr"], np.float32) / 255.0,
+            "flow": np.ascontiguousarray(out["flow"])}
 
+
+def sample_patch(config: ml_collections.ConfigDict) -> SamplePatch:
+  d = config.data
+  if d.sampler not in SAMPLERS:
+    raise ValueError(f"Unknown data.sampler {d.sampler!r}; use one of {SAMPLERS}")
+  return SamplePatch(scale=config.scale, patch_size=d.patch_size, sampler=d.sampler,
+                     input_frames=d.input_frames, clip_length=d.clip_length, flip=d.flip)
+
+
+# ---------------------------------------------------------------------------
+# Train pipeline.
 
 def train_iterator(config: ml_collections.ConfigDict, per_process_batch: int, seed: int
                    ) -> grain.DatasetIterator:
@@ -102,7 +146,7 @@ def train_iterator(config: ml_collections.ConfigDict, per_process_batch: int, se
   source = get_source(d.name, d.train_split, d.get("data_dir"))
   ds = grain.MapDataset.source(source).repeat(None).shuffle(seed=seed)
   ds = ds[jax.process_index()::jax.process_count()]
-  ds = ds.random_map(SampleFramePatch(config.scale, d.patch_size, d.flip), seed=seed + 1)
+  ds = ds.random_map(sample_patch(config), seed=seed + 1)
   ds = ds.batch(per_process_batch, drop_remainder=True)
   threads = d.get("read_threads", 4)
   it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, 2)))
@@ -116,41 +160,57 @@ def train_iterator(config: ml_collections.ConfigDict, per_process_batch: int, se
 
 def eval_batches(config: ml_collections.ConfigDict, per_process_batch: int,
                  max_clips: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-  """Every frame t < T-1 of every eval clip, this process's share, padded.
+  """Every frame of every eval clip at full size, this process's share, padded.
 
-  Yields dicts of 'lr', 'hr', 'flow' (float32) and 'valid' (bool, False on
-  padding). All processes yield the same number of batches.
+  Items are single frames for the 'frame'/'pair' samplers (LR windows of
+  data.input_frames) and consecutive, non-overlapping chunks of
+  data.clip_length frames for 'clip'. Yields dicts of 'lr', 'hr' and 'flow'
+  (float32; one flow per HR frame, flow[min(t, T-2)], used for moving-pixel
+  masks) and 'valid' (bool, False on padding). All processes yield the same
+  number of batches.
   """
   d = config.data
   source = get_source(d.name, d.eval_split, d.get("data_dir"))
   n = len(source) if not max_clips else min(len(source), max_clips)
-  ids = list(range(jax.process_index(), n, jax.process_count()))
-  max_ids = -(-n // jax.process_count())
-  frames_per_clip = None
+  span = d.clip_length if d.sampler == "clip" else 1
   buf: list[dict[str, np.ndarray]] = []
-  produced = 0
-  for i in ids:
-    ex = source[i]
-    frames_per_clip = ex["flow"].shape[0]
-    for t in range(frames_per_clip):
-      buf.append({"hr": ex["hr"][t].astype(np.float32) / 255.0,
-                  "lr": ex["lr"][t].astype(np.float32) / 255.0,
-                  "flow": ex["flow"][t].astype(np.float32),
-                  "valid": np.bool_(True)})
+  produced, items_per_clip, template = 0, None, None
+  for i in range(jax.process_index(), n, jax.process_count()):
+    for item in _eval_items(source[i], span, d.input_frames):
+      template = template or item
+      buf.append(item)
       if len(buf) == per_process_batch:
         produced += 1
         yield _stack(buf)
         buf = []
-  if frames_per_clip is None:
-    raise ValueError(f"Eval split {d.eval_split!r} of {d.name!r} is empty for process {jax.process_index()}")
-  total = -(-(max_ids * frames_per_clip) // per_process_batch)
-  blank = {"hr": np.zeros_like(ex["hr"][0], np.float32), "lr": np.zeros_like(ex["lr"][0], np.float32),
-           "flow": np.zeros_like(ex["flow"][0], np.float32), "valid": np.bool_(False)}
+    items_per_clip = items_per_clip or (source[i]["hr"].shape[0] // span)
+  if template is None:
+    raise ValueError(f"Eval split {d.eval_split!r} of {d.name!r} has no clip of "
+                     f"{span} frames for process {jax.process_index()}")
+  total = -(-(-(-n // jax.process_count()) * items_per_clip) // per_process_batch)
+  blank = {k: np.zeros_like(v) for k, v in template.items()}
+  blank["valid"] = np.bool_(False)
   while produced < total:
     buf += [blank] * (per_process_batch - len(buf))
     produced += 1
     yield _stack(buf)
     buf = []
+
+
+def _eval_items(example: dict[str, np.ndarray], span: int, k: int) -> Iterator[dict[str, np.ndarray]]:
+  hr, lr, flow = example["hr"], example["lr"], example["flow"]
+  num_frames = hr.shape[0]
+  for start in range(0, num_frames - span + 1, span):
+    centres = np.arange(start, start + span)
+    item_lr = lr[lr_window(num_frames, centres, k)]  # (span, K, h, w, 3)
+    item_lr = item_lr[:, 0] if k == 1 else item_lr
+    item = {"hr": hr[centres].astype(np.float32) / 255.0,
+            "lr": item_lr.astype(np.float32) / 255.0,
+            "flow": flow[np.minimum(centres, num_frames - 2)].astype(np.float32),
+            "valid": np.bool_(True)}
+    if span == 1:
+      item = {k_: (v[0] if k_ != "valid" else v) for k_, v in item.items()}
+    yield item
 
 
 def _stack(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
