@@ -89,3 +89,51 @@ def test_unknown_loss_fails_clearly():
 def _loss_cfg(name):
   import ml_collections
   return ml_collections.ConfigDict({"name": name, "perceptual_weight": 0.0})
+
+
+def test_tosr_warp_terms_vanish_for_a_static_scene_and_for_exact_motion():
+  fn = losses.pixel_loss("mse")
+  frame = jax.random.uniform(jax.random.key(0), (1, 16, 16, 3))
+  static = jnp.stack([frame, frame], axis=1)  # (B, 2, H, W, C)
+  terms = losses.tosr_terms(static, static, jnp.zeros((1, 16, 16, 2)), fn)
+  assert float(terms["consistency"]) == 0.0 and float(terms["warp_hr"]) == 0.0
+  # Frame t+1 is frame t moved right by 2 px: flow t -> t+1 is u = +2 everywhere.
+  moved = jnp.roll(frame, 2, axis=2)
+  pair = jnp.stack([frame, moved], axis=1)
+  flow = jnp.zeros((1, 16, 16, 2)).at[..., 0].set(2.0)
+  terms = losses.tosr_terms(pair, pair, flow, fn)
+  assert float(terms["consistency"]) < 1e-10  # out-of-frame samples are masked
+  wrong = losses.tosr_terms(pair, pair, -flow, fn)
+  assert float(wrong["consistency"]) > 1e-3
+
+
+def test_tosr_objective_weights_and_shape_check():
+  import ml_collections
+  cfg = ml_collections.ConfigDict({"name": "tosr", "pixel": "huber", "delta": 0.01, "a": 1.0, "b": 2.0, "c": 3.0})
+  objective, frozen = losses.build_objective(cfg)
+  k1, k2 = jax.random.split(jax.random.key(1))
+  sr, hr = jax.random.uniform(k1, (2, 2, 8, 8, 3)), jax.random.uniform(k2, (2, 2, 8, 8, 3))
+  flow = jnp.ones((2, 8, 8, 2))
+  loss, terms = objective(sr, {"hr": hr, "flow": flow}, frozen)
+  np.testing.assert_allclose(loss, terms["content"] + 2 * terms["consistency"] + 3 * terms["warp_hr"], rtol=1e-6)
+  with pytest.raises(ValueError, match="siamese pairs"):
+    objective(sr[:, 0], {"hr": hr[:, 0], "flow": flow}, frozen)
+
+
+def test_pixel_losses_against_closed_forms():
+  pred, target = jnp.array([0.0, 0.005, 0.5]), jnp.zeros(3)
+  np.testing.assert_allclose(losses.huber(pred, target, delta=0.01),
+                             np.mean([0.0, 0.5 * 0.005 ** 2, 0.01 * (0.5 - 0.005)]), rtol=1e-6)
+  np.testing.assert_allclose(losses.charbonnier(pred, target, eps=1e-3),
+                             np.mean(np.sqrt(np.array([0.0, 0.005, 0.5]) ** 2 + 1e-6)), rtol=1e-6)
+  np.testing.assert_allclose(losses.l1(pred, target), 0.505 / 3, rtol=1e-6)
+
+
+def test_relativistic_gan_losses():
+  real, fake = jnp.array([3.0, 2.0]), jnp.array([-1.0, 0.0])
+  # A discriminator that separates real from fake well has a small loss; the generator a large one.
+  assert float(losses.relativistic_discriminator_loss(real, fake)) < 0.1
+  assert float(losses.relativistic_generator_loss(real, fake)) > 2.0
+  # Symmetry: swapping roles swaps the losses.
+  np.testing.assert_allclose(losses.relativistic_discriminator_loss(fake, real),
+                             losses.relativistic_generator_loss(real, fake), rtol=1e-6)
