@@ -65,6 +65,38 @@ def get_base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def sibling(config_file: str, name: str):
+  """Imports the recipe ``name`` that sits beside ``config_file`` (configs/ is not a package)."""
+  import importlib.util
+  import os
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"arsr_recipe_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def parse_variant(arg: str, allowed: tuple[str, ...], recipe: str) -> set[str]:
+  """'smoke,stage2' -> {'smoke', 'stage2'}; unknown tokens are an error naming the recipe."""
+  tokens = {t for t in arg.split(",") if t}
+  unknown = tokens - set(allowed)
+  if unknown:
+    raise ValueError(f"Unknown variant {sorted(unknown)} of {recipe}; use a comma-separated subset of {allowed}")
+  return tokens
+
+
+def apply_smoke(c: ml_collections.ConfigDict, *, patch_size: int = 32, steps: int = 300) -> None:
+  """Shrinks data and schedule for a CPU smoke run on synthetic_actions/small (64x64, 8 frames)."""
+  c.data.name = "synthetic_actions/small"
+  c.data.patch_size = patch_size
+  c.optimizer.warmup_steps = min(20, steps // 10)
+  c.train.batch_size = 16
+  c.train.num_steps = steps
+  c.train.log_every = 50
+  c.train.checkpoint_every = 100
+  c.eval.batch_size = 16
+
+
 # Optional keys a recipe may add to a section beyond the defaults above.
 OPTIONAL_KEYS = {
     "optimizer": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor"},

@@ -80,6 +80,30 @@ def relativistic_generator_loss(real_logits: jax.Array, fake_logits: jax.Array) 
   return 0.5 * (jnp.mean(real) + jnp.mean(fake))
 
 
+def vanilla_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """Standard GAN (SRGAN) discriminator loss: real -> 1, fake -> 0."""
+  return 0.5 * (jnp.mean(optax.sigmoid_binary_cross_entropy(real_logits, 1.0))
+                + jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, 0.0)))
+
+
+def vanilla_generator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """Non-saturating generator loss: fake -> 1 (real logits unused)."""
+  del real_logits
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, 1.0))
+
+
+GAN_LOSSES = {  # name -> (generator loss, discriminator loss), each (real_logits, fake_logits) -> scalar
+    "ragan": (relativistic_generator_loss, relativistic_discriminator_loss),
+    "vanilla": (vanilla_generator_loss, vanilla_discriminator_loss),
+}
+
+
+def gan_losses(name: str):
+  if name not in GAN_LOSSES:
+    raise ValueError(f"Unknown loss.gan_type {name!r}; known: {sorted(GAN_LOSSES)}")
+  return GAN_LOSSES[name]
+
+
 def tosr_terms(sr: jax.Array, hr: jax.Array, flow: jax.Array, loss: Callable) -> dict[str, jax.Array]:
   """The three ToSR terms on siamese pairs.
 

@@ -36,12 +36,11 @@ def compute_dtype(name: str):
   return jnp.dtype(name)
 
 
-def _build_net(section: ml_collections.ConfigDict, scale: int, dtype):
+def _net_kwargs(section: ml_collections.ConfigDict, family, dtype) -> dict[str, Any]:
   kwargs = {k: v for k, v in section.to_dict().items() if k != "name"}
-  cls = models.MODELS.get(section.name)
-  if cls is not None and "dtype" in cls.__dataclass_fields__ and "dtype" not in kwargs:
+  if models.accepts(section.name, "dtype", family) and "dtype" not in kwargs:
     kwargs["dtype"] = dtype
-  return models.build_model(section.name, scale, **kwargs)
+  return kwargs
 
 
 def build(config: ml_collections.ConfigDict):
@@ -50,9 +49,11 @@ def build(config: ml_collections.ConfigDict):
   if config.mode not in MODES:
     raise ValueError(f"Unknown mode {config.mode!r}; use one of {MODES}")
   dtype = compute_dtype(config.compute_dtype)
-  model = _build_net(config.model, config.scale, dtype)
-  discriminator = (_build_net(config.discriminator, config.scale, dtype)
-                   if config.discriminator.get("name") else None)
+  model = models.build_model(config.model.name, config.scale, **_net_kwargs(config.model, models.MODELS, dtype))
+  discriminator = None
+  if config.discriminator.get("name"):
+    discriminator = models.build_discriminator(
+        config.discriminator.name, **_net_kwargs(config.discriminator, models.DISCRIMINATORS, dtype))
   objective, frozen = losses.build_objective(config.loss)
   steps_total = config.train.num_steps
   schedule = optim.build_schedule(config.optimizer, steps_total)
@@ -168,7 +169,8 @@ def _train(config, b: Built, mesh, state, data_iter, rng, mngr, writer):
   tcfg = config.train
   aux_names = _aux_names(b.objective, b.frozen, config, b.model)
   train_step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, aux_names, b.discriminator,
-                                        config.loss.get("gan_weight", 0.0), _call_kwargs(config))
+                                        config.loss.get("gan_weight", 0.0), config.loss.get("gan_type", "ragan"),
+                                        _call_kwargs(config))
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   p_train_step = jax.jit(train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
                          donate_argnums=(0,))
@@ -213,7 +215,7 @@ def _aux_names(objective, frozen, config, model) -> list[str]:
   lr_shape, hr_shape = _init_shapes(config, model)
   p, span = config.data.patch_size, {"frame": (), "pair": (2,), "clip": (config.data.clip_length,)}
   lead = (1,) + span[sample.sampler]
-  flow_lead = (1, config.data.clip_length - 1) if sample.sampler == "clip" else (1,)
+  flow_lead = (1, config.data.clip_length) if sample.sampler == "clip" else (1,)
   batch = {"hr": jax.ShapeDtypeStruct(lead + hr_shape[1:], jnp.float32),
            "flow": jax.ShapeDtypeStruct(flow_lead + (p, p, 2), jnp.float32)}
   _, aux = jax.eval_shape(objective, batch["hr"], batch, frozen)

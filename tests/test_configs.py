@@ -61,3 +61,14 @@ def test_cli_trains_with_overrides_and_rejects_unknown_flags(small_data_dir, tmp
   ok = _run_main(*common, "--config.train.batch_size=8")
   assert ok.returncode == 0, ok.stderr[-3000:]
   assert "| vdsr |" in ok.stdout and (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_recipe_trains_two_steps_at_smoke_size(path, small_data_dir, tmp_path):
+  config = _load(path).get_config("smoke")
+  config.data.data_dir = small_data_dir
+  config.train.num_steps = 4
+  config.train.steps_per_run = 2
+  config.train.batch_size = 8
+  result = train.train_and_evaluate(config, str(tmp_path))
+  assert result == {"step": 2, "finished": False}

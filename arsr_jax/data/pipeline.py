@@ -68,7 +68,7 @@ def get_source(name: str, split: str, data_dir: str | None):
 # Shapes (p = patch, s = scale), before batching:
 #   frame: lr (p/s, p/s, 3) or (K, p/s, p/s, 3); hr (p, p, 3); flow (p, p, 2)
 #   pair:  lr (2, [K,] p/s, p/s, 3);             hr (2, p, p, 3); flow (p, p, 2)
-#   clip:  lr (L, [K,] p/s, p/s, 3);             hr (L, p, p, 3); flow (L-1, p, p, 2)
+#   clip:  lr (L, [K,] p/s, p/s, 3);             hr (L, p, p, 3); flow (L, p, p, 2)
 
 SAMPLERS = ("frame", "pair", "clip")
 
@@ -106,10 +106,12 @@ class SamplePatch(grain.transforms.RandomMap):
     x = int(rng.integers((w - p) // s + 1)) * s
     centres = np.arange(t, t + span)
     windows = lr_window(num_frames, centres, self.input_frames)
+    # One flow per frame, flow[min(t, T-2)] (as in eval); a pair keeps only flow t -> t+1.
+    flows = np.minimum(centres, num_frames - 2)[:1 if self.sampler == "pair" else span]
     out = {
         "hr": hr[centres, y:y + p, x:x + p],
         "lr": lr[windows, y // s:(y + p) // s, x // s:(x + p) // s],  # (span, K, h, w, 3)
-        "flow": flow[t:t + max(span - 1, 1), y:y + p, x:x + p].astype(np.float32),
+        "flow": flow[flows, y:y + p, x:x + p].astype(np.float32),
     }
     if self.flip and rng.random() < 0.5:  # horizontal: u changes sign
       out = {k: v[..., :, ::-1, :] for k, v in out.items()}

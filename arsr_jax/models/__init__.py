@@ -1,7 +1,11 @@
-"""SR models: a plain dict from config name to Flax module class.
+"""SR networks and GAN discriminators: plain dicts from config name to Flax module class.
 
-Every model maps LR frames (N, h, w, C) in [0, 1] to SR frames
-(N, h*scale, w*scale, C) with ``module.apply(variables, lr, train=...)``.
+SR networks map LR input to SR frames in [0, 1] (unclipped) with
+``module.apply(variables, lr, train=...)``:
+  frame models (INPUT_NDIM 4): (N, h, w, C) -> (N, h*s, w*s, C);
+  DUF (INPUT_NDIM 5):          (N, K, h, w, C) -> (N, h*s, w*s, C), centre frame;
+  DVSR (INPUT_NDIM 5):         (N, T, h, w, C) -> (N, T', h*s, w*s, C).
+Discriminators map HR frames (N, H, W, C) to logits (N, 1).
 """
 
 from __future__ import annotations
@@ -11,21 +15,53 @@ from typing import Any
 import flax.linen as nn
 
 from arsr_jax.models.bicubic import Bicubic
+from arsr_jax.models.duf import DUF
+from arsr_jax.models.dvsr import DVSR, ProgressiveDVSR
+from arsr_jax.models.rcan import RCAN
+from arsr_jax.models.rrdbnet import RRDBNet, VGGStyleDiscriminator
+from arsr_jax.models.srresnet import SRGANDiscriminator, SRResNet
 from arsr_jax.models.vdsr import VDSR
 
 MODELS: dict[str, type[nn.Module]] = {
     "bicubic": Bicubic,
     "vdsr": VDSR,
+    "srresnet": SRResNet,
+    "rrdbnet": RRDBNet,
+    "rcan": RCAN,
+    "duf": DUF,
+    "dvsr": DVSR,
+    "progressive_dvsr": ProgressiveDVSR,
+}
+
+DISCRIMINATORS: dict[str, type[nn.Module]] = {
+    "vgg_style": VGGStyleDiscriminator,  # ESRGAN, 128 or 256 px input
+    "srgan": SRGANDiscriminator,  # SRGAN, any input size
 }
 
 
-def build_model(name: str, scale: int, **kwargs: Any) -> nn.Module:
-  """Instantiates MODELS[name](scale=scale, **kwargs) with a clear error for bad names/kwargs."""
-  if name not in MODELS:
-    raise ValueError(f"Unknown model {name!r}; known models: {sorted(MODELS)}")
-  cls = MODELS[name]
-  fields = set(cls.__dataclass_fields__) - {"parent", "name"}
-  unknown = set(kwargs) - fields
+def _fields(cls) -> set[str]:
+  return set(cls.__dataclass_fields__) - {"parent", "name"}
+
+
+def _build(family: dict[str, type[nn.Module]], what: str, name: str, **kwargs: Any) -> nn.Module:
+  if name not in family:
+    raise ValueError(f"Unknown {what} {name!r}; known: {sorted(family)}")
+  cls = family[name]
+  unknown = set(kwargs) - _fields(cls)
   if unknown:
-    raise ValueError(f"Model {name!r} has no option(s) {sorted(unknown)}; it takes {sorted(fields - {'scale'})}")
-  return cls(scale=scale, **kwargs)
+    raise ValueError(f"{what.capitalize()} {name!r} has no option(s) {sorted(unknown)}; "
+                     f"it takes {sorted(_fields(cls) - {'scale'})}")
+  return cls(**kwargs)
+
+
+def build_model(name: str, scale: int, **kwargs: Any) -> nn.Module:
+  """MODELS[name](scale=scale, **kwargs), with clear errors for bad names or options."""
+  return _build(MODELS, "model", name, scale=scale, **kwargs)
+
+
+def build_discriminator(name: str, **kwargs: Any) -> nn.Module:
+  return _build(DISCRIMINATORS, "discriminator", name, **kwargs)
+
+
+def accepts(name: str, field: str, family: dict[str, type[nn.Module]] = MODELS) -> bool:
+  return name in family and field in _fields(family[name])

@@ -83,24 +83,25 @@ class DUF(nn.Module):
     num_blocks, growth = DUF_CONFIGS[self.num_layers]
     r2 = self.scale * self.scale
     he = nn.initializers.he_normal()
-    conv = lambda feat, kernel, name, padding="SAME": nn.Conv(  # noqa: E731
-        feat, kernel, padding=padding, dtype=self.dtype, kernel_init=he, name=name)
-    bn_relu = lambda name: (lambda y: nn.relu(nn.BatchNorm(  # noqa: E731
-        use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3, dtype=self.dtype,
-        name=name)(y)))
 
-    x = conv(64, (1, 3, 3), "conv1")(clip.astype(self.dtype))
+    def conv(feat, kernel, name, padding="SAME"):
+      return nn.Conv(feat, kernel, padding=padding, dtype=self.dtype, kernel_init=he, name=name)
+
+    def bn_relu(y, name):
+      return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
+                                  dtype=self.dtype, name=name)(y))
+
+    x = conv(64, (1, 3, 3), "conv1")(clip.astype(self.dtype))  # (N, 7, h, w, 64)
     for i in range(num_blocks + 3):
-      reduce = i >= num_blocks  # the last 3 blocks are valid in time
-      f = x.shape[-1]
-      t = conv(f, (1, 1, 1), f"block{i}_conv_a")(bn_relu(f"block{i}_bn_a")(x))
+      reduce = i >= num_blocks  # the last 3 blocks are valid in time: T -> T - 2
+      t = conv(x.shape[-1], (1, 1, 1), f"block{i}_conv_a")(bn_relu(x, f"block{i}_bn_a"))
       padding = ((0, 0), (1, 1), (1, 1)) if reduce else "SAME"
-      t = conv(growth, (3, 3, 3), f"block{i}_conv_b", padding)(bn_relu(f"block{i}_bn_b")(t))
+      t = conv(growth, (3, 3, 3), f"block{i}_conv_b", padding)(bn_relu(t, f"block{i}_bn_b"))
       x = jnp.concatenate([x[:, 1:-1] if reduce else x, t], axis=-1)
     x = x[:, 0]  # (N, h, w, F): a single frame is left
-    x = nn.relu(conv(256, (3, 3), "conv2")(bn_relu("bn_final")(x)))
+    x = nn.relu(conv(256, (3, 3), "conv2")(bn_relu(x, "bn_final")))
 
-    residual = conv(3 * r2, (1, 1), "res_conv2")(nn.relu(conv(256, (1, 1), "res_conv1")(x)))
+    residual = conv(clip.shape[-1] * r2, (1, 1), "res_conv2")(nn.relu(conv(256, (1, 1), "res_conv1")(x)))
     logits = conv(FILTER_SIZE * FILTER_SIZE * r2, (1, 1), "filter_conv2")(
         nn.relu(conv(512, (1, 1), "filter_conv1")(x)))
     n, h, w, _ = logits.shape

@@ -10,7 +10,7 @@ PyTorch's default initialisation (biases start at zero here).
   log2(s) x [trilinear x2 in space, conv, LReLU]
   projection: conv, LReLU, conv -> 3, tanh
   + the input upsampled trilinearly (global residual)
-Defaults are the paper's DVSR config (F=32, G=16, 4 blocks).
+Defaults are the released configs' g6 settings (F=32, G=16, 4 blocks).
 
 ``ProgressiveDVSR``: grows one x2 stage at a time; ``stage`` of log2(scale) stages
 are built. The encoder is conv_in and one 3D-RRDB (F=G=32) per stage, plus the
@@ -97,7 +97,7 @@ class DVSR(nn.Module):
       y = _rrdb3d(self.growth, self.dtype, f"rrdb_{i}")(y)
     y = c1 + _conv3d(self.features, "conv_body", self.dtype)(y)
     for i in range(num_up):
-      n, t, h, w, _ = y.shape
+      _, t, h, w, _ = y.shape
       y = layers.resize_linear(y, (t, 2 * h, 2 * w))
       y = layers.leaky_relu(_conv3d(self.features, f"up_{i}", self.dtype)(y))
     y = layers.leaky_relu(_conv3d(self.features, "conv_hr", self.dtype)(y))
@@ -116,7 +116,7 @@ class UpStage(nn.Module):
     for i in range(self.temporal_down):
       x = layers.leaky_relu(_conv3d(self.features, f"down{i}", self.dtype, strides=(2, 1, 1))(x))
     x = layers.leaky_relu(_conv3d(self.features, "conv1", self.dtype)(x))
-    n, t, h, w, _ = x.shape
+    _, t, h, w, _ = x.shape
     x = layers.resize_linear(x, (t, 2 * h, 2 * w))
     x = layers.leaky_relu(_conv3d(self.features, "conv2", self.dtype)(x))
     return layers.leaky_relu(_conv3d(self.features, "conv3", self.dtype)(x))

@@ -47,20 +47,21 @@ class SRResNet(nn.Module):
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
     """(N, h, w, C) -> (N, h*scale, w*scale, C), float32."""
     he = nn.initializers.he_normal()
-    conv = lambda feat, k, name, bias=True: nn.Conv(feat, (k, k), use_bias=bias, dtype=self.dtype,  # noqa: E731
-                                                   kernel_init=he, name=name)
+    c = self.features
+    conv = lambda feat, k, name: nn.Conv(feat, (k, k), dtype=self.dtype, kernel_init=he, name=name)  # noqa: E731
     prelu = lambda name: nn.PReLU(negative_slope_init=0.25, name=name)  # noqa: E731
-    x = lr.astype(self.dtype)
-    head = prelu("prelu_first")(conv(self.features, 9, "conv_first")(x))
+
+    def conv_bn(y, name):  # conv 3x3 without bias, then BatchNorm
+      y = nn.Conv(c, (3, 3), use_bias=False, dtype=self.dtype, kernel_init=he, name=f"{name}_conv")(y)
+      return _batch_norm(train, self.dtype, f"{name}_bn")(y)
+
+    head = prelu("prelu_first")(conv(c, 9, "conv_first")(lr.astype(self.dtype)))
     feat = head
     for i in range(self.num_blocks):
-      y = _batch_norm(train, self.dtype, f"block{i}_bn1")(conv(self.features, 3, f"block{i}_conv1", False)(feat))
-      y = prelu(f"block{i}_prelu")(y)
-      y = _batch_norm(train, self.dtype, f"block{i}_bn2")(conv(self.features, 3, f"block{i}_conv2", False)(y))
-      feat = feat + y
-    feat = _batch_norm(train, self.dtype, "bn_body")(conv(self.features, 3, "conv_body", False)(feat))
+      feat = feat + conv_bn(prelu(f"block{i}_prelu")(conv_bn(feat, f"block{i}_1")), f"block{i}_2")
+    feat = head + conv_bn(feat, "body")
     feat = layers.PixelShuffleUpsampler(self.scale, activation="prelu", kernel_init=he, dtype=self.dtype,
-                                        name="upsample")(feat + head)
+                                        name="upsample")(feat)
     return conv(lr.shape[-1], 9, "conv_last")(feat).astype(jnp.float32)
 
 
