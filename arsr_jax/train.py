@@ -138,23 +138,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 def _init_from(state: steps.TrainState, workdir: str, sharding_: jax.sharding.Sharding) -> steps.TrainState:
   """Copies the generator parameters of ``workdir``'s latest checkpoint into ``state``.
 
-  Parameters present in both with the same shape are copied (a smaller
-  progressive stage into a bigger one, a PSNR-trained generator into a GAN);
-  new ones keep their initialization. Mismatched shapes are an error.
+  The source must be a sub-network of the new generator (same names and
+  shapes): a smaller progressive stage into a bigger one, a PSNR-trained
+  generator into a GAN, DUF into ToSR2. New tensors keep their initialization.
   """
   step, source = checkpointing.load_latest_state(workdir)
   src = weights.flatten(source["params"]["generator"])
   dst = weights.flatten(jax.device_get(state.params["generator"]))
-  bad = [k for k in src if k in dst and tuple(src[k].shape) != tuple(dst[k].shape)]
-  if bad:
-    raise ValueError(f"train.init_from={workdir}: parameter shapes differ for {bad[:8]}")
-  shared = [k for k in dst if k in src]
-  if not shared:
-    raise ValueError(f"train.init_from={workdir}: no parameter names in common with {state.params.keys()}")
-  merged = weights.unflatten({k: (src[k] if k in src else v) for k, v in dst.items()})
-  logging.info("Initialized %d of %d generator tensors from %s (step %d)", len(shared), len(dst), workdir, step)
-  params = dict(state.params, generator=jax.device_put(merged, sharding_))
-  return state.replace(params=params)
+  missing = [k for k in src if k not in dst]
+  bad = [f"{k}: {tuple(src[k].shape)} vs {tuple(dst[k].shape)}" for k in src
+         if k in dst and tuple(src[k].shape) != tuple(dst[k].shape)]
+  if missing or bad:
+    raise ValueError(f"train.init_from={workdir} (step {step}) is not a sub-network of this generator: "
+                     + "; ".join(f"{what} {items[:6]}" for what, items in
+                                 (("not in this model:", missing), ("shape mismatch:", bad)) if items))
+  merged = weights.unflatten({k: src.get(k, v) for k, v in dst.items()})
+  logging.info("Initialized %d of %d generator tensors from %s (step %d)", len(src), len(dst), workdir, step)
+  return state.replace(params=dict(state.params, generator=jax.device_put(merged, sharding_)))
 
 
 def _call_kwargs(config):

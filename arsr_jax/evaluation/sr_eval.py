@@ -60,15 +60,19 @@ def _nanmean(x: np.ndarray) -> float | None:
 def write_samples(writer: EventWriter, step: int, model, variables, batch, scale: int,
                   call_kwargs: dict[str, Any], n: int = 4) -> None:
   """LR (nearest-upscaled) | bicubic | SR | HR side by side, for the first frames."""
+  del scale  # the output size decides (intermediate progressive stages output less)
   lr_in = jnp.asarray(batch["lr"][:n])
   sr = steps.apply_sr(model, variables, lr_in, train=False, **call_kwargs)
-  fold = lambda x: np.asarray(x).reshape((-1,) + x.shape[-3:])[:n]  # noqa: E731
-  hr = batch["hr"][:n]
+  hr = steps.match_target(sr, {"hr": jnp.asarray(batch["hr"][:n])})["hr"]
   lr = lr_in if lr_in.ndim == hr.ndim else lr_in[..., lr_in.shape[-4] // 2, :, :, :]
-  bic = degrade.bicubic_upsample(lr, scale)
-  lr_big = jnp.repeat(jnp.repeat(lr, scale, axis=-3), scale, axis=-2)
-  writer.images(step, {"eval/lr_bicubic_sr_hr": np.concatenate(
-      [fold(lr_big), np.clip(fold(bic), 0, 1), np.clip(fold(sr), 0, 1), fold(hr)], axis=2)})
+  if lr.ndim == 5 and lr.shape[1] != hr.shape[1]:
+    lr = lr[:, ::lr.shape[1] // hr.shape[1]]
+  factor = hr.shape[-2] // lr.shape[-2]
+  bic = degrade.bicubic_upsample(lr, factor)
+  lr_big = jnp.repeat(jnp.repeat(lr, factor, axis=-3), factor, axis=-2)
+  fold = lambda x: np.clip(np.asarray(x).reshape((-1,) + x.shape[-3:])[:n], 0, 1)  # noqa: E731
+  writer.images(step, {"eval/lr_bicubic_sr_hr": np.concatenate([fold(lr_big), fold(bic), fold(sr), fold(hr)],
+                                                                axis=2)})
   writer.flush()
 
 

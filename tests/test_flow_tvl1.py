@@ -1,0 +1,261 @@
+"""TV-L1 in JAX: accuracy on synthetic motion and FlyingChairs, agreement with OpenCV, API, CLI.
+
+Compilation dominates the run time here, so tests share a few parameter sets
+and frame sizes (one compilation each).
+"""
+
+import concurrent.futures
+import dataclasses
+import functools
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from arsr_jax.data.video import write_video
+from arsr_jax.flow import __main__ as flow_cli
+from arsr_jax.flow import dequantize_flow, read_flo, tvl1
+from arsr_jax.flow.tvl1 import TVL1Params, tvl1_flow
+
+FLOW_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flow"
+SMALL = TVL1Params(nscales=2)  # 64x64 synthetic pairs: displacements up to ~2 px
+TINY = TVL1Params(nscales=1, warps=2, inner_iterations=10, outer_iterations=3)
+TINY_FLAGS = ["--nscales", "1", "--warps", "2", "--inner-iterations", "10", "--outer-iterations", "3"]
+
+try:
+  import cv2
+  cv2.optflow.DualTVL1OpticalFlow_create  # noqa: B018
+except (ImportError, AttributeError):
+  cv2 = None
+needs_cv2 = pytest.mark.skipif(cv2 is None, reason="cv2.optflow (opencv-contrib) not installed")
+
+
+def opencv_tvl1(p: TVL1Params):
+  kwargs = dict(tau=p.tau, lambda_=p.lambda_, theta=p.theta, nscales=p.nscales, warps=p.warps,
+                epsilon=p.epsilon, outerIterations=p.outer_iterations, scaleStep=p.scale_step,
+                gamma=p.gamma, medianFiltering=p.median_filtering)
+  try:  # OpenCV 5 spells it with three n's
+    return cv2.optflow.DualTVL1OpticalFlow_create(**kwargs, innnerIterations=p.inner_iterations)
+  except (cv2.error, TypeError):
+    return cv2.optflow.DualTVL1OpticalFlow_create(**kwargs, innerIterations=p.inner_iterations)
+
+
+def texture(x, y, seed=0):
+  """Smooth texture (12 plane waves, wavelengths 6-24 px) at any (x, y), in [0, 255]."""
+  rng = np.random.default_rng(seed)
+  img = np.zeros_like(x, dtype=np.float64)
+  for _ in range(12):
+    wavelength, angle, phase = rng.uniform(6, 24), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+    img += np.sin(2 * np.pi / wavelength * (x * np.cos(angle) + y * np.sin(angle)) + phase)
+  return np.clip(128 + 15 * img, 0, 255)
+
+
+def epe(flow, gt, margin=0):
+  err = np.linalg.norm(np.asarray(flow, np.float64) - gt, axis=-1)
+  return float(err[margin:err.shape[0] - margin, margin:err.shape[1] - margin].mean())
+
+
+@functools.lru_cache(maxsize=None)
+def synthetic_pairs(size=64):
+  """Frames (2, S, S) float in [0, 1] and exact flows (2, S, S, 2): translation, 3 deg rotation."""
+  y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+  shift = (1.5, -0.7)
+  c, a = (size - 1) / 2, np.deg2rad(3.0)
+  # frame1(p) = frame0(q) where q maps to p: translation q = p - t, rotation q = R^-1 (p - c) + c.
+  rot_x = np.cos(a) * (x - c) + np.sin(a) * (y - c) + c
+  rot_y = -np.sin(a) * (x - c) + np.cos(a) * (y - c) + c
+  frame0 = np.stack([texture(x, y)] * 2)
+  frame1 = np.stack([texture(x - shift[0], y - shift[1]), texture(rot_x, rot_y)])
+  gt_shift = np.broadcast_to(np.asarray(shift), (size, size, 2))
+  fwd_x = np.cos(a) * (x - c) - np.sin(a) * (y - c) + c
+  fwd_y = np.sin(a) * (x - c) + np.cos(a) * (y - c) + c
+  gt_rot = np.stack([fwd_x - x, fwd_y - y], axis=-1)
+  return (frame0 / 255).astype(np.float32), (frame1 / 255).astype(np.float32), np.stack([gt_shift, gt_rot])
+
+
+@functools.lru_cache(maxsize=None)
+def synthetic_flow():
+  frame0, frame1, _ = synthetic_pairs()
+  return np.asarray(tvl1_flow(frame0, frame1, SMALL))
+
+
+@pytest.mark.parametrize("index,name", [(0, "translation (1.5, -0.7)"), (1, "rotation 3 deg")])
+def test_synthetic_motion_recovered(index, name):
+  _, _, gt = synthetic_pairs()
+  flow = synthetic_flow()
+  assert flow.shape == (2, 64, 64, 2) and flow.dtype == np.float32
+  assert epe(flow[index], gt[index], margin=8) < 0.1, name
+  assert epe(flow[index], gt[index], margin=8) < 0.1 * epe(0 * gt[index], gt[index], margin=8)
+
+
+@needs_cv2
+def test_synthetic_motion_like_opencv():
+  frame0, frame1, gt = synthetic_pairs()
+  flow = synthetic_flow()
+  for i in range(2):
+    theirs = opencv_tvl1(SMALL).calc(frame0[i], frame1[i], None)
+    assert epe(flow[i], theirs) < 0.01
+    assert epe(flow[i], gt[i], margin=8) <= epe(theirs, gt[i], margin=8) + 0.005
+
+
+def test_uint8_rgb_and_float_inputs_agree():
+  frame0, frame1, _ = synthetic_pairs()
+  as_uint8 = lambda f: np.round(f * 255).astype(np.uint8)
+  rgb0 = np.repeat(as_uint8(frame0)[..., None], 3, axis=-1)  # grey RGB -> the same grey
+  rgb1 = np.repeat(as_uint8(frame1)[..., None], 3, axis=-1)
+  from_rgb = np.asarray(tvl1_flow(rgb0, rgb1, SMALL))
+  from_grey = np.asarray(tvl1_flow(as_uint8(frame0)[..., None], as_uint8(frame1)[..., None], SMALL))
+  from_float = np.asarray(tvl1_flow(as_uint8(frame0) / 255.0, as_uint8(frame1) / 255.0, SMALL))
+  np.testing.assert_array_equal(from_rgb, from_grey)
+  np.testing.assert_allclose(from_float, from_grey, atol=2e-3)
+
+
+def test_rgb_to_grey_like_opencv():
+  rgb = np.random.default_rng(0).integers(0, 256, (1, 4, 5, 3), dtype=np.uint8)
+  grey = np.asarray(tvl1._to_gray255(jnp.asarray(rgb)))
+  if cv2 is not None:
+    np.testing.assert_array_equal(grey[0], cv2.cvtColor(rgb[0], cv2.COLOR_RGB2GRAY))
+  np.testing.assert_allclose(grey, np.round(rgb @ [0.299, 0.587, 0.114]), atol=1)
+
+
+@needs_cv2
+def test_matches_opencv_with_gamma_and_3x3_median():
+  """Same algorithm, same border rules: OpenCV and JAX agree to float rounding on a small case."""
+  params = TVL1Params(nscales=1, warps=2, inner_iterations=10, outer_iterations=3, gamma=0.1,
+                      median_filtering=3)
+  y, x = np.mgrid[0:40, 0:52].astype(np.float64)
+  frame0 = (texture(x, y, seed=1) / 255).astype(np.float32)
+  frame1 = (texture(x - 1, y - 0.5, seed=1) * 1.05 / 255).astype(np.float32)
+  ours = np.asarray(tvl1_flow(frame0[None], frame1[None], params))[0]
+  theirs = opencv_tvl1(params).calc(frame0, frame1, None)
+  assert epe(ours, theirs) < 1e-3
+
+
+@needs_cv2
+def test_flyingchairs_epe_like_opencv():
+  chairs = sorted((FLOW_DATA / "flyingchairs").glob("*-gt.flo"))
+  if not chairs:
+    pytest.skip(f"FlyingChairs pairs not found under {FLOW_DATA}")
+  # Fewer scales/warps/iterations than the defaults keep the test fast; both sides use the same.
+  params = TVL1Params(nscales=3, warps=1, outer_iterations=3)
+  grey, gts = [], []
+  for gt_path in chairs:
+    stem = str(gt_path)[:-len("-gt.flo")]
+    grey.append([np.asarray(Image.open(f"{stem}-img{k}.ppm").convert("L")) for k in (0, 1)])
+    gts.append(read_flo(gt_path))
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:  # OpenCV runs while JAX compiles
+    theirs = pool.submit(lambda: [opencv_tvl1(params).calc(g0, g1, None) for g0, g1 in grey])
+    ours = np.asarray(tvl1_flow(np.stack([g[0] for g in grey]), np.stack([g[1] for g in grey]), params))
+    theirs = theirs.result()
+  for i, gt in enumerate(gts):
+    e_jax, e_cv, e_zero = epe(ours[i], gt), epe(theirs[i], gt), epe(0 * gt, gt)
+    print(f"{chairs[i].name}: EPE jax {e_jax:.3f} opencv {e_cv:.3f} zero {e_zero:.3f}")
+    assert e_jax <= 1.1 * e_cv
+    assert e_jax < 0.9 * e_zero
+    assert epe(ours[i], theirs[i]) < 0.25  # the two flows themselves are close
+  mean = lambda f: np.mean([f(i, gt) for i, gt in enumerate(gts)])
+  assert mean(lambda i, gt: epe(ours[i], gt)) < 0.75 * mean(lambda i, gt: epe(0 * gt, gt))
+
+
+def test_params_defaults_and_config():
+  p = TVL1Params()
+  assert (p.tau, p.lambda_, p.theta, p.nscales, p.warps, p.epsilon) == (0.25, 0.15, 0.3, 5, 5, 0.01)
+  assert (p.inner_iterations, p.outer_iterations, p.scale_step, p.gamma, p.median_filtering) == (
+      30, 10, 0.8, 0.0, 5)
+  assert TVL1Params.from_config({"lambda": 0.1, "warps": 3}) == TVL1Params(lambda_=0.1, warps=3)
+  cfg = ml_collections.ConfigDict({"tau": 0.2, "median_filtering": 3})
+  assert TVL1Params.from_config(cfg) == dataclasses.replace(p, tau=0.2, median_filtering=3)
+  with pytest.raises(ValueError, match="unknown keys.*'warp'"):
+    TVL1Params.from_config({"warp": 3})
+  for bad in [dict(scale_step=1.0), dict(median_filtering=4), dict(warps=0), dict(nscales=2.5)]:
+    with pytest.raises(ValueError):
+      TVL1Params(**bad)
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    p.tau = 0.1
+
+
+def test_pyramid_shapes_follow_opencv():
+  assert tvl1.pyramid_shapes(240, 320) == [(240, 320), (192, 256), (154, 205), (123, 164), (98, 131)]
+  assert tvl1.pyramid_shapes(32, 32) == [(32, 32), (26, 26), (21, 21), (17, 17)]  # 14 < 16 dropped
+  with pytest.raises(ValueError, match="at least 16x16"):
+    tvl1.pyramid_shapes(12, 64)
+
+
+def test_input_errors():
+  ok = np.zeros((1, 32, 32), np.uint8)
+  with pytest.raises(ValueError, match="different shapes"):
+    tvl1_flow(ok, np.zeros((1, 32, 33), np.uint8))
+  with pytest.raises(ValueError, match="at least 16x16"):
+    tvl1_flow(np.zeros((1, 8, 8), np.uint8), np.zeros((1, 8, 8), np.uint8))
+  with pytest.raises(ValueError, match="NaN or infinite"):
+    bad = np.zeros((1, 32, 32), np.float32)
+    bad[0, 3, 3] = np.nan
+    tvl1_flow(bad, bad.copy())
+  with pytest.raises(ValueError, match=r"expected frames \(N, H, W\)"):
+    tvl1_flow(np.zeros((32, 32)), np.zeros((32, 32)))
+  with pytest.raises(ValueError, match="mix integer and float"):
+    tvl1_flow(ok, ok.astype(np.float32))
+
+
+@needs_cv2
+def test_building_blocks_match_opencv():
+  rng = np.random.default_rng(0)
+  img = (rng.random((3, 23, 31)) * 255).astype(np.float32)
+  for size in (3, 5):
+    ours = np.asarray(jax.jit(tvl1.median_filter, static_argnums=1)(img, size))
+    np.testing.assert_array_equal(ours, np.stack([cv2.medianBlur(i, size) for i in img]))
+  ours = np.asarray(jax.jit(tvl1.resize_bilinear, static_argnums=(1, 2, 3))(img[0], 18, 25, 1.25))
+  np.testing.assert_allclose(ours, cv2.resize(img[0], None, fx=0.8, fy=0.8), atol=1e-3)
+  u, v = (rng.uniform(-4, 4, (23, 31)).astype(np.float32) for _ in range(2))
+  yy, xx = np.mgrid[0:23, 0:31].astype(np.float32)
+  ours = np.asarray(jax.jit(tvl1.remap_cubic)(img[:1, None], u[None], v[None]))
+  theirs = cv2.remap(img[0], xx + u, yy + v, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
+  np.testing.assert_allclose(ours[0, 0], theirs, atol=0.05)
+
+
+def test_sharded_batch():
+  """shard_map helper and plain jit over a NamedSharding agree (same shapes/params as the CLI test)."""
+  if jax.device_count() < 2:
+    pytest.skip("needs several (fake) devices; tests/conftest.py provides 8 on CPU")
+  y, x = np.mgrid[0:32, 0:48].astype(np.float64)
+  frame0 = np.stack([texture(x, y, seed=s) for s in range(3)]).astype(np.uint8)
+  frame1 = np.stack([texture(x - 1, y, seed=s) for s in range(3)]).astype(np.uint8)
+  flow = tvl1.tvl1_flow_sharded(frame0, frame1, TINY)
+  assert flow.shape == (3, 32, 48, 2)
+  assert np.abs(np.median(np.asarray(flow)[:, 8:-8, 8:-8], axis=(1, 2)) - [1, 0]).max() < 0.2
+  n = jax.device_count()
+  sharding = jax.sharding.NamedSharding(tvl1.make_data_mesh(), jax.sharding.PartitionSpec("data"))
+  put = lambda f: jax.device_put(np.resize(f, (n,) + f.shape[1:]), sharding)
+  flow_jit = jax.jit(functools.partial(tvl1_flow, params=TINY))(put(frame0), put(frame1))
+  assert flow_jit.sharding.spec == jax.sharding.PartitionSpec("data")
+  np.testing.assert_array_equal(np.asarray(flow_jit)[:3], np.asarray(flow))
+
+
+def test_cli_writes_tsn_flow_pngs(tmp_path, capsys):
+  y, x = np.mgrid[0:32, 0:48].astype(np.float64)
+  frames = np.stack([np.repeat(texture(x - 1.0 * t, y)[..., None], 3, -1) for t in range(4)])
+  video = tmp_path / "clip.mp4"
+  write_video(video, frames / 255, fps=10)
+  out = tmp_path / "flow"
+  tiny = TINY_FLAGS
+  assert flow_cli.main([str(video), str(out), "--batch", "2", "--vis"] + tiny) == 0
+  names = sorted(p.name for p in out.iterdir())
+  assert names == [f"flow_{k}_{i:05d}.png" for k in ("vis", "x", "y") for i in (1, 2, 3)]
+  u = dequantize_flow(np.asarray(Image.open(out / "flow_x_00002.png")))
+  v = dequantize_flow(np.asarray(Image.open(out / "flow_y_00002.png")))
+  assert abs(np.median(u[6:-6, 6:-6]) - 1.0) < 0.2 and abs(np.median(v[6:-6, 6:-6])) < 0.2
+  assert np.asarray(Image.open(out / "flow_vis_00001.png")).shape == (32, 48, 3)
+  assert "pairs" in capsys.readouterr().err
+
+  assert flow_cli.main([str(video), str(out)] + tiny) == 2  # refuses a non-empty folder
+  assert "--overwrite" in capsys.readouterr().err
+  assert flow_cli.main([str(video), str(out), "--overwrite", "--max-frames", "2", "--batch", "2"] + tiny) == 0
+
+  corrupt = tmp_path / "corrupt.mp4"
+  corrupt.write_bytes(b"\x00\x01not a video" * 50)
+  assert flow_cli.main([str(corrupt), str(tmp_path / "x")]) == 2
+  assert str(corrupt) in capsys.readouterr().err
