@@ -22,6 +22,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.sampler = "frame"  # frame | pair (ToSR siamese) | clip (video models); see data/pipeline.py
   c.data.input_frames = 1  # LR frames per output frame (7 for VSR-DUF), centred window
   c.data.clip_length = 1  # frames per 'clip' example
+  # HR flow for WMSE weights, ToSR warps and moving-pixel metrics: 'dataset' (stored, e.g. exact
+  # synthetic flow) or 'tvl1' (TV-L1 of the HR frames, computed on the accelerator each step).
+  c.data.flow_source = "dataset"
+  c.data.tvl1 = ml_collections.ConfigDict()  # TVL1Params overrides, e.g. nscales, warps (OpenCV defaults)
   c.data.flip = True  # random horizontal/vertical flips (flow rotated accordingly)
   c.data.worker_count = 0  # grain worker processes (0 = read in the main process)
   c.data.read_threads = 4

@@ -60,6 +60,25 @@ def apply_sr(model: nn.Module, variables, lr: jax.Array, *, train: bool, mutable
   return (sr, new_state) if mutable else sr
 
 
+def with_flow(batch: dict[str, jax.Array], flow_fn: Callable | None) -> dict[str, jax.Array]:
+  """Replaces 'flow_frames' (..., H, W, 6), pairs of HR frames, by their flow (..., H, W, 2).
+
+  ``flow_fn(frame0, frame1)`` maps (N, H, W, 3) pairs to (N, H, W, 2) flow in
+  pixels (e.g. TV-L1); it is treated as a constant (no gradient).
+  """
+  if "flow_frames" not in batch:
+    return batch
+  if flow_fn is None:
+    raise ValueError("The batch carries 'flow_frames' but no flow function was configured")
+  pairs = batch["flow_frames"]
+  lead, (h, w) = pairs.shape[:-3], pairs.shape[-3:-1]
+  pairs = pairs.reshape((-1, h, w, 6))
+  flow = jax.lax.stop_gradient(flow_fn(pairs[..., :3], pairs[..., 3:]))
+  out = {k: v for k, v in batch.items() if k != "flow_frames"}
+  out["flow"] = flow.reshape(lead + (h, w, 2))
+  return out
+
+
 def match_target(sr: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
   """The batch's HR frames and flow at the SR output's size (intermediate progressive stages).
 
@@ -120,14 +139,16 @@ TRAIN_METRICS = ("loss", "grad_norm", "nonfinite", "learning_rate")
 def make_train_step(model: nn.Module, objective: losses.Objective, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, aux_names: list[str],
                     discriminator: nn.Module | None = None, gan_weight: float = 0.0, gan_type: str = "ragan",
-                    call_kwargs: Callable[[jax.Array], dict[str, Any]] = lambda step: {}):
+                    call_kwargs: Callable[[jax.Array], dict[str, Any]] = lambda step: {},
+                    flow_fn: Callable | None = None):
   """Builds ``train_step(state, batch, frozen, rng) -> (state, metrics)``.
 
   ``frozen`` holds fixed networks' variables the objective needs (e.g. VGG
   features), replicated and never updated. The loss is averaged over the
   global batch, so under data-parallel jit the gradients are the global
   average. ``rng`` is the run's base key; the step's is ``fold_in(rng, step)``.
-  ``call_kwargs(step)`` gives extra network arguments (progressive fade-in).
+  ``call_kwargs(step)`` gives extra network arguments (progressive fade-in);
+  ``flow_fn`` computes flow for batches that carry frame pairs (see with_flow).
   """
   gan = discriminator is not None
   names = list(TRAIN_METRICS) + aux_names + (["gan_g", "gan_d"] if gan else [])
@@ -135,6 +156,7 @@ def make_train_step(model: nn.Module, objective: losses.Objective, tx: optax.Gra
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], frozen: Any, rng: jax.Array):
     rng = jax.random.fold_in(rng, state.step)
+    batch = with_flow(batch, flow_fn)
     g_mutable = list(state.model_state["generator"])
 
     def loss_fn(params):
@@ -198,7 +220,7 @@ EVAL_KEYS = ("psnr", "ssim", "psnr_moving", "ssim_moving")
 
 
 def make_eval_step(model: nn.Module, scale: int, border: int, moving_threshold: float,
-                   call_kwargs: dict[str, Any] | None = None):
+                   call_kwargs: dict[str, Any] | None = None, flow_fn: Callable | None = None):
   """Builds ``eval_step(variables, batch) -> dict`` of per-frame metrics (B * S,).
 
   Keys: '{method}_{metric}' for method in (bicubic, model) and metric in
@@ -209,7 +231,7 @@ def make_eval_step(model: nn.Module, scale: int, border: int, moving_threshold: 
   """
   def eval_step(variables, batch):
     sr = apply_sr(model, variables, batch["lr"], train=False, **(call_kwargs or {}))
-    batch = match_target(sr, batch)
+    batch = match_target(sr, with_flow(batch, flow_fn))
     hr = batch["hr"]
     lr_frames = batch["lr"]
     if lr_frames.ndim == hr.ndim + 1:  # K-frame windows: bicubic of the centre frame

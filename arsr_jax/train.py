@@ -55,6 +55,7 @@ def build(config: ml_collections.ConfigDict):
     discriminator = models.build_discriminator(
         config.discriminator.name, **_net_kwargs(config.discriminator, models.DISCRIMINATORS, dtype))
   objective, frozen = losses.build_objective(config.loss)
+  pipeline.flow_fn(config)  # validates data.flow_source and data.tvl1 early
   steps_total = config.train.num_steps
   schedule = optim.build_schedule(config.optimizer, steps_total)
   tx = optim.build_optimizer(config.optimizer, steps_total)
@@ -170,7 +171,7 @@ def _train(config, b: Built, mesh, state, data_iter, rng, mngr, writer):
   aux_names = _aux_names(b.objective, b.frozen, config, b.model)
   train_step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, aux_names, b.discriminator,
                                         config.loss.get("gan_weight", 0.0), config.loss.get("gan_type", "ragan"),
-                                        _call_kwargs(config))
+                                        _call_kwargs(config), pipeline.flow_fn(config))
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   p_train_step = jax.jit(train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
                          donate_argnums=(0,))

@@ -71,6 +71,9 @@ def get_source(name: str, split: str, data_dir: str | None):
 #   clip:  lr (L, [K,] p/s, p/s, 3);             hr (L, p, p, 3); flow (L, p, p, 2)
 
 SAMPLERS = ("frame", "pair", "clip")
+# Where flow comes from: stored in the dataset, or TV-L1 on the accelerator from
+# the HR frame pairs (batch key 'flow_frames' (..., H, W, 6); see steps.with_flow).
+FLOW_SOURCES = ("dataset", "tvl1")
 
 
 def lr_window(num_frames: int, centres: np.ndarray, k: int) -> np.ndarray:
@@ -88,9 +91,10 @@ class SamplePatch(grain.transforms.RandomMap):
   input_frames: int = 1
   clip_length: int = 1
   flip: bool = True
+  flow_source: str = "dataset"  # 'tvl1': return 'flow_frames' (frame pairs) instead of 'flow'
 
   def random_map(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    hr, lr, flow = example["hr"], example["lr"], example["flow"]
+    hr, lr = example["hr"], example["lr"]
     s, num_frames = self.scale, hr.shape[0]
     span = {"frame": 1, "pair": 2, "clip": self.clip_length}[self.sampler]
     last_start = num_frames - span if self.sampler == "clip" else num_frames - 2
@@ -111,23 +115,60 @@ class SamplePatch(grain.transforms.RandomMap):
     out = {
         "hr": hr[centres, y:y + p, x:x + p],
         "lr": lr[windows, y // s:(y + p) // s, x // s:(x + p) // s],  # (span, K, h, w, 3)
-        "flow": flow[flows, y:y + p, x:x + p].astype(np.float32),
     }
+    key = _flow_key(self.flow_source)
+    out[key] = _flow_or_pairs(example, flows, self.flow_source)[:, y:y + p, x:x + p]
     if self.flip and rng.random() < 0.5:  # horizontal: u changes sign
       out = {k: v[..., :, ::-1, :] for k, v in out.items()}
-      out["flow"] = out["flow"] * np.float32([-1, 1])
+      if key == "flow":
+        out["flow"] = out["flow"] * np.float32([-1, 1])
     if self.flip and rng.random() < 0.5:  # vertical: v changes sign
       out = {k: v[..., ::-1, :, :] for k, v in out.items()}
-      out["flow"] = out["flow"] * np.float32([1, -1])
+      if key == "flow":
+        out["flow"] = out["flow"] * np.float32([1, -1])
     if self.input_frames == 1:
       out["lr"] = out["lr"][:, 0]
     if self.sampler != "clip":
-      out["flow"] = out["flow"][0]
+      out[key] = out[key][0]
     if self.sampler == "frame":
       out["hr"], out["lr"] = out["hr"][0], out["lr"][0]
-    return {"hr": np.ascontiguousarray(out["hr"], np.float32) / 255.0,
-            "lr": np.ascontiguousarray(out["lr"], np.float32) / 255.0,
-            "flow": np.ascontiguousarray(out["flow"])}
+    return {k: _to_float(k, v) for k, v in out.items()}
+
+
+def flow_fn(config: ml_collections.ConfigDict):
+  """(frame0, frame1) -> flow for data.flow_source == 'tvl1' (TV-L1 with data.tvl1 parameters), else None."""
+  _flow_key(config.data.flow_source)
+  if config.data.flow_source != "tvl1":
+    return None
+  from arsr_jax.flow import tvl1  # noqa: PLC0415  (only runs need it)
+  params = tvl1.TVL1Params.from_config(config.data.tvl1)
+  return lambda f0, f1: tvl1.tvl1_flow(f0, f1, params)
+
+
+def _flow_key(flow_source: str) -> str:
+  if flow_source not in FLOW_SOURCES:
+    raise ValueError(f"Unknown data.flow_source {flow_source!r}; use one of {FLOW_SOURCES}")
+  return "flow" if flow_source == "dataset" else "flow_frames"
+
+
+def _flow_or_pairs(example: dict[str, Any], flows: np.ndarray, flow_source: str) -> np.ndarray:
+  """(n, H, W, 2) stored flows, or for 'tvl1' the frame pairs (n, H, W, 6) to compute them from.
+
+  A pair is frames a and a+1 concatenated on channels, so crops and flips treat it as an image.
+  """
+  if flow_source == "tvl1":
+    hr = example["hr"]
+    return np.concatenate([hr[flows], hr[flows + 1]], axis=-1)
+  if "flow" not in example:
+    raise ValueError(f"Example {example.get('id', '?')} has no 'flow' feature; set "
+                     "data.flow_source='tvl1' to compute TV-L1 flow from the HR frames on the accelerator")
+  return example["flow"][flows].astype(np.float32)
+
+
+def _to_float(key: str, value: np.ndarray) -> np.ndarray:
+  """uint8 frames -> float32 in [0, 1]; flow stays in pixels."""
+  value = np.ascontiguousarray(value, np.float32)
+  return value if key == "flow" else value / 255.0
 
 
 def sample_patch(config: ml_collections.ConfigDict) -> SamplePatch:
@@ -135,7 +176,8 @@ def sample_patch(config: ml_collections.ConfigDict) -> SamplePatch:
   if d.sampler not in SAMPLERS:
     raise ValueError(f"Unknown data.sampler {d.sampler!r}; use one of {SAMPLERS}")
   return SamplePatch(scale=config.scale, patch_size=d.patch_size, sampler=d.sampler,
-                     input_frames=d.input_frames, clip_length=d.clip_length, flip=d.flip)
+                     input_frames=d.input_frames, clip_length=d.clip_length, flip=d.flip,
+                     flow_source=d.flow_source)
 
 
 # ---------------------------------------------------------------------------
@@ -178,7 +220,7 @@ def eval_batches(config: ml_collections.ConfigDict, per_process_batch: int,
   buf: list[dict[str, np.ndarray]] = []
   produced, items_per_clip, template = 0, None, None
   for i in range(jax.process_index(), n, jax.process_count()):
-    for item in _eval_items(source[i], span, d.input_frames):
+    for item in _eval_items(source[i], span, d.input_frames, d.flow_source):
       template = template or item
       buf.append(item)
       if len(buf) == per_process_batch:
@@ -199,16 +241,18 @@ def eval_batches(config: ml_collections.ConfigDict, per_process_batch: int,
     buf = []
 
 
-def _eval_items(example: dict[str, np.ndarray], span: int, k: int) -> Iterator[dict[str, np.ndarray]]:
-  hr, lr, flow = example["hr"], example["lr"], example["flow"]
+def _eval_items(example: dict[str, np.ndarray], span: int, k: int,
+                flow_source: str) -> Iterator[dict[str, np.ndarray]]:
+  hr, lr = example["hr"], example["lr"]
   num_frames = hr.shape[0]
   for start in range(0, num_frames - span + 1, span):
     centres = np.arange(start, start + span)
     item_lr = lr[lr_window(num_frames, centres, k)]  # (span, K, h, w, 3)
     item_lr = item_lr[:, 0] if k == 1 else item_lr
+    flows = _flow_or_pairs(example, np.minimum(centres, num_frames - 2), flow_source)
     item = {"hr": hr[centres].astype(np.float32) / 255.0,
             "lr": item_lr.astype(np.float32) / 255.0,
-            "flow": flow[np.minimum(centres, num_frames - 2)].astype(np.float32),
+            _flow_key(flow_source): _to_float(_flow_key(flow_source), flows),
             "valid": np.bool_(True)}
     if span == 1:
       item = {k_: (v[0] if k_ != "valid" else v) for k_, v in item.items()}

@@ -27,7 +27,7 @@ def evaluate(config, model, variables, mesh, writer: EventWriter | None, step: i
   per_process_batch = sharding.check_batch_size(ecfg.batch_size, mesh, "eval.batch_size")
   call_kwargs = {"alpha": 1.0} if config.train.get("fade_steps") else {}
   eval_step = steps.make_eval_step(model, config.scale, ecfg.get("border", config.scale),
-                                   ecfg.moving_threshold, call_kwargs)
+                                   ecfg.moving_threshold, call_kwargs, pipeline.flow_fn(config))
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   p_eval = jax.jit(eval_step, in_shardings=(repl, batched), out_shardings=batched)
   per_frame: dict[str, list[np.ndarray]] = {}
