@@ -171,8 +171,8 @@ def _tosr_objective(cfg: ml_collections.ConfigDict):
 
 
 def _perceptual(cfg: ml_collections.ConfigDict):
-  from arsr_jax import perceptual  # VGG features; imported lazily (weights are optional)
-  return perceptual.build(cfg)
+  from arsr_jax import perceptual  # noqa: PLC0415  (VGG features; weights are optional)
+  return perceptual.build(cfg, dtype=cfg.get("compute_dtype", "float32"))
 
 
 def _l1_perceptual_objective(cfg: ml_collections.ConfigDict):
@@ -207,8 +207,10 @@ OBJECTIVES: dict[str, Callable[[ml_collections.ConfigDict], tuple[Objective, Any
 }
 
 
-def build_objective(cfg: ml_collections.ConfigDict) -> tuple[Objective, Any]:
-  """(objective, frozen variables) for ``config.loss``."""
+def build_objective(cfg: ml_collections.ConfigDict, compute_dtype: Any = "float32") -> tuple[Objective, Any]:
+  """(objective, frozen variables) for ``config.loss``; fixed networks (VGG) compute in ``compute_dtype``."""
   if cfg.name not in OBJECTIVES:
     raise ValueError(f"Unknown loss {cfg.name!r}; known losses: {sorted(OBJECTIVES)}")
+  cfg = ml_collections.ConfigDict(cfg.to_dict())
+  cfg.compute_dtype = str(jnp.dtype(compute_dtype))
   return OBJECTIVES[cfg.name](cfg)

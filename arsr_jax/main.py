@@ -15,7 +15,7 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Python config file, optionally file.py:variant.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and results.")
-flags.DEFINE_integer("num_processes", None, "Processes of a multi-host run (auto-detected on TPU pods).")
+flags.DEFINE_bool("distributed", False, "Multi-process run: call jax.distributed.initialize() (TPU pods, SLURM).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -31,7 +31,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  sharding.maybe_initialize_distributed(FLAGS.num_processes)
+  sharding.maybe_initialize_distributed(FLAGS.distributed)
   logging.info("Config:\n%s", FLAGS.config)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

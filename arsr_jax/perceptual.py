@@ -120,15 +120,16 @@ def load_params(module: VGGFeatures, spec: str) -> dict[str, Any]:
   return weights.assign(template, values, spec)
 
 
-def build(cfg: ml_collections.ConfigDict) -> tuple[Callable, dict[str, Any]]:
+def build(cfg: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> tuple[Callable, dict[str, Any]]:
   """(loss(frozen, sr, hr) -> scalar, frozen variables) from a loss config.
 
   Keys: perceptual_arch (vgg16), perceptual_layer (conv3_3),
   perceptual_pre_activation (False), perceptual_criterion (mse | l1),
-  perceptual_weights ('auto').
+  perceptual_weights ('auto'). ``dtype``: compute dtype of the VGG (weights stay float32);
+  the feature distance is taken in float32.
   """
   module = VGGFeatures(arch=cfg.get("perceptual_arch", "vgg16"), layer=cfg.get("perceptual_layer", "conv3_3"),
-                       pre_activation=cfg.get("perceptual_pre_activation", False))
+                       pre_activation=cfg.get("perceptual_pre_activation", False), dtype=jnp.dtype(dtype))
   criterion = {"mse": lambda a, b: jnp.mean(jnp.square(a - b)),
                "l1": lambda a, b: jnp.mean(jnp.abs(a - b))}[cfg.get("perceptual_criterion", "mse")]
   params = load_params(module, cfg.get("perceptual_weights", "auto"))
@@ -136,5 +137,6 @@ def build(cfg: ml_collections.ConfigDict) -> tuple[Callable, dict[str, Any]]:
   def loss(frozen, sr, hr):
     fold = functools.partial(jnp.reshape, shape=(-1,) + sr.shape[-3:])
     vgg = {"params": frozen["vgg"]}
-    return criterion(module.apply(vgg, fold(sr)), jax.lax.stop_gradient(module.apply(vgg, fold(hr))))
+    feats = lambda x: module.apply(vgg, fold(x)).astype(jnp.float32)  # noqa: E731
+    return criterion(feats(sr), jax.lax.stop_gradient(feats(hr)))
   return loss, {"vgg": params}

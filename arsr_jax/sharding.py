@@ -17,15 +17,16 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def maybe_initialize_distributed(num_processes: int | None = None) -> None:
+def maybe_initialize_distributed(distributed: bool = False) -> None:
   """Calls ``jax.distributed.initialize`` for multi-process runs.
 
-  On Cloud TPU pods and SLURM/Kubernetes clusters JAX discovers the
-  coordinator itself; ``num_processes`` > 1 (or the JAX_COORDINATOR_ADDRESS
-  environment variable) forces initialization elsewhere.
+  With ``distributed`` (the ``--distributed`` flag) or JAX_COORDINATOR_ADDRESS
+  set, JAX connects the processes; on Cloud TPU pods, SLURM and Open MPI it
+  discovers the coordinator, process id and count itself. Each process then
+  feeds its own shard of every batch.
   """
   import os
-  if (num_processes or 1) > 1 or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+  if distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
     jax.distributed.initialize()
     logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
                  jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())

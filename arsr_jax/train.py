@@ -54,7 +54,7 @@ def build(config: ml_collections.ConfigDict):
   if config.discriminator.get("name"):
     discriminator = models.build_discriminator(
         config.discriminator.name, **_net_kwargs(config.discriminator, models.DISCRIMINATORS, dtype))
-  objective, frozen = losses.build_objective(config.loss)
+  objective, frozen = losses.build_objective(config.loss, dtype)
   pipeline.flow_fn(config)  # validates data.flow_source and data.tvl1 early
   steps_total = config.train.num_steps
   schedule = optim.build_schedule(config.optimizer, steps_total)

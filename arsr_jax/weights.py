@@ -157,7 +157,18 @@ def _load_legacy(path: str):
       dtype, _ = storages[key]
       (n,) = struct.unpack("<q", f.read(8))
       data[key] = np.frombuffer(f.read(n * dtype.itemsize), dtype=dtype)
-  return {k: v.materialize(data) if isinstance(v, _LazyTensor) else v for k, v in lazy_state.items()}
+  return _materialize(lazy_state, data)
+
+
+def _materialize(tree, data):
+  """Replaces the legacy placeholders in (nested) containers by arrays."""
+  if isinstance(tree, _LazyTensor):
+    return tree.materialize(data)
+  if isinstance(tree, Mapping):
+    return {k: _materialize(v, data) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)):
+    return type(tree)(_materialize(v, data) for v in tree)
+  return tree
 
 
 class _LazyStorage(np.ndarray):

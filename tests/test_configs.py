@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-from ml_collections import config_flags  # noqa: F401  (config files are loaded like the CLI does)
 
 from arsr_jax import config_lib, train
 

@@ -103,3 +103,14 @@ def test_auto_weights_without_lpips_warn_loudly(monkeypatch, caplog):
   with caplog.at_level(logging.WARNING):
     perceptual.load_params(perceptual.VGGFeatures(layer="conv1_2"), "auto")
   assert "RANDOM VGG FEATURES" in caplog.text
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_torch_state_dict_nested_under_params_ema_is_unwrapped(tmp_path, legacy):
+  torch = pytest.importorskip("torch")
+  path = tmp_path / "nested.pth"
+  conv = torch.nn.Conv2d(3, 4, 3)
+  torch.save({"params_ema": conv.state_dict(), "iter": 7}, path, _use_new_zipfile_serialization=not legacy)
+  state = weights.load_torch_state_dict(str(path))
+  assert sorted(state) == ["bias", "weight"]
+  np.testing.assert_array_equal(state["weight"], conv.weight.detach().numpy())

@@ -5,6 +5,7 @@ Flow arrays follow the package convention (see ``arsr_jax/__init__.py``):
 t to frame t + 1.
 
   tvl1.py   TV-L1 (OpenCV DualTVL1 equivalent) in JAX, batched and shardable
+  ops.py    OpenCV-compatible median filter, gradients, resizing, bicubic remap
   warp.py   differentiable backward warping
   io.py     Middlebury .flo files, TSN uint8 quantisation, resizing
   vis.py    colour-wheel images, temporal profiles, PNG saving

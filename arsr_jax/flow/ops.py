@@ -1,0 +1,157 @@
+"""OpenCV-compatible image operators used by TV-L1 (``tvl1.py``).
+
+All act on the last two axes (..., H, W) of float32 arrays, in pixels:
+median filtering (cv2.medianBlur), centred / forward gradients and divergence
+(OpenCV's tvl1flow.cpp stencils), bilinear resizing (cv2.resize INTER_LINEAR)
+and bicubic remapping with zero outside the frame (cv2.remap INTER_CUBIC,
+BORDER_CONSTANT).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+# ----------------------------------------------------------------------------
+# Median filter: a sorting network (sorted columns, Batcher merges, then a
+# k-th-of-two-lists selection); XLA prunes every comparison the median does
+# not need and fuses the rest into one loop (188 min/max per pixel for 5x5).
+
+
+def median_filter(x: jax.Array, size: int) -> jax.Array:
+  """Median over size x size windows (3 or 5) of (..., H, W), replicated borders (cv2.medianBlur)."""
+  h, w = x.shape[-2:]
+  r = size // 2
+  xp = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(r, r), (r, r)], mode="edge")
+  cols = [_sort([xp[..., i:i + h, j:j + w] for i in range(size)]) for j in range(size)]
+  merged = cols[:-1]  # size - 1 = 2 or 4 sorted columns, merged pairwise
+  while len(merged) > 1:
+    merged = [_merge(merged[k], merged[k + 1]) for k in range(0, len(merged), 2)]
+  return _kth_of_two(merged[0], cols[-1], size * size // 2)
+
+
+def _compare_swap(a, b):
+  if b is None:  # None stands for +inf padding
+    return a, b
+  if a is None:
+    return b, a
+  return jnp.minimum(a, b), jnp.maximum(a, b)
+
+
+def _merge(a: list, b: list) -> list:
+  """Batcher's odd-even merge of two sorted lists of arrays (elementwise)."""
+  n = 1 << (max(len(a), len(b)) - 1).bit_length()
+  x = list(a) + [None] * (n - len(a)) + list(b) + [None] * (n - len(b))
+
+  def merge(lo, length, stride):
+    if 2 * stride < length:
+      merge(lo, length, 2 * stride)
+      merge(lo + stride, length, 2 * stride)
+      for i in range(lo + stride, lo + length - stride, 2 * stride):
+        x[i], x[i + stride] = _compare_swap(x[i], x[i + stride])
+    else:
+      x[lo], x[lo + stride] = _compare_swap(x[lo], x[lo + stride])
+
+  merge(0, 2 * n, 1)
+  return x[:len(a) + len(b)]
+
+
+def _sort(x: list) -> list:
+  return x if len(x) < 2 else _merge(_sort(x[:len(x) // 2]), _sort(x[len(x) // 2:]))
+
+
+def _kth_of_two(a: list, b: list, k: int):
+  """k-th smallest (0-based) of the union of sorted lists a and b: min over splits of max."""
+  best = None
+  for j in range(len(b) + 1):  # j elements from b, k + 1 - j from a
+    i = k + 1 - j
+    if 0 <= i <= len(a):
+      parts = ([a[i - 1]] if i else []) + ([b[j - 1]] if j else [])
+      cand = parts[0] if len(parts) == 1 else jnp.maximum(*parts)
+      best = cand if best is None else jnp.minimum(best, cand)
+  return best
+
+
+# ----------------------------------------------------------------------------
+# Finite differences, resizing and warping (OpenCV's border conventions).
+
+
+def centered_gradient(img: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(..., H, W) -> (d/dx, d/dy), centred; half one-sided differences at the borders."""
+  pad = [(0, 0)] * (img.ndim - 2)
+  xp = jnp.pad(img, pad + [(0, 0), (1, 1)], mode="edge")
+  yp = jnp.pad(img, pad + [(1, 1), (0, 0)], mode="edge")
+  return 0.5 * (xp[..., 2:] - xp[..., :-2]), 0.5 * (yp[..., 2:, :] - yp[..., :-2, :])
+
+
+def forward_gradient(u: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(..., H, W) -> (d/dx, d/dy) forward differences, 0 on the last column / row."""
+  pad = [(0, 0)] * (u.ndim - 2)
+  return (jnp.pad(u[..., 1:] - u[..., :-1], pad + [(0, 0), (0, 1)]),
+          jnp.pad(u[..., 1:, :] - u[..., :-1, :], pad + [(0, 1), (0, 0)]))
+
+
+def divergence(px: jax.Array, py: jax.Array) -> jax.Array:
+  """Backward-difference divergence of (px, py), each (..., H, W); the adjoint of -forward_gradient."""
+  pad = [(0, 0)] * (px.ndim - 2)
+  return (px - jnp.pad(px[..., :-1], pad + [(0, 0), (1, 0)])
+          + py - jnp.pad(py[..., :-1, :], pad + [(1, 0), (0, 0)]))
+
+
+def _linear_taps(n_in: int, n_out: int, scale: float):
+  """Source indices (2, n_out) and weights (2, n_out) of cv::resize INTER_LINEAR."""
+  f = (np.arange(n_out) + 0.5) * scale - 0.5
+  i0 = np.floor(f).astype(np.int64)
+  frac = (f - i0).astype(np.float32)
+  frac[i0 < 0] = 0
+  i0 = np.maximum(i0, 0)
+  last = i0 >= n_in - 1
+  frac[last], i0[last] = 0, n_in - 1
+  return np.stack([i0, np.minimum(i0 + 1, n_in - 1)]), np.stack([1 - frac, frac])
+
+
+def resize_bilinear(x: jax.Array, height: int, width: int, scale: float | None = None) -> jax.Array:
+  """Resizes (..., h, w) to (..., height, width) like ``cv2.resize(INTER_LINEAR)``.
+
+  ``scale`` is the source/destination coordinate ratio (OpenCV uses 1/fx when
+  a factor is given); by default the size ratio of each axis.
+  """
+  h, w = x.shape[-2:]
+  for axis, n_in, n_out in ((-2, h, height), (-1, w, width)):
+    idx, wts = _linear_taps(n_in, n_out, scale if scale is not None else n_in / n_out)
+    wts = jnp.asarray(wts).reshape((2, n_out) + (1,) * (-1 - axis))
+    x = jnp.take(x, idx[0], axis=axis) * wts[0] + jnp.take(x, idx[1], axis=axis) * wts[1]
+  return x
+
+
+def _cubic_weights(t: jax.Array) -> list[jax.Array]:
+  """OpenCV's bicubic weights (A = -0.75) of taps at offsets -1, 0, 1, 2 for fraction t."""
+  a = -0.75
+  w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
+  w1 = ((a + 2) * t - (a + 3)) * t * t + 1
+  w2 = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1
+  return [w0, w1, w2, 1 - w0 - w1 - w2]
+
+
+def remap_cubic(images: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
+  """Samples images (N, C, H, W) at (x + u, y + v), bicubic, 0 outside the frame.
+
+  This is ``cv2.remap(INTER_CUBIC, BORDER_CONSTANT)`` (without OpenCV's
+  1/32-pixel quantisation of the sample positions). u, v: (N, H, W) pixels.
+  """
+  n, c, h, w = images.shape
+  ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+  sx, sy = xs + u, ys + v
+  x0, y0 = jnp.floor(sx), jnp.floor(sy)
+  wx, wy = jnp.stack(_cubic_weights(sx - x0), 1), jnp.stack(_cubic_weights(sy - y0), 1)
+  offsets = jnp.arange(-1, 3, dtype=jnp.int32)[None, :, None, None]
+  xi = x0.astype(jnp.int32)[:, None] + offsets  # (N, 4, H, W) tap columns
+  yi = y0.astype(jnp.int32)[:, None] + offsets
+  wx = jnp.where((xi >= 0) & (xi < w), wx, 0.0)  # taps outside the frame read 0
+  wy = jnp.where((yi >= 0) & (yi < h), wy, 0.0)
+  index = jnp.clip(yi, 0, h - 1)[:, :, None] * w + jnp.clip(xi, 0, w - 1)[:, None, :]
+  taps = jnp.take_along_axis(images.reshape(n, c, 1, h * w), index.reshape(n, 1, 16, h * w), axis=3)
+  weights = (wy[:, :, None] * wx[:, None, :]).reshape(n, 1, 16, h, w)
+  return jnp.sum(taps.reshape(n, c, 16, h, w) * weights, axis=2)

@@ -1,0 +1,329 @@
+"""Training throughput of the recipes: the real jitted train step, alone and fed by the input pipeline.
+
+  python benchmarks/train_bench.py [--recipes vdsr,esrgan,...] [--size paper|smoke] [--steps N]
+                                   [--dtype auto|float32|bfloat16] [--data_dir DIR] [--no_pipeline]
+
+Prints ONE JSON object. Each recipe runs in its own subprocess (peak memory per
+recipe, crashes contained). The step is built as ``train.py`` builds it: state
+replicated on ``sharding.make_mesh()``, batch sharded on ``data``, state donated.
+
+  * ``compile_s`` (lower + compile) and ``warmup_s`` (first steps), excluded from all rates;
+  * ``steps_per_s`` / ``samples_per_s``: ``--steps`` steps on one device-resident
+    synthetic batch (random patches cut by the recipe's own sampler); a sample is
+    one item of ``train.batch_size`` (a frame, a ToSR pair, a DUF window, a clip:
+    ``hr_frames_per_sample`` HR frames). Steps chain through the donated state, so
+    one ``block_until_ready`` after the loop waits for all of them;
+  * ``peak_bytes``: max ``peak_bytes_in_use`` of the local devices after the timed
+    steps, null where the backend keeps no statistics (CPU);
+  * ``flops_per_step_per_device``: XLA's ``cost_analysis()`` 'flops' of the
+    compiled step (forward, backward, loss, optimizer; per device, as the
+    partitioned program runs; 2 per multiply-add), and ``flops_per_s_per_device``;
+  * ``conv_flops_per_s_per_device``: the same for ONE 64-channel 3x3 convolution,
+    NHWC, forward + backward (input and weight gradients), same batch, the
+    recipe's largest (HR) spatial size, same dtype, same mesh, timed in the same
+    process; ``vs_conv`` = step FLOP/s / conv FLOP/s, the fraction of this
+    practical ceiling that the step reaches;
+  * with the pipeline (unless ``--no_pipeline``): the recipe's grain iterator over
+    TFDS ``synthetic_actions`` (generated on first use into ``--data_dir``;
+    ``data_prepare_s``), ``pipeline_samples_per_s`` of the step fed by it (host ->
+    device copy included), ``pipeline_vs_step`` = that / step-only samples/s, and
+    ``input_only_samples_per_s`` of the iterator alone;
+  * ``torch_h100_samples_per_s``: PyTorch reference (BasicSR archs, bf16
+    autocast, full step with Adam, one H100) and ``speed_vs_torch_h100`` = step-only
+    samples/s / reference, given only for ``--size paper`` on a GPU.
+
+``--size paper`` uses each recipe's own config (VDSR: 64 x 128^2 HR; RRDBNet =
+esrgan:psnr and ESRGAN (full GAN step with VGG19 perceptual, random VGG weights
+unless installed): 16 x 32^2 -> 128^2; DUF-16: 16 x 7 x 32^2 -> 128^2; ToSR1: 32
+pairs; DVSR: 8 clips of 16 x 16^2 -> 64^2), ``--size smoke`` its 'smoke' variant
+(tiny nets, patches and batches on synthetic_actions/small) with short timing.
+Compute dtype is ``config.compute_dtype`` ('auto': bf16 on GPU/TPU, f32 on CPU)
+unless ``--dtype`` says otherwise. Failures are recorded per recipe as ``error``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name -> (recipe file in configs/, variant)
+RECIPES = {"vdsr": ("vdsr", ""), "rrdbnet": ("esrgan", "psnr"), "esrgan": ("esrgan", ""),
+           "duf16": ("duf16", ""), "sosr_vdsr": ("sosr_vdsr", ""), "tosr1_vdsr": ("tosr1_vdsr", ""),
+           "rcan": ("rcan", ""), "dvsr": ("dvsr", "")}
+# PyTorch BasicSR archs, bf16 autocast, full step with Adam, on one H100: samples/s.
+TORCH_H100 = {"vdsr": 1730, "rrdbnet": 104, "esrgan": 96, "duf16": 1100}
+DEFAULT_STEPS = {"paper": 50, "smoke": 5}
+WARMUP_STEPS = 2
+CONV_SECONDS = {"paper": 2.0, "smoke": 0.5}  # target duration of the convolution timing
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated subset of {list(RECIPES)}")
+  p.add_argument("--size", choices=("paper", "smoke"), default="paper")
+  p.add_argument("--steps", type=int, default=0, help=f"timed steps (0: {DEFAULT_STEPS})")
+  p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=None,
+                 help="compute dtype override (default: the config's compute_dtype)")
+  p.add_argument("--data_dir", default=None, help="TFDS data_dir (default: a directory in the temp dir)")
+  p.add_argument("--no_pipeline", action="store_true", help="skip the input-pipeline timing")
+  p.add_argument("--recipe_timeout", type=float, default=3600, help="seconds per recipe subprocess")
+  p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one recipe, print its JSON
+  args = p.parse_args(argv)
+  args.steps = args.steps or DEFAULT_STEPS[args.size]
+  args.data_dir = args.data_dir or os.path.join(tempfile.gettempdir(), "arsr_train_bench_tfds")
+  return args
+
+
+# ---------------------------------------------------------------------------
+# One recipe (runs in a child process).
+
+def load_config(name: str, size: str, dtype: str | None, data_dir: str):
+  """(config, 'configs/FILE.py:VARIANT') of recipe ``name`` at ``size``."""
+  from arsr_jax import config_lib
+  file, variant = RECIPES[name]
+  variant = ",".join(v for v in (variant, "smoke" if size == "smoke" else "") if v)
+  config = config_lib.sibling(str(ROOT / "configs" / "vdsr.py"), file).get_config(variant)
+  config.compute_dtype = dtype or config.compute_dtype
+  config.data.data_dir = data_dir
+  return config, f"configs/{file}.py:{variant}"
+
+
+def synthetic_batch(config, n: int, seed: int = 0):
+  """n random examples cut by the recipe's own sampler from one random clip (the pipeline's shapes)."""
+  import numpy as np
+  from arsr_jax.data import pipeline
+  d, s = config.data, config.scale
+  t, size = max(d.clip_length, d.input_frames, 2) + 1, d.patch_size or 128
+  rng = np.random.default_rng(seed)
+  clip = {"hr": rng.integers(0, 256, (t, size, size, 3), np.uint8),
+          "lr": rng.integers(0, 256, (t, size // s, size // s, 3), np.uint8),
+          "flow": rng.normal(0.0, 2.0, (t - 1, size, size, 2)).astype(np.float16)}
+  sampler = pipeline.sample_patch(config)
+  items = [sampler.random_map(clip, rng) for _ in range(n)]
+  return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+
+def flops_of(compiled) -> float | None:
+  """'flops' of ``compiled.cost_analysis()`` (a dict, or a list of dicts in older JAX), else None."""
+  try:
+    ca = compiled.cost_analysis()
+  except Exception:  # noqa: BLE001  (unsupported on some backends)
+    return None
+  ca = (ca[0] if ca else None) if isinstance(ca, (list, tuple)) else ca
+  flops = ca.get("flops") if isinstance(ca, dict) else None
+  return float(flops) if flops is not None and flops > 0 else None
+
+
+def peak_bytes() -> int | None:
+  import jax
+  try:
+    stats = [d.memory_stats() for d in jax.local_devices()]
+  except Exception:  # noqa: BLE001
+    return None
+  peaks = [s.get("peak_bytes_in_use") for s in stats if s]
+  return max(peaks) if peaks and None not in peaks else None  # CPU: memory_stats() is None
+
+
+def conv_ceiling(mesh, batch: int, size: int, dtype, seconds: float) -> tuple[float | None, float]:
+  """(FLOPs per call, FLOP/s) of one 64-ch 3x3 NHWC conv, forward + input and weight gradients."""
+  import jax
+  from arsr_jax import sharding
+  repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+
+  def conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  def fwd_bwd(x, w, g):
+    y, vjp = jax.vjp(conv, x, w)
+    dx, dw = vjp(g)
+    return y, dx, (w - 1e-6 * dw).astype(w.dtype)  # the weight chain orders successive calls
+
+  kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+  x = jax.device_put(jax.random.normal(kx, (batch, size, size, 64), dtype), batched)
+  g = jax.device_put(jax.random.normal(kg, (batch, size, size, 64), dtype), batched)
+  w = jax.device_put((0.05 * jax.random.normal(kw, (3, 3, 64, 64))).astype(dtype), repl)
+  fn = jax.jit(fwd_bwd, in_shardings=(batched, repl, batched),
+               out_shardings=(batched, batched, repl)).lower(x, w, g).compile()
+  flops = flops_of(fn) or 3 * 2 * batch * size * size * 9 * 64 * 64 / mesh.devices.size
+  w = jax.block_until_ready(fn(x, w, g))[2]  # warm-up
+  t0 = time.perf_counter()
+  w = jax.block_until_ready(fn(x, w, g))[2]
+  n = int(min(1000, max(5, seconds / max(time.perf_counter() - t0, 1e-6))))
+  t0 = time.perf_counter()
+  for _ in range(n):
+    _, _, w = fn(x, w, g)
+  jax.block_until_ready(w)
+  return flops, flops * n / (time.perf_counter() - t0)
+
+
+def run_steps(step, state, next_batch, frozen, rng, n: int):
+  """Runs n steps; returns (state, last metrics, seconds), all work finished."""
+  import jax
+  t0 = time.perf_counter()
+  metrics = None
+  for _ in range(n):
+    state, metrics = step(state, next_batch(), frozen, rng)
+  jax.block_until_ready((state, metrics))
+  return state, metrics, time.perf_counter() - t0
+
+
+def bench_recipe(name: str, args) -> dict:
+  import jax
+  import numpy as np
+  from arsr_jax import sharding, steps, train
+
+  config, spec = load_config(name, args.size, args.dtype, args.data_dir)
+  dtype = train.compute_dtype(config.compute_dtype)
+  b = train.build(config)
+  mesh = sharding.make_mesh()
+  repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  global_batch = config.train.batch_size
+  per_process = sharding.check_batch_size(global_batch, mesh)
+  init_rng, rng = jax.random.split(jax.random.key(config.seed))
+  rng = jax.device_put(rng, repl)
+  lr_shape, hr_shape = train._init_shapes(config, b.model)  # noqa: SLF001
+  state = jax.jit(steps.make_init_fn(b.model, b.tx, lr_shape, b.discriminator, hr_shape),
+                  out_shardings=repl)(init_rng)
+  aux = train._aux_names(b.objective, b.frozen, config, b.model)  # noqa: SLF001
+  train_step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, aux, b.discriminator,
+                                        config.loss.get("gan_weight", 0.0), config.loss.get("gan_type", "ragan"),
+                                        train._call_kwargs(config))  # noqa: SLF001
+  jitted = jax.jit(train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
+                   donate_argnums=(0,))
+  frozen = jax.device_put(b.frozen, repl)
+  batch = sharding.to_global(synthetic_batch(config, per_process), mesh)
+  out = {"config": spec, "model": config.model.name, "discriminator": config.discriminator.get("name"),
+         "dtype": dtype.name, "batch_size": global_batch,
+         "shapes": {k: list(v.shape) for k, v in batch.items()},
+         "hr_frames_per_sample": int(np.prod(batch["hr"].shape[1:-3])),
+         "generator_params": int(sum(x.size for x in jax.tree.leaves(state.params["generator"])))}
+
+  t0 = time.perf_counter()
+  step = jitted.lower(state, batch, frozen, rng).compile()
+  out["compile_s"] = round(time.perf_counter() - t0, 3)
+  flops = flops_of(step)
+  state, _, out["warmup_s"] = run_steps(step, state, lambda: batch, frozen, rng, WARMUP_STEPS)
+  state, metrics, seconds = run_steps(step, state, lambda: batch, frozen, rng, args.steps)
+  out["peak_bytes"] = peak_bytes()
+  out["final_loss"] = float(metrics.compute()["loss"])
+  out.update(steps_timed=args.steps, step_s=seconds / args.steps, steps_per_s=args.steps / seconds,
+             samples_per_s=args.steps * global_batch / seconds, flops_per_step_per_device=flops,
+             flops_per_s_per_device=flops * args.steps / seconds if flops else None)
+  out["hr_frames_per_s"] = out["samples_per_s"] * out["hr_frames_per_sample"]
+
+  size = hr_shape[1]  # the HR patch: the largest spatial size of every recipe
+  conv_flops, conv_rate = conv_ceiling(mesh, global_batch, size, dtype, CONV_SECONDS[args.size])
+  step_rate = out["flops_per_s_per_device"]
+  out.update(conv_shape=[global_batch, size, size, 64], conv_flops_per_device=conv_flops,
+             conv_flops_per_s_per_device=conv_rate, vs_conv=step_rate / conv_rate if step_rate else None)
+
+  ref = TORCH_H100.get(name)
+  on_gpu_paper = args.size == "paper" and jax.default_backend() == "gpu"
+  out["torch_h100_samples_per_s"] = ref
+  out["speed_vs_torch_h100"] = out["samples_per_s"] / ref if ref and on_gpu_paper else None
+
+  if not args.no_pipeline:
+    try:
+      out.update(time_pipeline(config, step, state, frozen, rng, mesh, per_process, args.steps, global_batch))
+      out["pipeline_vs_step"] = out["pipeline_samples_per_s"] / out["samples_per_s"]
+    except Exception as e:  # noqa: BLE001  (keep the step-only numbers)
+      out["pipeline_error"] = f"{type(e).__name__}: {e}"
+  return out
+
+
+def time_pipeline(config, step, state, frozen, rng, mesh, per_process: int, n: int, global_batch: int) -> dict:
+  """Data preparation, iterator-only rate and the step fed by the real grain iterator."""
+  from arsr_jax import sharding
+  from arsr_jax.data import pipeline
+  t0 = time.perf_counter()
+  pipeline.get_builder(config.data.name, config.data.data_dir)  # generates synthetic_actions if needed
+  prepare_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  it = pipeline.train_iterator(config, per_process, config.seed)
+  feed = lambda: sharding.to_global(next(it), mesh)  # noqa: E731
+  state, _, _ = run_steps(step, state, feed, frozen, rng, WARMUP_STEPS)
+  first_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  for _ in range(n):
+    next(it)
+  input_s = time.perf_counter() - t0
+  state, _, fed_s = run_steps(step, state, feed, frozen, rng, n)
+  return {"data_name": config.data.name, "data_prepare_s": round(prepare_s, 3),
+          "pipeline_warmup_s": round(first_s, 3), "input_only_samples_per_s": n * global_batch / input_s,
+          "pipeline_samples_per_s": n * global_batch / fed_s}
+
+
+def child_main(args) -> None:
+  import jax
+  from arsr_jax import sharding
+  sharding.maybe_initialize_distributed()  # multi-host: every host runs this script
+  try:
+    result = bench_recipe(args.child, args)
+  except Exception as e:  # noqa: BLE001
+    traceback.print_exc()
+    result = {"error": f"{type(e).__name__}: {e}"}
+  result["env"] = {"platform": jax.default_backend(), "device": jax.devices()[0].device_kind,
+                   "device_count": jax.device_count(), "process_count": jax.process_count(),
+                   "jax": jax.__version__}
+  print(json.dumps(rounded(result)))
+
+
+def rounded(tree, digits: int = 4):
+  """Floats rounded to ``digits`` significant digits, for a readable JSON."""
+  if isinstance(tree, dict):
+    return {k: rounded(v, digits) for k, v in tree.items()}
+  if isinstance(tree, float) and tree and math.isfinite(tree):
+    return round(tree, digits - 1 - math.floor(math.log10(abs(tree))))
+  return tree
+
+
+# ---------------------------------------------------------------------------
+# Driver: one subprocess per recipe, one JSON object out.
+
+def main(args) -> None:
+  names = [n for n in args.recipes.split(",") if n]
+  unknown = [n for n in names if n not in RECIPES]
+  if unknown:
+    raise SystemExit(f"Unknown recipes {unknown}; known: {list(RECIPES)}")
+  start, env, results = time.perf_counter(), None, {}
+  for name in names:
+    cmd = [sys.executable, __file__, "--child", name, "--size", args.size, "--steps", str(args.steps),
+           "--data_dir", args.data_dir, *(["--dtype", args.dtype] if args.dtype else []),
+           *(["--no_pipeline"] if args.no_pipeline else [])]
+    t0 = time.perf_counter()
+    try:
+      proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.recipe_timeout)
+      lines = proc.stdout.strip().splitlines()
+      result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {
+          "error": f"exit code {proc.returncode}: ...{proc.stderr[-1500:]}"}
+    except subprocess.TimeoutExpired:
+      result = {"error": f"timed out after {args.recipe_timeout:.0f} s"}
+    env = env or result.get("env")
+    result.pop("env", None)
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    results[name] = result
+    print(f"[train_bench] {name}: " + (f"error {result['error'][:200]}" if "error" in result else
+                                       f"{result['samples_per_s']:.1f} samples/s"), file=sys.stderr)
+  print(json.dumps({
+      "size": args.size, "dtype_override": args.dtype, "steps_timed": args.steps,
+      "warmup_steps": WARMUP_STEPS, "data_dir": None if args.no_pipeline else args.data_dir,
+      **(env or {}), "host_cpus": os.cpu_count(), "host_load_avg_1min": round(os.getloadavg()[0], 2),
+      "torch_reference": {"device": "1x H100", "setup": "PyTorch BasicSR archs, bf16 autocast, full step with Adam",
+                          "samples_per_s": TORCH_H100},
+      "recipes": results, "total_s": round(time.perf_counter() - start, 1)}))
+
+
+if __name__ == "__main__":
+  ARGS = parse_args()
+  child_main(ARGS) if ARGS.child else main(ARGS)
