@@ -57,7 +57,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
   # Stop this invocation after N steps (checkpointing first); rerun to resume. None = run to the end.
   c.train.steps_per_run = ml_collections.config_dict.placeholder(int)
-  # Workdir whose latest generator parameters initialize a new run (shared names/shapes copied).
+  # Workdir whose latest generator parameters initialize a new run (a sub-network: names/shapes
+  # copied), or an official ESRGAN/BasicSR RRDBNet .pth file for an rrdbnet generator.
   c.train.init_from = ml_collections.config_dict.placeholder(str)
   # Progressive growing: the network's fade-in alpha goes 0 -> 1 over this many steps (None = no fade).
   c.train.fade_steps = ml_collections.config_dict.placeholder(int)

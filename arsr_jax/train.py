@@ -139,10 +139,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 def _init_from(state: steps.TrainState, workdir: str, sharding_: jax.sharding.Sharding) -> steps.TrainState:
   """Copies the generator parameters of ``workdir``'s latest checkpoint into ``state``.
 
+  ``workdir`` may also be an official ESRGAN/BasicSR RRDBNet ``.pth`` file
+  (models/convert.py), for a ``rrdbnet`` generator.
+
   The source must be a sub-network of the new generator (same names and
   shapes): a smaller progressive stage into a bigger one, a PSNR-trained
   generator into a GAN, DUF into ToSR2. New tensors keep their initialization.
   """
+  if workdir.endswith((".pth", ".pt")):  # official ESRGAN / BasicSR RRDBNet weights
+    from arsr_jax.models import convert  # noqa: PLC0415
+    params = convert.load_rrdbnet_weights(workdir, jax.device_get(state.params["generator"]))
+    logging.info("Initialized the generator from the PyTorch state dict %s", workdir)
+    return state.replace(params=dict(state.params, generator=jax.device_put(params, sharding_)))
   step, source = checkpointing.load_latest_state(workdir)
   src = weights.flatten(source["params"]["generator"])
   dst = weights.flatten(jax.device_get(state.params["generator"]))

@@ -156,3 +156,19 @@ def test_clear_errors(tmp_path):
   torch.save({"features.0.weight": torch.zeros(2, 3, 3, 3), "classifier.bias": torch.zeros(2)}, path)
   with pytest.raises(ValueError, match=r"Not an RRDBNet state dict.*features\.0\.weight"):
     convert.load_rrdbnet_weights(str(path), template)
+
+
+def test_esrgan_recipe_starts_from_a_pth_via_init_from(tmp_path):
+  import pathlib
+  from arsr_jax import config_lib, steps, train
+  net, model, x, template = _setup()
+  path = tmp_path / "RRDB_ESRGAN_tiny.pth"
+  torch.save(net.state_dict(), path)
+  config = config_lib.sibling(str(pathlib.Path(__file__).parents[1] / "configs" / "x.py"), "esrgan").get_config(
+      "smoke")
+  config.model.num_blocks, config.model.features, config.model.growth = CFG["num_blocks"], CFG["features"], CFG["growth"]
+  b = train.build(config)
+  init = steps.make_init_fn(b.model, b.tx, (1, 8, 8, 3), b.discriminator, (1, 32, 32, 3))
+  state = train._init_from(jax.jit(init)(jax.random.key(0)), str(path),
+                           jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+  _check_same_output(net, model, x, {"params": state.params["generator"]})
