@@ -60,6 +60,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Workdir whose latest generator parameters initialize a new run (a sub-network: names/shapes
   # copied), or an official ESRGAN/BasicSR RRDBNet .pth file for an rrdbnet generator.
   c.train.init_from = ml_collections.config_dict.placeholder(str)
+  # Exponential moving average of the generator (e.g. 0.999, ESRGAN); evaluation uses it. None = off.
+  c.train.ema_decay = ml_collections.config_dict.placeholder(float)
   # Progressive growing: the network's fade-in alpha goes 0 -> 1 over this many steps (None = no fade).
   c.train.fade_steps = ml_collections.config_dict.placeholder(int)
 

@@ -38,6 +38,7 @@ class TrainState:
   params: Any  # {'generator': ..., ['discriminator': ...]}
   opt_state: Any
   model_state: Any  # non-trainable collections (batch_stats), nested like params
+  ema_params: Any = None  # exponential moving average of the generator's params (or None)
 
 
 def input_ndim(model: nn.Module) -> int:
@@ -101,8 +102,8 @@ def match_target(sr: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Ar
 
 
 def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, lr_shape: tuple[int, ...],
-                 discriminator: nn.Module | None = None, hr_shape: tuple[int, ...] | None = None
-                 ) -> Callable[[jax.Array], TrainState]:
+                 discriminator: nn.Module | None = None, hr_shape: tuple[int, ...] | None = None,
+                 ema: bool = False) -> Callable[[jax.Array], TrainState]:
   """rng -> TrainState, to be jitted with ``out_shardings`` (parameters born sharded).
 
   Parameters are drawn with the non-partitionable threefry: they are
@@ -124,7 +125,7 @@ def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, lr_shape: t
       params[name] = variables.pop("params", {})
       model_state[name] = variables
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      model_state=model_state)
+                      model_state=model_state, ema_params=params["generator"] if ema else None)
   return init
 
 
@@ -140,7 +141,7 @@ def make_train_step(model: nn.Module, objective: losses.Objective, tx: optax.Gra
                     schedule: optax.Schedule, aux_names: list[str],
                     discriminator: nn.Module | None = None, gan_weight: float = 0.0, gan_type: str = "ragan",
                     call_kwargs: Callable[[jax.Array], dict[str, Any]] = lambda step: {},
-                    flow_fn: Callable | None = None):
+                    flow_fn: Callable | None = None, ema_decay: float | None = None):
   """Builds ``train_step(state, batch, frozen, rng) -> (state, metrics)``.
 
   ``frozen`` holds fixed networks' variables the objective needs (e.g. VGG
@@ -148,7 +149,8 @@ def make_train_step(model: nn.Module, objective: losses.Objective, tx: optax.Gra
   global batch, so under data-parallel jit the gradients are the global
   average. ``rng`` is the run's base key; the step's is ``fold_in(rng, step)``.
   ``call_kwargs(step)`` gives extra network arguments (progressive fade-in);
-  ``flow_fn`` computes flow for batches that carry frame pairs (see with_flow).
+  ``flow_fn`` computes flow for batches that carry frame pairs (see with_flow);
+  ``ema_decay`` updates ``state.ema_params`` (ESRGAN evaluates the EMA generator).
   """
   gan = discriminator is not None
   names = list(TRAIN_METRICS) + aux_names + (["gan_g", "gan_d"] if gan else [])
@@ -178,8 +180,11 @@ def make_train_step(model: nn.Module, objective: losses.Objective, tx: optax.Gra
     params = optax.apply_updates(state.params, updates)
     grad_norm = _global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(_global_norm(params))
+    ema = state.ema_params
+    if ema_decay:
+      ema = optax.incremental_update(params["generator"], ema, 1.0 - ema_decay)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              model_state=flax.core.unfreeze(new_model_state))
+                              model_state=flax.core.unfreeze(new_model_state), ema_params=ema)
     metrics = collection.single_from_model_output(
         loss=loss, grad_norm=grad_norm, nonfinite=jnp.logical_not(finite).astype(jnp.float32),
         learning_rate=schedule(state.step), **aux)

@@ -97,7 +97,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   lr_shape, hr_shape = _init_shapes(config, b.model)
-  init_fn = steps.make_init_fn(b.model, b.tx, lr_shape, b.discriminator, hr_shape)
+  init_fn = steps.make_init_fn(b.model, b.tx, lr_shape, b.discriminator, hr_shape,
+                               ema=bool(config.train.ema_decay))
   abstract_state = checkpointing.abstract(jax.eval_shape(init_fn, init_rng), repl)
   mngr = checkpointing.manager(workdir, max_to_keep=config.train.keep_checkpoints)
   latest = mngr.latest_step()
@@ -127,7 +128,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  int(state.step), config.train.num_steps)
     writer.close()
     return {"step": int(state.step), "finished": False}
-  variables = {"params": state.params["generator"], **state.model_state["generator"]}
+  generator = state.ema_params if state.ema_params is not None else state.params["generator"]
+  variables = {"params": generator, **state.model_state["generator"]}
   results = sr_eval.evaluate(config, b.model, variables, mesh, writer, int(state.step))
   if jax.process_index() == 0:
     sr_eval.write_results(workdir, results)
@@ -150,7 +152,9 @@ def _init_from(state: steps.TrainState, workdir: str, sharding_: jax.sharding.Sh
     from arsr_jax.models import convert  # noqa: PLC0415
     params = convert.load_rrdbnet_weights(workdir, jax.device_get(state.params["generator"]))
     logging.info("Initialized the generator from the PyTorch state dict %s", workdir)
-    return state.replace(params=dict(state.params, generator=jax.device_put(params, sharding_)))
+    params = jax.device_put(params, sharding_)
+    ema = params if state.ema_params is not None else None
+    return state.replace(params=dict(state.params, generator=params), ema_params=ema)
   step, source = checkpointing.load_latest_state(workdir)
   src = weights.flatten(source["params"]["generator"])
   dst = weights.flatten(jax.device_get(state.params["generator"]))
@@ -163,7 +167,9 @@ def _init_from(state: steps.TrainState, workdir: str, sharding_: jax.sharding.Sh
                                  (("not in this model:", missing), ("shape mismatch:", bad)) if items))
   merged = weights.unflatten({k: src.get(k, v) for k, v in dst.items()})
   logging.info("Initialized %d of %d generator tensors from %s (step %d)", len(src), len(dst), workdir, step)
-  return state.replace(params=dict(state.params, generator=jax.device_put(merged, sharding_)))
+  merged = jax.device_put(merged, sharding_)
+  ema = merged if state.ema_params is not None else None
+  return state.replace(params=dict(state.params, generator=merged), ema_params=ema)
 
 
 def _call_kwargs(config):
@@ -179,7 +185,7 @@ def _train(config, b: Built, mesh, state, data_iter, rng, mngr, writer):
   aux_names = _aux_names(b.objective, b.frozen, config, b.model)
   train_step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, aux_names, b.discriminator,
                                         config.loss.get("gan_weight", 0.0), config.loss.get("gan_type", "ragan"),
-                                        _call_kwargs(config), pipeline.flow_fn(config))
+                                        _call_kwargs(config), pipeline.flow_fn(config), tcfg.ema_decay)
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   p_train_step = jax.jit(train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
                          donate_argnums=(0,))

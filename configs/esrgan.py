@@ -24,6 +24,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.optimizer.boundaries = (50_000, 100_000, 200_000, 300_000)
   c.optimizer.decay_factor = 0.5
   c.optimizer_d = c.optimizer.copy_and_resolve_references()
+  c.train.ema_decay = 0.999  # BasicSR evaluates the EMA generator
   if "psnr" in variant:
     c.loss.name = "l1"
     c.optimizer.learning_rate = 2e-4

@@ -118,3 +118,16 @@ def test_tvl1_flow_of_synthetic_frames_weights_the_moving_actors():
   moving, static = w_true > 0.5, clip["mask"][0] == 0
   assert w_tvl1[moving].mean() > 4 * w_tvl1[static].mean()
   assert np.corrcoef(w_tvl1.ravel(), w_true.ravel())[0, 1] > 0.5
+
+
+def test_ema_generator_follows_the_trained_one_and_is_evaluated(small_data_dir, tmp_path):
+  c = _recipe("esrgan", "smoke,psnr", small_data_dir, num_steps=3, ema_decay=0.5)
+  c.optimizer.warmup_steps = 0
+  train.train_and_evaluate(c, str(tmp_path))
+  _, state = checkpointing.load_latest_state(str(tmp_path))
+  trained, ema = weights.flatten(state["params"]["generator"]), weights.flatten(state["ema_params"])
+  assert trained.keys() == ema.keys()
+  assert any(not np.allclose(trained[k], ema[k]) for k in trained)  # lags behind, but is not the init
+  c.mode = "eval"
+  with_ema = train.train_and_evaluate(c, str(tmp_path))
+  assert with_ema["step"] == 3
