@@ -224,15 +224,15 @@ def _global_norm(tree) -> jax.Array:
 EVAL_KEYS = ("psnr", "ssim", "psnr_moving", "ssim_moving")
 
 
-def make_eval_step(model: nn.Module, scale: int, border: int, moving_threshold: float,
+def make_eval_step(model: nn.Module, border: int, moving_threshold: float,
                    call_kwargs: dict[str, Any] | None = None, flow_fn: Callable | None = None):
   """Builds ``eval_step(variables, batch) -> dict`` of per-frame metrics (B * S,).
 
   Keys: '{method}_{metric}' for method in (bicubic, model) and metric in
   EVAL_KEYS, one value per HR frame (S frames per item for clips), plus
-  'valid' (False on padding). 'moving' metrics only use pixels whose HR flow magnitude exceeds
-  ``moving_threshold`` pixels. Bicubic upsamples the item's own LR frame (the
-  centre of a K-frame window).
+  'valid' (False on padding). 'moving' metrics only use pixels whose HR flow
+  magnitude exceeds ``moving_threshold`` pixels. Bicubic upsamples the item's
+  own LR frame (the centre of a K-frame window) to the model's output size.
   """
   def eval_step(variables, batch):
     sr = apply_sr(model, variables, batch["lr"], train=False, **(call_kwargs or {}))

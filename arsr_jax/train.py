@@ -226,11 +226,11 @@ def _train(config, b: Built, mesh, state, data_iter, rng, mngr, writer):
 
 def _aux_names(objective, frozen, config, model) -> list[str]:
   """Names of the objective's logged terms (traced abstractly on one example)."""
-  sample = pipeline.sample_patch(config)
-  lr_shape, hr_shape = _init_shapes(config, model)
+  sampler = pipeline.sample_patch(config).sampler  # validated
+  _, hr_shape = _init_shapes(config, model)
   p, span = config.data.patch_size, {"frame": (), "pair": (2,), "clip": (config.data.clip_length,)}
-  lead = (1,) + span[sample.sampler]
-  flow_lead = (1, config.data.clip_length) if sample.sampler == "clip" else (1,)
+  lead = (1,) + span[sampler]
+  flow_lead = (1, config.data.clip_length) if sampler == "clip" else (1,)
   batch = {"hr": jax.ShapeDtypeStruct(lead + hr_shape[1:], jnp.float32),
            "flow": jax.ShapeDtypeStruct(flow_lead + (p, p, 2), jnp.float32)}
   _, aux = jax.eval_shape(objective, batch["hr"], batch, frozen)

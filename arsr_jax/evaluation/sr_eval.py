@@ -26,8 +26,8 @@ def evaluate(config, model, variables, mesh, writer: EventWriter | None, step: i
   ecfg = config.eval
   per_process_batch = sharding.check_batch_size(ecfg.batch_size, mesh, "eval.batch_size")
   call_kwargs = {"alpha": 1.0} if config.train.get("fade_steps") else {}
-  eval_step = steps.make_eval_step(model, config.scale, ecfg.get("border", config.scale),
-                                   ecfg.moving_threshold, call_kwargs, pipeline.flow_fn(config))
+  eval_step = steps.make_eval_step(model, ecfg.get("border", config.scale), ecfg.moving_threshold,
+                                   call_kwargs, pipeline.flow_fn(config))
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   p_eval = jax.jit(eval_step, in_shardings=(repl, batched), out_shardings=batched)
   per_frame: dict[str, list[np.ndarray]] = {}
@@ -48,7 +48,7 @@ def evaluate(config, model, variables, mesh, writer: EventWriter | None, step: i
   if writer is not None and first is not None:
     writer.scalars(step, {f"eval/{m}_{k}": v for m in ("bicubic", "model")
                           for k, v in results[m].items() if v is not None})
-    write_samples(writer, step, model, variables, first, config.scale, call_kwargs)
+    write_samples(writer, step, model, variables, first, call_kwargs)
   return results
 
 
@@ -57,10 +57,12 @@ def _nanmean(x: np.ndarray) -> float | None:
   return float(x.mean()) if x.size else None
 
 
-def write_samples(writer: EventWriter, step: int, model, variables, batch, scale: int,
+def write_samples(writer: EventWriter, step: int, model, variables, batch,
                   call_kwargs: dict[str, Any], n: int = 4) -> None:
-  """LR (nearest-upscaled) | bicubic | SR | HR side by side, for the first frames."""
-  del scale  # the output size decides (intermediate progressive stages output less)
+  """LR (nearest-upscaled) | bicubic | SR | HR side by side, for the first frames.
+
+  Panels are at the model's output size (intermediate progressive stages output less).
+  """
   lr_in = jnp.asarray(batch["lr"][:n])
   sr = steps.apply_sr(model, variables, lr_in, train=False, **call_kwargs)
   hr = steps.match_target(sr, {"hr": jnp.asarray(batch["hr"][:n])})["hr"]
