@@ -131,3 +131,25 @@ def test_ema_generator_follows_the_trained_one_and_is_evaluated(small_data_dir, 
   c.mode = "eval"
   with_ema = train.train_and_evaluate(c, str(tmp_path))
   assert with_ema["step"] == 3
+
+
+def test_ema_update_rule_over_steps():
+  c = _recipe("vdsr")
+  c.model.num_layers, c.model.features = 2, 4
+  c.optimizer.warmup_steps = 0
+  b = train.build(c)
+  state = jax.jit(steps.make_init_fn(b.model, b.tx, (1, 4, 4, 3), ema=True))(jax.random.key(0))
+  step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, ["mse"], ema_decay=0.9)
+  step = jax.jit(step)
+  rng = np.random.default_rng(0)
+  expected = weights.flatten(jax.device_get(state.params["generator"]))
+  for _ in range(3):
+    batch = {"lr": rng.uniform(size=(2, 4, 4, 3)).astype(np.float32),
+             "hr": rng.uniform(size=(2, 16, 16, 3)).astype(np.float32),
+             "flow": np.zeros((2, 16, 16, 2), np.float32)}
+    state, _ = step(state, batch, {}, jax.random.key(1))
+    current = weights.flatten(jax.device_get(state.params["generator"]))
+    expected = {k: 0.9 * expected[k] + 0.1 * current[k] for k in current}
+  got = weights.flatten(jax.device_get(state.ema_params))
+  for k in expected:
+    np.testing.assert_allclose(got[k], expected[k], rtol=1e-5, atol=1e-7)
