@@ -1,0 +1,1 @@
+"""Frozen action recognisers used to measure and guide action-oriented video SR."""
