@@ -101,6 +101,16 @@ def match_target(sr: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Ar
   return out
 
 
+def lr_frames_for(lr: jax.Array, hr: jax.Array) -> jax.Array:
+  """The LR frames that correspond to ``hr``'s frames: the centre of K-frame windows,
+  and every f-th frame when a clip model outputs T / f frames."""
+  if lr.ndim == hr.ndim + 1:  # K-frame windows
+    lr = lr[..., lr.shape[-4] // 2, :, :, :]
+  if lr.ndim == 5 and lr.shape[1] != hr.shape[1]:  # fewer output frames
+    lr = lr[:, ::lr.shape[1] // hr.shape[1]]
+  return lr
+
+
 def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, lr_shape: tuple[int, ...],
                  discriminator: nn.Module | None = None, hr_shape: tuple[int, ...] | None = None,
                  ema: bool = False) -> Callable[[jax.Array], TrainState]:
@@ -166,12 +176,12 @@ def make_train_step(model: nn.Module, objective: losses.Objective, tx: optax.Gra
       out = apply_sr(model, g_vars, batch["lr"], train=True, rngs={"dropout": rng},
                      mutable=g_mutable or False, **call_kwargs(state.step))
       sr, g_state = out if g_mutable else (out, state.model_state["generator"])
-      loss, aux = objective(sr, match_target(sr, batch), frozen)
+      target = match_target(sr, batch)
+      loss, aux = objective(sr, target, frozen)
       new_model_state = {"generator": g_state}
       if gan:
         loss, aux, new_model_state["discriminator"] = _gan_terms(
-            discriminator, params["discriminator"], state.model_state["discriminator"], sr,
-            match_target(sr, batch)["hr"],
+            discriminator, params["discriminator"], state.model_state["discriminator"], sr, target["hr"],
             loss, aux, gan_weight, losses.gan_losses(gan_type))
       return loss, (aux, new_model_state)
 
@@ -238,11 +248,7 @@ def make_eval_step(model: nn.Module, border: int, moving_threshold: float,
     sr = apply_sr(model, variables, batch["lr"], train=False, **(call_kwargs or {}))
     batch = match_target(sr, with_flow(batch, flow_fn))
     hr = batch["hr"]
-    lr_frames = batch["lr"]
-    if lr_frames.ndim == hr.ndim + 1:  # K-frame windows: bicubic of the centre frame
-      lr_frames = lr_frames[..., lr_frames.shape[-4] // 2, :, :, :]
-    if lr_frames.ndim == 5 and lr_frames.shape[1] != hr.shape[1]:  # fewer output frames
-      lr_frames = lr_frames[:, ::lr_frames.shape[1] // hr.shape[1]]
+    lr_frames = lr_frames_for(batch["lr"], hr)
     outputs = {"bicubic": jnp.clip(degrade.bicubic_upsample(lr_frames, hr.shape[-2] // lr_frames.shape[-2]), 0, 1),
                "model": sr}
     fold = lambda x: x.reshape((-1,) + x.shape[-3:])  # noqa: E731  (B*S, H, W, C)

@@ -66,9 +66,7 @@ def write_samples(writer: EventWriter, step: int, model, variables, batch,
   lr_in = jnp.asarray(batch["lr"][:n])
   sr = steps.apply_sr(model, variables, lr_in, train=False, **call_kwargs)
   hr = steps.match_target(sr, {"hr": jnp.asarray(batch["hr"][:n])})["hr"]
-  lr = lr_in if lr_in.ndim == hr.ndim else lr_in[..., lr_in.shape[-4] // 2, :, :, :]
-  if lr.ndim == 5 and lr.shape[1] != hr.shape[1]:
-    lr = lr[:, ::lr.shape[1] // hr.shape[1]]
+  lr = steps.lr_frames_for(lr_in, hr)
   factor = hr.shape[-2] // lr.shape[-2]
   bic = degrade.bicubic_upsample(lr, factor)
   lr_big = jnp.repeat(jnp.repeat(lr, factor, axis=-3), factor, axis=-2)
