@@ -129,8 +129,13 @@ def tosr_terms(sr: jax.Array, hr: jax.Array, flow: jax.Array, loss: Callable) ->
 Objective = Callable[[jax.Array, Mapping[str, jax.Array], Any], tuple[jax.Array, dict[str, jax.Array]]]
 
 
+def _configured_pixel_loss(name: str, cfg: ml_collections.ConfigDict):
+  """pixel_loss(name) with its option from the loss config (Huber's delta, default 0.01)."""
+  return pixel_loss(name, **({"delta": cfg.get("delta", 0.01)} if name == "huber" else {}))
+
+
 def _pixel_objective(cfg: ml_collections.ConfigDict):
-  fn = pixel_loss(cfg.name, **({"delta": cfg.get("delta", 0.01)} if cfg.name == "huber" else {}))
+  fn = _configured_pixel_loss(cfg.name, cfg)
 
   def objective(sr, batch, frozen):
     del frozen
@@ -157,7 +162,7 @@ def _sosr_objective(cfg: ml_collections.ConfigDict):
 
 def _tosr_objective(cfg: ml_collections.ConfigDict):
   """a * content + b * consistency + c * warp_hr on siamese pairs (data.sampler='pair')."""
-  fn = pixel_loss(cfg.pixel, **({"delta": cfg.get("delta", 0.01)} if cfg.pixel == "huber" else {}))
+  fn = _configured_pixel_loss(cfg.pixel, cfg)
   a, b, c = float(cfg.a), float(cfg.b), float(cfg.c)
 
   def objective(sr, batch, frozen):

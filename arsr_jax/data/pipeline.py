@@ -220,14 +220,15 @@ def eval_batches(config: ml_collections.ConfigDict, per_process_batch: int,
   buf: list[dict[str, np.ndarray]] = []
   produced, items_per_clip, template = 0, None, None
   for i in range(jax.process_index(), n, jax.process_count()):
-    for item in _eval_items(source[i], span, d.input_frames, d.flow_source):
+    example = source[i]
+    for item in _eval_items(example, span, d.input_frames, d.flow_source):
       template = template or item
       buf.append(item)
       if len(buf) == per_process_batch:
         produced += 1
         yield _stack(buf)
         buf = []
-    items_per_clip = items_per_clip or (source[i]["hr"].shape[0] // span)
+    items_per_clip = items_per_clip or (example["hr"].shape[0] // span)
   if template is None:
     raise ValueError(f"Eval split {d.eval_split!r} of {d.name!r} has no clip of "
                      f"{span} frames for process {jax.process_index()}")
