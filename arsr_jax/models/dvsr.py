@@ -41,6 +41,20 @@ Parameter names are ``conv_in``, ``rrdb_i``, ``up_i``, ``rgb_i`` (i < stage), an
 creates every stage's RGB head, so a stage-k model's parameters are a subset of the
 stage-(k+1) model's: ``grow_params(small, big)`` copies a trained smaller model into
 a freshly initialised bigger one.
+
+Foreground attention (``attention=True``, both models; locpg2.py's saliency branch):
+an ``AttentionDecoder`` named ``attention`` reads the encoder features (progressive:
+the faded RRDB output before the conv_in skip, as locpg2; DVSR: conv_body's output
+before the skip) and predicts a map (N, T', H', W', 1) in [0, 1] of the SR output's
+size, at every stage and alpha. ``__call__`` then returns ``{'sr': clip, 'attention':
+map}``. Its BatchNorms add a ``batch_stats`` collection (batch statistics when
+``train``, running averages otherwise). The decoder's parameters do not depend on
+the stage, so parameters still nest across stages and ``grow_params`` works. The
+losses are the trainer's business; the paper's (conf/228l.py): action CE on
+``stop_gradient(sr) * attention`` x1, L1 mean(attention) x5e-4, and the SR L1
+weighted by ``stop_gradient(attention)`` x1 (joint SR + action training: L1 x100,
+action CE x0.5). With ``attention=False`` (default) outputs and parameters are
+those of the plain models.
 """
 
 from __future__ import annotations
@@ -77,6 +91,39 @@ def _rrdb3d(growth: int, dtype: Any, name: str) -> layers.RRDB:
   return layers.RRDB(growth, (3, 3, 3), kernel_init=layers.torch_default_init(), dtype=dtype, name=name)
 
 
+class AttentionDecoder(nn.Module):
+  """locpg2 saliency decoder: (N, T, h, w, F) encoder features -> (N, T', H', W', 1) in [0, 1].
+
+  ``num_layers`` x [trilinear resize, conv 3x3x3, BatchNorm, LReLU], the last one
+  conv -> 1 channel and sigmoid instead (no BatchNorm). Layer i resizes to
+  (T', min(2^(i+1) h, H'), min(2^(i+1) w, W')) and the last to (T', H', W') exactly,
+  so with num_layers = log2(H'/h) each layer upsamples x2 in space (locpg2's
+  trilinear (1, 2, 2)); time is resized to T' at the first layer. Hidden widths
+  halve down to F/4 at the last hidden layer (locpg2: F/4 at 4x; F/2, F/4 at 8x).
+  """
+  features: int = 32
+  num_layers: int = 2
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, size: tuple[int, int, int], *, train: bool = False) -> jax.Array:
+    if self.num_layers < 1:
+      raise ValueError(f"AttentionDecoder needs num_layers >= 1, got {self.num_layers}")
+    t_out, h_out, w_out = size
+    h, w = x.shape[2:4]
+    for i in range(self.num_layers - 1):
+      x = layers.resize_linear(x, (t_out, min(h << (i + 1), h_out), min(w << (i + 1), w_out)))
+      width = max(1, self.features >> max(1, i + 4 - self.num_layers))
+      x = _conv3d(width, f"conv{i}", self.dtype)(x)
+      # PyTorch BatchNorm3d's defaults (its momentum 0.1 is 0.9 here, eps 1e-5).
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+                       name=f"bn{i}")(x)
+      x = layers.leaky_relu(x)
+    x = layers.resize_linear(x, (t_out, h_out, w_out))
+    x = _conv3d(1, f"conv{self.num_layers - 1}", self.dtype)(x)
+    return jax.nn.sigmoid(x.astype(jnp.float32))
+
+
 class DVSR(nn.Module):
   INPUT_NDIM: ClassVar[int] = 5  # takes clips (N, T, h, w, C)
 
@@ -85,24 +132,33 @@ class DVSR(nn.Module):
   features: int = 32
   growth: int = 16
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
+  attention: bool = False  # also predict a foreground attention map (returns a dict)
 
   @nn.compact
-  def __call__(self, clip: jax.Array, *, train: bool = False) -> jax.Array:
-    """(N, T, h, w, 3) -> (N, T, h*scale, w*scale, 3), float32."""
-    del train
+  def __call__(self, clip: jax.Array, *, train: bool = False) -> jax.Array | dict[str, jax.Array]:
+    """(N, T, h, w, 3) -> (N, T, h*scale, w*scale, 3), float32.
+
+    With ``attention``: {'sr': that clip, 'attention': (N, T, h*scale, w*scale, 1) in [0, 1]}.
+    """
     num_up = _num_stages(self.scale)
     c1 = _conv3d(self.features, "conv_in", self.dtype)(clip.astype(self.dtype))
     y = c1
     for i in range(self.num_blocks):
       y = _rrdb3d(self.growth, self.dtype, f"rrdb_{i}")(y)
-    y = c1 + _conv3d(self.features, "conv_body", self.dtype)(y)
+    trunk = _conv3d(self.features, "conv_body", self.dtype)(y)
+    y = c1 + trunk
     for i in range(num_up):
       _, t, h, w, _ = y.shape
       y = layers.resize_linear(y, (t, 2 * h, 2 * w))
       y = layers.leaky_relu(_conv3d(self.features, f"up_{i}", self.dtype)(y))
     y = layers.leaky_relu(_conv3d(self.features, "conv_hr", self.dtype)(y))
     y = jnp.tanh(_conv3d(clip.shape[-1], "conv_out", self.dtype)(y))
-    return _add_input(y, clip)
+    out = _add_input(y, clip)
+    if not self.attention:
+      return out
+    attn = AttentionDecoder(self.features, num_up, dtype=self.dtype, name="attention")(
+        trunk, out.shape[1:4], train=train)
+    return {"sr": out, "attention": attn}
 
 
 class UpStage(nn.Module):
@@ -143,6 +199,7 @@ class ProgressiveDVSR(nn.Module):
   growth: int = 32
   temporal_growth: bool = True
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
+  attention: bool = False  # also predict a foreground attention map (returns a dict)
 
   @property
   def num_stages(self) -> int:
@@ -157,9 +214,11 @@ class ProgressiveDVSR(nn.Module):
 
   @nn.compact
   def __call__(self, clip: jax.Array, *, alpha: float | jax.Array | None = None,
-               train: bool = False) -> jax.Array:
-    """(N, T, h, w, 3) -> (N, T', h*2^stage, w*2^stage, 3), float32; T' = T unless temporal growth."""
-    del train
+               train: bool = False) -> jax.Array | dict[str, jax.Array]:
+    """(N, T, h, w, 3) -> (N, T', h*2^stage, w*2^stage, 3), float32; T' = T unless temporal growth.
+
+    With ``attention``: {'sr': that clip, 'attention': (N, T', h*2^stage, w*2^stage, 1) in [0, 1]}.
+    """
     s, k = self.num_stages, self.active_stages
     t_in = clip.shape[1]
     if self.temporal_growth and t_in % 2 ** (s - 1):
@@ -195,7 +254,11 @@ class ProgressiveDVSR(nn.Module):
     if fading:
       prev = _add_input(heads[k - 2](stage_feats[k - 2]), clip)
       out = (1.0 - a) * layers.resize_linear(prev, out.shape[1:4]) + a * out
-    return out
+    if not self.attention:
+      return out
+    attn = AttentionDecoder(self.features, s, dtype=self.dtype, name="attention")(
+        feat, out.shape[1:4], train=train)
+    return {"sr": out, "attention": attn}
 
 
 def grow_params(small_params: Any, big_params: Any) -> Any:
