@@ -1,1 +1,44 @@
-"""Frozen action recognisers used to measure and guide action-oriented video SR."""
+"""Frozen action recognisers used to measure and guide action-oriented video SR.
+
+``RECOGNIZERS`` maps a config name to a Flax module class; ``INPUT_KIND`` says what it consumes
+(all apply as ``module.apply(variables, *inputs, train=...)`` and return float32 logits):
+  'segments':            TSN, snippets (N, S, H, W, C) (RGB frames or stacked flow) -> (N, K);
+  'two_stream_segments': ST-ResNet, RGB (N, S, H, W, 3) and stacked flow (N, S, H, W, 2L)
+                         -> {'spatial': (N, K), 'temporal': (N, K)};
+  'clip':                I3D and 3D ResNets, RGB clips (N, T, H, W, 3) -> (N, K).
+RGB is in [0, 1] ([-1, 1] for I3D, see its ``preprocess``) and flow in pixels as (u, v); the
+networks normalise their inputs themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+
+from arsr_jax.models import _build  # the same name/option checks as build_model
+from arsr_jax.recognition.i3d import I3D
+from arsr_jax.recognition.resnet3d import ResNet3D, WideResNet3D
+from arsr_jax.recognition.st_resnet import STResNet
+from arsr_jax.recognition.tsn import TSN
+
+RECOGNIZERS: dict[str, type[nn.Module]] = {
+    "tsn": TSN,
+    "st_resnet": STResNet,
+    "i3d": I3D,
+    "resnet3d": ResNet3D,
+    "wide_resnet3d": WideResNet3D,  # ResNet3D with widen_factor=2 (Hara's WideResNet-50, k=2)
+}
+
+INPUT_KIND: dict[str, str] = {
+    "tsn": "segments",
+    "st_resnet": "two_stream_segments",
+    "i3d": "clip",
+    "resnet3d": "clip",
+    "wide_resnet3d": "clip",
+}
+
+
+def build_recognizer(name: str, **kwargs: Any) -> nn.Module:
+  """RECOGNIZERS[name](**kwargs), with clear errors for bad names or options."""
+  return _build(RECOGNIZERS, "recognizer", name, **kwargs)
