@@ -19,8 +19,12 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
-# Config sections whose values must match for a checkpoint to be restored.
-IDENTITY_KEYS = ("model", "discriminator", "scale")
+# Config sections whose values must match for a checkpoint to be restored, per config.task.
+IDENTITY_KEYS = {"sr": ("model", "discriminator", "scale"), "recognition": ("task", "recognizer")}
+
+
+def identity_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return IDENTITY_KEYS[config.get("task", "sr")]
 
 
 def manager(workdir: str, *, max_to_keep: int, async_save: bool = True) -> ocp.CheckpointManager:
@@ -32,7 +36,7 @@ def manager(workdir: str, *, max_to_keep: int, async_save: bool = True) -> ocp.C
 
 def run_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return {k: (config[k].to_dict() if isinstance(config[k], ml_collections.ConfigDict) else config[k])
-          for k in IDENTITY_KEYS}
+          for k in identity_keys(config)}
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter: grain.DatasetIterator | None,
@@ -48,9 +52,9 @@ def check_identity(mngr: ocp.CheckpointManager, step: int, config: ml_collection
   """Raises if the checkpoint at ``step`` was written for another model or scale."""
   meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   want = run_identity(config)
-  have = {k: meta.get(k) for k in IDENTITY_KEYS}
+  have = {k: meta.get(k) for k in want}
   if have != want:
-    diffs = {k: (have[k], want[k]) for k in IDENTITY_KEYS if have[k] != want[k]}
+    diffs = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
     raise ValueError(
         f"The checkpoint at step {step} in {mngr.directory} was written for a different run: "
         + "; ".join(f"{k}: checkpoint has {h}, config asks for {w}" for k, (h, w) in diffs.items())

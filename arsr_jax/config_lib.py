@@ -9,6 +9,10 @@ import ml_collections
 def get_base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # What the run does: 'sr' trains/evaluates an SR network; 'recognition' trains/evaluates an
+  # action recognizer on HR clips (section recognizer); 'evaluate' runs the recognition-based
+  # evaluation protocol over SR methods (section evaluate; see evaluation/protocol.py).
+  c.task = "sr"
   c.mode = "train"  # train | eval (restore the latest checkpoint and evaluate)
   c.scale = 4
   c.compute_dtype = "auto"  # auto (bfloat16 on GPU/TPU, float32 on CPU) | float32 | bfloat16
@@ -27,11 +31,20 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.flow_source = "dataset"
   c.data.tvl1 = ml_collections.ConfigDict()  # TVL1Params overrides, e.g. nscales, warps (OpenCV defaults)
   c.data.flip = True  # random horizontal/vertical flips (flow rotated accordingly)
+  c.data.with_labels = False  # SR batches also carry the clip label (recognition-guided losses)
+  # Recognition sampling (TSN): segments per training clip, flow frames per stack (2x channels).
+  c.data.num_segments = 3
+  c.data.new_length = 5
+  c.data.crop_size = 0  # random crop side for recognizers (0 = whole frame)
   c.data.worker_count = 0  # grain worker processes (0 = read in the main process)
   c.data.read_threads = 4
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "vdsr"
+
+  # task='recognition': recognition.RECOGNIZERS name and its fields (num_classes from the data).
+  c.recognizer = ml_collections.ConfigDict()
+  c.recognizer.name = ml_collections.config_dict.placeholder(str)
 
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "mse"
@@ -69,6 +82,23 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 64
   c.eval.moving_threshold = 0.5  # px of HR flow; 'moving' metrics use only those pixels
   c.eval.max_clips = ml_collections.config_dict.placeholder(int)  # None = whole split
+  c.eval.num_segments = 25  # TSN test protocol: 25 frames (or flow stacks) per video
+
+  # task='evaluate': the recognition-based protocol (evaluation/protocol.py).
+  c.evaluate = ml_collections.ConfigDict()
+  # Comma-separated methods: 'bicubic', 'hr', or NAME=SPATIAL[:TEMPORAL], each side 'bicubic',
+  # 'hr' or an SR workdir (e.g. 'vdsr=W1,sosr+tosr=W2:W3'). One side means both streams.
+  c.evaluate.methods = "bicubic,hr"
+  c.evaluate.spatial = ""  # workdir of a TSN rgb recognizer (spatial stream)
+  c.evaluate.temporal = ""  # workdir of a TSN flow recognizer (temporal stream)
+  c.evaluate.two_stream = ""  # workdir of an ST-ResNet (both streams in one network)
+  c.evaluate.clip = ""  # workdir of a clip recognizer (I3D, 3D ResNets), or 'i3d_kinetics400'
+  c.evaluate.fusion_weights = (1.0, 1.5)  # spatial : temporal (TSN)
+  c.evaluate.flow_bound = 20.0  # TSN flow storage range: flow clipped to +-bound px
+  c.evaluate.clip_length = 16  # consecutive-frame windows of clip recognizers (TinyVIRAT)
+  c.evaluate.threshold = 0.5  # multi-label decision threshold on sigmoid scores
+  c.evaluate.tvl1 = ml_collections.ConfigDict()  # TVL1Params overrides for the SR frames' flow
+  c.evaluate.profiles = 4  # videos whose temporal profiles are drawn to plots/
   return c
 
 
@@ -109,9 +139,10 @@ OPTIONAL_KEYS = {
     "optimizer": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor"},
     "optimizer_d": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor"},
     "eval": {"border"},
+    "evaluate": {"lr_size"},
 }
 # Sections whose keys are checked by their consumer (models.build_model, losses.build_objective).
-FREE_SECTIONS = ("model", "loss", "discriminator")
+FREE_SECTIONS = ("model", "loss", "discriminator", "recognizer")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

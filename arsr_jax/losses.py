@@ -201,6 +201,11 @@ def _l1_perceptual_objective(cfg: ml_collections.ConfigDict):
   return objective, frozen
 
 
+def _attention_objective(cfg: ml_collections.ConfigDict):
+  from arsr_jax.recognition import guidance  # noqa: PLC0415  (restores a frozen classifier)
+  return guidance.attention_objective(cfg)
+
+
 OBJECTIVES: dict[str, Callable[[ml_collections.ConfigDict], tuple[Objective, Any]]] = {
     "mse": _pixel_objective,
     "l1": _pixel_objective,
@@ -209,6 +214,7 @@ OBJECTIVES: dict[str, Callable[[ml_collections.ConfigDict], tuple[Objective, Any
     "sosr": _sosr_objective,
     "tosr": _tosr_objective,
     "pixel_perceptual": _l1_perceptual_objective,
+    "attention": _attention_objective,  # recognition-guided (TinyVIRAT): recognition/guidance.py
 }
 
 

@@ -40,6 +40,8 @@ def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.G
                       weight_decay=cfg.get("weight_decay", 1e-4))
   elif name == "sgd":
     opt = optax.sgd(schedule, momentum=cfg.get("momentum", 0.9))
+    if cfg.get("weight_decay", 0.0):  # L2 on the gradient, as Caffe/PyTorch SGD
+      opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
   else:
     raise ValueError(f"Unknown optimizer.name {name!r}; use adam, adamw or sgd")
   clip = float(cfg.get("grad_clip_norm", 0.0))

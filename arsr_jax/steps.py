@@ -50,15 +50,23 @@ def apply_sr(model: nn.Module, variables, lr: jax.Array, *, train: bool, mutable
   """Runs the SR network on ``lr`` with any number of extra leading axes.
 
   Returns SR frames with lr's leading axes (and the updated collections if
-  ``mutable``).
+  ``mutable``); networks with extra outputs (DVSR's foreground attention)
+  return a dict {'sr', ...} of such arrays (see ``split_output``).
   """
   nd = input_ndim(model)
   lead = lr.shape[:lr.ndim - nd + 1]
   out = model.apply(variables, lr.reshape((-1,) + lr.shape[lr.ndim - nd + 1:]), train=train,
                     mutable=mutable, **kwargs)
   sr, new_state = out if mutable else (out, None)
-  sr = sr.reshape(lead + sr.shape[1:])
+  sr = jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), sr)
   return (sr, new_state) if mutable else sr
+
+
+def split_output(out) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(SR frames, extra outputs such as {'attention': (..., H, W, 1)}) of a network's output."""
+  if isinstance(out, dict):
+    return out["sr"], {k: v for k, v in out.items() if k != "sr"}
+  return out, {}
 
 
 def with_flow(batch: dict[str, jax.Array], flow_fn: Callable | None) -> dict[str, jax.Array]:
@@ -175,9 +183,10 @@ def make_train_step(model: nn.Module, objective: losses.Objective, tx: optax.Gra
       g_vars = {"params": params["generator"], **state.model_state["generator"]}
       out = apply_sr(model, g_vars, batch["lr"], train=True, rngs={"dropout": rng},
                      mutable=g_mutable or False, **call_kwargs(state.step))
-      sr, g_state = out if g_mutable else (out, state.model_state["generator"])
+      out, g_state = out if g_mutable else (out, state.model_state["generator"])
+      sr, extras = split_output(out)
       target = match_target(sr, batch)
-      loss, aux = objective(sr, target, frozen)
+      loss, aux = objective(sr, {**target, **extras}, frozen)
       new_model_state = {"generator": g_state}
       if gan:
         loss, aux, new_model_state["discriminator"] = _gan_terms(
@@ -188,8 +197,8 @@ def make_train_step(model: nn.Module, objective: losses.Objective, tx: optax.Gra
     (loss, (aux, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    grad_norm = _global_norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(_global_norm(params))
+    grad_norm = global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(global_norm(params))
     ema = state.ema_params
     if ema_decay:
       ema = optax.incremental_update(params["generator"], ema, 1.0 - ema_decay)
@@ -227,7 +236,7 @@ def _gan_terms(disc, d_params, d_state, sr, hr, g_loss, aux, gan_weight, gan_fns
   return g_loss + gan_weight * gan_g + gan_d, aux, flax.core.unfreeze(d_state)
 
 
-def _global_norm(tree) -> jax.Array:
+def global_norm(tree) -> jax.Array:
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
 
 
@@ -245,7 +254,7 @@ def make_eval_step(model: nn.Module, border: int, moving_threshold: float,
   own LR frame (the centre of a K-frame window) to the model's output size.
   """
   def eval_step(variables, batch):
-    sr = apply_sr(model, variables, batch["lr"], train=False, **(call_kwargs or {}))
+    sr, _ = split_output(apply_sr(model, variables, batch["lr"], train=False, **(call_kwargs or {})))
     batch = match_target(sr, with_flow(batch, flow_fn))
     hr = batch["hr"]
     lr_frames = lr_frames_for(batch["lr"], hr)

@@ -1,18 +1,23 @@
 """``train_and_evaluate(config, workdir)``: the one training loop of arsr_jax.
 
+``config.task`` picks what is trained: an SR network ('sr', every recipe of
+configs/) or an action recognizer on HR clips ('recognition'); a ``Job``
+holds what differs (init, step, data, evaluation) and one loop runs both.
+'evaluate' runs the recognition-based protocol (evaluation/protocol.py).
+
 Data-parallel over every device of every process: the batch is sharded on the
 mesh's ``data`` axis, the train state is replicated, created directly on the
 devices (``jit`` with ``out_shardings``) or restored from the latest Orbax
 checkpoint in ``workdir`` together with the input iterator. After training
-(or with ``config.mode = 'eval'``) the SR model is evaluated against bicubic;
-results go to ``workdir/results.json``.
+(or with ``config.mode = 'eval'``) the network is evaluated; results go to
+``workdir/results.json``, and the run's config to ``workdir/config.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +30,7 @@ from arsr_jax.evaluation import sr_eval
 from arsr_jax.writers import EventWriter, Progress
 
 MODES = ("train", "eval")
+TASKS = ("sr", "recognition", "evaluate")
 
 
 def compute_dtype(name: str):
@@ -36,7 +42,7 @@ def compute_dtype(name: str):
   return jnp.dtype(name)
 
 
-def _net_kwargs(section: ml_collections.ConfigDict, family, dtype) -> dict[str, Any]:
+def net_kwargs(section: ml_collections.ConfigDict, family, dtype) -> dict[str, Any]:
   kwargs = {k: v for k, v in section.to_dict().items() if k != "name"}
   if models.accepts(section.name, "dtype", family) and "dtype" not in kwargs:
     kwargs["dtype"] = dtype
@@ -45,15 +51,13 @@ def _net_kwargs(section: ml_collections.ConfigDict, family, dtype) -> dict[str, 
 
 def build(config: ml_collections.ConfigDict):
   """Networks, objective (+ its frozen variables), optimizer and schedule named by the config."""
-  config_lib.validate(config)
-  if config.mode not in MODES:
-    raise ValueError(f"Unknown mode {config.mode!r}; use one of {MODES}")
+  check(config)
   dtype = compute_dtype(config.compute_dtype)
-  model = models.build_model(config.model.name, config.scale, **_net_kwargs(config.model, models.MODELS, dtype))
+  model = models.build_model(config.model.name, config.scale, **net_kwargs(config.model, models.MODELS, dtype))
   discriminator = None
   if config.discriminator.get("name"):
     discriminator = models.build_discriminator(
-        config.discriminator.name, **_net_kwargs(config.discriminator, models.DISCRIMINATORS, dtype))
+        config.discriminator.name, **net_kwargs(config.discriminator, models.DISCRIMINATORS, dtype))
   objective, frozen = losses.build_objective(config.loss, dtype)
   pipeline.flow_fn(config)  # validates data.flow_source and data.tvl1 early
   steps_total = config.train.num_steps
@@ -65,6 +69,14 @@ def build(config: ml_collections.ConfigDict):
     tx = optim.per_network({"generator": tx,
                             "discriminator": optim.build_optimizer(config.optimizer_d, steps_total)})
   return Built(model, discriminator, objective, frozen, tx, schedule)
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  config_lib.validate(config)
+  if config.mode not in MODES:
+    raise ValueError(f"Unknown mode {config.mode!r}; use one of {MODES}")
+  if config.task not in TASKS:
+    raise ValueError(f"Unknown task {config.task!r}; use one of {TASKS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,22 +96,71 @@ def _init_shapes(config, model) -> tuple[tuple[int, ...], tuple[int, ...]]:
   return (1, *frames, h, h, 3), (1, d.patch_size, d.patch_size, 3)
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """What a task trains and how it is evaluated; ``train_and_evaluate`` runs any Job.
+
+  init_fn: rng -> TrainState (jitted with replicated out_shardings).
+  train_step: (state, batch, frozen, rng) -> (state, clu metrics with 'nonfinite').
+  frozen: fixed variables the step reads (e.g. VGG features), replicated.
+  iterator: per-process batch size -> checkpointable grain iterator.
+  evaluate: (state, mesh, writer) -> results dict (JSON-able, with 'step').
+  table: results -> markdown.
+  """
+  init_fn: Callable[[jax.Array], steps.TrainState]
+  train_step: Callable
+  frozen: Any
+  iterator: Callable[[int], Any]
+  evaluate: Callable
+  table: Callable[[dict[str, Any]], str]
+  describe: Callable[[steps.TrainState], str]
+
+
+def sr_job(config: ml_collections.ConfigDict) -> Job:
+  """The SR recipes: generator (+ discriminator), objective, SR-quality evaluation."""
+  b = build(config)
+  lr_shape, hr_shape = _init_shapes(config, b.model)
+  init_fn = steps.make_init_fn(b.model, b.tx, lr_shape, b.discriminator, hr_shape,
+                               ema=bool(config.train.ema_decay))
+  aux_names = _aux_names(b.objective, b.frozen, config, b.model)
+  train_step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, aux_names, b.discriminator,
+                                        config.loss.get("gan_weight", 0.0), config.loss.get("gan_type", "ragan"),
+                                        _call_kwargs(config), pipeline.flow_fn(config), config.train.ema_decay)
+
+  def evaluate(state, mesh, writer):
+    generator = state.ema_params if state.ema_params is not None else state.params["generator"]
+    variables = {"params": generator, **state.model_state["generator"]}
+    return sr_eval.evaluate(config, b.model, variables, mesh, writer, int(state.step))
+
+  def describe(state):
+    n = sum(x.size for x in jax.tree.leaves(state.params["generator"]))
+    return f"{config.model.name}: {n} generator parameters"
+
+  return Job(init_fn, train_step, b.frozen, lambda batch: pipeline.train_iterator(config, batch, config.seed),
+             evaluate, sr_eval.results_table, describe)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from ``workdir`` if it holds checkpoints), then evaluates.
 
   Returns the evaluation results (also in ``workdir/results.json``), or
   {'step', 'finished': False} when ``train.steps_per_run`` stopped early.
   """
-  b = build(config)
+  check(config)
+  if config.task == "evaluate":
+    from arsr_jax.evaluation import protocol  # noqa: PLC0415
+    return protocol.run(config, workdir)
+  if config.task == "recognition":
+    from arsr_jax.recognition import task  # noqa: PLC0415
+    job = task.recognition_job(config)  # resolves config.recognizer.num_classes
+  else:
+    job = sr_job(config)
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
   per_process_batch = sharding.check_batch_size(config.train.batch_size, mesh)
   sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-  lr_shape, hr_shape = _init_shapes(config, b.model)
-  init_fn = steps.make_init_fn(b.model, b.tx, lr_shape, b.discriminator, hr_shape,
-                               ema=bool(config.train.ema_decay))
-  abstract_state = checkpointing.abstract(jax.eval_shape(init_fn, init_rng), repl)
+  abstract_state = checkpointing.abstract(jax.eval_shape(job.init_fn, init_rng), repl)
   mngr = checkpointing.manager(workdir, max_to_keep=config.train.keep_checkpoints)
   latest = mngr.latest_step()
   writer = EventWriter(os.path.join(workdir, "tensorboard"))
@@ -109,17 +170,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       raise FileNotFoundError(f"mode=eval: no checkpoint in {mngr.directory}; train first")
     state = checkpointing.restore(mngr, latest, abstract_state, None, config)
   else:
-    data_iter = pipeline.train_iterator(config, per_process_batch, config.seed)
+    data_iter = job.iterator(per_process_batch)
     if latest is None:
-      state = jax.jit(init_fn, out_shardings=repl)(init_rng)
+      state = jax.jit(job.init_fn, out_shardings=repl)(init_rng)
       if config.train.get("init_from"):
         state = _init_from(state, config.train.init_from, repl)
-      logging.info("Initialized %s: %d generator parameters", config.model.name,
-                   sum(x.size for x in jax.tree.leaves(state.params["generator"])))
+      logging.info("Initialized %s", job.describe(state))
     else:
       state = checkpointing.restore(mngr, latest, abstract_state, data_iter, config)
       logging.info("Resuming from step %d", int(state.step))
-    state = _train(config, b, mesh, state, data_iter, step_rng, mngr, writer)
+    _write_config(workdir, config)
+    state = _train(config, job, mesh, state, data_iter, step_rng, mngr, writer)
   mngr.wait_until_finished()
   mngr.close()
 
@@ -128,14 +189,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  int(state.step), config.train.num_steps)
     writer.close()
     return {"step": int(state.step), "finished": False}
-  generator = state.ema_params if state.ema_params is not None else state.params["generator"]
-  variables = {"params": generator, **state.model_state["generator"]}
-  results = sr_eval.evaluate(config, b.model, variables, mesh, writer, int(state.step))
+  results = job.evaluate(state, mesh, writer)
   if jax.process_index() == 0:
     sr_eval.write_results(workdir, results)
-    print(sr_eval.results_table(results))
+    print(job.table(results))
   writer.close()
   return results
+
+
+def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """workdir/config.json: what evaluation needs to rebuild the network (atomic write)."""
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  with open(path + ".tmp", "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  os.replace(path + ".tmp", path)
 
 
 def _init_from(state: steps.TrainState, workdir: str, sharding_: jax.sharding.Sharding) -> steps.TrainState:
@@ -180,16 +250,12 @@ def _call_kwargs(config):
   return lambda step: {"alpha": jnp.clip(step.astype(jnp.float32) / fade, 0.0, 1.0)}
 
 
-def _train(config, b: Built, mesh, state, data_iter, rng, mngr, writer):
+def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
   tcfg = config.train
-  aux_names = _aux_names(b.objective, b.frozen, config, b.model)
-  train_step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, aux_names, b.discriminator,
-                                        config.loss.get("gan_weight", 0.0), config.loss.get("gan_type", "ragan"),
-                                        _call_kwargs(config), pipeline.flow_fn(config), tcfg.ema_decay)
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  p_train_step = jax.jit(train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
+  p_train_step = jax.jit(job.train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
                          donate_argnums=(0,))
-  frozen = jax.device_put(b.frozen, repl)
+  frozen = jax.device_put(job.frozen, repl)
   start = int(state.step)
   if start >= tcfg.num_steps:
     logging.info("Checkpoint is at step %d >= train.num_steps=%d: nothing to train", start, tcfg.num_steps)
@@ -233,5 +299,12 @@ def _aux_names(objective, frozen, config, model) -> list[str]:
   flow_lead = (1, config.data.clip_length) if sampler == "clip" else (1,)
   batch = {"hr": jax.ShapeDtypeStruct(lead + hr_shape[1:], jnp.float32),
            "flow": jax.ShapeDtypeStruct(flow_lead + (p, p, 2), jnp.float32)}
+  if config.data.with_labels:
+    from arsr_jax.data import recognition_data  # noqa: PLC0415
+    multi = recognition_data.is_multilabel(config)
+    batch["label"] = jax.ShapeDtypeStruct((1, recognition_data.num_classes(config)) if multi else (1,),
+                                          jnp.float32 if multi else jnp.int32)
+  if config.model.get("attention"):
+    batch["attention"] = jax.ShapeDtypeStruct(lead + hr_shape[1:-1] + (1,), jnp.float32)
   _, aux = jax.eval_shape(objective, batch["hr"], batch, frozen)
   return sorted(aux)

@@ -31,9 +31,8 @@ _GENERATED = ("synthetic_actions",)
 
 def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The TFDS builder for ``name`` ('dataset/config'), prepared if we can generate it."""
-  import tfds_builders  # noqa: F401  (registers the project's builders)
-  if name.split("/")[0] == "synthetic_actions":
-    import tfds_builders.synthetic_actions  # noqa: F401
+  import tfds_builders  # noqa: PLC0415
+  tfds_builders.load(name)  # imports (registers) the project's builder for ``name``
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   except Exception as e:  # TFDS raises several types for unknown names/configs.
@@ -41,8 +40,9 @@ def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   if not builder.is_prepared():
     if name.split("/")[0] not in _GENERATED:
       raise FileNotFoundError(
-          f"Dataset {name!r} is not prepared in {builder.data_dir}. Prepare it first, e.g. "
-          f"`tfds build tfds_builders/{name.split('/')[0]} --file_format=array_record`.")
+          f"Dataset {name!r} is not prepared in {builder.data_dir}. Prepare it first: "
+          f"`python -m tfds_builders.prepare --dataset {name} --manual_dir DIR --data_dir {data_dir or '~/tensorflow_datasets'}` "
+          "(see tfds_builders/README.md).")
     logging.info("Generating %s into %s ...", name, builder.data_dir)
     builder.download_and_prepare(file_format="array_record")
   return builder
@@ -92,6 +92,7 @@ class SamplePatch(grain.transforms.RandomMap):
   clip_length: int = 1
   flip: bool = True
   flow_source: str = "dataset"  # 'tvl1': return 'flow_frames' (frame pairs) instead of 'flow'
+  labels: bool = False  # also return the clip's 'label' (recognition-guided objectives)
 
   def random_map(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
     hr, lr = example["hr"], example["lr"]
@@ -132,7 +133,11 @@ class SamplePatch(grain.transforms.RandomMap):
       out[key] = out[key][0]
     if self.sampler == "frame":
       out["hr"], out["lr"] = out["hr"][0], out["lr"][0]
-    return {k: _to_float(k, v) for k, v in out.items()}
+    out = {k: _to_float(k, v) for k, v in out.items()}
+    if self.labels:
+      out["label"] = (np.asarray(example["labels"], np.float32) if "labels" in example
+                      else np.asarray(example["label"], np.int32))
+    return out
 
 
 def flow_fn(config: ml_collections.ConfigDict):
@@ -177,7 +182,7 @@ def sample_patch(config: ml_collections.ConfigDict) -> SamplePatch:
     raise ValueError(f"Unknown data.sampler {d.sampler!r}; use one of {SAMPLERS}")
   return SamplePatch(scale=config.scale, patch_size=d.patch_size, sampler=d.sampler,
                      input_frames=d.input_frames, clip_length=d.clip_length, flip=d.flip,
-                     flow_source=d.flow_source)
+                     flow_source=d.flow_source, labels=d.with_labels)
 
 
 # ---------------------------------------------------------------------------
@@ -226,7 +231,7 @@ def eval_batches(config: ml_collections.ConfigDict, per_process_batch: int,
       buf.append(item)
       if len(buf) == per_process_batch:
         produced += 1
-        yield _stack(buf)
+        yield stack_items(buf)
         buf = []
     items_per_clip = items_per_clip or (example["hr"].shape[0] // span)
   if template is None:
@@ -238,7 +243,7 @@ def eval_batches(config: ml_collections.ConfigDict, per_process_batch: int,
   while produced < total:
     buf += [blank] * (per_process_batch - len(buf))
     produced += 1
-    yield _stack(buf)
+    yield stack_items(buf)
     buf = []
 
 
@@ -260,5 +265,5 @@ def _eval_items(example: dict[str, np.ndarray], span: int, k: int,
     yield item
 
 
-def _stack(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def stack_items(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
   return {k: np.stack([it[k] for it in items]) for k in items[0]}

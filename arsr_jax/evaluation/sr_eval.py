@@ -64,7 +64,7 @@ def write_samples(writer: EventWriter, step: int, model, variables, batch,
   Panels are at the model's output size (intermediate progressive stages output less).
   """
   lr_in = jnp.asarray(batch["lr"][:n])
-  sr = steps.apply_sr(model, variables, lr_in, train=False, **call_kwargs)
+  sr, _ = steps.split_output(steps.apply_sr(model, variables, lr_in, train=False, **call_kwargs))
   hr = steps.match_target(sr, {"hr": jnp.asarray(batch["hr"][:n])})["hr"]
   lr = steps.lr_frames_for(lr_in, hr)
   factor = hr.shape[-2] // lr.shape[-2]

@@ -136,13 +136,19 @@ class ResNet(nn.Module):
   dropout_rate: float = 0.0  # before the classifier; needs a 'dropout' rng when training
   normalize_input: str | None = "imagenet"
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
+  # 'imagenet': 7x7/2 conv + 3x3/2 max pool (H/4); 'small': 3x3/1 conv + 2x2/2 max pool (H/2), for
+  # small frames (e.g. the embedded 64x64 clips) whose detail the ImageNet stem would alias away.
+  stem_type: str = "imagenet"
 
   def setup(self):
     if self.depth not in STAGES:
       raise ValueError(f"ResNet depth must be one of {sorted(STAGES)}, got {self.depth}")
     kind, counts = STAGES[self.depth]
     block = BLOCKS[kind]
-    self.conv1 = nn.Conv(self.width, (7, 7), strides=(2, 2), padding=[(3, 3), (3, 3)], use_bias=False,
+    if self.stem_type not in ("imagenet", "small"):
+      raise ValueError(f"ResNet stem_type must be 'imagenet' or 'small', got {self.stem_type!r}")
+    k, s = (7, 2) if self.stem_type == "imagenet" else (3, 1)
+    self.conv1 = nn.Conv(self.width, (k, k), strides=(s, s), padding=[(k // 2, k // 2)] * 2, use_bias=False,
                          dtype=self.dtype, kernel_init=conv_init())
     self.bn1 = nn.BatchNorm(momentum=0.9, epsilon=1e-5, dtype=self.dtype)
     for i, n in enumerate(counts):
@@ -153,11 +159,13 @@ class ResNet(nn.Module):
     self.fc = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=layers.torch_default_init())
 
   def stem(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    """(N, H, W, C) raw input -> (N, H/4, W/4, width): normalise, conv1, bn1, ReLU, max pool."""
+    """(N, H, W, C) raw input -> (N, H/4, W/4, width) ('small': H/2): normalise, conv1, bn1, ReLU, max pool."""
     if x.ndim != 4:
       raise ValueError(f"ResNet expects frames (N, H, W, C), got shape {x.shape}")
     x = normalize(x.astype(jnp.float32), self.normalize_input).astype(self.dtype)
     x = nn.relu(self.bn1(self.conv1(x), use_running_average=not train))
+    if self.stem_type == "small":
+      return nn.max_pool(x, (2, 2), strides=(2, 2))
     return nn.max_pool(x, (3, 3), strides=(2, 2), padding=[(1, 1), (1, 1)])
 
   def stage(self, i: int, x: jax.Array, *, train: bool = False, inject: jax.Array | None = None) -> jax.Array:

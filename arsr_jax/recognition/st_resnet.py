@@ -40,11 +40,12 @@ class STResNet(nn.Module):
   new_length: int = 10  # flow fields per motion snippet (2 * new_length channels)
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+  stem_type: str = "imagenet"  # ResNet stem; 'small' for small frames (see resnet.ResNet)
 
   def setup(self):
     args = (self.depth, self.num_classes, self.width, self.dropout_rate)
-    self.appearance = ResNet(*args, normalize_input="imagenet", dtype=self.dtype)
-    self.motion = ResNet(*args, normalize_input="flow", dtype=self.dtype)
+    self.appearance = ResNet(*args, normalize_input="imagenet", dtype=self.dtype, stem_type=self.stem_type)
+    self.motion = ResNet(*args, normalize_input="flow", dtype=self.dtype, stem_type=self.stem_type)
 
   def __call__(self, rgb: jax.Array, flow: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
     """rgb (N, [S,] H, W, 3), flow (N, [S,] H, W, 2 * new_length) -> {'spatial', 'temporal'} logits."""

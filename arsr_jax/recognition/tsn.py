@@ -111,6 +111,7 @@ class TSN(nn.Module):
   new_length: int = 5  # flow fields per snippet (TSN's default); RGB snippets are single frames
   dropout_rate: float | None = None  # None: 0.8 for rgb, 0.7 for flow
   dtype: Any = jnp.float32
+  stem_type: str = "imagenet"  # ResNet stem; 'small' for small frames (see resnet.ResNet)
 
   @property
   def in_channels(self) -> int:
@@ -126,6 +127,7 @@ class TSN(nn.Module):
     n, s = x.shape[:2]
     rate = DEFAULT_DROPOUT[self.modality] if self.dropout_rate is None else self.dropout_rate
     backbone = ResNet(self.depth, self.num_classes, self.width, rate,
-                      "imagenet" if self.modality == "rgb" else "flow", self.dtype, name="backbone")
+                      "imagenet" if self.modality == "rgb" else "flow", self.dtype, self.stem_type,
+                      name="backbone")
     logits = backbone(x.reshape(n * s, *x.shape[2:]), train=train)
     return consensus(logits.reshape(n, s, -1))

@@ -64,6 +64,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       SyntheticActionsConfig(
           name="small", description="64x64 HR, 8 frames, 4x LR; 64 train / 32 test (tests, smoke).",
           frame_size=64, num_frames=8, scale=4, num_train=64, num_test=32),
+      SyntheticActionsConfig(
+          name="study", description="64x64 HR, 12 frames, 4x LR; 960 train / 480 test (CPU-size study).",
+          frame_size=64, num_frames=12, scale=4, num_train=960, num_test=480),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "default"
   DEFAULT_FILE_FORMAT = "array_record"

@@ -1,0 +1,250 @@
+"""Recognizer inputs from clip datasets: TSN segments, flow stacks, two-stream pairs and clips.
+
+A clip example holds 'hr' (T, H, W, 3) uint8 frames, optionally 'flow'
+(T-1, H, W, 2) forward flow in pixels, and 'label' (class index) or 'labels'
+(multi-hot, multi-label data such as TinyVIRAT). ``SampleRecognition`` turns
+it into one recognizer input, float32:
+
+  'rgb':        'rgb'  (S, H, W, 3) in [0, 1], one frame per segment;
+  'flow':       'flow' (S, H, W, 2L) in pixels, a stack of L consecutive flows
+                per segment, channels (u1, v1, u2, v2, ...) (TSN);
+  'two_stream': both, the RGB frame taken at the centre of each flow stack;
+  'clip':       'clip' (L, H, W, 3), L consecutive frames (3D CNNs).
+
+Training draws one random start per segment (TSN) and a random crop; eval
+uses TSN's test sampling (eval.num_segments evenly spaced, centred starts).
+The temporal stream may learn from the dataset's flow or from TV-L1 flow of
+the HR frames (``data.flow_source='tvl1'``), computed once per split on the
+accelerator and cached next to the dataset (``tvl1_flows``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Iterator
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from arsr_jax.data import pipeline
+from arsr_jax.recognition import tsn
+
+KINDS = ("rgb", "flow", "two_stream", "clip")
+
+
+def input_kind(recognizer: ml_collections.ConfigDict) -> str:
+  """What a recognizer config consumes (one of KINDS)."""
+  from arsr_jax import recognition  # noqa: PLC0415
+  kind = recognition.INPUT_KIND.get(recognizer.name)
+  if kind is None:
+    raise ValueError(f"Unknown recognizer {recognizer.name!r}; use one of {sorted(recognition.RECOGNIZERS)}")
+  if kind == "segments":
+    return "flow" if recognizer.get("modality", "rgb") == "flow" else "rgb"
+  return {"two_stream_segments": "two_stream"}.get(kind, kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleRecognition(grain.transforms.RandomMap):
+  """Clip example -> one recognizer input (see module docstring) and its label."""
+  kind: str
+  num_segments: int = 3
+  new_length: int = 5
+  clip_length: int = 16
+  crop_size: int = 0  # 0 = whole frame
+  train: bool = True
+
+  def random_map(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return self.sample(example, rng if self.train else None)
+
+  def sample(self, example: dict[str, Any], rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+    """``rng`` None = deterministic test sampling and a centre crop."""
+    if self.kind not in KINDS:
+      raise ValueError(f"Unknown recognizer input kind {self.kind!r}; use one of {KINDS}")
+    hr, name = example["hr"], example.get("id", "?")
+    num_frames = hr.shape[0]
+    out: dict[str, np.ndarray] = {}
+    try:
+      if self.kind in ("flow", "two_stream"):
+        flow = example.get("flow")
+        if flow is None:
+          raise ValueError("it has no 'flow' feature (set data.flow_source='tvl1')")
+        starts = tsn.segment_indices(flow.shape[0], self.num_segments, self.new_length,
+                                     train=rng is not None, rng=rng)
+        stacks = flow[starts[:, None] + np.arange(self.new_length)].astype(np.float32)  # (S, L, H, W, 2)
+        out["flow"] = tsn.stack_flow(stacks)
+        if self.kind == "two_stream":
+          out["rgb"] = hr[starts + self.new_length // 2]
+      elif self.kind == "rgb":
+        out["rgb"] = hr[tsn.segment_indices(num_frames, self.num_segments, 1, train=rng is not None, rng=rng)]
+      else:
+        if num_frames < self.clip_length:
+          raise ValueError(f"it has {num_frames} frames; clips need {self.clip_length}")
+        start = int(rng.integers(num_frames - self.clip_length + 1)) if rng is not None else (
+            (num_frames - self.clip_length) // 2)
+        out["clip"] = hr[start:start + self.clip_length]
+    except ValueError as e:
+      raise ValueError(f"Video {name}: {e}") from e
+    out = _crop(out, self.crop_size, rng)
+    out = {k: (v.astype(np.float32) / 255.0 if v.dtype == np.uint8 else v.astype(np.float32))
+           for k, v in out.items()}
+    out["label"] = label_of(example)
+    return out
+
+
+def label_of(example: dict[str, Any]) -> np.ndarray:
+  """int32 class index, or float32 multi-hot for multi-label data ('labels')."""
+  if "labels" in example:
+    return np.asarray(example["labels"], np.float32)
+  return np.asarray(example["label"], np.int32)
+
+
+def _crop(out: dict[str, np.ndarray], size: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+  """The same random (train) or centre (eval) square crop of every input."""
+  if not size:
+    return out
+  h, w = next(iter(out.values())).shape[-3:-1]
+  if size > min(h, w):
+    raise ValueError(f"data.crop_size={size} exceeds the {h}x{w} frames")
+  y = int(rng.integers(h - size + 1)) if rng is not None else (h - size) // 2
+  x = int(rng.integers(w - size + 1)) if rng is not None else (w - size) // 2
+  return {k: v[..., y:y + size, x:x + size, :] for k, v in out.items()}
+
+
+def num_classes(config: ml_collections.ConfigDict) -> int:
+  """Classes of the dataset's 'label' (or 'labels') feature."""
+  info = pipeline.get_builder(config.data.name, config.data.get("data_dir")).info
+  feats = info.features
+  if "label" in feats:
+    return feats["label"].num_classes
+  if "labels" in feats:
+    return int(feats["labels"].shape[-1])
+  raise ValueError(f"Dataset {config.data.name!r} has no 'label' or 'labels' feature to train a recognizer on")
+
+
+def is_multilabel(config: ml_collections.ConfigDict) -> bool:
+  info = pipeline.get_builder(config.data.name, config.data.get("data_dir")).info
+  return "label" not in info.features and "labels" in info.features
+
+
+# ---------------------------------------------------------------------------
+# TV-L1 flow of a whole split, computed once on the accelerator.
+
+class WithFlow:
+  """A random-access source whose examples carry 'flow' from a (N, T-1, H, W, 2) array."""
+
+  def __init__(self, source, flows: np.ndarray):
+    self._source, self._flows = source, flows
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    example = dict(self._source[index])
+    example["flow"] = self._flows[index]
+    return example
+
+
+def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pairs: int = 64) -> np.ndarray:
+  """TV-L1 flow (N, T-1, H, W, 2) float16 of every clip of ``split`` (fixed-size clips).
+
+  Cached as ``tvl1/<split>-<params hash>.npy`` in the dataset directory, so
+  the recognizers and the evaluation of one dataset share it.
+  """
+  from arsr_jax.flow import tvl1  # noqa: PLC0415
+  params = tvl1.TVL1Params.from_config(config.data.tvl1)
+  key = hashlib.sha1(json.dumps(dataclasses.asdict(params), sort_keys=True).encode()).hexdigest()[:10]
+  builder = pipeline.get_builder(config.data.name, config.data.get("data_dir"))
+  path = os.path.join(builder.data_dir, "tvl1", f"{split}-{key}.npy")
+  if os.path.exists(path):
+    flows = np.load(path, mmap_mode="r")
+    if flows.shape[0] == len(source):
+      return flows
+    logging.warning("Ignoring %s: %d clips cached, split has %d", path, flows.shape[0], len(source))
+  first = source[0]["hr"]
+  pairs_per_clip = first.shape[0] - 1
+  flows = np.zeros((len(source), pairs_per_clip, *first.shape[1:3], 2), np.float16)
+  fn = jax.jit(lambda a, b: tvl1.tvl1_flow(a, b, params))
+  clips_per_batch = max(1, batch_pairs // pairs_per_clip)
+  logging.info("TV-L1 flow of %s:%s (%d clips, %d pairs each) -> %s", config.data.name, split,
+               len(source), pairs_per_clip, path)
+  for lo in range(0, len(source), clips_per_batch):
+    idx = range(lo, min(len(source), lo + clips_per_batch))
+    hr = np.stack([_fixed(source[i]["hr"], first.shape, i) for i in idx]).astype(np.float32) / 255.0
+    a, b = hr[:, :-1].reshape((-1, *hr.shape[2:])), hr[:, 1:].reshape((-1, *hr.shape[2:]))
+    flows[lo:lo + len(idx)] = np.asarray(fn(a, b)).reshape((len(idx), pairs_per_clip, *hr.shape[2:4], 2))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + f".tmp{os.getpid()}.npy"
+  np.save(tmp, flows)
+  os.replace(tmp, path)
+  return flows
+
+
+def _fixed(hr: np.ndarray, shape: tuple[int, ...], index: int) -> np.ndarray:
+  if hr.shape != shape:
+    raise ValueError(f"data.flow_source='tvl1' caches flow for fixed-size clips; clip {index} is "
+                     f"{hr.shape}, the first is {shape}. Prepare the dataset with flow instead.")
+  return hr
+
+
+def recognition_source(config: ml_collections.ConfigDict, split: str, kind: str):
+  """The split's source, with TV-L1 flow attached when the input needs flow and flow_source='tvl1'."""
+  source = pipeline.get_source(config.data.name, split, config.data.get("data_dir"))
+  if kind in ("flow", "two_stream") and config.data.flow_source == "tvl1":
+    source = WithFlow(source, tvl1_flows(config, split, source))
+  return source
+
+
+def sampler(config: ml_collections.ConfigDict, kind: str, train: bool) -> SampleRecognition:
+  d = config.data
+  return SampleRecognition(kind=kind, num_segments=d.num_segments if train else config.eval.num_segments,
+                           new_length=d.new_length, clip_length=d.clip_length, crop_size=d.crop_size,
+                           train=train)
+
+
+def train_iterator(config: ml_collections.ConfigDict, kind: str, per_process_batch: int,
+                   seed: int) -> grain.DatasetIterator:
+  """Endless, checkpointable iterator of this process's recognizer training batches."""
+  ds = grain.MapDataset.source(recognition_source(config, config.data.train_split, kind))
+  ds = ds.repeat(None).shuffle(seed=seed)[jax.process_index()::jax.process_count()]
+  ds = ds.random_map(sampler(config, kind, train=True), seed=seed + 1).batch(per_process_batch,
+                                                                            drop_remainder=True)
+  threads = config.data.get("read_threads", 4)
+  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, 2))))
+
+
+def eval_batches(config: ml_collections.ConfigDict, kind: str, per_process_batch: int
+                 ) -> Iterator[dict[str, np.ndarray]]:
+  """This process's share of the eval split with TSN test sampling, padded ('valid').
+
+  Streams: one video is read and sampled at a time. All processes yield the
+  same number of batches.
+  """
+  source = recognition_source(config, config.data.eval_split, kind)
+  n = len(source) if not config.eval.get("max_clips") else min(len(source), config.eval.max_clips)
+  take = sampler(config, kind, train=False)
+  per_process = -(-n // jax.process_count())
+  buf, template, produced = [], None, 0
+  for i in range(jax.process_index(), n, jax.process_count()):
+    item = dict(take.sample(source[i], None), valid=np.bool_(True))
+    template = template or item
+    buf.append(item)
+    produced += 1
+    if len(buf) == per_process_batch:
+      yield pipeline.stack_items(buf)
+      buf = []
+  if template is None:
+    raise ValueError(f"Eval split {config.data.eval_split!r} of {config.data.name!r} has no video "
+                     f"for process {jax.process_index()}")
+  blank = dict({k: np.zeros_like(v) for k, v in template.items()}, valid=np.bool_(False))
+  while produced < per_process or buf:
+    buf.append(blank)
+    produced += 1
+    if len(buf) == per_process_batch:
+      yield pipeline.stack_items(buf)
+      buf = []

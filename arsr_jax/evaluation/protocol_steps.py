@@ -1,0 +1,147 @@
+"""The per-method computations of the evaluation protocol: host sampling and jitted steps.
+
+Two-stream path (the paper's Fig. 1), per video with TSN's test sampling:
+  LR frames --spatial SR--> S frames --spatial stream--> (C,) scores
+  LR frames --temporal SR--> S stacks of L+1 frames --TV-L1--> S x L flows
+            --clip to +-bound, TSN uint8 storage--> (H, W, 2L) stacks --temporal stream--> (C,)
+plus PSNR/SSIM (Y) of the spatial frames and the warping error of the temporal
+SR frames under the HR flow. Clip path: consecutive clip_length windows of SR
+frames --clip recognizer--> (W, C) scores. SR outputs are clipped to [0, 1]
+and quantized to 8 bits, as saved SR frames would be. Everything after the
+host's uint8 sampling runs in one jitted function on the accelerator.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from arsr_jax import steps
+from arsr_jax.data import degrade, pipeline
+from arsr_jax.evaluation import metrics as iq
+from arsr_jax.evaluation import recognition_metrics as rm
+from arsr_jax.flow import io as flow_io
+from arsr_jax.flow import tvl1
+from arsr_jax.recognition import train_steps, tsn
+
+BICUBIC, HR = "bicubic", "hr"
+
+
+def input_frames(sr) -> int:
+  """LR window size an SR source consumes (1 for bicubic / HR / frame models)."""
+  return sr.input_frames if not isinstance(sr, str) else 1
+
+
+def sample_two_stream(example: dict[str, Any], num_segments: int, new_length: int, k_spatial: int,
+                      k_temporal: int, centre_rgb: bool) -> dict[str, np.ndarray]:
+  """uint8 LR/HR frames of one video for both streams (TSN test sampling).
+
+  sp_lr (S, K, h, w, 3), sp_hr (S, H, W, 3); tp_lr (S, L+1, K, h, w, 3), tp_hr (S, L+1, H, W, 3);
+  'hr_flow' (S, L, H, W, 2) when the dataset stores flow. ``centre_rgb``: the spatial frame is the
+  centre of each flow stack (ST-ResNet) instead of TSN's own 25 frames.
+  """
+  hr, lr = example["hr"], example["lr"]
+  t = hr.shape[0]
+  starts = tsn.segment_indices(t - 1, num_segments, new_length)
+  tp_idx = starts[:, None] + np.arange(new_length + 1)
+  sp_idx = starts + new_length // 2 if centre_rgb else tsn.segment_indices(t, num_segments, 1)
+  out = {"sp_lr": lr[pipeline.lr_window(t, sp_idx, k_spatial)], "sp_hr": hr[sp_idx],
+         "tp_lr": lr[pipeline.lr_window(t, tp_idx.ravel(), k_temporal)].reshape(
+             (num_segments, new_length + 1, k_temporal) + lr.shape[1:]),
+         "tp_hr": hr[tp_idx]}
+  if "flow" in example:
+    out["hr_flow"] = np.asarray(example["flow"])[starts[:, None] + np.arange(new_length)]
+  return out
+
+
+def super_resolve(sr, lr_windows: jax.Array, hr: jax.Array) -> jax.Array:
+  """Frames (..., H, W, 3) in [0, 1], 8-bit levels, from uint8 LR windows (..., K, h, w, 3).
+
+  ``sr`` is 'bicubic', 'hr' (returns ``hr``) or a FrozenSR (frame or K-window model).
+  """
+  if sr == HR:
+    return hr.astype(jnp.float32) / 255.0
+  lr = lr_windows.astype(jnp.float32) / 255.0
+  centre = lr[..., lr.shape[-4] // 2, :, :, :]
+  if sr == BICUBIC:
+    out = degrade.bicubic_upsample(centre, hr.shape[-2] // centre.shape[-2])
+  else:
+    x = lr if sr.input_frames > 1 else centre
+    out, _ = steps.split_output(steps.apply_sr(sr.model, sr.variables, x, train=False, **sr.call_kwargs))
+    out = out.astype(jnp.float32)
+  return iq.quantize(jnp.clip(out, 0.0, 1.0))
+
+
+def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], tvl1_params: tvl1.TVL1Params,
+                         flow_bound: float, border: int, hr_flow_stored: bool) -> Callable:
+  """``step(batch) -> dict`` of per-video outputs (B, ...) for one method.
+
+  ``recognizers``: {'spatial': FrozenRecognizer, 'temporal': ...} or {'two_stream': ...}.
+  Outputs: 'spatial'/'temporal' logits (B, C) for the streams present, 'psnr', 'ssim'
+  (spatial frames vs HR, mean over segments) and 'warp_error' (temporal SR frames).
+  """
+  flow_fn = lambda a, b: tvl1.tvl1_flow(a, b, tvl1_params)  # noqa: E731
+
+  def flows_of(frames):  # (B, S, L+1, H, W, 3) -> (B, S, L, H, W, 2)
+    lead = frames.shape[:3]
+    a = frames[:, :, :-1].reshape((-1,) + frames.shape[3:])
+    b = frames[:, :, 1:].reshape((-1,) + frames.shape[3:])
+    return flow_fn(a, b).reshape(lead[:2] + (lead[2] - 1,) + frames.shape[3:5] + (2,))
+
+  def step(batch):
+    out = {}
+    sp = super_resolve(spatial_sr, batch["sp_lr"], batch["sp_hr"])  # (B, S, H, W, 3)
+    tp = super_resolve(temporal_sr, batch["tp_lr"], batch["tp_hr"])  # (B, S, L+1, H, W, 3)
+    flow = flows_of(tp)
+    # What a TSN-style pipeline stores: flow clipped to +-bound and quantized to uint8.
+    flow = flow_io.dequantize_flow(flow_io.quantize_flow(flow, flow_bound), flow_bound)
+    stacks = tsn.stack_flow(flow)  # (B, S, H, W, 2L)
+    inputs = {"rgb": sp, "flow": stacks}
+    for name, rec in recognizers.items():
+      logits = train_steps.apply(rec.model, rec.variables, rec.kind, inputs, train=False)
+      if "logits" in logits:
+        out[name] = logits["logits"].astype(jnp.float32)
+      else:
+        out.update({k: v.astype(jnp.float32) for k, v in logits.items()})
+    fold = lambda x: x.reshape((-1,) + x.shape[-3:])  # noqa: E731
+    hr = batch["sp_hr"].astype(jnp.float32) / 255.0
+    b, s = sp.shape[:2]
+    out["psnr"] = iq.psnr_y(fold(sp), fold(hr), border=border).reshape(b, s).mean(1)
+    out["ssim"] = iq.ssim_y(fold(sp), fold(hr), border=border).reshape(b, s).mean(1)
+    hr_flow = batch["hr_flow"].astype(jnp.float32) if hr_flow_stored else flows_of(
+        batch["tp_hr"].astype(jnp.float32) / 255.0)
+    out["warp_error"] = rm.warping_error(tp, hr_flow, border=border).mean(1)
+    return out
+
+  return step
+
+
+def sample_clips(example: dict[str, Any], clip_length: int, k: int) -> dict[str, np.ndarray]:
+  """Consecutive clip_length windows (W, L, ...) of one video: 'lr' (W, L, K, h, w, 3), 'hr' (W, L, H, W, 3)."""
+  hr, lr = example["hr"], example["lr"]
+  t = hr.shape[0]
+  windows = rm.clip_windows(t, clip_length)
+  idx = np.stack([np.minimum(np.arange(s, s + clip_length), t - 1) for s, _ in windows])
+  return {"lr": lr[pipeline.lr_window(t, idx.ravel(), k)].reshape(idx.shape + (k,) + lr.shape[1:]),
+          "hr": hr[idx]}
+
+
+def make_clip_step(sr, recognizer, input_size: int | None) -> Callable:
+  """``step(batch) -> {'logits': (W, C)}`` for a batch of windows of one or more videos."""
+  def step(batch):
+    lr, hr = batch["lr"], batch["hr"]
+    if sr not in (BICUBIC, HR) and sr.is_clip_model:
+      frames, _ = steps.split_output(steps.apply_sr(
+          sr.model, sr.variables, lr[:, :, lr.shape[2] // 2].astype(jnp.float32) / 255.0, train=False,
+          **sr.call_kwargs))
+      frames = iq.quantize(jnp.clip(frames.astype(jnp.float32), 0.0, 1.0))
+    else:
+      frames = super_resolve(sr, lr, hr)
+    if input_size and frames.shape[-2] != input_size:
+      frames = jax.image.resize(frames, frames.shape[:-3] + (input_size, input_size, 3), "bilinear")
+    logits = train_steps.apply(recognizer.model, recognizer.variables, "clip", {"clip": frames}, train=False)
+    return {"logits": logits["logits"].astype(jnp.float32)}
+  return step

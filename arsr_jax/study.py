@@ -1,0 +1,141 @@
+"""The papers' claims checked on the embedded dataset, in one command.
+
+  python -m arsr_jax.study --workdir workdirs/study            # ~15-25 min on a 2-core CPU
+  python -m arsr_jax.study --workdir DIR --size smoke           # a minute: plumbing only
+
+Trains, each in its own sub-workdir (so an interrupted study resumes where it stopped):
+  recognizers on HR clips: TSN spatial (RGB) and temporal (TV-L1 flow stacks) streams;
+  SR (4x): VDSR (MSE), SoSR (VDSR + flow-weighted MSE), ToSR1 (VDSR, siamese warp loss);
+then runs the evaluation protocol (configs/evaluate.py) for bicubic, VDSR, SoSR, ToSR,
+SoSR+ToSR (SoSR frames to the spatial stream, ToSR frames to the temporal one) and HR,
+prints the analog of the ICCV'19 paper's Table 3 and checks its claims:
+  SoSR > VDSR on the spatial stream; ToSR > VDSR on the temporal stream;
+  SoSR+ToSR is the best SR fusion; HR is the ceiling.
+Results: DIR/eval/results.json (+ plots/), DIR/claims.json. Sizes are CPU-sized (64x64 clips of
+synthetic_actions/study, small networks); on an accelerator raise them with --size full.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from absl import app, flags, logging
+
+from arsr_jax import config_lib, train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
+flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], "Study size (see module docstring).")
+flags.DEFINE_string("data_dir", None, "TFDS data_dir (None = TFDS default).")
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+# (steps of recognizers, steps of SR, data config, test segments, recognizer width, SR layers)
+SIZES = {
+    "smoke": dict(rec_steps=20, sr_steps=20, data="synthetic_actions/small", segments=3, new_length=3,
+                  width=8, layers=4, features=16, batch=8, crop=48),
+    "cpu": dict(rec_steps=800, sr_steps=1500, data="synthetic_actions/study", segments=5, new_length=5,
+                width=16, layers=8, features=32, batch=16, crop=48),
+    "full": dict(rec_steps=4000, sr_steps=20000, data="synthetic_actions/default", segments=25, new_length=5,
+                 width=64, layers=20, features=64, batch=32, crop=112),
+}
+
+
+def _config(name: str, arg: str, overrides: dict[str, Any]):
+  module = config_lib.sibling(os.path.join(CONFIGS, "x.py"), name)
+  c = module.get_config(arg)
+  for key, value in overrides.items():
+    section, _, leaf = key.rpartition(".")
+    target = c
+    for part in filter(None, section.split(".")):
+      target = target[part]
+    with target.unlocked() if hasattr(target, "unlocked") else _null():
+      target[leaf] = value
+  return c
+
+
+class _null:
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False
+
+
+def runs(size: str, data_dir: str | None) -> dict[str, Any]:
+  """name -> config of every training run of the study."""
+  s = SIZES[size]
+  common = {"data.name": s["data"], "data.data_dir": data_dir, "train.batch_size": s["batch"],
+            "eval.batch_size": s["batch"], "train.checkpoint_every": 500, "train.log_every": 100}
+  rec = dict(common, **{"train.num_steps": s["rec_steps"], "data.num_segments": 3,
+                        "data.new_length": s["new_length"], "eval.num_segments": s["segments"],
+                        "recognizer.depth": 18, "recognizer.width": s["width"], "data.crop_size": s["crop"],
+                        "recognizer.stem_type": "small" if size != "full" else "imagenet"})
+  sr = dict(common, **{"train.num_steps": s["sr_steps"], "model.num_layers": s["layers"],
+                       "model.features": s["features"], "optimizer.warmup_steps": 50})
+  if size != "full":
+    rec.update({"optimizer.name": "adam", "optimizer.learning_rate": 1e-3, "optimizer.schedule": "cosine",
+                "optimizer.weight_decay": 0.0})
+  return {
+      "tsn_rgb": _config("recognizer", "tsn_rgb,smoke", rec),
+      "tsn_flow": _config("recognizer", "tsn_flow,smoke", rec),
+      "vdsr": _config("vdsr", "smoke", sr),
+      "sosr": _config("sosr_vdsr", "smoke", sr),
+      "tosr": _config("tosr1_vdsr", "smoke", dict(sr, **{"train.batch_size": s["batch"] // 2})),
+  }
+
+
+def study(workdir: str, size: str = "cpu", data_dir: str | None = None) -> dict[str, Any]:
+  """Runs (or resumes) every training run, then the protocol; returns the claims dict."""
+  configs = runs(size, data_dir)
+  for name, config in configs.items():
+    logging.info("=== study: %s ===", name)
+    train.train_and_evaluate(config, os.path.join(workdir, name))
+  s = SIZES[size]
+  w = lambda name: os.path.join(workdir, name)  # noqa: E731
+  methods = (f"bicubic,vdsr={w('vdsr')},sosr={w('sosr')},tosr={w('tosr')},"
+             f"sosr+tosr={w('sosr')}:{w('tosr')},hr")
+  ev = _config("evaluate", "", {"data.name": s["data"], "data.data_dir": data_dir,
+                                "eval.num_segments": s["segments"], "data.new_length": s["new_length"],
+                                "eval.batch_size": s["batch"], "evaluate.spatial": w("tsn_rgb"),
+                                "evaluate.temporal": w("tsn_flow"), "evaluate.methods": methods})
+  results = train.train_and_evaluate(ev, w("eval"))
+  claims = check_claims(results["methods"])
+  with open(os.path.join(workdir, "claims.json"), "w") as f:
+    json.dump(claims, f, indent=2)
+  print("\nClaims:\n" + "\n".join(f"- {'holds' if c['holds'] else 'FAILS'}: {c['claim']} ({c['evidence']})"
+                                  for c in claims.values()))
+  return claims
+
+
+def check_claims(m: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+  """The Table-3 claims as booleans with the numbers behind them."""
+  def acc(method, stream):
+    return m[method][f"{stream}_accuracy"]
+  sr_fusion = {k: acc(k, "fusion") for k in m if k not in ("hr", "bicubic")}
+  best = max(sr_fusion, key=sr_fusion.get)
+  out = {
+      "sosr_spatial": (acc("sosr", "spatial") > acc("vdsr", "spatial"), "SoSR beats VDSR on the spatial stream",
+                       f"{acc('sosr', 'spatial'):.4f} vs {acc('vdsr', 'spatial'):.4f}"),
+      "tosr_temporal": (acc("tosr", "temporal") > acc("vdsr", "temporal"),
+                        "ToSR beats VDSR on the temporal stream",
+                        f"{acc('tosr', 'temporal'):.4f} vs {acc('vdsr', 'temporal'):.4f}"),
+      "sosr_tosr_best": (best == "sosr+tosr", "SoSR+ToSR is the best SR fusion",
+                         ", ".join(f"{k} {v:.4f}" for k, v in sorted(sr_fusion.items(), key=lambda kv: -kv[1]))),
+      "hr_ceiling": (all(acc("hr", "fusion") >= v for v in sr_fusion.values()), "HR is the ceiling (fusion)",
+                     f"HR {acc('hr', 'fusion'):.4f}, bicubic {acc('bicubic', 'fusion'):.4f}"),
+  }
+  return {k: {"holds": bool(h), "claim": c, "evidence": e} for k, (h, c, e) in out.items()}
+
+
+def main(argv):
+  del argv
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required")
+  study(FLAGS.workdir, FLAGS.size, FLAGS.data_dir)
+
+
+if __name__ == "__main__":
+  app.run(main)

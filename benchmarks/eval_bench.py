@@ -1,0 +1,135 @@
+"""Throughput of the evaluation protocol's two-stream pipeline (evaluation/protocol_steps.py).
+
+  python benchmarks/eval_bench.py                    # UCF101 size: 320x240 HR, x4, 25 segments, stacks of 5
+  python benchmarks/eval_bench.py --size smoke       # 64x64, 3 segments of 3 flows (a CPU check)
+
+Per method and video: the spatial SR of 25 LR frames, the temporal SR of 25 x 6 frames, TV-L1 on
+the 25 x 5 SR frame pairs, TSN uint8 flow storage, the spatial and temporal ResNet-50 TSN streams,
+PSNR/SSIM and the warping error, all in one jitted, batch-sharded step (random weights and
+frames: the speed does not depend on them). Prints ONE JSON object:
+  videos_per_s       the whole step (VDSR-20 SR for both streams), steady state;
+  stage videos/s     SR only, TV-L1 only, recognition only (the same shapes, separately jitted);
+  ucf101_split1_min  minutes for UCF101 split 1's 3,783 test videos at that rate (target: <= 10,
+                     i.e. >= 6.3 videos/s on one H100);
+  opencv_tvl1        the reference pipeline's flow alone: OpenCV DualTVL1 (CPU, same parameters) on
+                     a few pairs -> videos/s for 125 pairs per video, and our ratio over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+SIZES = {"ucf101": dict(h=240, w=320, segments=25, new_length=5, depth=50, width=64, layers=20, features=64),
+         "smoke": dict(h=64, w=64, segments=3, new_length=3, depth=18, width=8, layers=4, features=16)}
+
+
+def parse_args():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--size", choices=sorted(SIZES), default="ucf101")
+  p.add_argument("--batch", type=int, default=0, help="videos per step (0: one per device)")
+  p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--opencv-pairs", type=int, default=2)
+  p.add_argument("--dtype", default="auto")
+  return p.parse_args()
+
+
+def timed(fn, args, rounds):
+  import jax
+  start = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(rounds):
+    jax.block_until_ready(fn(*args))
+  return compile_s, (time.perf_counter() - start) / rounds
+
+
+def main():
+  args = parse_args()
+  import jax
+  import jax.numpy as jnp
+  from arsr_jax import models, sharding, train
+  from arsr_jax.evaluation import frozen, protocol_steps as ps
+  from arsr_jax.flow import tvl1
+  from arsr_jax.recognition import TSN, train_steps
+
+  s = SIZES[args.size]
+  mesh = sharding.make_mesh()
+  repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  batch = args.batch or mesh.devices.size
+  dtype = train.compute_dtype(args.dtype)
+  h, w, seg, length = s["h"], s["w"], s["segments"], s["new_length"]
+  rng = np.random.default_rng(0)
+  key = jax.random.key(0)
+
+  sr_model = models.build_model("vdsr", 4, num_layers=s["layers"], features=s["features"], dtype=dtype)
+  sr_vars = jax.device_put(sr_model.init(key, jnp.zeros((1, h // 4, w // 4, 3)), train=False), repl)
+  sr = frozen.FrozenSR("vdsr", sr_model, sr_vars, 4, 1, {}, 0)
+  recs = {}
+  for name, modality, ch in (("spatial", "rgb", 3), ("temporal", "flow", 2 * length)):
+    net = TSN(modality=modality, num_classes=101, depth=s["depth"], width=s["width"], new_length=length,
+              dtype=dtype)
+    v = net.init({"params": key, "dropout": key}, jnp.zeros((1, 1, h, w, ch)), train=False)
+    recs[name] = frozen.FrozenRecognizer(net, jax.device_put(v, repl), modality, 101, length, 0, "random")
+  params = tvl1.TVL1Params()  # OpenCV defaults, as the reference pipeline (denseflow) runs them
+
+  host = {"sp_lr": rng.integers(0, 256, (batch, seg, 1, h // 4, w // 4, 3), np.uint8),
+          "sp_hr": rng.integers(0, 256, (batch, seg, h, w, 3), np.uint8),
+          "tp_lr": rng.integers(0, 256, (batch, seg, length + 1, 1, h // 4, w // 4, 3), np.uint8),
+          "tp_hr": rng.integers(0, 256, (batch, seg, length + 1, h, w, 3), np.uint8),
+          "hr_flow": rng.normal(size=(batch, seg, length, h, w, 2)).astype(np.float16)}
+  data = jax.device_put(host, batched)
+  step = ps.make_two_stream_step(sr, sr, recs, params, 20.0, 4, True)
+  full = jax.jit(step, in_shardings=(batched,), out_shardings=batched)
+  print(f"timing the full step on {batch} videos ...", file=sys.stderr)
+  compile_s, sec = timed(full, (data,), args.rounds)
+  out = {"size": args.size, "device": str(jax.devices()[0].device_kind), "devices": mesh.devices.size,
+         "batch_videos": batch, "frame": f"{w}x{h}", "segments": seg, "flows_per_stack": length,
+         "dtype": str(dtype), "compile_s": round(compile_s, 2), "videos_per_s": batch / sec}
+
+  # Stages, separately jitted on the same shapes.
+  frames = jax.device_put(rng.random((batch * seg * (length + 1), h, w, 3), np.float32), batched)
+  sr_only = jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3))))
+  lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
+  _, t_sr = timed(sr_only, (lr_frames,), args.rounds)
+  pairs = batch * seg * length
+  flow_only = jax.jit(lambda f: tvl1.tvl1_flow(f[:pairs], f[-pairs:], params))
+  _, t_flow = timed(flow_only, (frames,), args.rounds)
+  stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
+  rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
+  rec_only = jax.jit(lambda r, f: [train_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
+                                                     {"rgb": r, "flow": f}, train=False) for k in recs])
+  _, t_rec = timed(rec_only, (rgb, stacks), args.rounds)
+  out["stage_videos_per_s"] = {"sr": batch / t_sr, "tvl1": batch / t_flow, "recognition": batch / t_rec}
+  out["ucf101_split1_min"] = 3783 / out["videos_per_s"] / 60
+  out["target_videos_per_s"] = 6.3
+  out["opencv_tvl1"] = _opencv(rng, h, w, args.opencv_pairs, seg * length, out["videos_per_s"])
+  print(json.dumps(out, indent=2))
+
+
+def _opencv(rng, h, w, n, pairs_per_video, ours):
+  try:
+    import cv2
+    tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+  except (ImportError, AttributeError):
+    return None
+  a = (rng.random((h, w)) * 255).astype(np.uint8)
+  b = np.roll(a, 1, axis=1)
+  start = time.perf_counter()
+  for _ in range(n):
+    tvl1.calc(a, b, None)
+  per_pair = (time.perf_counter() - start) / n
+  videos_per_s = 1.0 / (per_pair * pairs_per_video)
+  return {"pairs_per_s": 1.0 / per_pair, "videos_per_s": videos_per_s, "speedup_of_ours": ours / videos_per_s}
+
+
+if __name__ == "__main__":
+  main()

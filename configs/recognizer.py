@@ -1,0 +1,85 @@
+"""Action recognizers trained on HR clips: the frozen black boxes of the evaluation protocol.
+
+  python -m arsr_jax.main --config configs/recognizer.py:tsn_rgb --workdir W_RGB
+  python -m arsr_jax.main --config configs/recognizer.py:tsn_flow --workdir W_FLOW
+
+Variants (one model, plus 'smoke' for a CPU run on synthetic_actions/small):
+  tsn_rgb / tsn_flow: TSN spatial / temporal stream, ResNet-50, 3 segments, stacks of 5 TV-L1
+      flows (TSN's schedules: RGB lr 1e-3, flow 5e-3, SGD momentum 0.9, x0.1 steps);
+  st_resnet: ST-ResNet, two ResNet-50 streams, 10 stacked flows, motion -> appearance links;
+  resnet3d / wide_resnet3d: 3D ResNet-50 / WideResNet-3D-50 (Hara et al.) on 16-frame clips;
+  i3d: I3D on 16-frame clips (DeepMind's Kinetics-400 weights are in evaluate.clip instead).
+The data is the embedded synthetic_actions/default unless data.name names another prepared TFDS
+dataset; the class count comes from the data. The temporal streams learn from TV-L1 flow of the
+HR frames (data.flow_source='tvl1', computed once per split and cached), as they see at test time.
+"""
+
+import ml_collections
+
+from arsr_jax import config_lib
+
+MODELS = ("tsn_rgb", "tsn_flow", "st_resnet", "resnet3d", "wide_resnet3d", "i3d")
+
+
+def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
+  variant = config_lib.parse_variant(arg, MODELS + ("smoke",), "recognizer")
+  names = [v for v in variant if v in MODELS] or ["tsn_rgb"]
+  if len(names) != 1:
+    raise ValueError(f"recognizer: pick one model of {MODELS}, got {names}")
+  name = names[0]
+  c = config_lib.get_base_config()
+  c.task = "recognition"
+  c.data.flow_source = "tvl1"
+  c.data.tvl1 = ml_collections.ConfigDict({"nscales": 3, "warps": 2, "outer_iterations": 3,
+                                           "inner_iterations": 10})
+  c.evaluate.tvl1 = c.data.tvl1.copy_and_resolve_references()
+  c.train.batch_size = 32
+  c.train.checkpoint_every = 1_000
+  c.eval.batch_size = 32
+  c.optimizer.name = "sgd"
+  c.optimizer.momentum = 0.9
+  c.optimizer.weight_decay = 5e-4
+  c.optimizer.schedule = "step"
+  c.optimizer.decay_factor = 0.1
+  c.recognizer.name = {"tsn_rgb": "tsn", "tsn_flow": "tsn"}.get(name, name)
+  if name.startswith("tsn") or name == "st_resnet":
+    c.recognizer.stem_type = "imagenet"  # 'small' for frames much smaller than 224 px
+  if name.startswith("tsn"):
+    c.recognizer.modality = name.split("_")[1]
+    c.recognizer.depth = 50
+    c.data.num_segments = 3
+    c.data.new_length = 5
+    rgb = name == "tsn_rgb"
+    c.optimizer.learning_rate = 1e-3 if rgb else 5e-3
+    c.train.num_steps = 4_500 if rgb else 20_000
+    c.optimizer.boundaries = (2_000, 4_000) if rgb else (12_000, 18_000)
+  elif name == "st_resnet":
+    c.recognizer.depth = 50
+    c.data.new_length = 10
+    c.data.num_segments = 1
+    c.optimizer.learning_rate = 1e-3
+    c.train.num_steps = 20_000
+    c.optimizer.boundaries = (12_000, 18_000)
+  else:  # clip models
+    c.data.clip_length = 16
+    c.optimizer.learning_rate = 0.1 if name != "i3d" else 0.01
+    c.train.num_steps = 20_000
+    c.optimizer.boundaries = (10_000, 15_000)
+    if name != "i3d":
+      c.recognizer.depth = 50
+  if "smoke" in variant:
+    config_lib.apply_smoke(c, steps=40)
+    c.data.flip = False
+    c.train.batch_size = 8
+    c.eval.batch_size = 8
+    c.eval.num_segments = 3
+    c.data.num_segments = 2
+    c.data.new_length = 3
+    c.data.clip_length = 8
+    c.optimizer.name, c.optimizer.learning_rate, c.optimizer.schedule = "adam", 1e-3, "cosine"
+    c.optimizer.weight_decay = 0.0
+    if name.startswith("tsn") or name == "st_resnet":
+      c.recognizer.depth, c.recognizer.width, c.recognizer.stem_type = 18, 8, "small"
+    if name in ("resnet3d", "wide_resnet3d"):
+      c.recognizer.depth, c.recognizer.width = 10, 8
+  return c

@@ -1,0 +1,212 @@
+"""Recognizer training, frozen restore, the evaluation protocol and recognition-guided SR."""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from arsr_jax import checkpointing, sharding, train
+from arsr_jax.data import recognition_data
+from arsr_jax.evaluation import frozen, protocol
+from arsr_jax.evaluation import protocol_steps as ps
+from arsr_jax.recognition import train_steps, tsn
+from configs import dvsr_progressive_attention, evaluate, recognizer, vdsr
+
+
+def _rec_config(data_dir, name, steps=4, **data):
+  c = recognizer.get_config(f"{name},smoke")
+  c.data.data_dir = data_dir
+  c.train.num_steps = steps
+  c.train.log_every = steps
+  c.train.checkpoint_every = steps
+  c.eval.max_clips = 16
+  c.data.update(data)
+  return c
+
+
+@pytest.fixture(scope="module")
+def workdirs(small_data_dir, tmp_path_factory):
+  """Tiny trained runs on synthetic_actions/small: TSN RGB, TSN flow and a VDSR."""
+  root = tmp_path_factory.mktemp("runs")
+  out = {}
+  for name in ("tsn_rgb", "tsn_flow"):
+    out[name] = str(root / name)
+    out[name + "_results"] = train.train_and_evaluate(_rec_config(small_data_dir, name), out[name])
+  c = vdsr.get_config("smoke")
+  c.data.data_dir = small_data_dir
+  c.model.num_layers, c.model.features = 2, 8
+  c.train.num_steps = c.train.checkpoint_every = 2
+  c.eval.max_clips = 1
+  out["vdsr"] = str(root / "vdsr")
+  train.train_and_evaluate(c, out["vdsr"])
+  return out
+
+
+def test_recognizer_runs_write_config_and_hr_accuracy(workdirs):
+  for name in ("tsn_rgb", "tsn_flow"):
+    cfg = frozen.load_run_config(workdirs[name])
+    assert cfg.task == "recognition" and cfg.recognizer.num_classes == 12
+    res = workdirs[name + "_results"]
+    assert res["num_videos"] == 16 and 0.0 <= res["accuracy"] <= 1.0 and len(res["per_class_accuracy"]) == 12
+  assert frozen.load_run_config(workdirs["tsn_flow"]).recognizer.new_length == 3
+
+
+def test_frozen_recognizer_restores_in_eval_mode(workdirs, small_data_dir):
+  mesh = sharding.make_mesh()
+  rec = frozen.load_recognizer(workdirs["tsn_rgb"], sharding.replicated(mesh), jnp.float32, 12)
+  _, state = checkpointing.load_latest_state(workdirs["tsn_rgb"])
+  stats = state["model_state"]["recognizer"]["batch_stats"]
+  config = _rec_config(small_data_dir, "tsn_rgb")
+  batch = next(recognition_data.eval_batches(config, "rgb", 8))
+  step = jax.jit(train_steps.make_eval_step(rec.model, rec.kind))
+  a, b = step(rec.variables, {"rgb": batch["rgb"]}), step(rec.variables, {"rgb": batch["rgb"]})
+  np.testing.assert_array_equal(np.asarray(a["logits"]), np.asarray(b["logits"]))
+  for x, y in zip(jax.tree.leaves(stats), jax.tree.leaves(rec.variables["batch_stats"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  # The restored network reproduces the accuracy the run reported (same TSN test sampling).
+  logits, labels, _ = __import__("arsr_jax.recognition.task", fromlist=["x"]).collect_logits(
+      train_steps.make_eval_step(rec.model, rec.kind), rec.variables,
+      recognition_data.eval_batches(config, "rgb", 8), mesh)
+  acc = float((logits["logits"].argmax(-1) == labels).mean())
+  assert acc == pytest.approx(workdirs["tsn_rgb_results"]["accuracy"])
+
+
+def test_recognizer_for_another_class_count_is_refused(workdirs):
+  repl = sharding.replicated(sharding.make_mesh())
+  with pytest.raises(ValueError, match=r"predicts 12 classes; the evaluation data has 5"):
+    frozen.load_recognizer(workdirs["tsn_rgb"], repl, jnp.float32, 5)
+  with pytest.raises(ValueError, match="not a recognizer"):
+    frozen.load_recognizer(workdirs["vdsr"], repl, jnp.float32, 12)
+
+
+def _eval_config(data_dir, workdirs, methods):
+  c = evaluate.get_config("smoke")
+  c.data.data_dir = data_dir
+  c.data.new_length = 3
+  c.eval.max_clips = 16
+  c.evaluate.spatial, c.evaluate.temporal = workdirs["tsn_rgb"], workdirs["tsn_flow"]
+  c.evaluate.methods = methods
+  return c
+
+
+def test_protocol_end_to_end(workdirs, small_data_dir, tmp_path):
+  methods = f"bicubic,hr,vdsr={workdirs['vdsr']},mixed={workdirs['vdsr']}:bicubic"
+  results = train.train_and_evaluate(_eval_config(small_data_dir, workdirs, methods), str(tmp_path))
+  m = results["methods"]
+  assert list(m) == ["bicubic", "hr", "vdsr", "mixed"]
+  for r in m.values():
+    for key in ("spatial_accuracy", "temporal_accuracy", "fusion_accuracy", "psnr", "ssim", "warp_error"):
+      assert r[key] is not None and np.isfinite(r[key]), key
+    assert len(r["fusion_per_class_accuracy"]) == 12
+  assert m["hr"]["psnr"] > 80 and m["hr"]["ssim"] == pytest.approx(1.0)
+  assert m["bicubic"]["psnr"] < 40
+  # Each stream sees only its own SR source: 'mixed' = VDSR spatial, bicubic temporal.
+  assert m["mixed"]["spatial_accuracy"] == m["vdsr"]["spatial_accuracy"]
+  assert m["mixed"]["temporal_accuracy"] == m["bicubic"]["temporal_accuracy"]
+  # Fusion is the 1 : 1.5 weighted average of the saved per-video stream scores.
+  scores = np.load(tmp_path / "scores.npz")
+  fused = (scores["vdsr/spatial"] + 1.5 * scores["vdsr/temporal"]) / 2.5
+  assert m["vdsr"]["fusion_accuracy"] == pytest.approx(float((fused.argmax(-1) == scores["labels"]).mean()))
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["methods"]["vdsr"]["fusion_accuracy"] == m["vdsr"]["fusion_accuracy"]
+  plots = set(os.listdir(tmp_path / "plots"))
+  assert {"scatter_vdsr_fusion.png", "scatter_vdsr_spatial.png", "profile_0.png"} <= plots
+
+
+def test_protocol_rejects_sr_of_another_scale(workdirs, small_data_dir, tmp_path):
+  other = tmp_path / "vdsr_x2"
+  shutil.copytree(workdirs["vdsr"], other)
+  cfg = json.loads((other / "config.json").read_text())
+  cfg["scale"] = 2
+  (other / "config.json").write_text(json.dumps(cfg))
+  with pytest.raises(ValueError, match=r"SR checkpoint .*vdsr_x2 is x2; .* has x4 LR"):
+    protocol.run(_eval_config(small_data_dir, workdirs, f"x2={other}"), str(tmp_path / "ev"))
+
+
+def test_short_video_error_names_the_video():
+  example = {"hr": np.zeros((4, 8, 8, 3), np.uint8), "lr": np.zeros((4, 2, 2, 3), np.uint8), "id": 7}
+  with pytest.raises(ValueError, match="3 frames, fewer than the 5"):
+    ps.sample_two_stream(example, 25, 5, 1, 1, False)
+  config = evaluate.get_config("smoke")
+  sample = lambda ex: ps.sample_two_stream(ex, 25, 5, 1, 1, False)  # noqa: E731
+  with pytest.raises(ValueError, match="Video 7 of"):
+    protocol._map_videos(config, [example], 1, sample, lambda b: b, sharding.make_mesh())
+
+
+def test_map_videos_on_8_devices_equals_1_device():
+  source = [{"x": np.full((3,), i, np.float32), "id": i} for i in range(11)]
+  config = evaluate.get_config("smoke")
+  step = lambda b: {"y": b["x"].sum(-1) * 2.0}  # noqa: E731
+  config.eval.batch_size = 8
+  many = protocol._map_videos(config, source, 11, lambda ex: {"x": ex["x"]}, step, sharding.make_mesh())
+  one = protocol._map_videos(config, source, 11, lambda ex: {"x": ex["x"]}, step,
+                             sharding.make_mesh(jax.devices()[:1]))
+  np.testing.assert_array_equal(many["y"], np.arange(11) * 6.0)
+  np.testing.assert_array_equal(many["y"], one["y"])
+
+
+def test_two_stream_sampling_follows_tsn():
+  t = 40
+  example = {"hr": np.arange(t)[:, None, None, None] * np.ones((t, 4, 4, 3), np.uint8),
+             "lr": np.arange(t)[:, None, None, None] * np.ones((t, 1, 1, 3), np.uint8)}
+  out = ps.sample_two_stream(example, 25, 5, 1, 7, False)
+  starts = tsn.segment_indices(t - 1, 25, 5)
+  np.testing.assert_array_equal(out["sp_hr"][:, 0, 0, 0], tsn.segment_indices(t, 25, 1))
+  np.testing.assert_array_equal(out["tp_hr"][:, :, 0, 0, 0], starts[:, None] + np.arange(6))
+  assert out["tp_lr"].shape == (25, 6, 7, 1, 1, 3)  # 7-frame LR windows (VSR-DUF) per stack frame
+  np.testing.assert_array_equal(out["tp_lr"][0, 0, :, 0, 0, 0], np.clip(starts[0] + np.arange(-3, 4), 0, t - 1))
+
+
+def test_parse_methods():
+  m = protocol.parse_methods("bicubic,hr,v=W1,s+t=W2:W3")
+  assert [(x.name, x.spatial, x.temporal) for x in m] == [
+      ("bicubic", "bicubic", "bicubic"), ("hr", "hr", "hr"), ("v", "W1", "W1"), ("s+t", "W2", "W3")]
+  with pytest.raises(ValueError, match="NAME=SPATIAL"):
+    protocol.parse_methods("vdsr")
+  with pytest.raises(ValueError, match="distinct"):
+    protocol.parse_methods("bicubic,bicubic")
+
+
+def test_attention_objective_routes_gradients(small_data_dir, tmp_path):
+  """The action term on sg(SR) * A trains only the map; the joint action term trains SR."""
+  cls = _rec_config(small_data_dir, "resnet3d", steps=2, clip_length=4)
+  cls.recognizer.depth, cls.recognizer.width = 10, 4
+  train.train_and_evaluate(cls, str(tmp_path / "cls"))
+  c = dvsr_progressive_attention.get_config("smoke,joint")
+  c.loss.classifier = str(tmp_path / "cls")
+  objective, fz = __import__("arsr_jax.losses", fromlist=["x"]).build_objective(c.loss)
+  rng = np.random.default_rng(0)
+  sr = jnp.asarray(rng.random((2, 4, 64, 64, 3)), jnp.float32)
+  att = jnp.asarray(rng.random((2, 4, 64, 64, 1)), jnp.float32)
+  batch = {"hr": jnp.asarray(rng.random((2, 4, 64, 64, 3)), jnp.float32), "label": jnp.asarray([1, 5])}
+
+  def term(name):
+    return lambda s, a: objective(s, dict(batch, attention=a), fz)[1][name]
+  g_sr, g_att = jax.grad(term("attention_action"), argnums=(0, 1))(sr, att)
+  assert float(jnp.abs(g_sr).max()) == 0.0 and float(jnp.abs(g_att).max()) > 0
+  g_sr, g_att = jax.grad(term("action"), argnums=(0, 1))(sr, att)
+  assert float(jnp.abs(g_sr).max()) > 0 and float(jnp.abs(g_att).max()) == 0.0
+  g_sr, g_att = jax.grad(term("attention_mean"), argnums=(0, 1))(sr, att)
+  np.testing.assert_allclose(np.asarray(g_att), 1.0 / att.size, rtol=1e-5)
+  # The recipe trains end to end with the attention branch and labels in the batch.
+  c.data.data_dir = small_data_dir
+  c.train.num_steps, c.train.steps_per_run, c.train.batch_size = 4, 2, 8
+  assert train.train_and_evaluate(c, str(tmp_path / "att")) == {"step": 2, "finished": False}
+
+
+def test_study_claims_logic():
+  from arsr_jax import study
+  m = {k: {"spatial_accuracy": s, "temporal_accuracy": t, "fusion_accuracy": f}
+       for k, (s, t, f) in {"bicubic": (.1, .1, .2), "vdsr": (.2, .1, .3), "sosr": (.3, .1, .35),
+                            "tosr": (.2, .2, .36), "sosr+tosr": (.3, .2, .4), "hr": (.4, .3, .5)}.items()}
+  claims = study.check_claims(m)
+  assert all(c["holds"] for c in claims.values())
+  m["tosr"]["temporal_accuracy"] = 0.05
+  m["hr"]["fusion_accuracy"] = 0.39
+  claims = study.check_claims(m)
+  assert not claims["tosr_temporal"]["holds"] and not claims["hr_ceiling"]["holds"]
+  assert claims["sosr_spatial"]["holds"] and claims["sosr_tosr_best"]["holds"]

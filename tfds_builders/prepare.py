@@ -1,0 +1,71 @@
+"""Prepares a manual-download video data set: per-video cache (resumable, shardable), then build.
+
+  python -m tfds_builders.prepare --dataset ucf101_sr/split1 --manual_dir DIR --data_dir DIR
+      [--workers P] [--num_shards N --shard_index I] [--cache_dir DIR] [--clean_cache]
+
+With --num_shards N > 1 this only fills the per-video cache for shard I (every
+N-th video): run one shard per machine (on a shared cache_dir, or copy the
+caches together), then once without --num_shards to prepare whatever is still
+missing and write the array_record files. Re-running skips cached videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+
+from absl import logging
+import tensorflow_datasets as tfds
+
+import tfds_builders
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="python -m tfds_builders.prepare",
+                                   description=__doc__.split("\n")[0])
+  parser.add_argument("--dataset", required=True, help="name/config, e.g. ucf101_sr/split1")
+  parser.add_argument("--manual_dir", required=True, help="folder with the downloaded data")
+  parser.add_argument("--data_dir", required=True, help="TFDS data directory (output)")
+  parser.add_argument("--workers", type=int, default=None,
+                      help="decoding processes (default min(8, CPUs - 1); 0 = in process)")
+  parser.add_argument("--num_shards", type=int, default=1, help="machines sharing the videos")
+  parser.add_argument("--shard_index", type=int, default=0, help="this machine's shard")
+  parser.add_argument("--cache_dir", default=None, help="per-video cache root "
+                      "(default DATA_DIR/_prep_cache)")
+  parser.add_argument("--clean_cache", action="store_true",
+                      help="delete this config's per-video cache after a successful build")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = _parser().parse_args(argv)
+  logging.set_verbosity(logging.INFO)
+  tfds_builders.load(args.dataset)
+  builder = tfds.builder(args.dataset, data_dir=args.data_dir, file_format="array_record",
+                         workers=args.workers, cache_dir=args.cache_dir)
+  start = time.perf_counter()
+  if args.num_shards > 1:
+    stats = builder.prepare_cache(args.manual_dir, num_shards=args.num_shards,
+                                  shard_index=args.shard_index)
+    print(f"{args.dataset}: shard {args.shard_index}/{args.num_shards}: {stats.total} videos, "
+          f"{stats.cached} were cached, {stats.computed} prepared ({stats.skipped} skipped) in "
+          f"{stats.seconds:.1f} s; cache at {builder.cache.root}", file=sys.stderr)
+    return 0
+  if builder.is_prepared():
+    print(f"{args.dataset} is already prepared in {builder.data_dir}", file=sys.stderr)
+  else:
+    config = tfds.download.DownloadConfig(manual_dir=args.manual_dir)
+    builder.download_and_prepare(download_config=config)
+  splits = {name: split.num_examples for name, split in builder.info.splits.items()}
+  skipped = builder.info.metadata.get("num_skipped", 0)
+  print(f"{args.dataset}: {splits} examples in {builder.data_dir} ({skipped} videos skipped, "
+        f"see skipped.json) after {time.perf_counter() - start:.1f} s", file=sys.stderr)
+  if args.clean_cache:
+    shutil.rmtree(builder.cache.root, ignore_errors=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
