@@ -3,6 +3,8 @@
 Sizes are HR pixels unless named otherwise; ``scale`` is the SR factor.
 """
 
+import os
+
 import ml_collections
 
 
@@ -111,6 +113,25 @@ def sibling(config_file: str, name: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def recipe(name: str, arg: str = "", overrides: dict | None = None) -> ml_collections.ConfigDict:
+  """``configs/<name>.py``'s get_config(arg) with dotted-key ``overrides`` (new keys allowed).
+
+  For drivers that chain runs (arsr_jax.study, arsr_jax.real_study); needs the source tree.
+  """
+  c = sibling(os.path.join(CONFIGS_DIR, "_.py"), name).get_config(arg)
+  for key, value in (overrides or {}).items():
+    *path, leaf = key.split(".")
+    target = c
+    for part in path:
+      target = target[part]
+    with target.unlocked():
+      target[leaf] = value
+  return c
 
 
 def parse_variant(arg: str, allowed: tuple[str, ...], recipe: str) -> set[str]:

@@ -23,14 +23,14 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from arsr_jax import config_lib, train
+from arsr_jax import train
+from arsr_jax.config_lib import recipe as _config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
 flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], "Study size (see module docstring).")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (None = TFDS default).")
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 # (steps of recognizers, steps of SR, data config, test segments, recognizer width, SR layers)
 SIZES = {
@@ -41,27 +41,6 @@ SIZES = {
     "full": dict(rec_steps=4000, sr_steps=20000, data="synthetic_actions/default", segments=25, new_length=5,
                  width=64, layers=20, features=64, batch=32, crop=112),
 }
-
-
-def _config(name: str, arg: str, overrides: dict[str, Any]):
-  module = config_lib.sibling(os.path.join(CONFIGS, "x.py"), name)
-  c = module.get_config(arg)
-  for key, value in overrides.items():
-    section, _, leaf = key.rpartition(".")
-    target = c
-    for part in filter(None, section.split(".")):
-      target = target[part]
-    with target.unlocked() if hasattr(target, "unlocked") else _null():
-      target[leaf] = value
-  return c
-
-
-class _null:
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    return False
 
 
 def runs(size: str, data_dir: str | None) -> dict[str, Any]:

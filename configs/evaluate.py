@@ -22,8 +22,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.eval.batch_size = 8
   c.eval.num_segments = 25
   c.data.new_length = 5
-  c.evaluate.tvl1 = ml_collections.ConfigDict({"nscales": 3, "warps": 2, "outer_iterations": 3,
-                                               "inner_iterations": 10})
+  # TV-L1 of the SR frames: empty = the parameters the temporal stream's training flow used
+  # (OpenCV's defaults when it trained on stored flow); set keys to override.
+  c.evaluate.tvl1 = ml_collections.ConfigDict()
   if "smoke" in variant:
     c.data.name = "synthetic_actions/small"
     c.eval.num_segments = 3

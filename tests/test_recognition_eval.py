@@ -36,6 +36,10 @@ def workdirs(small_data_dir, tmp_path_factory):
   for name in ("tsn_rgb", "tsn_flow"):
     out[name] = str(root / name)
     out[name + "_results"] = train.train_and_evaluate(_rec_config(small_data_dir, name), out[name])
+  cls = _rec_config(small_data_dir, "resnet3d", steps=2, clip_length=4)
+  cls.recognizer.depth, cls.recognizer.width = 10, 4
+  out["resnet3d"] = str(root / "resnet3d")
+  train.train_and_evaluate(cls, out["resnet3d"])
   c = vdsr.get_config("smoke")
   c.data.data_dir = small_data_dir
   c.model.num_layers, c.model.features = 2, 8
@@ -171,13 +175,30 @@ def test_parse_methods():
     protocol.parse_methods("bicubic,bicubic")
 
 
-def test_attention_objective_routes_gradients(small_data_dir, tmp_path):
+def test_protocol_clip_recognizer(workdirs, small_data_dir, tmp_path):
+  c = _eval_config(small_data_dir, workdirs, f"bicubic,vdsr={workdirs['vdsr']},hr")
+  c.evaluate.spatial = c.evaluate.temporal = ""
+  c.evaluate.clip, c.evaluate.clip_length = workdirs["resnet3d"], 4
+  m = protocol.run(c, str(tmp_path))["methods"]
+  for r in m.values():
+    assert 0.0 <= r["clip_accuracy"] <= 1.0 and len(r["clip_per_class_accuracy"]) == 12
+  scores = np.load(tmp_path / "scores.npz")["hr/clip"]  # mean softmax over the two 4-frame windows
+  np.testing.assert_allclose(scores.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_multilabel_summary_is_tinyvirat_macro_f1():
+  e = evaluate.get_config("").evaluate
+  labels = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0]])
+  probs = np.array([[.9, .6, .1], [.2, .7, .4], [.1, .2, .3]])  # predictions: {0, 1}, {1}, {}
+  res = protocol._summarize({"clip": probs}, labels, 3, e)
+  # class 0: TP 1, FN 1 -> 2/3; class 1: TP 1, FP 1 -> 2/3; class 2: no positives at all -> 0
+  assert res["clip_macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
+
+
+def test_attention_objective_routes_gradients(workdirs, small_data_dir, tmp_path):
   """The action term on sg(SR) * A trains only the map; the joint action term trains SR."""
-  cls = _rec_config(small_data_dir, "resnet3d", steps=2, clip_length=4)
-  cls.recognizer.depth, cls.recognizer.width = 10, 4
-  train.train_and_evaluate(cls, str(tmp_path / "cls"))
   c = dvsr_progressive_attention.get_config("smoke,joint")
-  c.loss.classifier = str(tmp_path / "cls")
+  c.loss.classifier = workdirs["resnet3d"]
   objective, fz = __import__("arsr_jax.losses", fromlist=["x"]).build_objective(c.loss)
   rng = np.random.default_rng(0)
   sr = jnp.asarray(rng.random((2, 4, 64, 64, 3)), jnp.float32)
@@ -210,3 +231,15 @@ def test_study_claims_logic():
   claims = study.check_claims(m)
   assert not claims["tosr_temporal"]["holds"] and not claims["hr_ceiling"]["holds"]
   assert claims["sosr_spatial"]["holds"] and claims["sosr_tosr_best"]["holds"]
+
+
+def test_sr_flow_uses_the_temporal_streams_training_tvl1():
+  import types
+  e = evaluate.get_config("").evaluate
+  recs = {"spatial": types.SimpleNamespace(tvl1=None),
+          "temporal": types.SimpleNamespace(tvl1={"nscales": 2, "warps": 1})}
+  params = protocol.flow_params(e, recs)
+  assert (params.nscales, params.warps, params.inner_iterations) == (2, 1, 30)
+  e.tvl1.nscales = 4  # an explicit setting wins
+  assert protocol.flow_params(e, recs).nscales == 4
+  assert protocol.flow_params(evaluate.get_config("").evaluate, {"spatial": recs["spatial"]}).nscales == 5

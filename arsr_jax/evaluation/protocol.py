@@ -139,11 +139,21 @@ def _run_two_stream(config, source, n, sp, tp, recs, mesh) -> dict[str, np.ndarr
       raise ValueError(f"SR checkpoint {sr.name} is a clip model; evaluate it with a clip recognizer "
                        "(evaluate.clip), the two-stream path needs frame or K-window SR")
   flow_stored = "flow" in source[0]
-  step = ps.make_two_stream_step(sp, tp, recs, tvl1.TVL1Params.from_config(e.tvl1), e.flow_bound,
+  step = ps.make_two_stream_step(sp, tp, recs, flow_params(e, recs), e.flow_bound,
                                  config.eval.get("border", 0) or 0, flow_stored)
   sample = lambda ex: ps.sample_two_stream(  # noqa: E731
       ex, config.eval.num_segments, new_length, ps.input_frames(sp), ps.input_frames(tp), "two_stream" in recs)
   return _map_videos(config, source, n, sample, step, mesh)
+
+
+def flow_params(e, recs) -> tvl1.TVL1Params:
+  """TV-L1 for the SR frames: evaluate.tvl1 if set, else what the temporal stream was trained on."""
+  if e.tvl1:
+    return tvl1.TVL1Params.from_config(e.tvl1)
+  trained = next((r.tvl1 for k, r in recs.items() if k != "spatial" and r.tvl1), None)
+  if trained:
+    logging.info("TV-L1 of the SR frames uses the temporal stream's training parameters %s", trained)
+  return tvl1.TVL1Params.from_config(trained or {})
 
 
 def _map_videos(config, source, n, sample, step, mesh) -> dict[str, np.ndarray]:

@@ -178,8 +178,11 @@ class Builder(VideoPrepBuilder):
       CdvlConfig(name="x8", scale=8,
                  description="Paper protocol at 8x (128 px patches, 16 px LR)."),
       CdvlConfig(name="demo", scale=4, num_positions=16, top_k=4, tvl1=DEMO_TVL1, flow_batch=8,
-                 test_fraction=0.2,
+                 test_fraction=0.25,
                  description="CPU demo: 16 positions, top 4 crops, light TV-L1."),
+      CdvlConfig(name="demo_x8", scale=8, num_positions=16, top_k=4, tvl1=DEMO_TVL1, flow_batch=8,
+                 test_fraction=0.25,
+                 description="CPU demo at 8x: 16 positions, top 4 crops, light TV-L1."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "x4"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """

