@@ -38,6 +38,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.num_segments = 3
   c.data.new_length = 5
   c.data.crop_size = 0  # random crop side for recognizers (0 = whole frame)
+  c.data.resize = 0  # recognizers: resize frames to resize x resize first (variable-size clips; 0 = off)
   c.data.worker_count = 0  # grain worker processes (0 = read in the main process)
   c.data.read_threads = 4
 
@@ -101,6 +102,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.evaluate.threshold = 0.5  # multi-label decision threshold on sigmoid scores
   c.evaluate.tvl1 = ml_collections.ConfigDict()  # TVL1Params overrides for the SR frames' flow
   c.evaluate.profiles = 4  # videos whose temporal profiles are drawn to plots/
+  # Clip path on natively small video (TinyVIRAT, no HR): LR clips resized to lr_size first (0 = as
+  # stored; fixed sizes bound recompilation), SR output resized to the recognizer's input_size.
+  c.evaluate.lr_size = 0
+  c.evaluate.input_size = 0
   return c
 
 
@@ -160,7 +165,6 @@ OPTIONAL_KEYS = {
     "optimizer": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor"},
     "optimizer_d": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor"},
     "eval": {"border"},
-    "evaluate": {"lr_size"},
 }
 # Sections whose keys are checked by their consumer (models.build_model, losses.build_objective).
 FREE_SECTIONS = ("model", "loss", "discriminator", "recognizer")

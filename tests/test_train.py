@@ -130,3 +130,18 @@ def test_smoke_config_beats_bicubic_on_moving_pixels(small_data_dir, tmp_path):
   assert results["model"]["psnr_moving"] > results["bicubic"]["psnr_moving"] + 0.3
   assert results["model"]["ssim_moving"] > results["bicubic"]["ssim_moving"]
   assert os.listdir(tmp_path / "tensorboard"), "no TensorBoard event file written"
+
+
+def test_eval_batches_cover_clips_of_different_lengths(monkeypatch):
+  """UCF101/HMDB51 videos differ in length: every frame is evaluated once, padding is marked."""
+  from arsr_jax.data import pipeline
+  rng = np.random.default_rng(0)
+  clips = [{"hr": rng.integers(0, 255, (t, 8, 8, 3), np.uint8), "lr": rng.integers(0, 255, (t, 2, 2, 3), np.uint8),
+            "flow": np.zeros((t - 1, 8, 8, 2), np.float16)} for t in (5, 3, 6)]
+  monkeypatch.setattr(pipeline, "get_source", lambda *a: clips)
+  config = tiny_config(None)
+  batches = list(pipeline.eval_batches(config, 4))
+  valid = np.concatenate([b["valid"] for b in batches])
+  assert len(batches) == 4 and valid.sum() == 14 and not valid[14:].any()
+  hr = np.concatenate([b["hr"] for b in batches])[valid]
+  np.testing.assert_allclose(hr, np.concatenate([c["hr"] for c in clips]) / 255.0, rtol=1e-6)

@@ -32,6 +32,11 @@ def bicubic_upsample(frames, scale: int):
   return _resize_keep_dtype(frames, h * scale, w * scale)
 
 
+def resize(frames, height: int, width: int):
+  """(..., H, W, C) -> (..., height, width, C), antialiased bicubic, keeping dtype (uint8 rounded)."""
+  return _resize_keep_dtype(frames, height, width)
+
+
 def _resize_keep_dtype(frames, height: int, width: int):
   is_numpy = isinstance(frames, np.ndarray)
   dtype = frames.dtype

@@ -223,28 +223,30 @@ def eval_batches(config: ml_collections.ConfigDict, per_process_batch: int,
   n = len(source) if not max_clips else min(len(source), max_clips)
   span = d.clip_length if d.sampler == "clip" else 1
   buf: list[dict[str, np.ndarray]] = []
-  produced, items_per_clip, template = 0, None, None
+  produced, template = 0, None
   for i in range(jax.process_index(), n, jax.process_count()):
-    example = source[i]
-    for item in _eval_items(example, span, d.input_frames, d.flow_source):
+    for item in _eval_items(source[i], span, d.input_frames, d.flow_source):
       template = template or item
       buf.append(item)
       if len(buf) == per_process_batch:
         produced += 1
         yield stack_items(buf)
         buf = []
-    items_per_clip = items_per_clip or (example["hr"].shape[0] // span)
   if template is None:
     raise ValueError(f"Eval split {d.eval_split!r} of {d.name!r} has no clip of "
                      f"{span} frames for process {jax.process_index()}")
-  total = -(-(-(-n // jax.process_count()) * items_per_clip) // per_process_batch)
   blank = {k: np.zeros_like(v) for k, v in template.items()}
   blank["valid"] = np.bool_(False)
-  while produced < total:
-    buf += [blank] * (per_process_batch - len(buf))
+  if buf:  # the last, partial batch
     produced += 1
-    yield stack_items(buf)
-    buf = []
+    yield stack_items(buf + [blank] * (per_process_batch - len(buf)))
+  # Clips may differ in length (UCF101, HMDB51): every process pads to the largest batch count.
+  total = produced
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+    total = int(np.max(multihost_utils.process_allgather(np.int32(produced))))
+  for _ in range(total - produced):
+    yield stack_items([blank] * per_process_batch)
 
 
 def _eval_items(example: dict[str, np.ndarray], span: int, k: int,

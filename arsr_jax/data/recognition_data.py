@@ -57,6 +57,7 @@ class SampleRecognition(grain.transforms.RandomMap):
   new_length: int = 5
   clip_length: int = 16
   crop_size: int = 0  # 0 = whole frame
+  resize: int = 0  # frames resized to resize x resize first (variable-size clips, TinyVIRAT: 112)
   train: bool = True
 
   def random_map(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -66,7 +67,7 @@ class SampleRecognition(grain.transforms.RandomMap):
     """``rng`` None = deterministic test sampling and a centre crop."""
     if self.kind not in KINDS:
       raise ValueError(f"Unknown recognizer input kind {self.kind!r}; use one of {KINDS}")
-    hr, name = example["hr"], example.get("id", "?")
+    hr, name = frames_of(example), example.get("id", "?")
     num_frames = hr.shape[0]
     out: dict[str, np.ndarray] = {}
     try:
@@ -83,18 +84,39 @@ class SampleRecognition(grain.transforms.RandomMap):
       elif self.kind == "rgb":
         out["rgb"] = hr[tsn.segment_indices(num_frames, self.num_segments, 1, train=rng is not None, rng=rng)]
       else:
-        if num_frames < self.clip_length:
-          raise ValueError(f"it has {num_frames} frames; clips need {self.clip_length}")
-        start = int(rng.integers(num_frames - self.clip_length + 1)) if rng is not None else (
-            (num_frames - self.clip_length) // 2)
-        out["clip"] = hr[start:start + self.clip_length]
+        # Short clips (TinyVIRAT) repeat their last frame, as TinyVIRAT's evaluation pads them.
+        start = int(rng.integers(max(num_frames - self.clip_length, 0) + 1)) if rng is not None else (
+            max(num_frames - self.clip_length, 0) // 2)
+        out["clip"] = hr[np.minimum(np.arange(start, start + self.clip_length), num_frames - 1)]
     except ValueError as e:
       raise ValueError(f"Video {name}: {e}") from e
+    if self.resize:
+      out = {k: resize_frames(v, self.resize, flow=k == "flow") for k, v in out.items()}
     out = _crop(out, self.crop_size, rng)
     out = {k: (v.astype(np.float32) / 255.0 if v.dtype == np.uint8 else v.astype(np.float32))
            for k, v in out.items()}
     out["label"] = label_of(example)
     return out
+
+
+def frames_of(example: dict[str, Any]) -> np.ndarray:
+  """The clip's (HR) frames: 'hr', or 'video' for datasets stored at native size (TinyVIRAT)."""
+  if "hr" in example:
+    return example["hr"]
+  if "video" in example:
+    return example["video"]
+  raise ValueError(f"Example {example.get('id', '?')} has neither 'hr' nor 'video' frames")
+
+
+def resize_frames(frames: np.ndarray, size: int, flow: bool = False) -> np.ndarray:
+  """(..., H, W, C) -> (..., size, size, C), bicubic (PIL-like, antialiased); flow vectors rescaled."""
+  from arsr_jax.data import degrade  # noqa: PLC0415
+  h, w = frames.shape[-3:-1]
+  if (h, w) == (size, size):
+    return frames
+  if flow:
+    return np.asarray(degrade.resize_flow(np.asarray(frames, np.float32), size, size))
+  return np.asarray(degrade.resize(frames, size, size))
 
 
 def label_of(example: dict[str, Any]) -> np.ndarray:
@@ -204,7 +226,7 @@ def sampler(config: ml_collections.ConfigDict, kind: str, train: bool) -> Sample
   d = config.data
   return SampleRecognition(kind=kind, num_segments=d.num_segments if train else config.eval.num_segments,
                            new_length=d.new_length, clip_length=d.clip_length, crop_size=d.crop_size,
-                           train=train)
+                           resize=d.resize, train=train)
 
 
 def train_iterator(config: ml_collections.ConfigDict, kind: str, per_process_batch: int,

@@ -69,8 +69,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   recs = _load_recognizers(e, repl, dtype, num_classes)
   source = pipeline.get_source(d.name, d.eval_split, d.get("data_dir"))
   n = len(source) if not config.eval.get("max_clips") else min(len(source), config.eval.max_clips)
-  first = source[0]
-  scale = first["hr"].shape[1] // first["lr"].shape[1]
+  scale = _data_scale(config, source[0])
   srs = {}
   for m in parse_methods(e.methods):
     for src in (m.spatial, m.temporal):
@@ -93,7 +92,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     if two:
       out.update(_run_two_stream(config, source, n, sp, tp, two, mesh))
     if "clip" in recs:
-      out.update(_run_clips(config, source, n, sp, recs["clip"], mesh))
+      out.update(_run_clips(config, source, n, sp, recs["clip"], mesh, scale))
     res = _summarize(out, labels, num_classes, e)
     res["seconds"] = round(time.perf_counter() - start, 2)
     res["sources"] = {"spatial": m.spatial, "temporal": m.temporal}
@@ -111,6 +110,17 @@ def run(config, workdir: str) -> dict[str, Any]:
     print(results_table(results))
   writer.close()
   return results
+
+
+def _data_scale(config, first) -> int:
+  """HR / LR size ratio of the data; natively small video (no HR) takes the SR methods' scale."""
+  if "hr" in first and "lr" in first:
+    return first["hr"].shape[1] // first["lr"].shape[1]
+  scales = {frozen.load_run_config(src).scale for m in parse_methods(config.evaluate.methods)
+            for src in (m.spatial, m.temporal) if src not in (ps.BICUBIC, ps.HR)}
+  if len(scales) > 1:
+    raise ValueError(f"SR methods of different scales {sorted(scales)} on natively small video")
+  return scales.pop() if scales else config.scale
 
 
 def _load_recognizers(e, repl, dtype, num_classes) -> dict[str, frozen.FrozenRecognizer]:
@@ -138,6 +148,8 @@ def _run_two_stream(config, source, n, sp, tp, recs, mesh) -> dict[str, np.ndarr
     if not isinstance(sr, str) and sr.is_clip_model:
       raise ValueError(f"SR checkpoint {sr.name} is a clip model; evaluate it with a clip recognizer "
                        "(evaluate.clip), the two-stream path needs frame or K-window SR")
+  if "hr" not in source[0]:
+    raise ValueError(f"{config.data.name} stores no HR frames: evaluate it with a clip recognizer (evaluate.clip)")
   flow_stored = "flow" in source[0]
   step = ps.make_two_stream_step(sp, tp, recs, flow_params(e, recs), e.flow_bound,
                                  config.eval.get("border", 0) or 0, flow_stored)
@@ -200,24 +212,24 @@ def _unpad(out: dict[str, np.ndarray], n: int, per_process: int, num_batches: in
   return {k: v[keep][rows] for k, v in out.items()}
 
 
-def _run_clips(config, source, n, sp, rec, mesh) -> dict[str, np.ndarray]:
+def _run_clips(config, source, n, sp, rec, mesh, scale: int) -> dict[str, np.ndarray]:
   """Clip recognizer over consecutive windows; 'clip' scores (N, C): mean softmax or max sigmoid."""
   e = config.evaluate
-  k = ps.input_frames(sp)
-  step = ps.make_clip_step(sp, rec, e.get("lr_size") and e.lr_size * (1 if isinstance(sp, str) else 1))
-  sample = lambda ex: ps.sample_clips(ex, e.clip_length, k)  # noqa: E731
-  scores, valid = [], []
-  for i in range(n):  # videos have their own number of windows
-    clips = sample(source[i])
-    w = clips["hr"].shape[0]
-    pad = -w % mesh.devices.size
-    batch = {key: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for key, v in clips.items()}
-    logits = np.asarray(jax.device_get(jax.jit(step)(batch))["logits"])[:w]
-    scores.append(logits)
-    valid.append(w)
+  if sp == ps.HR and "hr" not in source[0]:
+    raise ValueError(f"{config.data.name} stores no HR frames (natively small video): method 'hr' is unavailable")
+  step = jax.jit(ps.make_clip_step(sp, rec, e.input_size or None))
   multilabel = np.asarray(recognition_data.label_of(source[0])).ndim == 1
-  agg = [rm.multilabel_video_scores(s[None], np.ones((1, s.shape[0]), bool))[0] if multilabel
-         else _softmax(s).mean(0) for s in scores]
+  agg = []
+  for i in range(n):  # videos have their own number of windows (and, natively small video, size)
+    clips = ps.sample_clips(source[i], e.clip_length, ps.input_frames(sp), scale, e.lr_size)
+    w = clips["hr"].shape[0]
+    pad = -w % 8  # bounds recompilation to one shape per 8 windows
+    batch = {key: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for key, v in clips.items()}
+    logits = np.asarray(jax.device_get(step(batch))["logits"])[:w]
+    agg.append(rm.multilabel_video_scores(logits[None], np.ones((1, w), bool))[0] if multilabel
+               else _softmax(logits).mean(0))
+    if (i + 1) % 100 == 0 or i + 1 == n:
+      logging.info("  %d/%d videos (clip recognizer)", i + 1, n)
   return {"clip": np.stack(agg)}
 
 
@@ -272,7 +284,7 @@ def _profiles(config, workdir: str, source, srs: dict, writer: EventWriter) -> N
   """Temporal profiles (one row over time) of the first videos: HR, bicubic and each SR network."""
   for i in range(min(config.evaluate.profiles, len(source))):
     example = source[i]
-    if example["hr"].shape[0] < 2:
+    if "hr" not in example or example["hr"].shape[0] < 2:  # natively small video: no HR to compare
       continue
     row = example["hr"].shape[1] // 2
     t = example["hr"].shape[0]

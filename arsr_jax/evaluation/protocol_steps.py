@@ -119,14 +119,28 @@ def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], t
   return step
 
 
-def sample_clips(example: dict[str, Any], clip_length: int, k: int) -> dict[str, np.ndarray]:
-  """Consecutive clip_length windows (W, L, ...) of one video: 'lr' (W, L, K, h, w, 3), 'hr' (W, L, H, W, 3)."""
-  hr, lr = example["hr"], example["lr"]
-  t = hr.shape[0]
-  windows = rm.clip_windows(t, clip_length)
-  idx = np.stack([np.minimum(np.arange(s, s + clip_length), t - 1) for s, _ in windows])
-  return {"lr": lr[pipeline.lr_window(t, idx.ravel(), k)].reshape(idx.shape + (k,) + lr.shape[1:]),
-          "hr": hr[idx]}
+def sample_clips(example: dict[str, Any], clip_length: int, k: int, scale: int,
+                 lr_size: int = 0) -> dict[str, np.ndarray]:
+  """Consecutive clip_length windows (W, L, ...) of one video (short videos repeat their last frame).
+
+  'lr' (W, L, K, h, w, 3); 'hr' (W, L, h*s, w*s, 3), zeros for natively small video stored as
+  'video' without HR (TinyVIRAT: the 'hr' method is then unavailable). ``lr_size`` resizes LR first.
+  """
+  if "hr" in example:
+    hr, lr = example["hr"], example["lr"]
+  else:
+    lr = example["lr"] if "lr" in example else example["video"]
+    hr = None
+  if lr_size and lr.shape[1:3] != (lr_size, lr_size):
+    lr = np.asarray(degrade.resize(lr, lr_size, lr_size))
+  t = lr.shape[0]
+  idx = rm.clip_frame_indices(t, clip_length)
+  lr_w = lr[pipeline.lr_window(t, idx.ravel(), k)].reshape(idx.shape + (k,) + lr.shape[1:])
+  if hr is None:
+    hr_w = np.zeros(idx.shape + (lr.shape[1] * scale, lr.shape[2] * scale, 3), np.uint8)
+  else:
+    hr_w = hr[idx]
+  return {"lr": lr_w, "hr": hr_w}
 
 
 def make_clip_step(sr, recognizer, input_size: int | None) -> Callable:
