@@ -178,7 +178,9 @@ def _map_videos(config, source, n, sample, step, mesh) -> dict[str, np.ndarray]:
   per_proc_total = -(-n // jax.process_count())
   num_batches = -(-per_proc_total // per_process)
   template, start = None, time.perf_counter()
-  for b in range(num_batches):
+
+  def host_batch(b: int) -> dict[str, np.ndarray]:
+    nonlocal template
     items = []
     for i in mine[b * per_process:(b + 1) * per_process]:
       try:
@@ -186,15 +188,26 @@ def _map_videos(config, source, n, sample, step, mesh) -> dict[str, np.ndarray]:
       except ValueError as err:
         raise ValueError(f"Video {source[i].get('id', i)} of {config.data.name}:{config.data.eval_split}: "
                          f"{err}") from err
-    template = template or items[0]
+    template = template or (items[0] if items else sample(source[0]))
     items += [{k: np.zeros_like(v) for k, v in template.items()}] * (per_process - len(items))
-    out = p_step(sharding.to_global(pipeline.stack_items(items), mesh))
+    return pipeline.stack_items(items)
+
+  def collect(out) -> None:
     out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
     for k, v in out.items():
       outputs.setdefault(k, []).append(np.asarray(v))
+
+  pending = None
+  for b in range(num_batches):
+    # Dispatch is asynchronous: batch b's host sampling overlaps the device's work on batch b-1.
+    out = p_step(sharding.to_global(host_batch(b), mesh))
+    if pending is not None:
+      collect(pending)
+    pending = out
     if (b + 1) % 10 == 0 or b + 1 == num_batches:
       rate = (b + 1) * per_process / (time.perf_counter() - start)
       logging.info("  %d/%d batches, %.2f videos/s per process", b + 1, num_batches, rate)
+  collect(pending)
   return _unpad({k: np.concatenate(v) for k, v in outputs.items()}, n, per_process, num_batches)
 
 
