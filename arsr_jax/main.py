@@ -1,5 +1,8 @@
 """Entry point: ``python -m arsr_jax.main --config configs/sosr_vdsr.py[:smoke] --workdir DIR``.
 
+The config's ``task`` says what runs: an SR recipe (configs/<recipe>.py), a recognizer
+(configs/recognizer.py) or the recognition-based evaluation (configs/evaluate.py).
+
 Any config value can be overridden on the command line, e.g.
 ``--config.train.batch_size=8`` or ``--config.mode=eval``.
 """

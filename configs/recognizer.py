@@ -8,7 +8,8 @@ Variants (one model, plus 'smoke' for a CPU run on synthetic_actions/small):
       flows (TSN's schedules: RGB lr 1e-3, flow 5e-3, SGD momentum 0.9, x0.1 steps);
   st_resnet: ST-ResNet, two ResNet-50 streams, 10 stacked flows, motion -> appearance links;
   resnet3d / wide_resnet3d: 3D ResNet-50 / WideResNet-3D-50 (Hara et al.) on 16-frame clips;
-  i3d: I3D on 16-frame clips (DeepMind's Kinetics-400 weights are in evaluate.clip instead).
+  i3d: I3D on 16-frame clips resized to 224 px (DeepMind's Kinetics-400 weights are
+      evaluate.clip='i3d_kinetics400' instead).
 The data is the embedded synthetic_actions/default unless data.name names another prepared TFDS
 dataset; the class count comes from the data. The temporal streams learn from TV-L1 flow of the
 HR frames (data.flow_source='tvl1', computed once per split and cached), as they see at test time.
@@ -65,6 +66,8 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
     c.optimizer.boundaries = (10_000, 15_000)
     if name != "i3d":
       c.recognizer.depth = 50
+    else:
+      c.data.resize = 224  # I3D's 7x7 final pooling needs 224 px frames
   if "smoke" in variant:
     config_lib.apply_smoke(c, steps=40)
     c.data.tvl1 = ml_collections.ConfigDict({"nscales": 3, "warps": 2, "outer_iterations": 3,
