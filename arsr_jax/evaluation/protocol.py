@@ -77,7 +77,7 @@ def run(config, workdir: str) -> dict[str, Any]:
         srs[src] = frozen.load_sr(src, repl, dtype)
         if srs[src].scale != scale:
           raise ValueError(f"SR checkpoint {src} is x{srs[src].scale}; {d.name}:{d.eval_split} has x{scale} LR")
-  labels = np.stack([recognition_data.label_of(source[i]) for i in range(n)])
+  labels = None  # read with the videos (one pass over the data per method)
   os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
   writer = EventWriter(os.path.join(workdir, "tensorboard"))
   results: dict[str, Any] = {"dataset": d.name, "split": d.eval_split, "num_videos": n, "scale": scale,
@@ -93,6 +93,7 @@ def run(config, workdir: str) -> dict[str, Any]:
       out.update(_run_two_stream(config, source, n, sp, tp, two, mesh))
     if "clip" in recs:
       out.update(_run_clips(config, source, n, sp, recs["clip"], mesh, scale))
+    labels = out.pop("label")
     res = _summarize(out, labels, num_classes, e)
     res["seconds"] = round(time.perf_counter() - start, 2)
     res["sources"] = {"spatial": m.spatial, "temporal": m.temporal}
@@ -153,8 +154,10 @@ def _run_two_stream(config, source, n, sp, tp, recs, mesh) -> dict[str, np.ndarr
   flow_stored = "flow" in source[0]
   step = ps.make_two_stream_step(sp, tp, recs, flow_params(e, recs), e.flow_bound,
                                  config.eval.get("border", 0) or 0, flow_stored)
-  sample = lambda ex: ps.sample_two_stream(  # noqa: E731
-      ex, config.eval.num_segments, new_length, ps.input_frames(sp), ps.input_frames(tp), "two_stream" in recs)
+  def sample(ex):
+    out = ps.sample_two_stream(ex, config.eval.num_segments, new_length, ps.input_frames(sp),
+                               ps.input_frames(tp), "two_stream" in recs)
+    return dict(out, label=recognition_data.label_of(ex))
   return _map_videos(config, source, n, sample, step, mesh)
 
 
@@ -172,7 +175,11 @@ def _map_videos(config, source, n, sample, step, mesh) -> dict[str, np.ndarray]:
   """Runs ``step`` over every video (sharded batches of eval.batch_size videos); per-video outputs."""
   per_process = sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
   batched = sharding.batch_sharded(mesh)
-  p_step = jax.jit(step, in_shardings=(batched,), out_shardings=batched)
+  def with_labels(batch):  # labels (if sampled) ride along, so videos are read once
+    out = step({k: v for k, v in batch.items() if k != "label"})
+    return dict(out, label=batch["label"]) if "label" in batch else out
+
+  p_step = jax.jit(with_labels, in_shardings=(batched,), out_shardings=batched)
   outputs: dict[str, list[np.ndarray]] = {}
   mine = list(range(jax.process_index(), n, jax.process_count()))
   per_proc_total = -(-n // jax.process_count())
@@ -232,9 +239,11 @@ def _run_clips(config, source, n, sp, rec, mesh, scale: int) -> dict[str, np.nda
     raise ValueError(f"{config.data.name} stores no HR frames (natively small video): method 'hr' is unavailable")
   step = jax.jit(ps.make_clip_step(sp, rec, e.input_size or None))
   multilabel = np.asarray(recognition_data.label_of(source[0])).ndim == 1
-  agg = []
+  agg, labels = [], []
   for i in range(n):  # videos have their own number of windows (and, natively small video, size)
-    clips = ps.sample_clips(source[i], e.clip_length, ps.input_frames(sp), scale, e.lr_size)
+    example = source[i]
+    labels.append(recognition_data.label_of(example))
+    clips = ps.sample_clips(example, e.clip_length, ps.input_frames(sp), scale, e.lr_size)
     w = clips["hr"].shape[0]
     pad = -w % 8  # bounds recompilation to one shape per 8 windows
     batch = {key: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for key, v in clips.items()}
@@ -243,7 +252,7 @@ def _run_clips(config, source, n, sp, rec, mesh, scale: int) -> dict[str, np.nda
                else _softmax(logits).mean(0))
     if (i + 1) % 100 == 0 or i + 1 == n:
       logging.info("  %d/%d videos (clip recognizer)", i + 1, n)
-  return {"clip": np.stack(agg)}
+  return {"clip": np.stack(agg), "label": np.stack(labels)}
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
