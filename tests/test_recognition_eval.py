@@ -243,3 +243,17 @@ def test_sr_flow_uses_the_temporal_streams_training_tvl1():
   e.tvl1.nscales = 4  # an explicit setting wins
   assert protocol.flow_params(e, recs).nscales == 4
   assert protocol.flow_params(evaluate.get_config("").evaluate, {"spatial": recs["spatial"]}).nscales == 5
+
+
+def test_protocol_with_st_resnet(workdirs, small_data_dir, tmp_path):
+  """ST-ResNet's two heads become the spatial and temporal scores; RGB is the stack's centre frame."""
+  w = str(tmp_path / "st")
+  train.train_and_evaluate(_rec_config(small_data_dir, "st_resnet", steps=2), w)
+  c = _eval_config(small_data_dir, workdirs, "bicubic")
+  c.evaluate.spatial = c.evaluate.temporal = ""
+  c.evaluate.two_stream = w
+  r = protocol.run(c, str(tmp_path / "ev"))["methods"]["bicubic"]
+  assert {"spatial_accuracy", "temporal_accuracy", "fusion_accuracy"} <= set(r)
+  c.evaluate.spatial = workdirs["tsn_rgb"]
+  with pytest.raises(ValueError, match="not both"):
+    protocol.run(c, str(tmp_path / "ev2"))
