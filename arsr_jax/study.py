@@ -18,9 +18,11 @@ synthetic_actions/study, small networks); on an accelerator raise them with --si
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
+import numpy as np
 from absl import app, flags, logging
 
 from arsr_jax import train
@@ -81,7 +83,7 @@ def study(workdir: str, size: str = "cpu", data_dir: str | None = None) -> dict[
                                 "eval.batch_size": s["batch"], "evaluate.spatial": w("tsn_rgb"),
                                 "evaluate.temporal": w("tsn_flow"), "evaluate.methods": methods})
   results = train.train_and_evaluate(ev, w("eval"))
-  claims = check_claims(results["methods"])
+  claims = check_claims(results["methods"], dict(np.load(os.path.join(w("eval"), "scores.npz"))))
   with open(os.path.join(workdir, "claims.json"), "w") as f:
     json.dump(claims, f, indent=2)
   print("\nClaims:\n" + "\n".join(f"- {'holds' if c['holds'] else 'FAILS'}: {c['claim']} ({c['evidence']})"
@@ -89,24 +91,55 @@ def study(workdir: str, size: str = "cpu", data_dir: str | None = None) -> dict[
   return claims
 
 
-def check_claims(m: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-  """The Table-3 claims as booleans with the numbers behind them."""
+def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
+  """Two-sided exact McNemar p-value of two classifiers' per-video correctness (paired)."""
+  b = int(np.sum(a_correct & ~b_correct))
+  c = int(np.sum(~a_correct & b_correct))
+  n = b + c
+  if n == 0:
+    return 1.0
+  tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2.0 ** n
+  return min(1.0, 2.0 * tail)
+
+
+def check_claims(m: dict[str, dict[str, Any]], scores: dict[str, np.ndarray] | None = None
+                 ) -> dict[str, dict[str, Any]]:
+  """The Table-3 claims as booleans with the numbers behind them (and paired McNemar p-values
+  from the per-video ``scores`` of the protocol's scores.npz, when given)."""
   def acc(method, stream):
     return m[method][f"{stream}_accuracy"]
+
+  def p_value(a, b, stream):
+    if not scores or f"{a}/{stream}" not in scores:
+      return ""
+    labels = scores["labels"]
+    right = lambda k: _predict(scores, k, stream) == labels  # noqa: E731
+    return f"; McNemar p={mcnemar_p(right(a), right(b)):.3g}"
+
   sr_fusion = {k: acc(k, "fusion") for k in m if k not in ("hr", "bicubic")}
   best = max(sr_fusion, key=sr_fusion.get)
+  runner_up = max((k for k in sr_fusion if k != best), key=sr_fusion.get, default=best)
   out = {
       "sosr_spatial": (acc("sosr", "spatial") > acc("vdsr", "spatial"), "SoSR beats VDSR on the spatial stream",
-                       f"{acc('sosr', 'spatial'):.4f} vs {acc('vdsr', 'spatial'):.4f}"),
+                       f"{acc('sosr', 'spatial'):.4f} vs {acc('vdsr', 'spatial'):.4f}"
+                       + p_value("sosr", "vdsr", "spatial")),
       "tosr_temporal": (acc("tosr", "temporal") > acc("vdsr", "temporal"),
                         "ToSR beats VDSR on the temporal stream",
-                        f"{acc('tosr', 'temporal'):.4f} vs {acc('vdsr', 'temporal'):.4f}"),
+                        f"{acc('tosr', 'temporal'):.4f} vs {acc('vdsr', 'temporal'):.4f}"
+                        + p_value("tosr", "vdsr", "temporal")),
       "sosr_tosr_best": (best == "sosr+tosr", "SoSR+ToSR is the best SR fusion",
-                         ", ".join(f"{k} {v:.4f}" for k, v in sorted(sr_fusion.items(), key=lambda kv: -kv[1]))),
+                         ", ".join(f"{k} {v:.4f}" for k, v in sorted(sr_fusion.items(), key=lambda kv: -kv[1]))
+                         + p_value(best, runner_up, "fusion")),
       "hr_ceiling": (all(acc("hr", "fusion") >= v for v in sr_fusion.values()), "HR is the ceiling (fusion)",
                      f"HR {acc('hr', 'fusion'):.4f}, bicubic {acc('bicubic', 'fusion'):.4f}"),
   }
   return {k: {"holds": bool(h), "claim": c, "evidence": e} for k, (h, c, e) in out.items()}
+
+
+def _predict(scores: dict[str, np.ndarray], method: str, stream: str) -> np.ndarray:
+  if stream == "fusion":
+    return ((scores[f"{method}/spatial"] + 1.5 * scores[f"{method}/temporal"]) / 2.5).argmax(-1)
+  return scores[f"{method}/{stream}"].argmax(-1)
 
 
 def main(argv):

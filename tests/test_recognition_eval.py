@@ -257,3 +257,11 @@ def test_protocol_with_st_resnet(workdirs, small_data_dir, tmp_path):
   c.evaluate.spatial = workdirs["tsn_rgb"]
   with pytest.raises(ValueError, match="not both"):
     protocol.run(c, str(tmp_path / "ev2"))
+
+
+def test_mcnemar_exact():
+  from arsr_jax import study
+  a = np.array([True] * 6 + [False] * 4)
+  b = np.array([False] * 6 + [False] * 4)
+  assert study.mcnemar_p(a, b) == pytest.approx(2 / 64)  # 6 discordant pairs, all one way
+  assert study.mcnemar_p(a, a) == 1.0
