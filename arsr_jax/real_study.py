@@ -65,7 +65,7 @@ def runs(scale: int, size: str, data_dir: str, workdir: str) -> dict[str, Any]:
   s = SIZES[size]
   common = {"data.name": dataset_name(scale, size), "data.data_dir": data_dir, "scale": scale,
             "train.batch_size": s["batch"], "eval.batch_size": 8, "train.checkpoint_every": 200,
-            "train.log_every": 100, "data.patch_size": 64 if scale == 4 else 128}
+            "train.log_every": 100, "data.patch_size": 64 if size != "full" else 128}
   vd = dict(common, **{"train.num_steps": s["steps"], "model.num_layers": s["layers"],
                        "model.features": s["features"]})
   out = {"sosr": _config("sosr_vdsr", "smoke", vd),

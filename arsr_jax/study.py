@@ -32,6 +32,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
 flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], "Study size (see module docstring).")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (None = TFDS default).")
+flags.DEFINE_bool("eval_only", False, "Skip training (the runs exist); re-run the protocol and the claims.")
 
 
 # (steps of recognizers, steps of SR, data config, test segments, recognizer width, SR layers)
@@ -68,10 +69,12 @@ def runs(size: str, data_dir: str | None) -> dict[str, Any]:
   }
 
 
-def study(workdir: str, size: str = "cpu", data_dir: str | None = None) -> dict[str, Any]:
+def study(workdir: str, size: str = "cpu", data_dir: str | None = None, eval_only: bool = False) -> dict[str, Any]:
   """Runs (or resumes) every training run, then the protocol; returns the claims dict."""
   configs = runs(size, data_dir)
   for name, config in configs.items():
+    if eval_only:
+      continue
     logging.info("=== study: %s ===", name)
     train.train_and_evaluate(config, os.path.join(workdir, name))
   s = SIZES[size]
@@ -146,7 +149,7 @@ def main(argv):
   del argv
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required")
-  study(FLAGS.workdir, FLAGS.size, FLAGS.data_dir)
+  study(FLAGS.workdir, FLAGS.size, FLAGS.data_dir, FLAGS.eval_only)
 
 
 if __name__ == "__main__":

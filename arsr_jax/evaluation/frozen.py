@@ -73,6 +73,7 @@ class FrozenRecognizer:
   step: int
   source: str
   tvl1: Any = None  # TV-L1 parameters of its training flow (dict), None = dataset flow / unknown
+  crop_size: int = 0  # its training crop: test inputs are centre-cropped to it (TSN's test crop)
 
 
 def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, int]:
@@ -97,12 +98,13 @@ def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, in
 def load_recognizer(workdir: str, sharding: jax.sharding.Sharding, dtype, num_classes: int) -> FrozenRecognizer:
   """Restores the recognizer of ``workdir`` (or DeepMind's Kinetics-400 I3D) and checks its classes."""
   model, variables, kind, have, new_length, step = restore_recognizer(workdir, dtype)
-  tvl1 = None
+  tvl1, crop = None, 0
   if workdir != I3D_KINETICS:
     cfg = load_run_config(workdir)
     tvl1 = cfg.data.tvl1.to_dict() if cfg.data.get("flow_source") == "tvl1" else None
+    crop = int(cfg.data.get("crop_size", 0) or 0)
   if have != num_classes:
     raise ValueError(f"Recognizer {workdir} (step {step}) predicts {have} classes; the evaluation data has "
                      f"{num_classes}. Use a recognizer trained on this dataset.")
   return FrozenRecognizer(model, jax.device_put(variables, sharding), kind, have, new_length, int(step), workdir,
-                          tvl1)
+                          tvl1, crop)

@@ -75,6 +75,17 @@ def super_resolve(sr, lr_windows: jax.Array, hr: jax.Array) -> jax.Array:
   return iq.quantize(jnp.clip(out, 0.0, 1.0))
 
 
+def centre_crop(x: jax.Array, size: int) -> jax.Array:
+  """(..., H, W, C) -> (..., size, size, C) centre crop (TSN's test crop); size 0 = unchanged."""
+  if not size:
+    return x
+  h, w = x.shape[-3:-1]
+  if size > min(h, w):
+    raise ValueError(f"Recognizer crop {size} exceeds the {h}x{w} frames")
+  top, left = (h - size) // 2, (w - size) // 2
+  return x[..., top:top + size, left:left + size, :]
+
+
 def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], tvl1_params: tvl1.TVL1Params,
                          flow_bound: float, border: int, hr_flow_stored: bool) -> Callable:
   """``step(batch) -> dict`` of per-video outputs (B, ...) for one method.
@@ -101,7 +112,8 @@ def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], t
     stacks = tsn.stack_flow(flow)  # (B, S, H, W, 2L)
     inputs = {"rgb": sp, "flow": stacks}
     for name, rec in recognizers.items():
-      logits = train_steps.apply(rec.model, rec.variables, rec.kind, inputs, train=False)
+      seen = {k: centre_crop(v, rec.crop_size) for k, v in inputs.items()}  # flow: full frames, then cropped
+      logits = train_steps.apply(rec.model, rec.variables, rec.kind, seen, train=False)
       if "logits" in logits:
         out[name] = logits["logits"].astype(jnp.float32)
       else:
