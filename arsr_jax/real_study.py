@@ -34,12 +34,6 @@ from arsr_jax.evaluation import frozen, protocol_steps as ps
 from arsr_jax.evaluation import recognition_metrics as rm
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
-flags.DEFINE_string("videos", None, "Folder of natural videos (e.g. ../shared/data/clips).")
-flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], "Training length and data protocol.")
-flags.DEFINE_string("scales", "4,8", "Comma-separated SR factors.")
-flags.DEFINE_integer("max_windows", 4, "16-frame windows per test video.")
-flags.DEFINE_string("data_dir", None, "TFDS data_dir for the prepared clips (default WORKDIR/tfds).")
 
 SIZES = {
     "smoke": dict(steps=4, dvsr_steps=2, layers=2, features=8, data="demo", batch=8),
@@ -180,5 +174,16 @@ def main(argv):
   print(results_table(results))
 
 
+def define_flags() -> None:
+  """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
+  flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
+  flags.DEFINE_string("videos", None, "Folder of natural videos (e.g. ../shared/data/clips).")
+  flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], "Training length and data protocol.")
+  flags.DEFINE_string("scales", "4,8", "Comma-separated SR factors.")
+  flags.DEFINE_integer("max_windows", 4, "16-frame windows per test video.")
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir for the prepared clips (default WORKDIR/tfds).")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -29,10 +29,6 @@ from arsr_jax import train
 from arsr_jax.config_lib import recipe as _config
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
-flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], "Study size (see module docstring).")
-flags.DEFINE_string("data_dir", None, "TFDS data_dir (None = TFDS default).")
-flags.DEFINE_bool("eval_only", False, "Skip training (the runs exist); re-run the protocol and the claims.")
 
 
 # (steps of recognizers, steps of SR, data config, test segments, recognizer width, SR layers)
@@ -152,5 +148,14 @@ def main(argv):
   study(FLAGS.workdir, FLAGS.size, FLAGS.data_dir, FLAGS.eval_only)
 
 
+def define_flags() -> None:
+  """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
+  flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
+  flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], "Study size (see module docstring).")
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir (None = TFDS default).")
+  flags.DEFINE_bool("eval_only", False, "Skip training (the runs exist); re-run the protocol and the claims.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
