@@ -316,7 +316,9 @@ def _profiles(config, workdir: str, source, srs: dict, writer: EventWriter) -> N
       k = ps.input_frames(sr)
       lr = example["lr"][pipeline.lr_window(t, np.arange(t), k)]
       clips[name] = np.asarray(jax.jit(lambda a, b, sr=sr: ps.super_resolve(sr, a, b))(lr, example["hr"]))
-    image = rm.temporal_profiles(clips, row)
+    # One labelled panel per method: time runs down, x runs right, enlarged 4x (nearest) to be seen.
+    panels = [np.repeat(np.repeat(rm.temporal_profiles({k: v}, row), 4, 0), 4, 1) for k, v in clips.items()]
+    image = plots.image_grid(panels, list(clips), columns=len(panels))
     path = os.path.join(workdir, "plots", f"profile_{i}.png")
     from arsr_jax.flow import vis  # noqa: PLC0415
     vis.save_png(path, image)
