@@ -109,15 +109,15 @@ def evaluate(workdir: str, videos: str, scales: list[int], size: str, max_window
     for name in ("sosr", "tosr", f"dvsr_stage{2 if scale == 4 else 3}"):
       methods[name.split("_")[0] if name.startswith("dvsr") else name] = frozen.load_sr(
           os.path.join(workdir, f"x{scale}", name), repl, dtype)
+    resolvers = {name: _super_resolver(sr) for name, sr in methods.items()}
     logits: dict[str, list[np.ndarray]] = {m: [] for m in ["hr", *methods]}
     for path in paths:
       hr = hr_windows(path, max_windows)  # (W, 16, 224, 224, 3)
       results["videos"][os.path.basename(path)] = int(hr.shape[0])
       lr = np.asarray(degrade.bicubic_downsample(hr, scale))
       logits["hr"].append(np.asarray(classify(variables, hr)))
-      for name, sr in methods.items():
-        frames = _super_resolve(sr, lr, hr)
-        logits[name].append(np.asarray(classify(variables, frames)))
+      for name in methods:
+        logits[name].append(np.asarray(classify(variables, resolvers[name](lr, hr))))
     ref = np.concatenate(logits["hr"])
     table = {}
     for name in methods:
@@ -131,18 +131,27 @@ def evaluate(workdir: str, videos: str, scales: list[int], size: str, max_window
   return results
 
 
-def _super_resolve(sr, lr: np.ndarray, hr: np.ndarray) -> np.ndarray:
-  """uint8 (W, T, 224, 224, 3) from LR windows (W, T, h, w, 3) with a method (frame, window or clip SR)."""
+def _super_resolver(sr):
+  """uint8 (W, T, h, w, 3) LR windows (+ HR windows, for shapes) -> uint8 (W, T, 224, 224, 3) SR
+  windows, with ``sr`` a frame, K-window or clip SR method; jitted once per method."""
   if not isinstance(sr, str) and sr.is_clip_model:
-    run = jax.jit(lambda x: steps.split_output(steps.apply_sr(sr.model, sr.variables, x, train=False,
-                                                              **sr.call_kwargs))[0])
-    out = np.asarray(jnp.clip(run(lr.astype(np.float32) / 255.0), 0, 1))
-  else:
-    t = lr.shape[1]
-    k = ps.input_frames(sr)
-    windows = lr[:, pipeline.lr_window(t, np.arange(t), k)]  # (W, T, K, h, w, 3)
-    out = np.asarray(jax.jit(lambda a, b: ps.super_resolve(sr, a, b))(windows, hr))
-  return np.round(out * 255.0).astype(np.uint8)
+    clip_sr = jax.jit(lambda x: steps.split_output(steps.apply_sr(sr.model, sr.variables, x, train=False,
+                                                                  **sr.call_kwargs))[0])
+
+    def run(lr, hr):
+      del hr
+      return np.round(np.asarray(jnp.clip(clip_sr(lr.astype(np.float32) / 255.0), 0, 1)) * 255.0).astype(np.uint8)
+    return run
+  frame_sr = jax.jit(lambda a, b: ps.super_resolve(sr, a, b))
+
+  def run(lr, hr):
+    windows = lr[:, pipeline.lr_window(lr.shape[1], np.arange(lr.shape[1]), ps.input_frames(sr))]
+    return np.round(np.asarray(frame_sr(windows, hr)) * 255.0).astype(np.uint8)
+  return run
+
+
+def _super_resolve(sr, lr: np.ndarray, hr: np.ndarray) -> np.ndarray:
+  return _super_resolver(sr)(lr, hr)
 
 
 def results_table(results: dict[str, Any]) -> str:

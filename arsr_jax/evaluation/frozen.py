@@ -76,14 +76,14 @@ class FrozenRecognizer:
   crop_size: int = 0  # its training crop: test inputs are centre-cropped to it (TSN's test crop)
 
 
-def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, int]:
-  """(module, host variables, input kind, classes, flow stack length, step) of a recognition run,
-  or of DeepMind's Kinetics-400 I3D for ``workdir='i3d_kinetics400'``."""
+def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, int, Any]:
+  """(module, host variables, input kind, classes, flow stack length, step, run config or None) of a
+  recognition run, or of DeepMind's Kinetics-400 I3D for ``workdir='i3d_kinetics400'``."""
   from arsr_jax import recognition, train  # noqa: PLC0415
   from arsr_jax.data import recognition_data  # noqa: PLC0415
   if workdir == I3D_KINETICS:
     from arsr_jax.recognition import i3d  # noqa: PLC0415
-    return i3d.I3D(num_classes=400), i3d.load_kinetics400(), "clip", 400, 1, 0
+    return i3d.I3D(num_classes=400), i3d.load_kinetics400(), "clip", 400, 1, 0, None
   cfg = load_run_config(workdir)
   if cfg.get("task") != "recognition":
     raise ValueError(f"{workdir} holds a {cfg.get('task', 'sr')!r} run, not a recognizer")
@@ -92,15 +92,14 @@ def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, in
   step, state = checkpointing.load_latest_state(workdir)
   variables = {"params": state["params"]["recognizer"], **state["model_state"]["recognizer"]}
   return (model, variables, recognition_data.input_kind(cfg.recognizer), int(cfg.recognizer.num_classes),
-          int(cfg.data.new_length), int(step))
+          int(cfg.data.new_length), int(step), cfg)
 
 
 def load_recognizer(workdir: str, sharding: jax.sharding.Sharding, dtype, num_classes: int) -> FrozenRecognizer:
   """Restores the recognizer of ``workdir`` (or DeepMind's Kinetics-400 I3D) and checks its classes."""
-  model, variables, kind, have, new_length, step = restore_recognizer(workdir, dtype)
+  model, variables, kind, have, new_length, step, cfg = restore_recognizer(workdir, dtype)
   tvl1, crop = None, 0
-  if workdir != I3D_KINETICS:
-    cfg = load_run_config(workdir)
+  if cfg is not None:
     tvl1 = cfg.data.tvl1.to_dict() if cfg.data.get("flow_source") == "tvl1" else None
     crop = int(cfg.data.get("crop_size", 0) or 0)
   if have != num_classes:

@@ -304,6 +304,9 @@ def _plots(workdir: str, results: dict[str, Any], writer: EventWriter) -> None:
 
 def _profiles(config, workdir: str, source, srs: dict, writer: EventWriter) -> None:
   """Temporal profiles (one row over time) of the first videos: HR, bicubic and each SR network."""
+  methods = {"bicubic": ps.BICUBIC, **{sr.name: sr for sr in srs.values() if not sr.is_clip_model}}
+  # Jitted once per method (not per video): same-size videos reuse the compiled function.
+  run = {name: jax.jit(lambda a, b, sr=sr: ps.super_resolve(sr, a, b)) for name, sr in methods.items()}
   for i in range(min(config.evaluate.profiles, len(source))):
     example = source[i]
     if "hr" not in example or example["hr"].shape[0] < 2:  # natively small video: no HR to compare
@@ -311,11 +314,9 @@ def _profiles(config, workdir: str, source, srs: dict, writer: EventWriter) -> N
     row = example["hr"].shape[1] // 2
     t = example["hr"].shape[0]
     clips = {"hr": example["hr"]}
-    methods = {"bicubic": ps.BICUBIC, **{sr.name: sr for sr in srs.values() if not sr.is_clip_model}}
     for name, sr in methods.items():
-      k = ps.input_frames(sr)
-      lr = example["lr"][pipeline.lr_window(t, np.arange(t), k)]
-      clips[name] = np.asarray(jax.jit(lambda a, b, sr=sr: ps.super_resolve(sr, a, b))(lr, example["hr"]))
+      lr = example["lr"][pipeline.lr_window(t, np.arange(t), ps.input_frames(sr))]
+      clips[name] = np.asarray(run[name](lr, example["hr"]))
     # One labelled panel per method: time runs down, x runs right, enlarged 4x (nearest) to be seen.
     panels = [np.repeat(np.repeat(rm.temporal_profiles({k: v}, row), 4, 0), 4, 1) for k, v in clips.items()]
     image = plots.image_grid(panels, list(clips), columns=len(panels))

@@ -33,7 +33,7 @@ def attention_objective(cfg: ml_collections.ConfigDict):
   if not cfg.get("classifier"):
     raise ValueError("loss.name='attention' needs loss.classifier: the workdir of a clip recognizer trained "
                      "on HR clips (configs/recognizer.py:resnet3d)")
-  model, variables, kind, _, _, _ = frozen_lib.restore_recognizer(cfg.classifier, jnp.dtype(cfg.compute_dtype))
+  model, variables, kind, _, _, _, _ = frozen_lib.restore_recognizer(cfg.classifier, jnp.dtype(cfg.compute_dtype))
   if kind != "clip":
     raise ValueError(f"loss.classifier={cfg.classifier} is a {kind!r} recognizer; attention needs a clip model")
   w = {k: float(cfg.get(k, d)) for k, d in (("l1_weight", 1.0), ("attention_l1_weight", 1.0),
