@@ -10,7 +10,6 @@ Saving is asynchronous; retention follows ``max_to_keep`` only.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import grain
@@ -18,6 +17,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
+
+from arsr_jax import io
 
 # Config sections whose values must match for a checkpoint to be restored, per config.task.
 IDENTITY_KEYS = {"sr": ("model", "discriminator", "scale"), "recognition": ("task", "recognizer")}
@@ -27,10 +28,11 @@ def identity_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return IDENTITY_KEYS[config.get("task", "sr")]
 
 
-def manager(workdir: str, *, max_to_keep: int, async_save: bool = True) -> ocp.CheckpointManager:
+def manager(workdir: io.PathLike, *, max_to_keep: int, async_save: bool = True) -> ocp.CheckpointManager:
+  """The CheckpointManager of ``workdir/checkpoints`` (local or a URL such as gs://...)."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=async_save)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
+  return ocp.CheckpointManager(io.path(workdir) / "checkpoints", options=options,
                                item_names=("state", "data", "meta"))
 
 
@@ -82,13 +84,13 @@ def abstract(tree: Any, sharding: jax.sharding.Sharding) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
-def load_latest_state(workdir: str) -> tuple[int, Any]:
+def load_latest_state(workdir: io.PathLike) -> tuple[int, Any]:
   """(step, state as a nested dict of arrays) of the newest checkpoint in ``workdir``.
 
   For inspection and frozen use; training restores through ``restore``.
   """
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  if not os.path.isdir(directory):
+  directory = io.path(workdir) / "checkpoints"
+  if not directory.is_dir():
     raise FileNotFoundError(f"No checkpoints directory in {workdir}")
   with ocp.CheckpointManager(directory, item_names=("state", "data", "meta"),
                              options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:

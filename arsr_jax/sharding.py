@@ -7,6 +7,7 @@ replicated. Each process feeds only its local slice of the global batch.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import jax
@@ -25,7 +26,6 @@ def maybe_initialize_distributed(distributed: bool = False) -> None:
   discovers the coordinator, process id and count itself. Each process then
   feeds its own shard of every batch.
   """
-  import os
   if distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
     jax.distributed.initialize()
     logging.info("jax.distributed: process %d of %d, %d local / %d global devices",

@@ -17,7 +17,6 @@ synthetic_actions/study, small networks); on an accelerator raise them with --si
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -25,9 +24,9 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import train
-from arsr_jax.recognition import train_steps
+from arsr_jax import io, main as main_lib
 from arsr_jax.config_lib import recipe as _config
+from arsr_jax.steps import recognition as rec_steps
 
 FLAGS = flags.FLAGS
 
@@ -73,7 +72,7 @@ def study(workdir: str, size: str = "cpu", data_dir: str | None = None, eval_onl
     if eval_only:
       continue
     logging.info("=== study: %s ===", name)
-    train.train_and_evaluate(config, os.path.join(workdir, name))
+    main_lib.run(config, os.path.join(workdir, name))
   s = SIZES[size]
   w = lambda name: os.path.join(workdir, name)  # noqa: E731
   methods = (f"bicubic,vdsr={w('vdsr')},sosr={w('sosr')},tosr={w('tosr')},"
@@ -82,10 +81,9 @@ def study(workdir: str, size: str = "cpu", data_dir: str | None = None, eval_onl
                                 "eval.num_segments": s["segments"], "data.new_length": s["new_length"],
                                 "eval.batch_size": s["batch"], "evaluate.spatial": w("tsn_rgb"),
                                 "evaluate.temporal": w("tsn_flow"), "evaluate.methods": methods})
-  results = train.train_and_evaluate(ev, w("eval"))
+  results = main_lib.run(ev, w("eval"))
   claims = check_claims(results["methods"], dict(np.load(os.path.join(w("eval"), "scores.npz"))))
-  with open(os.path.join(workdir, "claims.json"), "w") as f:
-    json.dump(claims, f, indent=2)
+  io.write_json(io.path(workdir) / "claims.json", claims)
   print("\nClaims:\n" + "\n".join(f"- {'holds' if c['holds'] else 'FAILS'}: {c['claim']} ({c['evidence']})"
                                   for c in claims.values()))
   return claims
@@ -140,7 +138,7 @@ def _predict(scores: dict[str, np.ndarray], method: str, stream: str) -> np.ndar
   """Per-video class of a stream, the fusion being the protocol's (TSN weights 1 : 1.5)."""
   if stream == "fusion":
     streams = {k: scores[f"{method}/{k}"] for k in ("spatial", "temporal")}
-    return np.asarray(train_steps.scores(streams)).argmax(-1)
+    return np.asarray(rec_steps.scores(streams)).argmax(-1)
   return scores[f"{method}/{stream}"].argmax(-1)
 
 

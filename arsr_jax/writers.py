@@ -1,26 +1,37 @@
 """Run outputs without TensorFlow: TensorBoard event files and progress lines.
 
 Only process 0 writes. Images are uint8 (N, H, W, 3) or float in [0, 1].
+A remote ``logdir`` (gs://...) is written through a local staging folder whose
+files are copied there (``arsr_jax.io``) on every flush and on close.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from typing import Mapping
 
 import jax
 import numpy as np
 from absl import logging
+from tensorboardX import SummaryWriter
+
+from arsr_jax import io
 
 
 class EventWriter:
   """TensorBoard scalars and images (tensorboardX backend); a no-op off process 0."""
 
-  def __init__(self, logdir: str):
-    self._writer = None
+  def __init__(self, logdir: io.PathLike):
+    self._writer, self._remote, self._staging = None, None, None
     if jax.process_index() == 0:
-      from tensorboardX import SummaryWriter
-      self._writer = SummaryWriter(logdir=logdir, flush_secs=30)
+      local = os.fspath(logdir)
+      if not io.is_local(logdir):
+        self._remote = io.path(logdir)
+        self._staging = local = tempfile.mkdtemp(prefix="arsr_tb_")
+      self._writer = SummaryWriter(logdir=local, flush_secs=30)
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     if self._writer:
@@ -38,11 +49,23 @@ class EventWriter:
   def flush(self) -> None:
     if self._writer:
       self._writer.flush()
+      self._sync()
 
   def close(self) -> None:
     if self._writer:
       self._writer.close()
       self._writer = None
+      self._sync()
+      if self._staging:
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+  def _sync(self) -> None:
+    """Copies the staged event files to the remote logdir (whole files; they only grow)."""
+    if self._remote is None:
+      return
+    for name in os.listdir(self._staging):
+      with open(os.path.join(self._staging, name), "rb") as f:
+        io.write_bytes(self._remote / name, f.read())
 
 
 class Progress:

@@ -6,5 +6,4 @@ from arsr_jax import config_lib
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  tokens = ",".join(t for t in ["layers=52", *arg.split(",")] if t)
-  return config_lib.sibling(__file__, "duf16").get_config(tokens)
+  return config_lib.duf_recipe(config_lib.parse_variant(arg, ("smoke",), "duf52") | {"layers=52"})

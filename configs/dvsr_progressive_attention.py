@@ -1,7 +1,7 @@
 """Progressive DVSR with weakly supervised foreground attention (TinyVIRAT, ICPR 2020).
 
 The last stage (x4) of configs/dvsr_progressive.py with the attention branch, trained through a
-frozen clip classifier (recognition/guidance.py):
+frozen clip classifier (losses.py, attention objective):
 
   python -m arsr_jax.main --config configs/recognizer.py:resnet3d --workdir W_CLS
   python -m arsr_jax.main --config configs/dvsr_progressive_attention.py --workdir W_ATT \\
@@ -20,8 +20,7 @@ from arsr_jax import config_lib
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variant = config_lib.parse_variant(arg, ("smoke", "joint"), "dvsr_progressive_attention")
-  c = config_lib.sibling(__file__, "dvsr_progressive").get_config(
-      ",".join(["stage2"] + (["smoke"] if "smoke" in variant else [])))
+  c = config_lib.progressive_dvsr_recipe({"stage2"} | (variant & {"smoke"}))
   c.model.attention = True
   c.train.fade_steps = None  # starts from a trained stage-2 model (train.init_from)
   c.data.with_labels = True

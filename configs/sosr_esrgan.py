@@ -9,6 +9,6 @@ from arsr_jax import config_lib
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  c = config_lib.sibling(__file__, "esrgan").get_config(arg)
+  c = config_lib.esrgan_recipe(config_lib.parse_variant(arg, ("smoke", "psnr"), "sosr_esrgan"))
   c.loss.flow_weighted = True
   return c

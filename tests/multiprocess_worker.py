@@ -23,16 +23,18 @@ if nproc > 1:
   os.environ["JAX_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
   jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=nproc, process_id=pid)
 
-from arsr_jax import config_lib, sharding, steps, train  # noqa: E402
+from arsr_jax import config_lib, sharding  # noqa: E402
+from arsr_jax.jobs import sr as sr_job  # noqa: E402
+from arsr_jax.steps import sr as sr_steps  # noqa: E402
 
 config = config_lib.sibling(str(ROOT / "configs" / "x.py"), "sosr_vdsr").get_config("smoke")
 config.model.num_layers, config.model.features = 3, 8
 config.optimizer.warmup_steps = 0
-b = train.build(config)
+b, b_frozen = sr_job.build(config)
 mesh = sharding.make_mesh()
 repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-state = jax.jit(steps.make_init_fn(b.model, b.tx, (1, 8, 8, 3)), out_shardings=repl)(jax.random.key(0))
-step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, ["mse", "wmse"])
+state = jax.jit(sr_steps.make_init_fn(b, (1, 8, 8, 3)), out_shardings=repl)(jax.random.key(0))
+step = sr_steps.make_train_step(b)
 rng = np.random.default_rng(0)
 full = {"lr": rng.uniform(size=(8, 8, 8, 3)).astype(np.float32),
         "hr": rng.uniform(size=(8, 32, 32, 3)).astype(np.float32),
@@ -41,5 +43,5 @@ per = 8 // jax.process_count()
 local = {k: v[pid * per:(pid + 1) * per] for k, v in full.items()}  # this process's shard only
 p_step = jax.jit(step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl))
 new, metrics = p_step(state, sharding.to_global(local, mesh), {}, jax.random.key(1))
-np.savez(out, loss=float(metrics.compute()["loss"]),
+np.savez(out, loss=float(metrics["loss"]),
          *[np.asarray(x.addressable_data(0)) for x in jax.tree.leaves(new.params)])

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from arsr_jax import config_lib, train
+from arsr_jax import config_lib, main
+from arsr_jax.jobs import sr as sr_job
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # SR recipes; recognizer.py, evaluate.py and the attention recipe (which needs a trained
@@ -28,7 +29,7 @@ def _load(path):
 def test_config_builds(path, variant):
   config = _load(path).get_config(variant)
   config_lib.validate(config)
-  train.build(config)
+  sr_job.build(config)
 
 
 @pytest.mark.parametrize("variant", ["tsn_rgb", "tsn_flow", "st_resnet", "resnet3d", "wide_resnet3d", "i3d"])
@@ -58,11 +59,11 @@ def test_unknown_variant_and_keys_are_rejected():
   config = module.get_config("smoke")
   config.model.num_layer = 3
   with pytest.raises(ValueError, match="no option"):
-    train.build(config)
+    sr_job.build(config)
   config = module.get_config("smoke")
   config.mode = "evaluate"
   with pytest.raises(ValueError, match="Unknown mode"):
-    train.build(config)
+    sr_job.build(config)
 
 
 def _run_main(*args):
@@ -88,5 +89,5 @@ def test_every_recipe_trains_two_steps_at_smoke_size(path, small_data_dir, tmp_p
   config.train.num_steps = 4
   config.train.steps_per_run = 2
   config.train.batch_size = 8
-  result = train.train_and_evaluate(config, str(tmp_path))
+  result = main.run(config, str(tmp_path))
   assert result == {"step": 2, "finished": False}

@@ -160,15 +160,17 @@ def test_clear_errors(tmp_path):
 
 def test_esrgan_recipe_starts_from_a_pth_via_init_from(tmp_path):
   import pathlib
-  from arsr_jax import config_lib, steps, train
+  from arsr_jax import config_lib
+  from arsr_jax.jobs import sr as sr_job
+  from arsr_jax.steps import sr as sr_steps
   net, model, x, template = _setup()
   path = tmp_path / "RRDB_ESRGAN_tiny.pth"
   torch.save(net.state_dict(), path)
-  config = config_lib.sibling(str(pathlib.Path(__file__).parents[1] / "configs" / "x.py"), "esrgan").get_config(
+  config = config_lib.recipe("esrgan", 
       "smoke")
   config.model.num_blocks, config.model.features, config.model.growth = CFG["num_blocks"], CFG["features"], CFG["growth"]
-  b = train.build(config)
-  init = steps.make_init_fn(b.model, b.tx, (1, 8, 8, 3), b.discriminator, (1, 32, 32, 3))
-  state = train._init_from(jax.jit(init)(jax.random.key(0)), str(path),
+  b, b_frozen = sr_job.build(config)
+  init = sr_steps.make_init_fn(b, (1, 8, 8, 3), (1, 32, 32, 3))
+  state = sr_job.init_from(jax.jit(init)(jax.random.key(0)), str(path),
                            jax.sharding.SingleDeviceSharding(jax.devices()[0]))
   _check_same_output(net, model, x, {"params": state.params["generator"]})

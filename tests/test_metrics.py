@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from arsr_jax.evaluation import metrics as iq
+from arsr_jax.metrics import image as iq
 
 
 def test_rgb_to_y_matches_bt601_range():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from arsr_jax import real_study
-from arsr_jax.evaluation import protocol_steps as ps
+from arsr_jax.steps import protocol as ps
 
 CLIPS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 
@@ -28,7 +28,7 @@ def test_held_out_videos_windows_and_bicubic():
   hr = real_study.hr_windows(str(CLIPS / "kinetics_arm_wrestling.mp4"), max_windows=2)
   assert hr.shape == (2, 16, 224, 224, 3) and hr.dtype == np.uint8
   lr = hr[:, :, ::4, ::4]
-  out = real_study._super_resolve(ps.BICUBIC, lr, hr)  # noqa: SLF001
+  out = real_study._super_resolver(ps.BICUBIC)(lr, hr)  # noqa: SLF001
   assert out.shape == hr.shape and out.dtype == np.uint8
 
 

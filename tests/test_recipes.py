@@ -1,18 +1,21 @@
 """Recipe mechanics through the one loop: adversarial steps, init_from, progressive growing."""
 
+import dataclasses
 import pathlib
 
 import jax
 import numpy as np
 import pytest
 
-from arsr_jax import checkpointing, config_lib, steps, train, weights
+from arsr_jax import checkpointing, config_lib, main, weights
+from arsr_jax.jobs import sr as sr_job
+from arsr_jax.steps import sr as sr_steps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _recipe(name, variant="smoke", data_dir=None, **train_overrides):
-  c = config_lib.sibling(str(ROOT / "configs" / "x.py"), name).get_config(variant)
+  c = config_lib.recipe(name, variant)
   c.data.data_dir = data_dir
   c.train.batch_size = 8
   c.eval.batch_size = 8
@@ -24,18 +27,17 @@ def _recipe(name, variant="smoke", data_dir=None, **train_overrides):
 def test_gan_step_updates_generator_and_discriminator_from_one_batch():
   c = _recipe("esrgan")
   c.optimizer.warmup_steps = 0  # a first step with learning rate 0 would not move the generator
-  b = train.build(c)
-  init = steps.make_init_fn(b.model, b.tx, (1, 8, 8, 3), b.discriminator, (1, 32, 32, 3))
+  b, b_frozen = sr_job.build(c)
+  init = sr_steps.make_init_fn(b, (1, 8, 8, 3), (1, 32, 32, 3))
   state = jax.jit(init)(jax.random.key(0))
   assert set(state.params) == {"generator", "discriminator"}
-  step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, ["perceptual", "pixel"],
-                                  b.discriminator, c.loss.gan_weight, c.loss.gan_type)
+  step = sr_steps.make_train_step(b)
   rng = np.random.default_rng(0)
   batch = {"lr": rng.uniform(size=(2, 8, 8, 3)).astype(np.float32),
            "hr": rng.uniform(size=(2, 32, 32, 3)).astype(np.float32),
            "flow": np.zeros((2, 32, 32, 2), np.float32)}
-  new, metrics = jax.jit(step)(state, batch, b.frozen, jax.random.key(1))
-  values = metrics.compute()
+  new, metrics = jax.jit(step)(state, batch, b_frozen, jax.random.key(1))
+  values = metrics
   assert np.isfinite(values["gan_g"]) and np.isfinite(values["gan_d"])
   for net in ("generator", "discriminator"):
     before, after = jax.tree.leaves(state.params[net]), jax.tree.leaves(new.params[net])
@@ -47,40 +49,40 @@ def test_gan_step_updates_generator_and_discriminator_from_one_batch():
 
 def test_init_from_copies_matching_generator_parameters(small_data_dir, tmp_path):
   psnr = _recipe("esrgan", "smoke,psnr", small_data_dir, num_steps=2)
-  train.train_and_evaluate(psnr, str(tmp_path / "psnr"))
+  main.run(psnr, str(tmp_path / "psnr"))
   _, source = checkpointing.load_latest_state(str(tmp_path / "psnr"))
   gan = _recipe("esrgan", "smoke", small_data_dir)
-  b = train.build(gan)
+  b, b_frozen = sr_job.build(gan)
   mesh_sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  init = steps.make_init_fn(b.model, b.tx, (1, 8, 8, 3), b.discriminator, (1, 32, 32, 3))
-  state = train._init_from(jax.jit(init)(jax.random.key(3)), str(tmp_path / "psnr"), mesh_sharding)
+  init = sr_steps.make_init_fn(b, (1, 8, 8, 3), (1, 32, 32, 3))
+  state = sr_job.init_from(jax.jit(init)(jax.random.key(3)), str(tmp_path / "psnr"), mesh_sharding)
   src = weights.flatten(source["params"]["generator"])
   dst = weights.flatten(jax.device_get(state.params["generator"]))
   assert src.keys() == dst.keys()
   for k in src:
     np.testing.assert_array_equal(src[k], dst[k])
   other = _recipe("rcan", "smoke", small_data_dir)
-  b = train.build(other)
-  init = steps.make_init_fn(b.model, b.tx, (1, 8, 8, 3))
+  b, b_frozen = sr_job.build(other)
+  init = sr_steps.make_init_fn(b, (1, 8, 8, 3))
   with pytest.raises(ValueError, match="not a sub-network"):
-    train._init_from(jax.jit(init)(jax.random.key(0)), str(tmp_path / "psnr"), mesh_sharding)
+    sr_job.init_from(jax.jit(init)(jax.random.key(0)), str(tmp_path / "psnr"), mesh_sharding)
 
 
 def test_progressive_stage2_grows_from_stage1_and_starts_at_its_output(small_data_dir, tmp_path):
   stage1 = _recipe("dvsr_progressive", "smoke,stage1", small_data_dir, num_steps=2)
-  r1 = train.train_and_evaluate(stage1, str(tmp_path / "s1"))
+  r1 = main.run(stage1, str(tmp_path / "s1"))
   assert r1["model"]["psnr"] is not None
   stage2 = _recipe("dvsr_progressive", "smoke,stage2", small_data_dir, num_steps=2,
                    init_from=str(tmp_path / "s1"))
-  r2 = train.train_and_evaluate(stage2, str(tmp_path / "s2"))
+  r2 = main.run(stage2, str(tmp_path / "s2"))
   assert r2["step"] == 2 and r2["model"]["psnr"] is not None
   _, s1 = checkpointing.load_latest_state(str(tmp_path / "s1"))
-  b = train.build(stage2)
-  init = steps.make_init_fn(b.model, b.tx, (1, 4, 16, 16, 3))
-  grown = train._init_from(jax.jit(init)(jax.random.key(0)), str(tmp_path / "s1"),
+  b, b_frozen = sr_job.build(stage2)
+  init = sr_steps.make_init_fn(b, (1, 4, 16, 16, 3))
+  grown = sr_job.init_from(jax.jit(init)(jax.random.key(0)), str(tmp_path / "s1"),
                            jax.sharding.SingleDeviceSharding(jax.devices()[0]))
   lr = np.random.default_rng(0).uniform(size=(1, 4, 16, 16, 3)).astype(np.float32)
-  b1 = train.build(stage1)
+  b1, b1_frozen = sr_job.build(stage1)
   small_out = b1.model.apply({"params": s1["params"]["generator"]}, lr)
   big_out = b.model.apply({"params": grown.params["generator"]}, lr, alpha=0.0)
   from arsr_jax.models import layers
@@ -91,16 +93,16 @@ def test_sosr_trains_on_tvl1_flow_computed_on_the_accelerator(small_data_dir, tm
   c = _recipe("sosr_vdsr", "smoke", small_data_dir, num_steps=2)
   c.data.flow_source = "tvl1"
   c.data.tvl1 = {"nscales": 2, "warps": 1, "outer_iterations": 2, "inner_iterations": 10}
-  results = train.train_and_evaluate(c, str(tmp_path))
+  results = main.run(c, str(tmp_path))
   assert results["step"] == 2 and results["model"]["psnr_moving"] is not None
   bad = _recipe("sosr_vdsr", "smoke", small_data_dir)
   bad.data.tvl1 = {"nscale": 2}
   bad.data.flow_source = "tvl1"
   with pytest.raises((ValueError, TypeError), match="nscale"):
-    train.build(bad)
+    sr_job.build(bad)
   bad.data.flow_source = "farneback"
   with pytest.raises(ValueError, match="Unknown data.flow_source"):
-    train.build(bad)
+    sr_job.build(bad)
 
 
 def test_tvl1_flow_of_synthetic_frames_weights_the_moving_actors():
@@ -112,7 +114,7 @@ def test_tvl1_flow_of_synthetic_frames_weights_the_moving_actors():
   c.data.flow_source = "tvl1"
   clip = generator.render_clip(np.random.default_rng(7), generator.ClipSpec(frame_size=64, num_frames=4))
   pairs = np.concatenate([clip["hr"][:1], clip["hr"][1:2]], axis=-1).astype(np.float32) / 255
-  flow = steps.with_flow({"flow_frames": pairs}, pipeline.flow_fn(c))["flow"]
+  flow = sr_steps.with_flow({"flow_frames": pairs}, pipeline.flow_fn(c))["flow"]
   w_tvl1 = np.asarray(losses.flow_magnitude(flow))[0]
   w_true = np.asarray(losses.flow_magnitude(clip["flow"][:1].astype(np.float32)))[0]
   moving, static = w_true > 0.5, clip["mask"][0] == 0
@@ -123,13 +125,13 @@ def test_tvl1_flow_of_synthetic_frames_weights_the_moving_actors():
 def test_ema_generator_follows_the_trained_one_and_is_evaluated(small_data_dir, tmp_path):
   c = _recipe("esrgan", "smoke,psnr", small_data_dir, num_steps=3, ema_decay=0.5)
   c.optimizer.warmup_steps = 0
-  train.train_and_evaluate(c, str(tmp_path))
+  main.run(c, str(tmp_path))
   _, state = checkpointing.load_latest_state(str(tmp_path))
   trained, ema = weights.flatten(state["params"]["generator"]), weights.flatten(state["ema_params"])
   assert trained.keys() == ema.keys()
   assert any(not np.allclose(trained[k], ema[k]) for k in trained)  # lags behind, but is not the init
   c.mode = "eval"
-  with_ema = train.train_and_evaluate(c, str(tmp_path))
+  with_ema = main.run(c, str(tmp_path))
   assert with_ema["step"] == 3
 
 
@@ -137,9 +139,9 @@ def test_ema_update_rule_over_steps():
   c = _recipe("vdsr")
   c.model.num_layers, c.model.features = 2, 4
   c.optimizer.warmup_steps = 0
-  b = train.build(c)
-  state = jax.jit(steps.make_init_fn(b.model, b.tx, (1, 4, 4, 3), ema=True))(jax.random.key(0))
-  step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, ["mse"], ema_decay=0.9)
+  b, b_frozen = sr_job.build(c)
+  state = jax.jit(sr_steps.make_init_fn(dataclasses.replace(b, ema_decay=0.9), (1, 4, 4, 3)))(jax.random.key(0))
+  step = sr_steps.make_train_step(dataclasses.replace(b, ema_decay=0.9))
   step = jax.jit(step)
   rng = np.random.default_rng(0)
   expected = weights.flatten(jax.device_get(state.params["generator"]))

@@ -1,5 +1,6 @@
 """Recognizer training, frozen restore, the evaluation protocol and recognition-guided SR."""
 
+import itertools
 import json
 import os
 import shutil
@@ -9,11 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from arsr_jax import checkpointing, sharding, train
+from arsr_jax import checkpointing, losses, main, sharding
 from arsr_jax.data import recognition_data
-from arsr_jax.evaluation import frozen, protocol
-from arsr_jax.evaluation import protocol_steps as ps
-from arsr_jax.recognition import train_steps, tsn
+from arsr_jax.evaluation import batched, frozen, protocol
+from arsr_jax.steps import protocol as ps
+from arsr_jax.evaluation.recognition_eval import RecognitionEvaluator
+from arsr_jax.recognition import tsn
+from arsr_jax.jobs import sr as sr_job
+from arsr_jax.steps import recognition as rec_steps
 from configs import dvsr_progressive_attention, evaluate, recognizer, vdsr
 
 
@@ -35,18 +39,18 @@ def workdirs(small_data_dir, tmp_path_factory):
   out = {}
   for name in ("tsn_rgb", "tsn_flow"):
     out[name] = str(root / name)
-    out[name + "_results"] = train.train_and_evaluate(_rec_config(small_data_dir, name), out[name])
+    out[name + "_results"] = main.run(_rec_config(small_data_dir, name), out[name])
   cls = _rec_config(small_data_dir, "resnet3d", steps=2, clip_length=4)
   cls.recognizer.depth, cls.recognizer.width = 10, 4
   out["resnet3d"] = str(root / "resnet3d")
-  train.train_and_evaluate(cls, out["resnet3d"])
+  main.run(cls, out["resnet3d"])
   c = vdsr.get_config("smoke")
   c.data.data_dir = small_data_dir
   c.model.num_layers, c.model.features = 2, 8
   c.train.num_steps = c.train.checkpoint_every = 2
   c.eval.max_clips = 1
   out["vdsr"] = str(root / "vdsr")
-  train.train_and_evaluate(c, out["vdsr"])
+  main.run(c, out["vdsr"])
   return out
 
 
@@ -65,16 +69,14 @@ def test_frozen_recognizer_restores_in_eval_mode(workdirs, small_data_dir):
   _, state = checkpointing.load_latest_state(workdirs["tsn_rgb"])
   stats = state["model_state"]["recognizer"]["batch_stats"]
   config = _rec_config(small_data_dir, "tsn_rgb")
-  batch = next(recognition_data.eval_batches(config, "rgb", 8))
-  step = jax.jit(train_steps.make_eval_step(rec.model, rec.kind))
+  batch = batched.stack_items(list(itertools.islice(recognition_data.eval_items(config, "rgb"), 8)))
+  step = jax.jit(rec_steps.make_eval_step(rec.model, rec.kind))
   a, b = step(rec.variables, {"rgb": batch["rgb"]}), step(rec.variables, {"rgb": batch["rgb"]})
   np.testing.assert_array_equal(np.asarray(a["logits"]), np.asarray(b["logits"]))
   for x, y in zip(jax.tree.leaves(stats), jax.tree.leaves(rec.variables["batch_stats"])):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   # The restored network reproduces the accuracy the run reported (same TSN test sampling).
-  logits, labels, _ = __import__("arsr_jax.recognition.task", fromlist=["x"]).collect_logits(
-      train_steps.make_eval_step(rec.model, rec.kind), rec.variables,
-      recognition_data.eval_batches(config, "rgb", 8), mesh)
+  logits, labels = RecognitionEvaluator(config, rec.model, rec.kind).logits(rec.variables, mesh)
   acc = float((logits["logits"].argmax(-1) == labels).mean())
   assert acc == pytest.approx(workdirs["tsn_rgb_results"]["accuracy"])
 
@@ -99,7 +101,7 @@ def _eval_config(data_dir, workdirs, methods):
 
 def test_protocol_end_to_end(workdirs, small_data_dir, tmp_path):
   methods = f"bicubic,hr,vdsr={workdirs['vdsr']},mixed={workdirs['vdsr']}:bicubic"
-  results = train.train_and_evaluate(_eval_config(small_data_dir, workdirs, methods), str(tmp_path))
+  results = main.run(_eval_config(small_data_dir, workdirs, methods), str(tmp_path))
   m = results["methods"]
   assert list(m) == ["bicubic", "hr", "vdsr", "mixed"]
   for r in m.values():
@@ -138,7 +140,7 @@ def test_short_video_error_names_the_video():
   config = evaluate.get_config("smoke")
   sample = lambda ex: ps.sample_two_stream(ex, 25, 5, 1, 1, False)  # noqa: E731
   with pytest.raises(ValueError, match="Video 7 of"):
-    protocol._map_videos(config, [example], 1, sample, lambda b: b, sharding.make_mesh())
+    protocol.map_videos(config, [example], 1, sample, lambda b: b, sharding.make_mesh())
 
 
 def test_map_videos_on_8_devices_equals_1_device():
@@ -146,9 +148,10 @@ def test_map_videos_on_8_devices_equals_1_device():
   config = evaluate.get_config("smoke")
   step = lambda b: {"y": b["x"].sum(-1) * 2.0}  # noqa: E731
   config.eval.batch_size = 8
-  many = protocol._map_videos(config, source, 11, lambda ex: {"x": ex["x"]}, step, sharding.make_mesh())
-  one = protocol._map_videos(config, source, 11, lambda ex: {"x": ex["x"]}, step,
-                             sharding.make_mesh(jax.devices()[:1]))
+  sample = lambda ex: {"x": ex["x"], "label": np.int32(ex["id"])}  # noqa: E731
+  many = protocol.map_videos(config, source, 11, sample, step, sharding.make_mesh())
+  one = protocol.map_videos(config, source, 11, sample, step, sharding.make_mesh(jax.devices()[:1]))
+  np.testing.assert_array_equal(many["label"], np.arange(11))
   np.testing.assert_array_equal(many["y"], np.arange(11) * 6.0)
   np.testing.assert_array_equal(many["y"], one["y"])
 
@@ -190,7 +193,7 @@ def test_multilabel_summary_is_tinyvirat_macro_f1():
   e = evaluate.get_config("").evaluate
   labels = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0]])
   probs = np.array([[.9, .6, .1], [.2, .7, .4], [.1, .2, .3]])  # predictions: {0, 1}, {1}, {}
-  res = protocol._summarize({"clip": probs}, labels, 3, e)
+  res, _ = protocol._summarize({"clip": probs}, labels, 3, e)
   # class 0: TP 1, FN 1 -> 2/3; class 1: TP 1, FP 1 -> 2/3; class 2: no positives at all -> 0
   assert res["clip_macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
 
@@ -199,7 +202,7 @@ def test_attention_objective_routes_gradients(workdirs, small_data_dir, tmp_path
   """The action term on sg(SR) * A trains only the map; the joint action term trains SR."""
   c = dvsr_progressive_attention.get_config("smoke,joint")
   c.loss.classifier = workdirs["resnet3d"]
-  objective, fz = __import__("arsr_jax.losses", fromlist=["x"]).build_objective(c.loss)
+  objective, fz = losses.build_objective(c.loss, "float32", sr_job.restore_classifier(c.loss, jnp.float32))
   rng = np.random.default_rng(0)
   sr = jnp.asarray(rng.random((2, 4, 64, 64, 3)), jnp.float32)
   att = jnp.asarray(rng.random((2, 4, 64, 64, 1)), jnp.float32)
@@ -216,7 +219,7 @@ def test_attention_objective_routes_gradients(workdirs, small_data_dir, tmp_path
   # The recipe trains end to end with the attention branch and labels in the batch.
   c.data.data_dir = small_data_dir
   c.train.num_steps, c.train.steps_per_run, c.train.batch_size = 4, 2, 8
-  assert train.train_and_evaluate(c, str(tmp_path / "att")) == {"step": 2, "finished": False}
+  assert main.run(c, str(tmp_path / "att")) == {"step": 2, "finished": False}
 
 
 def test_study_claims_logic():
@@ -248,7 +251,7 @@ def test_sr_flow_uses_the_temporal_streams_training_tvl1():
 def test_protocol_with_st_resnet(workdirs, small_data_dir, tmp_path):
   """ST-ResNet's two heads become the spatial and temporal scores; RGB is the stack's centre frame."""
   w = str(tmp_path / "st")
-  train.train_and_evaluate(_rec_config(small_data_dir, "st_resnet", steps=2), w)
+  main.run(_rec_config(small_data_dir, "st_resnet", steps=2), w)
   c = _eval_config(small_data_dir, workdirs, "bicubic")
   c.evaluate.spatial = c.evaluate.temporal = ""
   c.evaluate.two_stream = w

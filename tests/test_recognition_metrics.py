@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from arsr_jax.evaluation import plots
-from arsr_jax.evaluation import recognition_metrics as rm
+from arsr_jax.metrics import recognition as rm
 
 _SCORES = np.array([[0.9, 0.1, 0.0],   # -> 0
                     [0.2, 0.3, 0.5],   # -> 2

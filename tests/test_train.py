@@ -1,5 +1,6 @@
 """The training loop: data parallelism, exact resume, checkpoint safety, end-to-end smoke run."""
 
+import dataclasses
 import json
 import os
 
@@ -7,7 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from arsr_jax import checkpointing, sharding, steps, train
+from arsr_jax import checkpointing, main, sharding
+from arsr_jax.evaluation import batched
+from arsr_jax.jobs import sr as sr_job
+from arsr_jax.steps import sr as sr_steps
 from configs import sosr_vdsr
 
 
@@ -36,9 +40,9 @@ def _params_close(a, b, rtol=1e-5, atol=1e-6):
 def test_train_step_on_8_devices_equals_1_device():
   assert jax.device_count() == 8, "conftest must simulate 8 CPU devices"
   config = tiny_config(None)
-  b = train.build(config)
-  init_fn = steps.make_init_fn(b.model, b.tx, (1, 8, 8, 3))
-  train_step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, ["mse", "wmse"])
+  b, b_frozen = sr_job.build(config)
+  init_fn = sr_steps.make_init_fn(b, (1, 8, 8, 3))
+  train_step = sr_steps.make_train_step(b)
   rng = np.random.default_rng(0)
   batch = {"lr": rng.uniform(size=(8, 8, 8, 3)).astype(np.float32),
            "hr": rng.uniform(size=(8, 32, 32, 3)).astype(np.float32),
@@ -52,7 +56,7 @@ def test_train_step_on_8_devices_equals_1_device():
     global_batch = sharding.to_global(batch, mesh)
     assert len(global_batch["lr"].sharding.device_set) == len(devices)
     new_state, metrics = step(state, global_batch, {}, jax.random.key(1))
-    results.append((new_state, metrics.compute()))
+    results.append((new_state, metrics))
   (s1, m1), (s8, m8) = results
   _params_close(s1.params, s8.params)
   np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
@@ -62,17 +66,17 @@ def test_train_step_on_8_devices_equals_1_device():
 def test_batch_not_divisible_by_devices_is_rejected(small_data_dir, tmp_path):
   config = tiny_config(small_data_dir, batch_size=12)
   with pytest.raises(ValueError, match="train.batch_size=12 is not divisible by the 8 devices"):
-    train.train_and_evaluate(config, str(tmp_path))
+    main.run(config, str(tmp_path))
 
 
 def test_resume_matches_uninterrupted_run(small_data_dir, tmp_path):
   straight = tmp_path / "straight"
-  train.train_and_evaluate(tiny_config(small_data_dir), str(straight))
+  main.run(tiny_config(small_data_dir), str(straight))
   interrupted = tmp_path / "interrupted"
-  first = train.train_and_evaluate(tiny_config(small_data_dir, steps_per_run=3), str(interrupted))
+  first = main.run(tiny_config(small_data_dir, steps_per_run=3), str(interrupted))
   assert first == {"step": 3, "finished": False}
   assert checkpointing.load_latest_state(str(interrupted))[0] == 3
-  results = train.train_and_evaluate(tiny_config(small_data_dir), str(interrupted))
+  results = main.run(tiny_config(small_data_dir), str(interrupted))
   assert results["step"] == 6
   step_a, state_a = checkpointing.load_latest_state(str(straight))
   step_b, state_b = checkpointing.load_latest_state(str(interrupted))
@@ -83,26 +87,26 @@ def test_resume_matches_uninterrupted_run(small_data_dir, tmp_path):
   # keep-N retention: of the saved steps 2, 3, 4, 6 only the newest 3 remain.
   assert sorted(int(p) for p in os.listdir(interrupted / "checkpoints") if p.isdigit()) == [3, 4, 6]
   # A finished run rerun with the same command resumes (nothing to train) and re-evaluates.
-  again = train.train_and_evaluate(tiny_config(small_data_dir), str(interrupted))
+  again = main.run(tiny_config(small_data_dir), str(interrupted))
   assert again["model"] == results["model"]
 
 
 def test_workdir_of_another_model_is_refused_and_left_intact(small_data_dir, tmp_path):
-  train.train_and_evaluate(tiny_config(small_data_dir, num_steps=2), str(tmp_path))
+  main.run(tiny_config(small_data_dir, num_steps=2), str(tmp_path))
   before = sorted(os.listdir(tmp_path / "checkpoints"))
   other = tiny_config(small_data_dir, num_steps=4)
   other.model.features = 16
   with pytest.raises(ValueError, match="different run: model"):
-    train.train_and_evaluate(other, str(tmp_path))
+    main.run(other, str(tmp_path))
   assert sorted(os.listdir(tmp_path / "checkpoints")) == before
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(small_data_dir, tmp_path):
-  train.train_and_evaluate(tiny_config(small_data_dir, num_steps=2), str(tmp_path))
+  main.run(tiny_config(small_data_dir, num_steps=2), str(tmp_path))
   bad = tiny_config(small_data_dir, num_steps=6, checkpoint_every=1, log_every=1)
   bad.optimizer.learning_rate = float("inf")
   with pytest.raises(FloatingPointError, match=r"last good checkpoint \(step 2\)"):
-    train.train_and_evaluate(bad, str(tmp_path))
+    main.run(bad, str(tmp_path))
   step, state = checkpointing.load_latest_state(str(tmp_path))
   assert step == 2
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
@@ -112,11 +116,11 @@ def test_eval_mode_restores_latest_checkpoint(small_data_dir, tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     c = tiny_config(small_data_dir)
     c.mode = "eval"
-    train.train_and_evaluate(c, str(tmp_path))
-  trained = train.train_and_evaluate(tiny_config(small_data_dir, num_steps=2), str(tmp_path))
+    main.run(c, str(tmp_path))
+  trained = main.run(tiny_config(small_data_dir, num_steps=2), str(tmp_path))
   c = tiny_config(small_data_dir, num_steps=2)
   c.mode = "eval"
-  evaluated = train.train_and_evaluate(c, str(tmp_path))
+  evaluated = main.run(c, str(tmp_path))
   assert evaluated["model"] == trained["model"] and evaluated["step"] == 2
   with open(tmp_path / "results.json") as f:
     assert json.load(f)["step"] == 2
@@ -126,7 +130,7 @@ def test_eval_mode_restores_latest_checkpoint(small_data_dir, tmp_path):
 def test_smoke_config_beats_bicubic_on_moving_pixels(small_data_dir, tmp_path):
   c = sosr_vdsr.get_config("smoke")
   c.data.data_dir = small_data_dir
-  results = train.train_and_evaluate(c, str(tmp_path))
+  results = main.run(c, str(tmp_path))
   assert results["model"]["psnr_moving"] > results["bicubic"]["psnr_moving"] + 0.3
   assert results["model"]["ssim_moving"] > results["bicubic"]["ssim_moving"]
   assert os.listdir(tmp_path / "tensorboard"), "no TensorBoard event file written"
@@ -140,8 +144,8 @@ def test_eval_batches_cover_clips_of_different_lengths(monkeypatch):
             "flow": np.zeros((t - 1, 8, 8, 2), np.float16)} for t in (5, 3, 6)]
   monkeypatch.setattr(pipeline, "get_source", lambda *a: clips)
   config = tiny_config(None)
-  batches = list(pipeline.eval_batches(config, 4))
-  valid = np.concatenate([b["valid"] for b in batches])
+  batches = list(batched.padded_batches(pipeline.eval_items(config), 4))
+  valid = np.concatenate([b["index"] for b in batches]) >= 0
   assert len(batches) == 4 and valid.sum() == 14 and not valid[14:].any()
   hr = np.concatenate([b["hr"] for b in batches])[valid]
   np.testing.assert_allclose(hr, np.concatenate([c["hr"] for c in clips]) / 255.0, rtol=1e-6)

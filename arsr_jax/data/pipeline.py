@@ -6,8 +6,9 @@ batches of float32 frames in [0, 1]:
 
   train: {'lr', 'hr', 'flow'} batches of random aligned patches (random clip,
          frame(s), crop and flips), shaped by the sampler (see SamplePatch);
-  eval:  the same keys at full frame size plus 'valid': (B,) bool, every
-         frame of every clip, in a fixed order, padded to whole batches.
+  eval:  items with the same keys at full frame size plus 'index' (the clip),
+         every frame of every clip, in a fixed order (batched and padded by
+         evaluation/batched.py).
 
 Both are deterministic functions of (seed, step): a restored grain iterator
 continues exactly where it stopped.
@@ -25,13 +26,15 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+import tfds_builders
+from arsr_jax.flow import tvl1
+
 # Datasets that this package can generate on the fly (no manual download).
 _GENERATED = ("synthetic_actions",)
 
 
 def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The TFDS builder for ``name`` ('dataset/config'), prepared if we can generate it."""
-  import tfds_builders  # noqa: PLC0415
   tfds_builders.load(name)  # imports (registers) the project's builder for ``name``
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
@@ -145,7 +148,6 @@ def flow_fn(config: ml_collections.ConfigDict):
   _flow_key(config.data.flow_source)
   if config.data.flow_source != "tvl1":
     return None
-  from arsr_jax.flow import tvl1  # noqa: PLC0415  (only runs need it)
   params = tvl1.TVL1Params.from_config(config.data.tvl1)
   return lambda f0, f1: tvl1.tvl1_flow(f0, f1, params)
 
@@ -207,46 +209,24 @@ def train_iterator(config: ml_collections.ConfigDict, per_process_batch: int, se
 # ---------------------------------------------------------------------------
 # Eval pipeline.
 
-def eval_batches(config: ml_collections.ConfigDict, per_process_batch: int,
-                 max_clips: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-  """Every frame of every eval clip at full size, this process's share, padded.
+def eval_items(config: ml_collections.ConfigDict, max_clips: int | None = None
+               ) -> Iterator[dict[str, np.ndarray]]:
+  """Every frame of every eval clip at full size: this process's share, one item at a time.
 
   Items are single frames for the 'frame'/'pair' samplers (LR windows of
   data.input_frames) and consecutive, non-overlapping chunks of
-  data.clip_length frames for 'clip'. Yields dicts of 'lr', 'hr' and 'flow'
-  (float32; one flow per HR frame, flow[min(t, T-2)], used for moving-pixel
-  masks) and 'valid' (bool, False on padding). All processes yield the same
-  number of batches.
+  data.clip_length frames for 'clip': dicts of 'lr', 'hr' and 'flow' (float32;
+  one flow per HR frame, flow[min(t, T-2)], used for moving-pixel masks) and
+  'index' (int32, the clip's index in the split). Batch them with
+  ``evaluation.batched.padded_batches``.
   """
   d = config.data
   source = get_source(d.name, d.eval_split, d.get("data_dir"))
   n = len(source) if not max_clips else min(len(source), max_clips)
   span = d.clip_length if d.sampler == "clip" else 1
-  buf: list[dict[str, np.ndarray]] = []
-  produced, template = 0, None
   for i in range(jax.process_index(), n, jax.process_count()):
     for item in _eval_items(source[i], span, d.input_frames, d.flow_source):
-      template = template or item
-      buf.append(item)
-      if len(buf) == per_process_batch:
-        produced += 1
-        yield stack_items(buf)
-        buf = []
-  if template is None:
-    raise ValueError(f"Eval split {d.eval_split!r} of {d.name!r} has no clip of "
-                     f"{span} frames for process {jax.process_index()}")
-  blank = {k: np.zeros_like(v) for k, v in template.items()}
-  blank["valid"] = np.bool_(False)
-  if buf:  # the last, partial batch
-    produced += 1
-    yield stack_items(buf + [blank] * (per_process_batch - len(buf)))
-  # Clips may differ in length (UCF101, HMDB51): every process pads to the largest batch count.
-  total = produced
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # noqa: PLC0415
-    total = int(np.max(multihost_utils.process_allgather(np.int32(produced))))
-  for _ in range(total - produced):
-    yield stack_items([blank] * per_process_batch)
+      yield dict(item, index=np.int32(i))
 
 
 def _eval_items(example: dict[str, np.ndarray], span: int, k: int,
@@ -260,12 +240,7 @@ def _eval_items(example: dict[str, np.ndarray], span: int, k: int,
     flows = _flow_or_pairs(example, np.minimum(centres, num_frames - 2), flow_source)
     item = {"hr": hr[centres].astype(np.float32) / 255.0,
             "lr": item_lr.astype(np.float32) / 255.0,
-            _flow_key(flow_source): _to_float(_flow_key(flow_source), flows),
-            "valid": np.bool_(True)}
+            _flow_key(flow_source): _to_float(_flow_key(flow_source), flows)}
     if span == 1:
-      item = {k_: (v[0] if k_ != "valid" else v) for k_, v in item.items()}
+      item = {k_: v[0] for k_, v in item.items()}
     yield item
-
-
-def stack_items(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-  return {k: np.stack([it[k] for it in items]) for k in items[0]}

@@ -32,7 +32,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from arsr_jax.data import pipeline
+from arsr_jax import recognition
+from arsr_jax.data import degrade, pipeline
+from arsr_jax.flow import tvl1
 from arsr_jax.recognition import tsn
 
 KINDS = ("rgb", "flow", "two_stream", "clip")
@@ -40,7 +42,6 @@ KINDS = ("rgb", "flow", "two_stream", "clip")
 
 def input_kind(recognizer: ml_collections.ConfigDict) -> str:
   """What a recognizer config consumes (one of KINDS)."""
-  from arsr_jax import recognition  # noqa: PLC0415
   kind = recognition.INPUT_KIND.get(recognizer.name)
   if kind is None:
     raise ValueError(f"Unknown recognizer {recognizer.name!r}; use one of {sorted(recognition.RECOGNIZERS)}")
@@ -110,7 +111,6 @@ def frames_of(example: dict[str, Any]) -> np.ndarray:
 
 def resize_frames(frames: np.ndarray, size: int, flow: bool = False) -> np.ndarray:
   """(..., H, W, C) -> (..., size, size, C), bicubic (PIL-like, antialiased); flow vectors rescaled."""
-  from arsr_jax.data import degrade  # noqa: PLC0415
   h, w = frames.shape[-3:-1]
   if (h, w) == (size, size):
     return frames
@@ -178,7 +178,6 @@ def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pair
   Cached as ``tvl1/<split>-<params hash>.npy`` in the dataset directory, so
   the recognizers and the evaluation of one dataset share it.
   """
-  from arsr_jax.flow import tvl1  # noqa: PLC0415
   params = tvl1.TVL1Params.from_config(config.data.tvl1)
   key = hashlib.sha1(json.dumps(dataclasses.asdict(params), sort_keys=True).encode()).hexdigest()[:10]
   builder = pipeline.get_builder(config.data.name, config.data.get("data_dir"))
@@ -240,33 +239,11 @@ def train_iterator(config: ml_collections.ConfigDict, kind: str, per_process_bat
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, 2))))
 
 
-def eval_batches(config: ml_collections.ConfigDict, kind: str, per_process_batch: int
-                 ) -> Iterator[dict[str, np.ndarray]]:
-  """This process's share of the eval split with TSN test sampling, padded ('valid').
-
-  Streams: one video is read and sampled at a time. All processes yield the
-  same number of batches.
-  """
+def eval_items(config: ml_collections.ConfigDict, kind: str) -> Iterator[dict[str, np.ndarray]]:
+  """This process's share of the eval split with TSN test sampling: one item per video with its
+  'label' and 'index' (batch them with ``evaluation.batched.padded_batches``)."""
   source = recognition_source(config, config.data.eval_split, kind)
   n = len(source) if not config.eval.get("max_clips") else min(len(source), config.eval.max_clips)
   take = sampler(config, kind, train=False)
-  per_process = -(-n // jax.process_count())
-  buf, template, produced = [], None, 0
   for i in range(jax.process_index(), n, jax.process_count()):
-    item = dict(take.sample(source[i], None), valid=np.bool_(True))
-    template = template or item
-    buf.append(item)
-    produced += 1
-    if len(buf) == per_process_batch:
-      yield pipeline.stack_items(buf)
-      buf = []
-  if template is None:
-    raise ValueError(f"Eval split {config.data.eval_split!r} of {config.data.name!r} has no video "
-                     f"for process {jax.process_index()}")
-  blank = dict({k: np.zeros_like(v) for k, v in template.items()}, valid=np.bool_(False))
-  while produced < per_process or buf:
-    buf.append(blank)
-    produced += 1
-    if len(buf) == per_process_batch:
-      yield pipeline.stack_items(buf)
-      buf = []
+    yield dict(take.sample(source[i], None), index=np.int32(i))

@@ -1,4 +1,4 @@
-"""Trained networks restored frozen from their workdirs, for the evaluation protocol.
+"""Trained networks restored frozen from their workdirs (evaluation, guidance, enhancement).
 
 A workdir written by ``train_and_evaluate`` holds ``config.json`` (the run's
 config, with the resolved class count) and Orbax checkpoints. Restoring
@@ -10,25 +10,25 @@ statistics; frozen networks are only ever applied with ``train=False``.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any
 
 import jax
 import ml_collections
 
-from arsr_jax import checkpointing, models, steps
+from arsr_jax import checkpointing, io, models, precision, recognition
+from arsr_jax.data import recognition_data
+from arsr_jax.recognition import i3d
 
 I3D_KINETICS = "i3d_kinetics400"
 
 
-def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+def load_run_config(workdir: io.PathLike) -> ml_collections.ConfigDict:
+  """The run config a workdir's ``config.json`` holds (written by the training loop)."""
+  path = io.path(workdir) / "config.json"
+  if not path.exists():
     raise FileNotFoundError(f"{workdir} has no config.json: not a workdir written by arsr_jax.main "
                             "(train it first, or check the path)")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(io.read_json(path))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,21 +44,21 @@ class FrozenSR:
 
   @property
   def is_clip_model(self) -> bool:
-    return steps.input_ndim(self.model) == 5 and self.input_frames == 1
+    return models.input_ndim(self.model) == 5 and self.input_frames == 1
 
 
 def load_sr(workdir: str, sharding: jax.sharding.Sharding, dtype) -> FrozenSR:
-  from arsr_jax import train  # noqa: PLC0415  (train imports this package)
+  """The SR network of an SR workdir (the EMA generator when the run kept one), on ``sharding``."""
   cfg = load_run_config(workdir)
   if cfg.get("task", "sr") != "sr":
     raise ValueError(f"{workdir} holds a {cfg.task!r} run, not an SR network")
-  model = models.build_model(cfg.model.name, cfg.scale, **train.net_kwargs(cfg.model, models.MODELS, dtype))
+  model = models.build_model(cfg.model.name, cfg.scale, **precision.net_kwargs(cfg.model, models.MODELS, dtype))
   step, state = checkpointing.load_latest_state(workdir)
   params = state.get("ema_params") or state["params"]["generator"]
   variables = jax.device_put({"params": params, **state["model_state"]["generator"]}, sharding)
   fade = {"alpha": 1.0} if cfg.train.get("fade_steps") else {}
-  k = cfg.data.input_frames if steps.input_ndim(model) == 5 else 1
-  return FrozenSR(os.path.basename(os.path.normpath(workdir)), model, variables, int(cfg.scale), int(k), fade,
+  k = cfg.data.input_frames if models.input_ndim(model) == 5 else 1
+  return FrozenSR(io.path(workdir).name, model, variables, int(cfg.scale), int(k), fade,
                   int(step))
 
 
@@ -79,16 +79,13 @@ class FrozenRecognizer:
 def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, int, Any]:
   """(module, host variables, input kind, classes, flow stack length, step, run config or None) of a
   recognition run, or of DeepMind's Kinetics-400 I3D for ``workdir='i3d_kinetics400'``."""
-  from arsr_jax import recognition, train  # noqa: PLC0415
-  from arsr_jax.data import recognition_data  # noqa: PLC0415
   if workdir == I3D_KINETICS:
-    from arsr_jax.recognition import i3d  # noqa: PLC0415
     return i3d.I3D(num_classes=400), i3d.load_kinetics400(), "clip", 400, 1, 0, None
   cfg = load_run_config(workdir)
   if cfg.get("task") != "recognition":
     raise ValueError(f"{workdir} holds a {cfg.get('task', 'sr')!r} run, not a recognizer")
   model = recognition.build_recognizer(cfg.recognizer.name,
-                                       **train.net_kwargs(cfg.recognizer, recognition.RECOGNIZERS, dtype))
+                                       **precision.net_kwargs(cfg.recognizer, recognition.RECOGNIZERS, dtype))
   step, state = checkpointing.load_latest_state(workdir)
   variables = {"params": state["params"]["recognizer"], **state["model_state"]["recognizer"]}
   return (model, variables, recognition_data.input_kind(cfg.recognizer), int(cfg.recognizer.num_classes),

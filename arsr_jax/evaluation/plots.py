@@ -11,14 +11,17 @@ Text uses PIL's default font (``ImageFont.load_default()``).
 
 from __future__ import annotations
 
+import io as pyio
 import os
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from arsr_jax import io
+
 __all__ = ["ABOVE_COLOR", "BELOW_COLOR", "EQUAL_COLOR", "scatter_pixel", "scatter_png", "image_grid",
-           "to_uint8"]
+           "to_uint8", "encode_png", "per_class_scatter"]
 
 ABOVE_COLOR = (31, 119, 180)   # blue: the method beats the baseline on that class
 BELOW_COLOR = (214, 39, 40)    # red: the baseline is better
@@ -141,7 +144,7 @@ def scatter_png(path: str | os.PathLike | None, x, y, *, title: str = "", xlabel
     img.paste(label, (4, int((y0 + y1 - label.height) / 2)))
 
   if path is not None:
-    img.save(path, format="PNG")
+    io.write_bytes(path, encode_png(np.asarray(img)))
   return np.asarray(img, np.uint8)
 
 
@@ -178,3 +181,35 @@ def image_grid(images: Sequence, captions: Sequence[str] | None = None, *, colum
                 fill=fill, font=font)
     grid = np.asarray(img, np.uint8)
   return grid
+
+
+def encode_png(image) -> bytes:
+  """(H, W, 3) uint8 (or float in [0, 1]) -> PNG bytes (write them with ``arsr_jax.io``)."""
+  buf = pyio.BytesIO()
+  Image.fromarray(to_uint8(image)).save(buf, format="PNG")
+  return buf.getvalue()
+
+
+def per_class_scatter(workdir, results: dict, writer=None, baseline: str = "bicubic") -> list:
+  """The paper's Fig. 6 for every method and stream of protocol ``results``: per-class accuracy of
+  the method (y) against ``baseline`` (x), one PNG each under ``workdir/plots``; returns the paths."""
+  methods, paths = results["methods"], []
+  if baseline not in methods:
+    return paths
+  for name, res in methods.items():
+    if name == baseline:
+      continue
+    for stream in ("fusion", "spatial", "temporal", "clip"):
+      key = f"{stream}_per_class_accuracy"
+      if key not in res:
+        continue
+      x = np.asarray([np.nan if v is None else v for v in methods[baseline][key]], float)
+      y = np.asarray([np.nan if v is None else v for v in res[key]], float)
+      safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+      path = io.path(workdir) / "plots" / f"scatter_{safe}_{stream}.png"
+      image = scatter_png(path, x, y, title=f"{name} vs {baseline} ({stream})", xlabel=f"{baseline} accuracy",
+                          ylabel=f"{name} accuracy")
+      paths.append(path)
+      if writer is not None:
+        writer.images(0, {f"plots/scatter_{name}_{stream}": image[None]})
+  return paths

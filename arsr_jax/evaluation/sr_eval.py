@@ -1,55 +1,67 @@
-"""SR quality evaluation: bicubic vs the model on the eval split.
+"""SR quality evaluator: bicubic vs the model on the eval split.
 
-PSNR/SSIM on Y (border crop = scale) over all pixels and over moving pixels
-(|HR flow| > eval.moving_threshold px), averaged over every HR frame of the
-split. Results are a JSON-able dict, written to ``workdir/results.json`` and
-``workdir/eval/step_N.json`` and rendered as a markdown table.
+PSNR/SSIM on Y (border crop: ``metrics.image.border_for``, the scale unless
+eval.border) over all pixels and over moving pixels (|HR flow| >
+eval.moving_threshold px), averaged over every HR frame of the split. Results
+are a JSON-able dict (the job writes ``results.json`` and ``eval/step_N.json``)
+rendered by ``table`` as markdown.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
-import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 
-from arsr_jax import sharding, steps
+from arsr_jax import sharding
 from arsr_jax.data import degrade, pipeline
+from arsr_jax.evaluation import batched
+from arsr_jax.metrics import image as iq
+from arsr_jax.steps import sr as sr_steps
 from arsr_jax.writers import EventWriter
 
+METHODS = ("bicubic", "model")
 
-def evaluate(config, model, variables, mesh, writer: EventWriter | None, step: int) -> dict[str, Any]:
-  ecfg = config.eval
-  per_process_batch = sharding.check_batch_size(ecfg.batch_size, mesh, "eval.batch_size")
-  call_kwargs = {"alpha": 1.0} if config.train.get("fade_steps") else {}
-  eval_step = steps.make_eval_step(model, ecfg.get("border", config.scale), ecfg.moving_threshold,
-                                   call_kwargs, pipeline.flow_fn(config))
-  repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  p_eval = jax.jit(eval_step, in_shardings=(repl, batched), out_shardings=batched)
-  per_frame: dict[str, list[np.ndarray]] = {}
-  first = None
-  for batch in pipeline.eval_batches(config, per_process_batch, ecfg.get("max_clips")):
-    out = p_eval(variables, sharding.to_global(batch, mesh))
-    out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
-    for k, v in out.items():
-      per_frame.setdefault(k, []).append(np.asarray(v))
-    first = batch if first is None else first
-  vals = {k: np.concatenate(v) for k, v in per_frame.items()}
-  valid = vals.pop("valid").astype(bool)
-  results: dict[str, Any] = {"step": step, "dataset": config.data.name, "split": config.data.eval_split,
-                             "scale": config.scale, "num_frames": int(valid.sum()),
-                             "moving_threshold_px": ecfg.moving_threshold, "model_name": config.model.name}
-  for method in ("bicubic", "model"):
-    results[method] = {key: _nanmean(vals[f"{method}_{key}"][valid]) for key in steps.EVAL_KEYS}
-  if writer is not None and first is not None:
-    writer.scalars(step, {f"eval/{m}_{k}": v for m in ("bicubic", "model")
-                          for k, v in results[m].items() if v is not None})
-    write_samples(writer, step, model, variables, first, call_kwargs)
-  return results
+
+class SREvaluator:
+  """``evaluator(variables, mesh, step, writer) -> results`` for an SR network built from a config."""
+
+  def __init__(self, config: ml_collections.ConfigDict, model):
+    self.config, self.model = config, model
+    self.call_kwargs = {"alpha": 1.0} if config.train.get("fade_steps") else {}
+    self.eval_step = sr_steps.make_eval_step(model, iq.border_for(config.scale, config.eval.get("border")),
+                                             config.eval.moving_threshold, self.call_kwargs,
+                                             pipeline.flow_fn(config))
+
+  def __call__(self, variables, mesh, step: int, writer: EventWriter | None = None) -> dict[str, Any]:
+    config, ecfg = self.config, self.config.eval
+    per_process = sharding.check_batch_size(ecfg.batch_size, mesh, "eval.batch_size")
+    first: list[dict[str, np.ndarray]] = []
+
+    def items():
+      for item in pipeline.eval_items(config, ecfg.get("max_clips")):
+        if len(first) < 4:
+          first.append(item)
+        yield item
+
+    batches = batched.padded_batches(items(), per_process, f"eval split of {config.data.name}")
+    vals = batched.map_batches(lambda b: self.eval_step(variables, b), batches, mesh, what="eval batches")
+    results: dict[str, Any] = {"step": step, "dataset": config.data.name, "split": config.data.eval_split,
+                               "scale": config.scale, "num_frames": int(vals["bicubic_psnr"].size),
+                               "moving_threshold_px": ecfg.moving_threshold, "model_name": config.model.name}
+    for method in METHODS:
+      results[method] = {key: _nanmean(vals[f"{method}_{key}"]) for key in sr_steps.EVAL_KEYS}
+    if writer is not None:
+      writer.scalars(step, {f"eval/{m}_{k}": v for m in METHODS for k, v in results[m].items() if v is not None})
+      if first:
+        write_samples(writer, step, self.model, variables, batched.stack_items(first), self.call_kwargs)
+    return results
+
+  @staticmethod
+  def table(results: dict[str, Any]) -> str:
+    return results_table(results)
 
 
 def _nanmean(x: np.ndarray) -> float | None:
@@ -64,9 +76,9 @@ def write_samples(writer: EventWriter, step: int, model, variables, batch,
   Panels are at the model's output size (intermediate progressive stages output less).
   """
   lr_in = jnp.asarray(batch["lr"][:n])
-  sr, _ = steps.split_output(steps.apply_sr(model, variables, lr_in, train=False, **call_kwargs))
-  hr = steps.match_target(sr, {"hr": jnp.asarray(batch["hr"][:n])})["hr"]
-  lr = steps.lr_frames_for(lr_in, hr)
+  sr, _ = sr_steps.split_output(sr_steps.apply_sr(model, variables, lr_in, train=False, **call_kwargs))
+  hr = sr_steps.match_target(sr, {"hr": jnp.asarray(batch["hr"][:n])})["hr"]
+  lr = sr_steps.lr_frames_for(lr_in, hr)
   factor = hr.shape[-2] // lr.shape[-2]
   bic = degrade.bicubic_upsample(lr, factor)
   lr_big = jnp.repeat(jnp.repeat(lr, factor, axis=-3), factor, axis=-2)
@@ -76,26 +88,21 @@ def write_samples(writer: EventWriter, step: int, model, variables, batch,
   writer.flush()
 
 
-def write_results(workdir: str, results: dict[str, Any]) -> None:
-  """Atomically writes results.json (latest) and eval/step_N.json."""
-  os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-  for path in (os.path.join(workdir, "eval", f"step_{results['step']}.json"),
-               os.path.join(workdir, "results.json")):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(results, f, indent=2)
-    os.replace(tmp, path)
-
-
 def results_table(results: dict[str, Any]) -> str:
   """Markdown table of the eval results."""
   rows = [f"\nEval at step {results['step']} on {results['dataset']}:{results['split']} "
           f"({results['num_frames']} frames, x{results['scale']}, moving = |flow| > "
           f"{results['moving_threshold_px']} px)\n",
           "| method | PSNR-Y | SSIM-Y | PSNR-Y moving | SSIM-Y moving |", "|---|---|---|---|---|"]
-  for method in ("bicubic", "model"):
+  for method in METHODS:
     r = results[method]
     name = results["model_name"] if method == "model" else method
-    cells = [f"{r[k]:.3f}" if r[k] is not None else "n/a" for k in steps.EVAL_KEYS]
+    cells = [_fmt(r[k]) for k in sr_steps.EVAL_KEYS]
     rows.append(f"| {name} | " + " | ".join(cells) + " |")
   return "\n".join(rows)
+
+
+def _fmt(v: float | None) -> str:
+  if v is None:
+    return "n/a"
+  return "inf" if not np.isfinite(v) else f"{v:.3f}"

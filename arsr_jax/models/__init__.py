@@ -43,7 +43,8 @@ def _fields(cls) -> set[str]:
   return set(cls.__dataclass_fields__) - {"parent", "name"}
 
 
-def _build(family: dict[str, type[nn.Module]], what: str, name: str, **kwargs: Any) -> nn.Module:
+def build(family: dict[str, type[nn.Module]], what: str, name: str, **kwargs: Any) -> nn.Module:
+  """``family[name](**kwargs)`` with errors naming an unknown network (``what``) or option."""
   if name not in family:
     raise ValueError(f"Unknown {what} {name!r}; known: {sorted(family)}")
   cls = family[name]
@@ -56,12 +57,14 @@ def _build(family: dict[str, type[nn.Module]], what: str, name: str, **kwargs: A
 
 def build_model(name: str, scale: int, **kwargs: Any) -> nn.Module:
   """MODELS[name](scale=scale, **kwargs), with clear errors for bad names or options."""
-  return _build(MODELS, "model", name, scale=scale, **kwargs)
+  return build(MODELS, "model", name, scale=scale, **kwargs)
 
 
 def build_discriminator(name: str, **kwargs: Any) -> nn.Module:
-  return _build(DISCRIMINATORS, "discriminator", name, **kwargs)
+  return build(DISCRIMINATORS, "discriminator", name, **kwargs)
 
 
-def accepts(name: str, field: str, family: dict[str, type[nn.Module]] = MODELS) -> bool:
-  return name in family and field in _fields(family[name])
+
+def input_ndim(model: nn.Module) -> int:
+  """Rank of one SR network input: 4 for frame models (N, h, w, C), 5 for video models."""
+  return getattr(model, "INPUT_NDIM", 4)

@@ -16,7 +16,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from arsr_jax.models import _build  # the same name/option checks as build_model
+from arsr_jax import models
 from arsr_jax.recognition.i3d import I3D
 from arsr_jax.recognition.resnet3d import ResNet3D, WideResNet3D
 from arsr_jax.recognition.st_resnet import STResNet
@@ -41,4 +41,4 @@ INPUT_KIND: dict[str, str] = {
 
 def build_recognizer(name: str, **kwargs: Any) -> nn.Module:
   """RECOGNIZERS[name](**kwargs), with clear errors for bad names or options."""
-  return _build(RECOGNIZERS, "recognizer", name, **kwargs)
+  return models.build(RECOGNIZERS, "recognizer", name, **kwargs)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
 import jax
@@ -89,6 +89,8 @@ class I3D(nn.Module):
   """
   num_classes: int = 400
   dtype: Any = jnp.float32
+  # Pixel range the network was trained on; recognizer steps map [0, 1] frames to it.
+  INPUT_RANGE: ClassVar[tuple[float, float]] = (-1.0, 1.0)
 
   @nn.compact
   def __call__(self, x, train: bool = False, return_endpoints: bool = False):

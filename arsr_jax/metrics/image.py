@@ -89,3 +89,11 @@ def ssim_y(pred: jax.Array, target: jax.Array, *, border: int = 0,
 def moving_mask(flow: jax.Array, threshold: float) -> jax.Array:
   """(N, H, W, 2) flow in pixels -> (N, H, W) bool, True where |flow| > threshold."""
   return jnp.sqrt(jnp.sum(jnp.square(flow.astype(jnp.float32)), axis=-1)) > threshold
+
+
+def border_for(scale: int, override: int | None = None) -> int:
+  """Pixels cropped per side before PSNR/SSIM: the SR literature's ``scale``, unless ``override``.
+
+  The one convention of every evaluation (SR quality, the recognition protocol).
+  """
+  return int(scale if override is None else override)

@@ -19,13 +19,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsr_jax import steps
 from arsr_jax.data import degrade, pipeline
-from arsr_jax.evaluation import metrics as iq
-from arsr_jax.evaluation import recognition_metrics as rm
 from arsr_jax.flow import io as flow_io
 from arsr_jax.flow import tvl1
-from arsr_jax.recognition import train_steps, tsn
+from arsr_jax.metrics import image as iq
+from arsr_jax.metrics import recognition as rm
+from arsr_jax.recognition import tsn
+from arsr_jax.steps import recognition as rec_steps
+from arsr_jax.steps import sr as sr_steps
 
 BICUBIC, HR = "bicubic", "hr"
 
@@ -70,7 +71,7 @@ def super_resolve(sr, lr_windows: jax.Array, hr: jax.Array) -> jax.Array:
     out = degrade.bicubic_upsample(centre, hr.shape[-2] // centre.shape[-2])
   else:
     x = lr if sr.input_frames > 1 else centre
-    out, _ = steps.split_output(steps.apply_sr(sr.model, sr.variables, x, train=False, **sr.call_kwargs))
+    out, _ = sr_steps.split_output(sr_steps.apply_sr(sr.model, sr.variables, x, train=False, **sr.call_kwargs))
     out = out.astype(jnp.float32)
   return iq.quantize(jnp.clip(out, 0.0, 1.0))
 
@@ -113,7 +114,7 @@ def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], t
     inputs = {"rgb": sp, "flow": stacks}
     for name, rec in recognizers.items():
       seen = {k: centre_crop(v, rec.crop_size) for k, v in inputs.items()}  # flow: full frames, then cropped
-      logits = train_steps.apply(rec.model, rec.variables, rec.kind, seen, train=False)
+      logits = rec_steps.apply(rec.model, rec.variables, rec.kind, seen, train=False)
       if "logits" in logits:
         out[name] = logits["logits"].astype(jnp.float32)
       else:
@@ -160,7 +161,7 @@ def make_clip_step(sr, recognizer, input_size: int | None) -> Callable:
   def step(batch):
     lr, hr = batch["lr"], batch["hr"]
     if sr not in (BICUBIC, HR) and sr.is_clip_model:
-      frames, _ = steps.split_output(steps.apply_sr(
+      frames, _ = sr_steps.split_output(sr_steps.apply_sr(
           sr.model, sr.variables, lr[:, :, lr.shape[2] // 2].astype(jnp.float32) / 255.0, train=False,
           **sr.call_kwargs))
       frames = iq.quantize(jnp.clip(frames.astype(jnp.float32), 0.0, 1.0))
@@ -168,6 +169,6 @@ def make_clip_step(sr, recognizer, input_size: int | None) -> Callable:
       frames = super_resolve(sr, lr, hr)
     if input_size and frames.shape[-2] != input_size:
       frames = jax.image.resize(frames, frames.shape[:-3] + (input_size, input_size, 3), "bilinear")
-    logits = train_steps.apply(recognizer.model, recognizer.variables, "clip", {"clip": frames}, train=False)
+    logits = rec_steps.apply(recognizer.model, recognizer.variables, "clip", {"clip": frames}, train=False)
     return {"logits": logits["logits"].astype(jnp.float32)}
   return step

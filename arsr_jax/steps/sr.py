@@ -1,6 +1,5 @@
-"""Pure step functions: the train state, its initialization, train and eval steps.
+"""SR train and eval steps (pure; the SR job jits them with shardings).
 
-No I/O and no device placement here: ``train.py`` jits these with shardings.
 Batches are dicts of global arrays shaped by the sampler (data/pipeline.py):
 'lr' (B, [S,] [K,] h, w, C), 'hr' (B, [S,] H, W, C), 'flow' (B, [S-1,] H, W, 2),
 frames in [0, 1], flow in HR pixels. The SR network sees its own input rank
@@ -17,6 +16,7 @@ update on the same batch.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import flax
@@ -24,26 +24,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from clu import metrics as clu_metrics
 
-from arsr_jax import losses
+from arsr_jax import losses, models
 from arsr_jax.data import degrade
-from arsr_jax.evaluation import metrics as iq
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything a checkpoint must hold to continue training exactly."""
-  step: jax.Array  # int32 scalar: number of updates applied so far
-  params: Any  # {'generator': ..., ['discriminator': ...]}
-  opt_state: Any
-  model_state: Any  # non-trainable collections (batch_stats), nested like params
-  ema_params: Any = None  # exponential moving average of the generator's params (or None)
-
-
-def input_ndim(model: nn.Module) -> int:
-  """Rank of one network input: 4 for frame models (N, h, w, C), 5 for video models."""
-  return getattr(model, "INPUT_NDIM", 4)
+from arsr_jax.metrics import image as iq
+from arsr_jax.steps import state as state_lib
+from arsr_jax.steps.state import TrainState
 
 
 def apply_sr(model: nn.Module, variables, lr: jax.Array, *, train: bool, mutable=False, **kwargs):
@@ -53,7 +39,7 @@ def apply_sr(model: nn.Module, variables, lr: jax.Array, *, train: bool, mutable
   ``mutable``); networks with extra outputs (DVSR's foreground attention)
   return a dict {'sr', ...} of such arrays (see ``split_output``).
   """
-  nd = input_ndim(model)
+  nd = models.input_ndim(model)
   lead = lr.shape[:lr.ndim - nd + 1]
   out = model.apply(variables, lr.reshape((-1,) + lr.shape[lr.ndim - nd + 1:]), train=train,
                     mutable=mutable, **kwargs)
@@ -119,97 +105,80 @@ def lr_frames_for(lr: jax.Array, hr: jax.Array) -> jax.Array:
   return lr
 
 
-def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, lr_shape: tuple[int, ...],
-                 discriminator: nn.Module | None = None, hr_shape: tuple[int, ...] | None = None,
-                 ema: bool = False) -> Callable[[jax.Array], TrainState]:
-  """rng -> TrainState, to be jitted with ``out_shardings`` (parameters born sharded).
+def no_call_kwargs(step: jax.Array) -> dict[str, Any]:
+  del step
+  return {}
 
-  Parameters are drawn with the non-partitionable threefry: they are
-  replicated, so nothing is lost, and XLA compiles it an order of magnitude
-  faster (minutes -> seconds for DUF-52 on a CPU).
+
+@dataclasses.dataclass(frozen=True)
+class SRSetup:
+  """What an SR train step needs: the networks, the objective and how to update them.
+
+  model: the SR network; objective: ``losses.Objective``; tx/schedule: the
+  optimizer over {'generator'[, 'discriminator']} and its learning rate;
+  discriminator (+ gan_weight, gan_type): adversarial recipes; call_kwargs(step):
+  extra network arguments per step (progressive fade-in alpha); flow_fn: flow of
+  batches that carry frame pairs (see ``with_flow``); ema_decay: EMA generator.
   """
-  def init(rng):
-    with jax.threefry_partitionable(False):
-      return _init(rng)
-
-  def _init(rng):
-    g_rng, d_rng = jax.random.split(rng)
-    nets = {"generator": (model, g_rng, lr_shape)}
-    if discriminator is not None:
-      nets["discriminator"] = (discriminator, d_rng, hr_shape)
-    params, model_state = {}, {}
-    for name, (net, key, shape) in nets.items():
-      variables = flax.core.unfreeze(net.init({"params": key, "dropout": key}, jnp.zeros(shape), train=False))
-      params[name] = variables.pop("params", {})
-      model_state[name] = variables
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      model_state=model_state, ema_params=params["generator"] if ema else None)
-  return init
+  model: nn.Module
+  objective: losses.Objective
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  discriminator: nn.Module | None = None
+  gan_weight: float = 0.0
+  gan_type: str = "ragan"
+  call_kwargs: Callable[[jax.Array], dict[str, Any]] = no_call_kwargs
+  flow_fn: Callable | None = None
+  ema_decay: float | None = None
 
 
-def metrics_collection(names: list[str]) -> type[clu_metrics.Collection]:
-  """A clu Collection averaging each named scalar over steps (and devices)."""
-  return clu_metrics.Collection.create(**{n: clu_metrics.Average.from_output(n) for n in names})
+def make_init_fn(setup: SRSetup, lr_shape: tuple[int, ...], hr_shape: tuple[int, ...] | None = None
+                 ) -> Callable[[jax.Array], TrainState]:
+  """rng -> TrainState of the generator (input ``lr_shape``) and discriminator (input ``hr_shape``)."""
+  nets = {"generator": (setup.model, (lr_shape,))}
+  if setup.discriminator is not None:
+    nets["discriminator"] = (setup.discriminator, (hr_shape,))
+  return state_lib.make_init_fn(nets, setup.tx, ema_of="generator" if setup.ema_decay else None)
 
 
-TRAIN_METRICS = ("loss", "grad_norm", "nonfinite", "learning_rate")
-
-
-def make_train_step(model: nn.Module, objective: losses.Objective, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, aux_names: list[str],
-                    discriminator: nn.Module | None = None, gan_weight: float = 0.0, gan_type: str = "ragan",
-                    call_kwargs: Callable[[jax.Array], dict[str, Any]] = lambda step: {},
-                    flow_fn: Callable | None = None, ema_decay: float | None = None):
-  """Builds ``train_step(state, batch, frozen, rng) -> (state, metrics)``.
+def make_train_step(setup: SRSetup):
+  """``train_step(state, batch, frozen, rng) -> (state, metrics)``.
 
   ``frozen`` holds fixed networks' variables the objective needs (e.g. VGG
   features), replicated and never updated. The loss is averaged over the
   global batch, so under data-parallel jit the gradients are the global
   average. ``rng`` is the run's base key; the step's is ``fold_in(rng, step)``.
-  ``call_kwargs(step)`` gives extra network arguments (progressive fade-in);
-  ``flow_fn`` computes flow for batches that carry frame pairs (see with_flow);
-  ``ema_decay`` updates ``state.ema_params`` (ESRGAN evaluates the EMA generator).
+  Metrics: loss, grad_norm, nonfinite, learning_rate, the objective's terms
+  and, adversarial recipes, gan_g / gan_d (float32 scalars).
   """
-  gan = discriminator is not None
-  names = list(TRAIN_METRICS) + aux_names + (["gan_g", "gan_d"] if gan else [])
-  collection = metrics_collection(names)
+  gan = setup.discriminator is not None
+  model = setup.model
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], frozen: Any, rng: jax.Array):
     rng = jax.random.fold_in(rng, state.step)
-    batch = with_flow(batch, flow_fn)
+    batch = with_flow(batch, setup.flow_fn)
     g_mutable = list(state.model_state["generator"])
 
     def loss_fn(params):
       g_vars = {"params": params["generator"], **state.model_state["generator"]}
       out = apply_sr(model, g_vars, batch["lr"], train=True, rngs={"dropout": rng},
-                     mutable=g_mutable or False, **call_kwargs(state.step))
+                     mutable=g_mutable or False, **setup.call_kwargs(state.step))
       out, g_state = out if g_mutable else (out, state.model_state["generator"])
       sr, extras = split_output(out)
       target = match_target(sr, batch)
-      loss, aux = objective(sr, {**target, **extras}, frozen)
+      loss, aux = setup.objective(sr, {**target, **extras}, frozen)
       new_model_state = {"generator": g_state}
       if gan:
         loss, aux, new_model_state["discriminator"] = _gan_terms(
-            discriminator, params["discriminator"], state.model_state["discriminator"], sr, target["hr"],
-            loss, aux, gan_weight, losses.gan_losses(gan_type))
+            setup.discriminator, params["discriminator"], state.model_state["discriminator"], sr, target["hr"],
+            loss, aux, setup.gan_weight, losses.gan_losses(setup.gan_type))
       return loss, (aux, new_model_state)
 
     (loss, (aux, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    grad_norm = global_norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(global_norm(params))
-    ema = state.ema_params
-    if ema_decay:
-      ema = optax.incremental_update(params["generator"], ema, 1.0 - ema_decay)
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              model_state=flax.core.unfreeze(new_model_state), ema_params=ema)
-    metrics = collection.single_from_model_output(
-        loss=loss, grad_norm=grad_norm, nonfinite=jnp.logical_not(finite).astype(jnp.float32),
-        learning_rate=schedule(state.step), **aux)
-    return new_state, metrics
+    new_state, metrics = state_lib.apply_gradients(state, grads, loss, setup.tx, new_model_state, setup.ema_decay)
+    return new_state, state_lib.scalar_metrics(**metrics, learning_rate=setup.schedule(state.step), **aux)
 
-  return train_step, collection
+  return train_step
 
 
 def _gan_terms(disc, d_params, d_state, sr, hr, g_loss, aux, gan_weight, gan_fns):
@@ -236,22 +205,18 @@ def _gan_terms(disc, d_params, d_state, sr, hr, g_loss, aux, gan_weight, gan_fns
   return g_loss + gan_weight * gan_g + gan_d, aux, flax.core.unfreeze(d_state)
 
 
-def global_norm(tree) -> jax.Array:
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
-
-
 EVAL_KEYS = ("psnr", "ssim", "psnr_moving", "ssim_moving")
 
 
 def make_eval_step(model: nn.Module, border: int, moving_threshold: float,
                    call_kwargs: dict[str, Any] | None = None, flow_fn: Callable | None = None):
-  """Builds ``eval_step(variables, batch) -> dict`` of per-frame metrics (B * S,).
+  """Builds ``eval_step(variables, batch) -> dict`` of per-frame metrics (B, S).
 
   Keys: '{method}_{metric}' for method in (bicubic, model) and metric in
-  EVAL_KEYS, one value per HR frame (S frames per item for clips), plus
-  'valid' (False on padding). 'moving' metrics only use pixels whose HR flow
-  magnitude exceeds ``moving_threshold`` pixels. Bicubic upsamples the item's
-  own LR frame (the centre of a K-frame window) to the model's output size.
+  EVAL_KEYS, one value per HR frame (S frames per item: 1, or the frames of a
+  clip). 'moving' metrics only use pixels whose HR flow magnitude exceeds
+  ``moving_threshold`` pixels. Bicubic upsamples the item's own LR frame (the
+  centre of a K-frame window) to the model's output size.
   """
   def eval_step(variables, batch):
     sr, _ = split_output(apply_sr(model, variables, batch["lr"], train=False, **(call_kwargs or {})))
@@ -262,13 +227,14 @@ def make_eval_step(model: nn.Module, border: int, moving_threshold: float,
                "model": sr}
     fold = lambda x: x.reshape((-1,) + x.shape[-3:])  # noqa: E731  (B*S, H, W, C)
     moving = iq.moving_mask(fold(batch["flow"]), moving_threshold)
-    result = {"valid": jnp.repeat(batch["valid"], fold(hr).shape[0] // hr.shape[0])}
-    for method, sr in outputs.items():
-      sr_f, hr_f = fold(sr), fold(hr)
-      result[f"{method}_psnr"] = iq.psnr_y(sr_f, hr_f, border=border)
-      result[f"{method}_ssim"] = iq.ssim_y(sr_f, hr_f, border=border)
-      result[f"{method}_psnr_moving"] = iq.psnr_y(sr_f, hr_f, border=border, mask=moving)
-      result[f"{method}_ssim_moving"] = iq.ssim_y(sr_f, hr_f, border=border, mask=moving)
+    per_item = lambda x: x.reshape((hr.shape[0], -1))  # noqa: E731  (B, S)
+    result = {}
+    for method, out in outputs.items():
+      sr_f, hr_f = fold(out), fold(hr)
+      result[f"{method}_psnr"] = per_item(iq.psnr_y(sr_f, hr_f, border=border))
+      result[f"{method}_ssim"] = per_item(iq.ssim_y(sr_f, hr_f, border=border))
+      result[f"{method}_psnr_moving"] = per_item(iq.psnr_y(sr_f, hr_f, border=border, mask=moving))
+      result[f"{method}_ssim_moving"] = per_item(iq.ssim_y(sr_f, hr_f, border=border, mask=moving))
     return result
 
   return eval_step

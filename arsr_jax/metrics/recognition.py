@@ -13,7 +13,7 @@ Host-side (numpy, over a whole split):
   classes (``macro_f1``).
 
 Device-side (jax, jittable, batched): ``warping_error``, the flow-warping error of
-a clip. ``temporal_profiles`` puts several methods' temporal profiles in one image.
+a clip.
 
 Scores are (N, C) logits or probabilities (only their order matters, except for
 ``kl_divergence``, which takes logits); labels are (N,) integer class ids.
@@ -21,14 +21,10 @@ Scores are (N, C) logits or probabilities (only their order matters, except for
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsr_jax.evaluation import plots
-from arsr_jax.flow import vis
 from arsr_jax.flow.warp import warp
 
 # ----------------------------------------------------------------------------- single-label
@@ -208,35 +204,3 @@ def warping_error(frames: jax.Array, flow: jax.Array, *, border: int = 0) -> jax
   has = (count > 0).astype(jnp.float32)
   n = jnp.sum(has, axis=-1)
   return jnp.where(n > 0, jnp.sum(has * per_pair, axis=-1) / jnp.maximum(n, 1.0), jnp.nan)
-
-
-def temporal_profiles(clips: Mapping[str, np.ndarray], row: int, *, gap: int = 4,
-                      vertical: bool = False, background: int = 255) -> np.ndarray:
-  """Several methods' temporal profiles (``flow.vis.temporal_profile``) in one uint8 image.
-
-  Args:
-    clips: name -> (T, H, W, 3) clip, uint8 or float in [0, 1]; stacked in the
-      mapping's order (names are not drawn; see ``plots.image_grid`` for captions).
-    row: the image row, in each clip's own coordinates.
-    gap: pixels of ``background`` between profiles.
-    vertical: stack top to bottom instead of left to right.
-
-  Returns:
-    (T, sum of W + gaps, 3) uint8 (or (sum of T + gaps, W, 3) when vertical);
-    profiles of different sizes are padded with ``background`` at the end.
-  """
-  if not clips:
-    raise ValueError("temporal_profiles: no clips")
-  profiles = [plots.to_uint8(vis.temporal_profile(clip, row)) for clip in clips.values()]
-  axis = 0 if vertical else 1
-  across = max(p.shape[1 - axis] for p in profiles)
-  parts = []
-  for i, p in enumerate(profiles):
-    pad = [(0, 0), (0, 0), (0, 0)]
-    pad[1 - axis] = (0, across - p.shape[1 - axis])
-    parts.append(np.pad(p, pad, constant_values=background))
-    if i < len(profiles) - 1 and gap:
-      shape = [0, 0, 3]
-      shape[axis], shape[1 - axis] = gap, across
-      parts.append(np.full(shape, background, np.uint8))
-  return np.concatenate(parts, axis=axis)

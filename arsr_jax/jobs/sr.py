@@ -1,0 +1,127 @@
+"""``config.task='sr'``: the SR recipes as a ``train.Job`` (networks, objective, optimizer, evaluator).
+
+``build(config)`` turns a recipe into an ``SRSetup`` (steps/sr.py) and the
+frozen variables its objective reads (VGG features, or the frozen action
+classifier of recognition-guided SR, restored here from ``loss.classifier``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import logging
+
+from arsr_jax import checkpointing, config_lib, losses, models, optim, precision, weights
+from arsr_jax.data import pipeline
+from arsr_jax.evaluation import frozen as frozen_lib
+from arsr_jax.evaluation.sr_eval import SREvaluator
+from arsr_jax.models import convert, dvsr
+from arsr_jax.steps import recognition as rec_steps
+from arsr_jax.steps import sr as sr_steps
+from arsr_jax.steps.state import TrainState
+from arsr_jax.train import Job
+
+
+def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
+  """(SRSetup, frozen variables) named by an SR recipe."""
+  config_lib.validate(config)
+  dtype = precision.compute_dtype(config.compute_dtype)
+  model = models.build_model(config.model.name, config.scale,
+                             **precision.net_kwargs(config.model, models.MODELS, dtype))
+  discriminator = None
+  if config.discriminator.get("name"):
+    discriminator = models.build_discriminator(
+        config.discriminator.name, **precision.net_kwargs(config.discriminator, models.DISCRIMINATORS, dtype))
+  classifier = restore_classifier(config.loss, dtype) if losses.needs_classifier(config.loss) else None
+  objective, frozen = losses.build_objective(config.loss, dtype, classifier)
+  steps_total = config.train.num_steps
+  nets = {"generator": optim.build_optimizer(config.optimizer, steps_total)}
+  if discriminator is not None:
+    nets["discriminator"] = optim.build_optimizer(config.optimizer_d, steps_total)
+  setup = sr_steps.SRSetup(
+      model=model, objective=objective, tx=optim.per_network(nets),
+      schedule=optim.build_schedule(config.optimizer, steps_total), discriminator=discriminator,
+      gan_weight=config.loss.get("gan_weight", 0.0), gan_type=config.loss.get("gan_type", "ragan"),
+      call_kwargs=fade_in(config), flow_fn=pipeline.flow_fn(config), ema_decay=config.train.ema_decay)
+  return setup, frozen
+
+
+def restore_classifier(loss: ml_collections.ConfigDict, dtype) -> losses.Classifier:
+  """The frozen clip classifier of ``loss.classifier`` (a recognition workdir) for guided objectives."""
+  if not loss.get("classifier"):
+    raise ValueError(f"loss.name={loss.name!r} needs loss.classifier: the workdir of a clip recognizer trained "
+                     "on HR clips (configs/recognizer.py:resnet3d)")
+  model, variables, kind, _, _, _, _ = frozen_lib.restore_recognizer(loss.classifier, dtype)
+  if kind != "clip":
+    raise ValueError(f"loss.classifier={loss.classifier} is a {kind!r} recognizer; it needs a clip model")
+
+  def apply(variables, clip):
+    return rec_steps.apply(model, variables, "clip", {"clip": clip}, train=False)["logits"]
+  return losses.Classifier(apply, variables)
+
+
+def fade_in(config: ml_collections.ConfigDict):
+  """Extra network arguments per step: the progressive fade-in alpha 0 -> 1 over train.fade_steps."""
+  fade = config.train.get("fade_steps")
+  if not fade:
+    return sr_steps.no_call_kwargs
+  return lambda step: {"alpha": jnp.clip(step.astype(jnp.float32) / fade, 0.0, 1.0)}
+
+
+def init_shapes(config: ml_collections.ConfigDict, model) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Shapes of one network input (LR frame, K-window or clip) and one HR frame."""
+  d, h = config.data, config.data.patch_size // config.scale
+  frames = () if models.input_ndim(model) == 4 else (d.input_frames if d.input_frames > 1 else d.clip_length,)
+  return (1, *frames, h, h, 3), (1, d.patch_size, d.patch_size, 3)
+
+
+def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding) -> TrainState:
+  """Copies the generator parameters of workdir ``source``'s latest checkpoint into ``state``.
+
+  ``source`` may also be an official ESRGAN/BasicSR RRDBNet ``.pth`` file
+  (models/convert.py), for a ``rrdbnet`` generator. A workdir's generator must
+  be a sub-network of the new one (same names and shapes): a smaller
+  progressive stage into a bigger one, a PSNR-trained generator into a GAN,
+  DUF into ToSR2. New tensors keep their initialization.
+  """
+  if source.endswith((".pth", ".pt")):
+    params = convert.load_rrdbnet_weights(source, jax.device_get(state.params["generator"]))
+    logging.info("Initialized the generator from the PyTorch state dict %s", source)
+  else:
+    step, restored = checkpointing.load_latest_state(source)
+    src = restored["params"]["generator"]
+    try:
+      params = dvsr.grow_params(src, jax.device_get(state.params["generator"]))
+    except ValueError as e:
+      raise ValueError(f"train.init_from={source} (step {step}) is not a sub-network of this generator: {e}") from e
+    logging.info("Initialized %d of %d generator tensors from %s (step %d)", len(weights.flatten(src)),
+                 len(weights.flatten(params)), source, step)
+  params = jax.device_put(params, sharding)
+  ema = params if state.ema_params is not None else None
+  return state.replace(params=dict(state.params, generator=params), ema_params=ema)
+
+
+def sr_job(config: ml_collections.ConfigDict) -> Job:
+  """The Job of an SR recipe: generator (+ discriminator), objective, SR-quality evaluation."""
+  setup, frozen = build(config)
+  lr_shape, hr_shape = init_shapes(config, setup.model)
+
+  def eval_variables(state):
+    generator = state.ema_params if state.ema_params is not None else state.params["generator"]
+    return {"params": generator, **state.model_state["generator"]}
+
+  def describe(state):
+    n = sum(x.size for x in jax.tree.leaves(state.params["generator"]))
+    return f"{config.model.name}: {n} generator parameters"
+
+  def from_source(state, source):
+    return init_from(state, source, jax.tree.leaves(state.params)[0].sharding)
+
+  return Job(init_fn=sr_steps.make_init_fn(setup, lr_shape, hr_shape),
+             train_step=sr_steps.make_train_step(setup), frozen=frozen,
+             iterator=lambda batch: pipeline.train_iterator(config, batch, config.seed),
+             evaluator=SREvaluator(config, setup.model), eval_variables=eval_variables, describe=describe,
+             init_from=from_source)
