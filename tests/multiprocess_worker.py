@@ -27,7 +27,7 @@ from arsr_jax import config_lib, sharding  # noqa: E402
 from arsr_jax.jobs import sr as sr_job  # noqa: E402
 from arsr_jax.steps import sr as sr_steps  # noqa: E402
 
-config = config_lib.sibling(str(ROOT / "configs" / "x.py"), "sosr_vdsr").get_config("smoke")
+config = config_lib.recipe("sosr_vdsr", "smoke")
 config.model.num_layers, config.model.features = 3, 8
 config.optimizer.warmup_steps = 0
 b, b_frozen = sr_job.build(config)

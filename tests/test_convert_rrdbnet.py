@@ -166,8 +166,7 @@ def test_esrgan_recipe_starts_from_a_pth_via_init_from(tmp_path):
   net, model, x, template = _setup()
   path = tmp_path / "RRDB_ESRGAN_tiny.pth"
   torch.save(net.state_dict(), path)
-  config = config_lib.recipe("esrgan", 
-      "smoke")
+  config = config_lib.recipe("esrgan", "smoke")
   config.model.num_blocks, config.model.features, config.model.growth = CFG["num_blocks"], CFG["features"], CFG["growth"]
   b, b_frozen = sr_job.build(config)
   init = sr_steps.make_init_fn(b, (1, 8, 8, 3), (1, 32, 32, 3))

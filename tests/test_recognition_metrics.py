@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from arsr_jax.evaluation import plots
+from arsr_jax.evaluation import plots, profiles
 from arsr_jax.metrics import recognition as rm
 
 _SCORES = np.array([[0.9, 0.1, 0.0],   # -> 0
@@ -103,10 +103,10 @@ def test_warping_error_analytic_cases():
 def test_temporal_profiles_layout():
   a = np.zeros((3, 4, 5, 3), np.uint8)
   b = np.ones((3, 4, 6, 3), np.float32) * 0.5
-  img = rm.temporal_profiles({"a": a, "b": b}, row=1, gap=2)
+  img = profiles.temporal_profiles({"a": a, "b": b}, row=1, gap=2)
   assert img.shape == (3, 5 + 2 + 6, 3) and img.dtype == np.uint8
   assert np.all(img[:, :5] == 0) and np.all(img[:, 5:7] == 255) and np.all(img[:, 7:] == 128)
-  img = rm.temporal_profiles({"a": a, "b": b}, row=-1, gap=2, vertical=True)
+  img = profiles.temporal_profiles({"a": a, "b": b}, row=-1, gap=2, vertical=True)
   assert img.shape == (3 + 2 + 3, 6, 3)
   assert np.all(img[:3, 5] == 255)  # the narrower profile is padded
 
