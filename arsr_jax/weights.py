@@ -6,10 +6,17 @@
 * ``load_torch_state_dict``: PyTorch ``.pth``/``.pt`` state dicts (zip format of
   torch >= 1.6, and the legacy format of older releases such as the original
   ESRGAN weights) read without importing torch; only tensor reconstruction is
-  admitted. Returns {name: np.ndarray} in PyTorch layouts (OIHW kernels).
+  admitted in the state dict, and the legacy format's other pickles (magic
+  number, protocol version, system info, storage keys) admit no global at all.
+  Tensors must lie inside their storage. Returns {name: np.ndarray} in PyTorch
+  layouts (OIHW kernels).
 * ``assign``: copies a converted {path: array} mapping into a Flax parameter
   tree, failing with the offending names on any missing, unexpected or
   mis-shaped entry.
+
+Every pickle read goes through one of these restricted unpicklers: a file that
+names anything else raises ``UnsafePickleError``, a malformed one ``ValueError``,
+both naming the file.
 """
 
 from __future__ import annotations
@@ -49,6 +56,13 @@ def _frozen_dict(*args, **kwargs):
   return dict(*args, **kwargs)
 
 
+class _PlainDataUnpickler(pickle.Unpickler):
+  """Numbers, strings and builtin containers only: any global (class, function) is refused."""
+
+  def find_class(self, module, name):
+    raise UnsafePickleError(f"refusing to load {module}.{name}: only plain data is allowed here")
+
+
 def load_numpy_pickle(path: str) -> Any:
   """Unpickles ``path`` admitting only NumPy arrays and builtin containers."""
   with open(path, "rb") as f:
@@ -76,11 +90,14 @@ class _StorageType:
 
 
 def _rebuild_tensor(storage, offset, size, stride, *unused):
-  dtype_size = storage.dtype.itemsize
-  if not size:
-    return storage[offset].copy() if storage.size else np.zeros((), storage.dtype)
-  return np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
-                                         strides=tuple(s * dtype_size for s in stride)).copy()
+  offset, size, stride = int(offset), tuple(int(n) for n in size), tuple(int(s) for s in stride)
+  last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+  if (len(size) != len(stride) or min((offset, *size, *stride)) < 0
+      or (0 not in size and last >= storage.size)):
+    raise ValueError(f"a tensor of size {size}, stride {stride} and offset {offset} lies outside "
+                     f"its storage of {storage.size} elements")
+  return np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
+                                         strides=tuple(s * storage.dtype.itemsize for s in stride)).copy()
 
 
 def _rebuild_parameter(data, requires_grad=None, backward_hooks=None, *unused):
@@ -123,7 +140,7 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
       state = _load_legacy(path)
   except UnsafePickleError as e:
     raise UnsafePickleError(f"{path}: {e}") from None
-  except (pickle.UnpicklingError, EOFError, KeyError, struct.error, ValueError) as e:
+  except Exception as e:  # any other failure inside the restricted unpicklers: a malformed file
     raise ValueError(f"{path} is not a readable PyTorch state dict: {e}") from e
   for wrapper in ("state_dict", "params_ema", "params", "model"):
     if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
@@ -133,7 +150,9 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
 
 def _load_zip(path: str):
   with zipfile.ZipFile(path) as zf:
-    pkl = next(n for n in zf.namelist() if n.endswith("data.pkl"))
+    pkl = next((n for n in zf.namelist() if n == "data.pkl" or n.endswith("/data.pkl")), None)
+    if pkl is None:
+      raise ValueError("a zip archive without data.pkl (not a PyTorch file)")
     prefix = pkl[: -len("data.pkl")]
 
     def load_storage(key, dtype, numel):
@@ -141,17 +160,28 @@ def _load_zip(path: str):
     return _TorchUnpickler(io.BytesIO(zf.read(pkl)), load_storage).load()
 
 
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_PROTOCOL = 1001
+
+
 def _load_legacy(path: str):
   with open(path, "rb") as f:
-    for _ in range(3):  # magic number, protocol version, system info
-      pickle.load(f)
+    if _PlainDataUnpickler(f).load() != _LEGACY_MAGIC:
+      raise ValueError("no PyTorch magic number (neither a zip archive nor a legacy .pth)")
+    if (protocol := _PlainDataUnpickler(f).load()) != _LEGACY_PROTOCOL:
+      raise ValueError(f"unsupported legacy protocol version {protocol!r}")
+    sys_info = _PlainDataUnpickler(f).load()
+    if isinstance(sys_info, Mapping) and sys_info.get("little_endian") is False:
+      raise ValueError("big-endian legacy files are not supported")
     storages: dict[str, tuple[np.dtype, int]] = {}
 
     def load_storage(key, dtype, numel):
       storages[key] = (dtype, numel)
       return _LazyStorage(key, dtype, numel)
     lazy_state = _TorchUnpickler(f, load_storage).load()
-    keys = pickle.load(f)
+    keys = _PlainDataUnpickler(f).load()
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+      raise ValueError(f"the storage keys are not a list of strings: {str(keys)[:80]}")
     data = {}
     for key in keys:
       dtype, _ = storages[key]

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from arsr_jax.flow.tvl1 import TVL1Params
-from tfds_builders import video_prep
+from tfds_builders import paths, video_prep
 from tfds_builders.video_builder import VideoPrepBuilder
 from tfds_builders.video_prep import Task
 
@@ -141,7 +141,8 @@ class ActionVideoBuilder(VideoPrepBuilder, skip_registration=True):
 
   def _tasks_with_labels(self, manual_dir: str, splits: dict[str, list[tuple[str, str]]],
                          videos_dir: str) -> dict[str, list[Task]]:
-    """Tasks from {split: [(relative video path, class name)]}; sets the ClassLabel names."""
+    """Tasks from {split: [(video path relative to `videos_dir`, class name)]}; sets the ClassLabel
+    names. Entries resolving outside manual_dir are refused (see `paths`)."""
     names = self._class_names(manual_dir)
     if len(names) != self.builder_config.num_classes:
       raise ValueError(f"{self.name}: the class index lists {len(names)} classes, the config "
@@ -156,8 +157,8 @@ class ActionVideoBuilder(VideoPrepBuilder, skip_registration=True):
         if class_name not in index:
           raise ValueError(f"{self.name}: video {rel} of split {split!r} has class "
                            f"{class_name!r}, which is not in the class index")
-        tasks[split].append(Task(key=rel, path=resolve(rel), split=split,
-                                 meta={"label": index[class_name]}))
+        tasks[split].append(paths.video_task(manual_dir, resolve(rel), key=rel, split=split,
+                                             meta={"label": index[class_name]}))
     return tasks
 
   def _work_fn(self):
@@ -184,6 +185,8 @@ class _CaseInsensitive:
 
   UCF101's lists spell some names differently from the files (HandStandPushups /
   HandstandPushups); a path that matches nothing is returned as is (and skipped later).
+  Folders linked into `root` are not walked; whether a path stays inside manual_dir is
+  checked afterwards (`paths.video_task`).
   """
 
   def __init__(self, root: str):

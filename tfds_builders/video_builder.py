@@ -29,7 +29,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfds_builders import video_prep
+from tfds_builders import paths, video_prep
 from tfds_builders.video_prep import Task
 
 
@@ -37,11 +37,15 @@ def default_workers() -> int:
   return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-def require_path(path: str | os.PathLike, what: str, dataset: str) -> str:
-  """`path` if it exists, else FileNotFoundError saying what was expected where."""
+def require_path(path: str | os.PathLike, what: str, dataset: str, manual_dir: str) -> str:
+  """`path` if it exists inside `manual_dir`; else FileNotFoundError, or ValueError if it
+  resolves outside (see `paths`), saying what was expected where."""
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{dataset}: {what} not found: expected it at {path}")
+  _, _, why = paths.resolve(manual_dir, path)
+  if why:
+    raise ValueError(f"{dataset}: {what} at {path}: {why}")
   return path
 
 

@@ -5,8 +5,9 @@ The builders of manually downloaded video data (`cdvl_sr`, `ucf101_sr`, `hmdb51_
 
   1. per video, `work_fn(task)` runs in a pool of worker processes (CPU: decode,
      resize, bicubic LR), then `post_fn(task, arrays)` in the main process
-     (accelerator: TV-L1 flow). The result is cached as `<cache>/<key>.npz`, or as
-     `<cache>/<key>.skip.json` holding the reason why the video cannot be used.
+     (accelerator: TV-L1 flow). The result is cached as `<cache>/<name>.npz`, or as
+     `<cache>/<name>.skip.json` holding the reason why the video cannot be used
+     (`<name>`: the video's resolved path in manual_dir plus a hash of it, see `PrepCache`).
      Cached videos are not redone (a run can be resumed), and shard i of N takes
      every N-th video (one shard per machine);
   2. `download_and_prepare` reads the cache (preparing what is missing) and
@@ -20,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import multiprocessing
@@ -47,11 +49,19 @@ class SkipVideo(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """One source video: `key` is unique and stable (its path relative to manual_dir)."""
+  """One source video (made by `paths.video_task`).
+
+  key: unique and stable: the entry as listed (relative to its folder in manual_dir).
+  path: the resolved file that is read ('' when refused).
+  source: `path` relative to manual_dir; names the cache entry.
+  refused: why the entry is not read at all (its path leaves manual_dir); '' otherwise.
+  """
   key: str
   path: str
   split: str
   meta: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+  source: str = ""
+  refused: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -177,23 +187,30 @@ def source_size(path: str) -> int:
 
 
 class PrepCache:
-  """Per-video results under `root`: `<key>.npz` (arrays) or `<key>.skip.json` (reason).
+  """Per-video results under `root`: `<name>.npz` (arrays) or `<name>.skip.json` (reason).
 
+  `<name>` is the video's resolved path relative to manual_dir (`Task.source`)
+  plus a hash of that whole path, so different files never share an entry.
   An entry is valid while its source file keeps the size it had (missing: -1).
   Writes are atomic (temporary file, then rename), so an interrupted run leaves
-  no half-written entry.
+  no half-written entry. Refused tasks are never cached.
   """
 
   def __init__(self, root: str):
     self.root = os.fspath(root)
 
-  def _base(self, key: str) -> str:
-    parts = [p for p in key.replace("\\", "/").split("/") if p not in ("", ".", "..")]
-    return os.path.join(self.root, *parts)
+  def name(self, task: Task) -> str:
+    """The entry's path without extension (inside `root` whatever the task names)."""
+    rel = task.source or task.key
+    digest = hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".", "..")] or ["video"]
+    return os.path.join(self.root, *parts[:-1], f"{parts[-1][:120]}.{digest}")
 
   def lookup(self, task: Task) -> tuple[str, str] | None:
     """('ok', npz path), ('skip', reason) or None when not cached (or stale)."""
-    base, size = self._base(task.key), source_size(task.path)
+    if task.refused:
+      return "skip", task.refused
+    base, size = self.name(task), source_size(task.path)
     if os.path.exists(base + ".npz"):
       try:
         with np.load(base + ".npz") as data:
@@ -213,13 +230,13 @@ class PrepCache:
       return {k: data[k] for k in data.files if k != "__source_size__"}
 
   def put(self, task: Task, arrays: Mapping[str, np.ndarray]) -> None:
-    base = self._base(task.key)
+    base = self.name(task)
     self._remove(base + ".skip.json")
     self._atomic(base + ".npz", lambda f: np.savez(
         f, __source_size__=np.int64(source_size(task.path)), **arrays))
 
   def put_skip(self, task: Task, reason: str) -> None:
-    base = self._base(task.key)
+    base = self.name(task)
     self._remove(base + ".npz")
     entry = {"key": task.key, "reason": reason, "source_size": source_size(task.path)}
     self._atomic(base + ".skip.json", lambda f: f.write(json.dumps(entry, indent=1).encode()))
@@ -274,7 +291,8 @@ def run(tasks: Iterable[Task], cache: PrepCache, work_fn: Callable[[Task], dict]
   """Prepares and caches the videos of shard `shard_index` of `num_shards` that are not cached.
 
   Args:
-    tasks: the videos (deduplicated by key; sorted by key before sharding).
+    tasks: the videos (deduplicated by key; sorted by key before sharding; entries naming
+      one file are prepared once).
     cache: where results go.
     work_fn: Task -> dict of arrays, in a worker process (picklable: a
       module-level function or a functools.partial of one); raises SkipVideo.
@@ -288,7 +306,7 @@ def run(tasks: Iterable[Task], cache: PrepCache, work_fn: Callable[[Task], dict]
     raise ValueError(f"shard_index {shard_index} is not in [0, num_shards={num_shards})")
   unique = sorted({t.key: t for t in tasks}.values(), key=lambda t: t.key)
   shard = unique[shard_index::num_shards]
-  todo = [t for t in shard if cache.lookup(t) is None]
+  todo = list({cache.name(t): t for t in shard if cache.lookup(t) is None}.values())
   stats = PrepStats(total=len(shard), cached=len(shard) - len(todo))
   start = last_log = time.perf_counter()
   logging.info("%s: %d videos in shard %d/%d, %d already cached, %d to prepare with %d workers",

@@ -1,6 +1,7 @@
 """TFDS builder of `cdvl_sr`: training clips of natural videos chosen by moving area (CDVL-134).
 
-Any folder of videos in manual_dir (recursively; the paper uses 134 CDVL videos).
+Any folder of videos in manual_dir (recursively, not into linked folders; files linked
+to outside manual_dir are skipped; the paper uses 134 CDVL videos).
 Each video is resized to a shorter side of `short_side` px (aspect kept: 320x240
 for 4:3), `num_positions` clip starts are spread over it, and the `top_k`
 p x p crops with the largest moving area (pixels with |TV-L1 flow| > 0.5 px on
@@ -33,7 +34,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from arsr_jax.flow.tvl1 import TVL1Params
-from tfds_builders import video_prep
+from tfds_builders import paths, video_prep
 from tfds_builders.cdvl_sr import motion_crops
 from tfds_builders.video_builder import VideoPrepBuilder
 from tfds_builders.video_prep import SkipVideo, Task
@@ -229,8 +230,8 @@ class Builder(VideoPrepBuilder):
                               f"(extensions {', '.join(video_prep.VIDEO_EXTENSIONS)})")
     is_raw = set(raw)
     splits = assign_splits(sorted(videos + raw), self.builder_config.test_fraction)
-    return {split: [Task(key=rel, path=os.path.join(manual_dir, rel), split=split,
-                         meta={"raw": rel in is_raw}) for rel in rels]
+    return {split: [paths.video_task(manual_dir, os.path.join(manual_dir, rel), key=rel,
+                                     split=split, meta={"raw": rel in is_raw}) for rel in rels]
             for split, rels in splits.items()}
 
   def _examples(self, task: Task, arrays: dict[str, np.ndarray]):

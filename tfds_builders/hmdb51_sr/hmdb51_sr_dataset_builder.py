@@ -38,7 +38,7 @@ class Builder(action_videos.ActionVideoBuilder):
 
   def _class_names(self, manual_dir: str) -> list[str]:
     folder = require_path(os.path.join(manual_dir, SPLITS_DIR), f"split folder {SPLITS_DIR}/",
-                          self.name)
+                          self.name, manual_dir)
     names = sorted({m.group(1) for f in os.listdir(folder) if (m := _SPLIT_FILE.match(f))})
     if not names:
       raise FileNotFoundError(
@@ -48,12 +48,12 @@ class Builder(action_videos.ActionVideoBuilder):
   def _tasks(self, manual_dir: str):
     n = self.builder_config.split_number
     videos = require_path(os.path.join(manual_dir, VIDEOS_DIR), f"video folder {VIDEOS_DIR}/",
-                          self.name)
+                          self.name, manual_dir)
     splits = {"train": [], "test": []}
     for name in self._class_names(manual_dir):
       file = f"{name}_test_split{n}.txt"
       path = require_path(os.path.join(manual_dir, SPLITS_DIR, file), f"split file {file}",
-                          self.name)
+                          self.name, manual_dir)
       for line_no, text in action_videos.read_lines(path):
         parts = text.split()
         if len(parts) != 2 or parts[1] not in ("0", "1", "2"):

@@ -23,7 +23,9 @@ Annotations (manual_dir, or a TinyVIRAT/ or TinyVIRAT_V2/ folder in it):
 Entries are {"id", "video_id", "path", "dim": [T, H, W], "label": [names]}. Class
 names come from class_map.json when present (v1 may lack it: the v2 class map
 is used). Entries whose file is missing or unreadable, or shorter than
-`min_frames`, are skipped and counted.
+`min_frames`, or whose path leads out of manual_dir (see `tfds_builders.paths`),
+are skipped and counted. Malformed JSON, labels that are not names and bad class
+maps are errors naming the file.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfds_builders import video_prep
+from tfds_builders import paths, video_prep
 from tfds_builders.video_builder import VideoPrepBuilder, require_path
 from tfds_builders.video_prep import Task
 
@@ -95,16 +97,35 @@ def prepare_clip(spec: TinySpec, task: Task) -> dict[str, np.ndarray]:
   return {"video": video, "lr": video_prep.bicubic_lr(video, s)}
 
 
+def read_json(path: str) -> Any:
+  """The contents of a JSON file; ValueError naming the file if it is not valid JSON."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
 def read_annotations(path: str) -> list[dict[str, Any]]:
-  """The entries of a TinyVIRAT annotation file (a list, or {"tubes": [...]})."""
-  with open(path) as f:
-    data = json.load(f)
+  """The entries of a TinyVIRAT annotation file (a list, or {"tubes": [...]}), each with a
+  string 'path' and 'label' a list of names (a single name, null or none becomes a list)."""
+  data = read_json(path)
   if isinstance(data, dict):
     lists = [v for v in data.values() if isinstance(v, list)]
     data = data.get("tubes", lists[0] if len(lists) == 1 else None)
   if not isinstance(data, list) or not all(isinstance(e, dict) and "path" in e for e in data):
     raise ValueError(f"{path}: expected a list of entries with a 'path' (or {{'tubes': [...]}})")
-  return data
+  entries = []
+  for n, entry in enumerate(data):
+    labels = entry.get("label") or []
+    labels = [labels] if isinstance(labels, str) else labels
+    if not isinstance(entry["path"], str):
+      raise ValueError(f"{path}: entry {n}: 'path' must be a string, got {entry['path']!r}")
+    if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+      raise ValueError(f"{path}: entry {n} ({entry['path']}): 'label' must be a class name or a "
+                       f"list of class names, got {entry.get('label')!r}")
+    entries.append({**entry, "label": labels})
+  return entries
 
 
 class Builder(VideoPrepBuilder):
@@ -159,45 +180,46 @@ class Builder(VideoPrepBuilder):
         f"{self.name}/{self.builder_config.name}: annotation file {first} not found: expected "
         f"it at {os.path.join(manual_dir, first)} (or in manual_dir/{{{','.join(ROOTS[1:])}}}/)")
 
-  def _class_names(self, root: str) -> list[str]:
+  def _class_names(self, manual_dir: str, root: str) -> list[str]:
     path = os.path.join(root, "class_map.json")
-    if not os.path.exists(path):
-      if self.builder_config.release == "v2":
-        require_path(path, "class map class_map.json", self.name)
-      names = list(CLASS_NAMES)
+    if not os.path.exists(path) and self.builder_config.release == "v1":
+      names, path = list(CLASS_NAMES), "the built-in v2 class map"
     else:
-      with open(path) as f:
-        mapping = json.load(f)
-      names = [name for name, _ in sorted(mapping.items(), key=lambda item: int(item[1]))]
-      if [int(i) for i in sorted(mapping.values(), key=int)] != list(range(len(names))):
+      mapping = read_json(require_path(path, "class map class_map.json", self.name, manual_dir))
+      try:
+        order = {name: int(i) for name, i in mapping.items()}
+      except (AttributeError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: expected {{class name: index}} ({e})") from None
+      names = sorted(order, key=order.get)
+      if sorted(order.values()) != list(range(len(names))):
         raise ValueError(f"{path}: class indices must be 0..{len(names) - 1}")
     if len(names) != self.builder_config.num_classes:
-      raise ValueError(f"{self.name}: {len(names)} class names, config expects "
-                       f"{self.builder_config.num_classes}")
+      raise ValueError(f"{self.name}: {path} lists {len(names)} class names, the config "
+                       f"expects {self.builder_config.num_classes}")
     return names
 
   def _tasks(self, manual_dir: str):
     root = self._root(manual_dir)
-    self._names = self._class_names(root)
+    self._names = self._class_names(manual_dir, root)
     index = {name: i for i, name in enumerate(self._names)}
     tasks = {}
     for split, file in ANNOTATIONS[self.builder_config.release].items():
-      path = require_path(os.path.join(root, file), f"annotation file {file}", self.name)
+      path = require_path(os.path.join(root, file), f"annotation file {file}", self.name,
+                          manual_dir)
       videos = os.path.join(root, "videos", split)
       tasks[split] = []
       for n, entry in enumerate(read_annotations(path)):
-        labels = entry.get("label") or []
-        labels = [labels] if isinstance(labels, str) else list(labels)
+        labels = entry["label"]
         unknown = [name for name in labels if name not in index]
         if unknown:
           raise ValueError(f"{path}: entry {n} ({entry['path']}) has labels {unknown} that are not "
                            "among the class names (add the right class_map.json to manual_dir)")
-        rel = str(entry["path"]).replace("\\", "/")
+        rel = entry["path"].replace("\\", "/")
         meta = {"labels": [index[name] for name in labels], "label_names": labels,
                 "tube_id": str(entry.get("id", n)), "video_id": str(entry.get("video_id", "")),
                 "path": rel}
-        tasks[split].append(Task(key=f"{split}/{rel}", path=os.path.join(videos, rel),
-                                 split=split, meta=meta))
+        tasks[split].append(paths.video_task(manual_dir, os.path.join(videos, rel),
+                                             key=f"{split}/{rel}", split=split, meta=meta))
     return tasks
 
   def _metadata(self) -> dict[str, Any]:

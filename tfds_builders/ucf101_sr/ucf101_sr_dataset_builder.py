@@ -36,7 +36,7 @@ class Builder(action_videos.ActionVideoBuilder):
 
   def _class_names(self, manual_dir: str) -> list[str]:
     path = require_path(os.path.join(manual_dir, LISTS_DIR, "classInd.txt"),
-                        "class index classInd.txt", self.name)
+                        "class index classInd.txt", self.name, manual_dir)
     names = {}
     for line_no, text in action_videos.read_lines(path):
       parts = text.split()
@@ -50,11 +50,11 @@ class Builder(action_videos.ActionVideoBuilder):
   def _tasks(self, manual_dir: str):
     n = self.builder_config.split_number
     videos = require_path(os.path.join(manual_dir, VIDEOS_DIR), f"video folder {VIDEOS_DIR}/",
-                          self.name)
+                          self.name, manual_dir)
     splits = {}
     for split, file in (("train", f"trainlist0{n}.txt"), ("test", f"testlist0{n}.txt")):
       path = require_path(os.path.join(manual_dir, LISTS_DIR, file), f"split file {file}",
-                          self.name)
+                          self.name, manual_dir)
       entries = []
       for line_no, text in action_videos.read_lines(path):
         rel = text.split()[0].replace("\\", "/")
