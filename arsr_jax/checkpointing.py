@@ -85,7 +85,8 @@ def abstract(tree: Any, sharding: jax.sharding.Sharding) -> Any:
 def load_latest_state(workdir: str) -> tuple[int, Any]:
   """(step, state as a nested dict of arrays) of the newest checkpoint in ``workdir``.
 
-  For inspection and frozen use; training restores through ``restore``.
+  For inspection and frozen use; training restores through ``restore``. Arrays land on this
+  process's first device, whatever topology wrote them (a TPU pod's run restores on a laptop).
   """
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
   if not os.path.isdir(directory):
@@ -95,5 +96,8 @@ def load_latest_state(workdir: str) -> tuple[int, Any]:
     step = mngr.latest_step()
     if step is None:
       raise FileNotFoundError(f"No checkpoint in {directory}")
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    tree = ocp.StandardCheckpointer().metadata(os.path.join(directory, str(step), "state")).item_metadata
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
   return step, state
