@@ -87,7 +87,8 @@ def abstract(tree: Any, sharding: jax.sharding.Sharding) -> Any:
 def load_latest_state(workdir: io.PathLike) -> tuple[int, Any]:
   """(step, state as a nested dict of arrays) of the newest checkpoint in ``workdir``.
 
-  For inspection and frozen use; training restores through ``restore``.
+  For inspection and frozen use; training restores through ``restore``. Arrays land on this
+  process's first device, whatever topology wrote them (a TPU pod's run restores on a laptop).
   """
   directory = io.path(workdir) / "checkpoints"
   if not directory.is_dir():
@@ -97,5 +98,8 @@ def load_latest_state(workdir: io.PathLike) -> tuple[int, Any]:
     step = mngr.latest_step()
     if step is None:
       raise FileNotFoundError(f"No checkpoint in {directory}")
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    tree = ocp.StandardCheckpointer().metadata(directory / str(step) / "state").item_metadata
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
   return step, state

@@ -1,4 +1,4 @@
-"""Run outputs without TensorFlow: TensorBoard event files and progress lines.
+"""Run outputs without TensorFlow: TensorBoard event files, progress lines and progress bars.
 
 Only process 0 writes. Images are uint8 (N, H, W, 3) or float in [0, 1].
 A remote ``logdir`` (gs://...) is written through a local staging folder whose
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
-from typing import Mapping
+from typing import Mapping, TextIO
 
 import jax
 import numpy as np
@@ -84,6 +85,74 @@ class Progress:
     msg = f"step {step}/{self.total} | {parts} | {rate:.2f} steps/s | ETA {_fmt(eta)}"
     logging.info("%s", msg)
     return msg
+
+
+class ProgressBar:
+  """'DESC  120/300 frames [#####-----] 40% | 12.3 frames/s | ETA 0:00:14' on stderr.
+
+  Drawn when created (work may start with a long compilation), then redrawn in place (at most
+  every ``min_interval`` s) on a terminal, one line every ``line_interval`` s otherwise (logs,
+  CI). The rate counts from the first ``update``, so a first call that includes compilation does
+  not distort the ETA. ``total`` 0 or None = unknown (no bar, no ETA); an estimated total is
+  corrected by the count.
+  """
+
+  def __init__(self, total: int | None, desc: str = "", unit: str = "frames", stream: TextIO | None = None,
+               min_interval: float = 0.2, line_interval: float = 10.0, width: int = 20):
+    self.total, self.desc, self.unit, self.count = int(total or 0), desc, unit, 0
+    self._stream = stream if stream is not None else sys.stderr
+    self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
+    self._interval = min_interval if self._tty else line_interval
+    self._width, self._last_draw = width, 0.0
+    self._t_start = time.perf_counter()
+    self._t_first, self._n_first = None, 0
+    self._draw(self._t_start)
+
+  def update(self, n: int = 1) -> None:
+    self.count += n
+    self.total = max(self.total, self.count) if self.total else 0
+    now = time.perf_counter()
+    if self._t_first is None:
+      self._t_first, self._n_first = now, self.count
+      self._draw(now)
+    elif now - self._last_draw >= self._interval:
+      self._draw(now)
+
+  def rate(self, now: float | None = None) -> float:
+    """Units per second since the first update (0 before it; over the whole run for a run that
+    ends within a second of its first update, e.g. one batch)."""
+    now = time.perf_counter() if now is None else now
+    if self._t_first is None:
+      return 0.0
+    if now - self._t_first < 1.0:
+      return self.count / max(now - self._t_start, 1e-9) if self.count > self._n_first else 0.0
+    return (self.count - self._n_first) / (now - self._t_first)
+
+  def text(self, now: float | None = None) -> str:
+    now = time.perf_counter() if now is None else now
+    rate = self.rate(now)
+    parts = [f"{self.desc}  {self.count}" + (f"/{self.total}" if self.total else "") + f" {self.unit}"]
+    if self.total:
+      done = int(self._width * self.count / self.total)
+      parts[0] += f" [{'#' * done}{'-' * (self._width - done)}] {100 * self.count // self.total:3d}%"
+    parts.append(f"{rate:.2f} {self.unit}/s" if rate else "starting")
+    if self.total and rate:
+      parts.append(f"ETA {_fmt((self.total - self.count) / rate)}")
+    parts.append(f"elapsed {_fmt(now - self._t_start)}")
+    return " | ".join(parts)
+
+  def close(self) -> None:
+    """Draws the final state (the total becomes the final count) and ends the line."""
+    self.total = self.count
+    self._draw(time.perf_counter(), final=True)
+
+  def _draw(self, now: float, final: bool = False) -> None:
+    self._last_draw = now
+    if self._tty:
+      self._stream.write("\r\033[K" + self.text(now) + ("\n" if final else ""))
+    else:
+      self._stream.write(self.text(now) + "\n")
+    self._stream.flush()
 
 
 def _fmt(seconds: float) -> str:

