@@ -160,6 +160,12 @@ def check_identity(directory: io.PathLike, config: ml_collections.ConfigDict) ->
           + ". Use another --workdir (nothing was changed in this one).")
 
 
+def _brief(e: Exception) -> str:
+  """One line of at most ~300 characters (TensorStore errors span pages)."""
+  text = " ".join(str(e).split())
+  return f"{type(e).__name__}: {text[:300]}{' ...' if len(text) > 300 else ''}"
+
+
 def _restore_step(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
                   data_iter: grain.DatasetIterator | None) -> Any:
   where = io.path(mngr.directory) / str(step)
@@ -171,7 +177,7 @@ def _restore_step(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
     state = mngr.restore(step, args=ocp.args.Composite(**items))["state"]
   except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report damage in many types
     raise CheckpointDamaged(f"{where}: cannot be restored into this model's state "
-                            f"({type(e).__name__}: {str(e)[:500]})") from e
+                            f"({_brief(e)})") from e
   verify(state, meta.get("checksums"), where)
   return state
 
@@ -202,7 +208,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any, data_iter: 
                       step, mngr.directory, damaged)
     logging.info("Restored checkpoint step %d from %s", step, mngr.directory)
     return state, damaged
-  raise CheckpointDamaged(f"No intact checkpoint in {mngr.directory}:\n  " + "\n  ".join(problems))
+  raise CheckpointDamaged(f"No intact, restorable checkpoint in {mngr.directory}:\n  " + "\n  ".join(problems))
 
 
 def set_aside(mngr: ocp.CheckpointManager, workdir: io.PathLike, damaged: list[int]) -> None:
@@ -249,7 +255,7 @@ def load_latest_state(workdir: io.PathLike, *, strict: bool = False) -> tuple[in
         try:
           state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
         except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report damage in many types
-          raise CheckpointDamaged(f"{where}: cannot be restored ({type(e).__name__}: {str(e)[:500]})") from e
+          raise CheckpointDamaged(f"{where}: cannot be restored ({_brief(e)})") from e
         verify(state, meta.get("checksums"), where)
       except CheckpointDamaged as e:
         if strict:
@@ -258,4 +264,4 @@ def load_latest_state(workdir: io.PathLike, *, strict: bool = False) -> tuple[in
         problems.append(str(e))
         continue
       return step, state
-  raise CheckpointDamaged(f"No intact checkpoint in {directory}:\n  " + "\n  ".join(problems))
+  raise CheckpointDamaged(f"No intact, restorable checkpoint in {directory}:\n  " + "\n  ".join(problems))

@@ -24,11 +24,19 @@ def _listing(root) -> dict[str, int]:
           for d, _, files in os.walk(root) for f in files}
 
 
+def _config(data_dir, **train_overrides):
+  """tiny_config with 64 features: arrays big enough for OCDBT to store them outside its
+  CRC-checked b-tree nodes, where changed bytes go unnoticed by TensorStore."""
+  c = tiny_config(data_dir, **train_overrides)
+  c.model.features = 64
+  return c
+
+
 @pytest.fixture(scope="module")
 def trained(small_data_dir, tmp_path_factory):
-  """A workdir with checkpoints at steps 2 and 4 (tiny SoSR-VDSR)."""
+  """A workdir with checkpoints at steps 2 and 4 (tiny SoSR-VDSR, 64 features)."""
   workdir = tmp_path_factory.mktemp("trained")
-  main.run(tiny_config(small_data_dir, num_steps=4), str(workdir))
+  main.run(_config(small_data_dir, num_steps=4), str(workdir))
   assert checkpointing.steps(workdir / "checkpoints") == [2, 4]
   return workdir
 
@@ -41,23 +49,22 @@ def copy(trained, tmp_path):
 
 # --- 4. damaged checkpoints -------------------------------------------------------------------
 
-def _array_files(step_dir):
-  """OCDBT data files of the state item, largest (the arrays) first."""
+def _array_file(step_dir):
+  """The largest OCDBT data file of the state item: the arrays (state/ocdbt.process_0/d/...)."""
   files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
-  return sorted(files, key=lambda p: -p.stat().st_size)
+  return max(files, key=lambda p: p.stat().st_size)
 
 
 def _flip(step_dir):
-  for p in _array_files(step_dir):
-    data = bytearray(p.read_bytes())
-    if len(data) > 4096:  # array data, not OCDBT tree nodes
-      for i in range(len(data) // 2, len(data) // 2 + 8):
-        data[i] ^= 0xFF
-      p.write_bytes(bytes(data))
+  p = _array_file(step_dir)
+  data = bytearray(p.read_bytes())
+  for i in range(len(data) // 2, len(data) // 2 + 8):
+    data[i] ^= 0xFF
+  p.write_bytes(bytes(data))
 
 
 def _truncate(step_dir):
-  p = _array_files(step_dir)[0]
+  p = _array_file(step_dir)
   p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
 
 
@@ -105,7 +112,7 @@ def test_byte_flip_without_checksums_would_be_silent(copy):
 def test_training_resumes_from_intact_checkpoint_and_sets_damaged_aside(copy, small_data_dir, trained, caplog):
   _flip(copy / "checkpoints" / "4")
   with caplog.at_level(logging.WARNING):
-    result = main.run(tiny_config(small_data_dir, num_steps=4), str(copy))
+    result = main.run(_config(small_data_dir, num_steps=4), str(copy))
   assert result["step"] == 4
   assert any("Fell back to the intact checkpoint at step 2" in r.getMessage() for r in caplog.records)
   assert (copy / "damaged_checkpoints" / "4" / "state").is_dir()
@@ -116,7 +123,7 @@ def test_training_resumes_from_intact_checkpoint_and_sets_damaged_aside(copy, sm
 
 def test_strict_restore_raises_naming_the_checkpoint(copy, small_data_dir):
   _truncate(copy / "checkpoints" / "4")
-  config = tiny_config(small_data_dir, num_steps=6, strict_restore=True)
+  config = _config(small_data_dir, num_steps=6, strict_restore=True)
   with pytest.raises(checkpointing.CheckpointDamaged, match=f"{copy / 'checkpoints' / '4'}.*strict_restore"):
     main.run(config, str(copy))
   assert not (copy / "damaged_checkpoints").exists()
@@ -125,7 +132,7 @@ def test_strict_restore_raises_naming_the_checkpoint(copy, small_data_dir):
 def test_all_checkpoints_damaged_is_an_error_listing_each(copy):
   for step in (2, 4):
     _empty_meta(copy / "checkpoints" / str(step))
-  with pytest.raises(checkpointing.CheckpointDamaged, match="No intact checkpoint") as e:
+  with pytest.raises(checkpointing.CheckpointDamaged, match="No intact, restorable checkpoint") as e:
     checkpointing.load_latest_state(str(copy))
   assert str(copy / "checkpoints" / "2") in str(e.value) and str(copy / "checkpoints" / "4") in str(e.value)
 
@@ -135,10 +142,10 @@ def test_workdir_of_another_loss_or_data_is_refused_and_untouched(change, copy, 
   if change == "loss_vdsr_recipe":  # the issue's case: a vdsr (MSE) config on a SoSR workdir
     other = vdsr.get_config("smoke")
     for key in ("data", "model", "optimizer", "train", "eval"):
-      other[key] = tiny_config(small_data_dir, num_steps=6)[key]
+      other[key] = _config(small_data_dir, num_steps=6)[key]
     pattern = "different run: loss"
   else:
-    other = tiny_config(small_data_dir, num_steps=6)
+    other = _config(small_data_dir, num_steps=6)
     other.data.patch_size = 16
     pattern = "different run: data"
   before = _listing(copy)
@@ -152,7 +159,7 @@ def test_refused_fresh_layout_creates_nothing(copy, small_data_dir):
   shutil.rmtree(copy / "tensorboard")
   os.remove(copy / "config.json")
   before = _listing(copy)
-  other = tiny_config(small_data_dir, num_steps=6)
+  other = _config(small_data_dir, num_steps=6)
   other.model.features = 16
   with pytest.raises(ValueError, match="different run: model"):
     main.run(other, str(copy))
