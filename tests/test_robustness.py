@@ -200,7 +200,7 @@ TINY_FLAGS = ["--config.model.num_layers=3", "--config.model.features=8", "--con
               "--config.eval.max_clips=2"]
 
 
-def test_sigterm_mid_run_checkpoints_and_resumes_to_the_same_parameters(small_data_dir, tmp_path):
+def test_sigterm_mid_run_checkpoints_and_resumes_to_the_same_parameters(small_data_dir, tmp_path, caplog):
   workdir = tmp_path / "preempted"
   proc = subprocess.Popen(
       [sys.executable, "-m", "arsr_jax.main", "--config", "configs/sosr_vdsr.py:smoke", "--workdir", str(workdir),
@@ -223,10 +223,12 @@ def test_sigterm_mid_run_checkpoints_and_resumes_to_the_same_parameters(small_da
   assert "stopped by SIGTERM" in err and "rerun the same command to resume" in err
   assert "Traceback" not in err
   stopped, _ = checkpointing.load_latest_state(str(workdir))
-  assert stopped >= 3
+  assert stopped >= 3 and f"stopped by SIGTERM at step {stopped} " in err  # its own checkpoint
   # Resume (a constant learning rate: num_steps changes nothing else) and compare with a straight run.
   final = stopped + 2
-  assert main.run(tiny_config(small_data_dir, num_steps=final), str(workdir))["step"] == final
+  with caplog.at_level(logging.INFO):
+    assert main.run(tiny_config(small_data_dir, num_steps=final), str(workdir))["step"] == final
+  assert any(f"Resuming from step {stopped}" in r.getMessage() for r in caplog.records)
   main.run(tiny_config(small_data_dir, num_steps=final), str(tmp_path / "straight"))
   step_a, a = checkpointing.load_latest_state(str(workdir))
   step_b, b = checkpointing.load_latest_state(str(tmp_path / "straight"))
