@@ -1,5 +1,6 @@
 """Faults as tests: preemption signals, damaged checkpoints, another run's workdir, impossible configs."""
 
+import json
 import logging
 import os
 import pathlib
@@ -164,6 +165,20 @@ def test_refused_fresh_layout_creates_nothing(copy, small_data_dir):
   with pytest.raises(ValueError, match="different run: model"):
     main.run(other, str(copy))
   assert _listing(copy) == before and not (copy / "tensorboard").exists()
+
+
+def test_checkpoint_of_an_older_version_restores_unverified(copy, caplog):
+  """Meta written before checksums, loss and data were recorded: restored, with a warning."""
+  for step in (2, 4):
+    p = copy / "checkpoints" / str(step) / "meta" / checkpointing.META_FILE
+    meta = json.loads(p.read_text())
+    p.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("checksums", "loss", "data")}))
+  with caplog.at_level(logging.WARNING):
+    assert checkpointing.load_latest_state(str(copy))[0] == 4
+  assert any("has no checksums" in r.getMessage() for r in caplog.records)
+  other = _config(None)
+  other.loss.name = "mse"
+  checkpointing.check_identity(copy / "checkpoints", other)  # loss not recorded: not compared
 
 
 def test_identity_ignores_keys_that_may_change_on_resume(small_data_dir):
