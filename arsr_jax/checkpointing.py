@@ -3,25 +3,47 @@
 A checkpoint step directory holds three items:
   state: the ``TrainState`` pytree (params, optimizer state, step, model state);
   data:  this process's grain iterator state (one file per process);
-  meta:  JSON with the model/scale/loss config, used to refuse restoring a
-         checkpoint of another model into this run.
+  meta:  JSON with the run's identity (model, discriminator, scale, loss, data for
+         SR; recognizer and data for recognizers), used to refuse restoring a
+         checkpoint of another run, and the sha256 of every array of ``state``.
 Saving is asynchronous; retention follows ``max_to_keep`` only.
+
+Restoring verifies the checksums. A damaged checkpoint (unreadable, truncated,
+bytes changed, empty) is reported with its path and the newest intact one is
+used instead; with ``strict=True`` (``train.strict_restore``) it is an error.
+The identity is checked first, by reading ``meta`` only: a refused workdir is
+left exactly as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import grain
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
+from jax.experimental import multihost_utils
 
 from arsr_jax import io
 
 # Config sections whose values must match for a checkpoint to be restored, per config.task.
-IDENTITY_KEYS = {"sr": ("model", "discriminator", "scale"), "recognition": ("task", "recognizer")}
+IDENTITY_KEYS = {"sr": ("model", "discriminator", "scale", "loss", "data"),
+                 "recognition": ("task", "recognizer", "data")}
+# data.* keys that may change between invocations of one run: where the data lives, how it is read,
+# which split is evaluated. Everything else under data shapes what is trained.
+RESUMABLE_DATA_KEYS = ("data_dir", "worker_count", "read_threads", "eval_split")
+ITEMS = ("state", "data", "meta")
+META_FILE = "metadata"  # what ocp.JsonCheckpointHandler names its file inside the item directory
+
+
+class CheckpointDamaged(ValueError):
+  """A checkpoint that cannot be read back as it was written."""
 
 
 def identity_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -29,54 +51,181 @@ def identity_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 
 def manager(workdir: io.PathLike, *, max_to_keep: int, async_save: bool = True) -> ocp.CheckpointManager:
-  """The CheckpointManager of ``workdir/checkpoints`` (local or a URL such as gs://...)."""
+  """The CheckpointManager of ``workdir/checkpoints`` (local or a URL such as gs://...); creates it."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=async_save)
-  return ocp.CheckpointManager(io.path(workdir) / "checkpoints", options=options,
-                               item_names=("state", "data", "meta"))
+  return ocp.CheckpointManager(io.path(workdir) / "checkpoints", options=options, item_names=ITEMS)
 
 
 def run_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  return {k: (config[k].to_dict() if isinstance(config[k], ml_collections.ConfigDict) else config[k])
-          for k in identity_keys(config)}
+  """The identity sections of ``config`` as JSON values (tuples become lists, as in the meta file)."""
+  out = {}
+  for k in identity_keys(config):
+    v = config[k].to_dict() if isinstance(config[k], ml_collections.ConfigDict) else config[k]
+    if k == "data":
+      v = {key: x for key, x in v.items() if key not in RESUMABLE_DATA_KEYS}
+    out[k] = v
+  return json.loads(json.dumps(out))
+
+
+def _path_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _host(x) -> np.ndarray:
+  """``x`` on the host; a replicated array that spans processes is read from a local copy."""
+  if isinstance(x, jax.Array):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x = jax.random.key_data(x)
+    if not x.is_fully_addressable:
+      if not x.is_fully_replicated:
+        raise ValueError("checksums need replicated or process-local arrays")
+      x = x.addressable_data(0)
+  return np.ascontiguousarray(np.asarray(x))
+
+
+def checksums(tree: Any) -> dict[str, str]:
+  """{leaf path: sha256 of its dtype, shape and bytes} of an array pytree."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    a = _host(leaf)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    out[_path_name(path)] = h.hexdigest()
+  return out
+
+
+def verify(tree: Any, want: dict[str, str] | None, where: epath.Path) -> None:
+  """Raises CheckpointDamaged naming ``where`` when ``tree``'s checksums differ from ``want``."""
+  if want is None:
+    logging.warning("Checkpoint %s has no checksums (written by an older arsr_jax); not verified", where)
+    return
+  have = checksums(tree)
+  if set(have) == set(want):
+    bad = sorted(k for k in want if have[k] != want[k])
+  else:  # restored without the saved tree structure (names differ): compare the digests themselves
+    bad = ["(arrays)"] if sorted(have.values()) != sorted(want.values()) else []
+  if bad:
+    raise CheckpointDamaged(f"{where}: the restored arrays differ from what was saved "
+                            f"(checksum mismatch in {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''})")
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter: grain.DatasetIterator | None,
          config: ml_collections.ConfigDict) -> None:
-  items = {"state": ocp.args.StandardSave(state),
-           "meta": ocp.args.JsonSave({"step": step, **run_identity(config)})}
+  meta = {"step": step, **run_identity(config), "checksums": checksums(state)}
+  items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
   if data_iter is not None:
     items["data"] = grain.checkpoint.CheckpointSave(data_iter)
   mngr.save(step, args=ocp.args.Composite(**items))
 
 
-def check_identity(mngr: ocp.CheckpointManager, step: int, config: ml_collections.ConfigDict) -> None:
-  """Raises if the checkpoint at ``step`` was written for another model or scale."""
-  meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+def steps(directory: io.PathLike) -> list[int]:
+  """Step numbers of the checkpoint directories in ``directory``, ascending; reads only."""
+  directory = io.path(directory)
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def read_meta(directory: io.PathLike, step: int) -> dict[str, Any]:
+  """The ``meta`` item of a step; CheckpointDamaged names the file when it is missing or unreadable."""
+  p = io.path(directory) / str(step) / "meta" / META_FILE
+  try:
+    meta = json.loads(p.read_text())
+  except (OSError, ValueError) as e:
+    raise CheckpointDamaged(f"{p}: unreadable checkpoint metadata ({type(e).__name__}: {e})") from e
+  if not isinstance(meta, dict):
+    raise CheckpointDamaged(f"{p}: checkpoint metadata is not a JSON object")
+  return meta
+
+
+def check_identity(directory: io.PathLike, config: ml_collections.ConfigDict) -> None:
+  """Raises if a checkpoint in ``directory`` was written for another run; writes nothing.
+
+  Every readable ``meta`` is compared (damaged ones are left to ``restore_latest``); keys an
+  older checkpoint did not record are not compared.
+  """
+  directory = io.path(directory)
   want = run_identity(config)
-  have = {k: meta.get(k) for k in want}
-  if have != want:
-    diffs = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
-    raise ValueError(
-        f"The checkpoint at step {step} in {mngr.directory} was written for a different run: "
-        + "; ".join(f"{k}: checkpoint has {h}, config asks for {w}" for k, (h, w) in diffs.items())
-        + ". Use another --workdir (nothing was changed in this one).")
+  for step in reversed(steps(directory)):
+    try:
+      meta = read_meta(directory, step)
+    except CheckpointDamaged:
+      continue
+    diffs = {k: (meta[k], want[k]) for k in want if k in meta and meta[k] != want[k]}
+    if diffs:
+      raise ValueError(
+          f"The checkpoint at step {step} in {directory} was written for a different run: "
+          + "; ".join(f"{k}: checkpoint has {h}, config asks for {w}" for k, (h, w) in diffs.items())
+          + ". Use another --workdir (nothing was changed in this one).")
 
 
-def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
-            data_iter: grain.DatasetIterator | None, config: ml_collections.ConfigDict) -> Any:
-  """Restores state (with the shardings of ``abstract_state``) and, in place, the iterator."""
-  check_identity(mngr, step, config)
+def _brief(e: Exception) -> str:
+  """One line of at most ~300 characters (TensorStore errors span pages)."""
+  text = " ".join(str(e).split())
+  return f"{type(e).__name__}: {text[:300]}{' ...' if len(text) > 300 else ''}"
+
+
+def _restore_step(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
+                  data_iter: grain.DatasetIterator | None) -> Any:
+  where = io.path(mngr.directory) / str(step)
+  meta = read_meta(mngr.directory, step)
   items = {"state": ocp.args.StandardRestore(abstract_state)}
   if data_iter is not None:
     items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
   try:
-    restored = mngr.restore(step, args=ocp.args.Composite(**items))
-  except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"Checkpoint at step {step} in {mngr.directory} does not match this model's "
-                     f"parameters/optimizer state: {e}") from e
-  logging.info("Restored checkpoint step %d from %s", step, mngr.directory)
-  return restored["state"]
+    state = mngr.restore(step, args=ocp.args.Composite(**items))["state"]
+  except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report damage in many types
+    raise CheckpointDamaged(f"{where}: cannot be restored into this model's state "
+                            f"({_brief(e)})") from e
+  verify(state, meta.get("checksums"), where)
+  return state
+
+
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any, data_iter: grain.DatasetIterator | None,
+                   *, strict: bool = False) -> tuple[Any, list[int]]:
+  """(state of the newest intact checkpoint, damaged newer steps); restores ``data_iter`` in place.
+
+  The state gets the shardings of ``abstract_state``. A damaged checkpoint is logged with its
+  path and skipped, or raises with ``strict``; none intact raises, listing each one's problem.
+  """
+  found = steps(mngr.directory)
+  if not found:
+    raise FileNotFoundError(f"No checkpoint in {mngr.directory}")
+  damaged, problems = [], []
+  for step in reversed(found):
+    try:
+      state = _restore_step(mngr, step, abstract_state, data_iter)
+    except CheckpointDamaged as e:
+      if strict:
+        raise CheckpointDamaged(f"Damaged checkpoint {e} (train.strict_restore=True: no fallback)") from e
+      logging.warning("Damaged checkpoint %s; trying the previous one", e)
+      damaged.append(step)
+      problems.append(str(e))
+      continue
+    if damaged:
+      logging.warning("Fell back to the intact checkpoint at step %d in %s (damaged: steps %s)",
+                      step, mngr.directory, damaged)
+    logging.info("Restored checkpoint step %d from %s", step, mngr.directory)
+    return state, damaged
+  raise CheckpointDamaged(f"No intact, restorable checkpoint in {mngr.directory}:\n  " + "\n  ".join(problems))
+
+
+def set_aside(mngr: ocp.CheckpointManager, workdir: io.PathLike, damaged: list[int]) -> None:
+  """Moves damaged step directories to ``workdir/damaged_checkpoints`` (new saves reuse their steps)."""
+  if jax.process_index() == 0:
+    target = io.path(workdir) / "damaged_checkpoints"
+    target.mkdir(parents=True, exist_ok=True)
+    for step in damaged:
+      src, dst = io.path(mngr.directory) / str(step), target / str(step)
+      n = 1
+      while dst.exists():
+        dst, n = target / f"{step}.{n}", n + 1
+      src.rename(dst)
+      logging.warning("Moved the damaged checkpoint %s to %s", src, dst)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("arsr_jax.checkpointing.set_aside")
+  mngr.reload()
 
 
 def abstract(tree: Any, sharding: jax.sharding.Sharding) -> Any:
@@ -84,22 +233,39 @@ def abstract(tree: Any, sharding: jax.sharding.Sharding) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
-def load_latest_state(workdir: io.PathLike) -> tuple[int, Any]:
-  """(step, state as a nested dict of arrays) of the newest checkpoint in ``workdir``.
+def load_latest_state(workdir: io.PathLike, *, strict: bool = False) -> tuple[int, Any]:
+  """(step, state as a nested dict of arrays) of the newest intact checkpoint in ``workdir``.
 
-  For inspection and frozen use; training restores through ``restore``. Arrays land on this
-  process's first device, whatever topology wrote them (a TPU pod's run restores on a laptop).
+  For inspection and frozen use; training restores through ``restore_latest``. Damaged
+  checkpoints are skipped with a warning naming them (an error with ``strict``). Arrays land on
+  this process's first device, whatever topology wrote them (a TPU pod's run restores on a laptop).
   """
   directory = io.path(workdir) / "checkpoints"
   if not directory.is_dir():
     raise FileNotFoundError(f"No checkpoints directory in {workdir}")
-  with ocp.CheckpointManager(directory, item_names=("state", "data", "meta"),
+  with ocp.CheckpointManager(directory, item_names=ITEMS,
                              options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
-    step = mngr.latest_step()
-    if step is None:
+    found = steps(directory)
+    if not found:
       raise FileNotFoundError(f"No checkpoint in {directory}")
-    tree = ocp.StandardCheckpointer().metadata(directory / str(step) / "state").item_metadata
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
-  return step, state
+    problems = []
+    for step in reversed(found):
+      where = directory / str(step)
+      try:
+        meta = read_meta(directory, step)
+        try:
+          tree = ocp.StandardCheckpointer().metadata(where / "state").item_metadata
+          target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+          state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+        except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report damage in many types
+          raise CheckpointDamaged(f"{where}: cannot be restored ({_brief(e)})") from e
+        verify(state, meta.get("checksums"), where)
+      except CheckpointDamaged as e:
+        if strict:
+          raise
+        logging.warning("Damaged checkpoint %s; trying the previous one", e)
+        problems.append(str(e))
+        continue
+      return step, state
+  raise CheckpointDamaged(f"No intact, restorable checkpoint in {directory}:\n  " + "\n  ".join(problems))

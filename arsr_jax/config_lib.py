@@ -82,6 +82,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.ema_decay = ml_collections.config_dict.placeholder(float)
   # Progressive growing: the network's fade-in alpha goes 0 -> 1 over this many steps (None = no fade).
   c.train.fade_steps = ml_collections.config_dict.placeholder(int)
+  # Restoring: a damaged latest checkpoint (checksum mismatch, unreadable) is skipped for the newest
+  # intact one with a warning naming it; True raises instead.
+  c.train.strict_restore = False
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 64
@@ -173,11 +176,51 @@ FREE_SECTIONS = ("model", "loss", "discriminator", "recognizer")
 
 MODES = ("train", "eval")
 TASKS = ("sr", "recognition", "evaluate")
+SCALES = (1, 2, 3, 4, 8)
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+
+# key -> (test, what it must be); None passes where the key is optional (a placeholder).
+def _INT(lo: int):
+  return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _OPTIONAL(test):
+  return lambda v: v is None or test(v)
+
+
+VALUE_RULES = {
+    "scale": (lambda v: v in SCALES, f"one of {SCALES}"),
+    "compute_dtype": (lambda v: v in COMPUTE_DTYPES, f"one of {COMPUTE_DTYPES}"),
+    "train.batch_size": (_INT(1), "an integer >= 1"),
+    "train.num_steps": (_INT(1), "an integer >= 1"),
+    "train.log_every": (_INT(1), "an integer >= 1"),
+    "train.checkpoint_every": (_INT(1), "an integer >= 1"),
+    "train.keep_checkpoints": (_INT(1), "an integer >= 1"),
+    "train.steps_per_run": (_OPTIONAL(_INT(1)), "None or an integer >= 1"),
+    "train.fade_steps": (_OPTIONAL(_INT(1)), "None or an integer >= 1"),
+    "train.ema_decay": (_OPTIONAL(lambda v: 0.0 <= v < 1.0), "None or a number in [0, 1)"),
+    "optimizer.learning_rate": (lambda v: v > 0, "a number > 0"),
+    "optimizer.warmup_steps": (_INT(0), "an integer >= 0"),
+    "optimizer.grad_clip_norm": (lambda v: v >= 0, "a number >= 0"),
+    "eval.batch_size": (_INT(1), "an integer >= 1"),
+    "eval.max_clips": (_OPTIONAL(_INT(1)), "None or an integer >= 1"),
+    "eval.num_segments": (_INT(1), "an integer >= 1"),
+    "eval.moving_threshold": (lambda v: v >= 0, "a number >= 0"),
+    "data.patch_size": (_INT(0), "an integer >= 0 (0 = whole frame)"),
+    "data.input_frames": (_INT(1), "an integer >= 1"),
+    "data.clip_length": (_INT(1), "an integer >= 1"),
+    "data.num_segments": (_INT(1), "an integer >= 1"),
+    "data.new_length": (_INT(1), "an integer >= 1"),
+    "data.crop_size": (_INT(0), "an integer >= 0"),
+    "data.resize": (_INT(0), "an integer >= 0"),
+    "data.worker_count": (_INT(0), "an integer >= 0"),
+    "data.read_threads": (_INT(1), "an integer >= 1"),
+}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming any key that the defaults do not know (typos would be ignored),
-  or a mode/task that does not exist."""
+  a mode/task that does not exist, or a value that cannot work (``VALUE_RULES``)."""
   base = get_base_config()
   if config.get("mode", "train") not in MODES:
     raise ValueError(f"Unknown mode {config.mode!r}; use one of {MODES}")
@@ -197,6 +240,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
         problems.append(f"'{key}.{sub}'" + (f" (did you mean '{key}.{hint[0]}'?)" if hint else ""))
   if problems:
     raise ValueError("Unknown config key(s): " + ", ".join(problems))
+  bad = []
+  for key, (test, want) in VALUE_RULES.items():
+    section, _, leaf = key.rpartition(".")
+    node = config[section] if section else config
+    if leaf not in node:
+      continue
+    value = node[leaf]
+    try:
+      ok = bool(test(value))
+    except TypeError:
+      ok = False
+    if not ok:
+      bad.append(f"{key}={value!r} (must be {want})")
+  if bad:
+    raise ValueError("Invalid config value(s): " + "; ".join(bad))
 
 
 # ---------------------------------------------------------------------------

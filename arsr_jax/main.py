@@ -5,11 +5,17 @@ The config's ``task`` says what runs: an SR recipe (configs/<recipe>.py), a reco
 
 Any config value can be overridden on the command line, e.g.
 ``--config.train.batch_size=8`` or ``--config.mode=eval``.
+
+Exit status: 0 done; 2 a config that cannot work (unknown key, bad value: one line on stderr);
+128 + signal number (143 SIGTERM, 130 SIGINT) when a signal stopped training cleanly at a
+checkpoint: rerun the same command to resume.
 """
 
 from __future__ import annotations
 
 import logging as pylogging
+import signal
+import sys
 from typing import Any, Callable
 
 import ml_collections
@@ -51,8 +57,32 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
   sharding.maybe_initialize_distributed(FLAGS.distributed)
+  try:
+    config_lib.validate(FLAGS.config)
+  except ValueError as e:
+    _exit_usage(str(e))
   logging.info("Config:\n%s", FLAGS.config)
-  run(FLAGS.config, FLAGS.workdir)
+  result = run(FLAGS.config, FLAGS.workdir)
+  if result.get("stopped_by"):
+    print(f"arsr_jax.main: stopped by {result['stopped_by']} at step {result['step']} with a checkpoint in "
+          f"{FLAGS.workdir}; rerun the same command to resume.", file=sys.stderr)
+    sys.exit(128 + signal.Signals[result["stopped_by"]].value)
+
+
+def _exit_usage(message: str) -> None:
+  print(f"arsr_jax.main: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing; a bad --config.* override is one line on stderr (exit 2), not a traceback."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    text = " ".join(str(a) for a in e.args).replace("\\n", " ").replace("\\'", "'")
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a KeyError's repr
+      text = text[1:-1]
+    _exit_usage(f"bad --config: {' '.join(text.split()) or type(e).__name__}")
 
 
 def define_flags() -> None:
@@ -67,4 +97,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

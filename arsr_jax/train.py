@@ -14,12 +14,17 @@ checkpoint in ``workdir`` together with the input iterator. After training
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import threading
 from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from arsr_jax import checkpointing, config_lib, io, sharding
 from arsr_jax.steps.state import TrainState
@@ -61,27 +66,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
   """Trains ``job`` (resuming from ``workdir`` if it holds checkpoints), then evaluates.
 
   Returns the evaluation results (also in ``workdir/results.json``), or
-  {'step', 'finished': False} when ``train.steps_per_run`` stopped early.
+  {'step', 'finished': False} when ``train.steps_per_run`` stopped early, with
+  'stopped_by': 'SIGTERM' | 'SIGINT' when a signal stopped it (checkpoint written).
+  A workdir holding another run's checkpoints is refused before anything is written.
   """
   config_lib.validate(config)
   workdir = io.path(workdir)
+  checkpointing.check_identity(workdir / "checkpoints", config)  # reads only
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
   per_process_batch = sharding.check_batch_size(config.train.batch_size, mesh)
   sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   abstract_state = checkpointing.abstract(jax.eval_shape(job.init_fn, init_rng), repl)
+  has_checkpoints = bool(checkpointing.steps(workdir / "checkpoints"))
+  if config.mode == "eval" and not has_checkpoints:
+    raise FileNotFoundError(f"mode=eval: no checkpoint in {workdir / 'checkpoints'}; train first")
+  strict = config.train.get("strict_restore", False)
   mngr = checkpointing.manager(workdir, max_to_keep=config.train.keep_checkpoints)
-  latest = mngr.latest_step()
   writer = EventWriter(workdir / "tensorboard")
+  stopped_by = None
 
   if config.mode == "eval":
-    if latest is None:
-      raise FileNotFoundError(f"mode=eval: no checkpoint in {mngr.directory}; train first")
-    state = checkpointing.restore(mngr, latest, abstract_state, None, config)
+    state, _ = checkpointing.restore_latest(mngr, abstract_state, None, strict=strict)
   else:
     data_iter = job.iterator(per_process_batch)
-    if latest is None:
+    if not has_checkpoints:
       state = jax.jit(job.init_fn, out_shardings=repl)(init_rng)
       if config.train.get("init_from"):
         if job.init_from is None:
@@ -89,13 +99,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
         state = job.init_from(state, config.train.init_from)
       logging.info("Initialized %s", job.describe(state))
     else:
-      state = checkpointing.restore(mngr, latest, abstract_state, data_iter, config)
+      state, damaged = checkpointing.restore_latest(mngr, abstract_state, data_iter, strict=strict)
+      if damaged:
+        checkpointing.set_aside(mngr, workdir, damaged)
       logging.info("Resuming from step %d", int(state.step))
     _write_config(workdir, config)
-    state = _train(config, job, mesh, state, data_iter, step_rng, mngr, writer)
+    state, stopped_by = _train(config, job, mesh, state, data_iter, step_rng, mngr, writer)
   mngr.wait_until_finished()
   mngr.close()
 
+  if stopped_by:
+    logging.warning("Stopped by %s at step %d of %d; the checkpoint is in %s. Run the same command "
+                    "again to resume.", stopped_by, int(state.step), config.train.num_steps, mngr.directory)
+    writer.close()
+    return {"step": int(state.step), "finished": False, "stopped_by": stopped_by}
   if int(state.step) < config.train.num_steps:
     logging.info("Stopped at step %d of %d (train.steps_per_run); run again to resume.",
                  int(state.step), config.train.num_steps)
@@ -122,7 +139,52 @@ def _write_config(workdir, config: ml_collections.ConfigDict) -> None:
     io.write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
 
 
+class _StopSignals:
+  """Within ``with``: SIGTERM/SIGINT set ``self.name`` instead of killing the run (main thread only).
+
+  A second signal of the same kind acts as the previous handler would (e.g. Ctrl-C twice). The
+  previous handlers are restored on exit. ``requested()`` agrees across processes.
+  """
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.name, self._previous = None, {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def _handle(self, signum, frame):
+    name = signal.Signals(signum).name
+    if self.name == name:  # asked twice: stop now, as without this handler
+      previous = self._previous[signum]
+      signal.signal(signum, previous)
+      if callable(previous):
+        previous(signum, frame)
+      else:
+        os.kill(os.getpid(), signum)
+      return
+    logging.warning("%s received: finishing this step and writing a checkpoint (send it again to stop now)",
+                    name)
+    self.name = name
+
+  def requested(self) -> str | None:
+    """The signal that asked to stop, in every process when any one received it (a collective)."""
+    if jax.process_count() == 1:
+      return self.name
+    code = self.SIGNALS.index(signal.Signals[self.name]) + 1 if self.name else 0
+    codes = multihost_utils.process_allgather(np.int32(code))
+    return self.SIGNALS[int(np.max(codes)) - 1].name if np.max(codes) else None
+
+
 def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
+  """Runs the steps; returns (state, name of the signal that stopped it or None)."""
   tcfg = config.train
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   p_train_step = jax.jit(job.train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
@@ -131,33 +193,39 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
   start = int(state.step)
   if start >= tcfg.num_steps:
     logging.info("Checkpoint is at step %d >= train.num_steps=%d: nothing to train", start, tcfg.num_steps)
-    return state
+    return state, None
   stop = tcfg.num_steps if not tcfg.get("steps_per_run") else min(tcfg.num_steps, start + tcfg.steps_per_run)
   progress = Progress(tcfg.num_steps, start)
-  acc, count, checked = None, 0, start
-  for step in range(start, stop):
-    batch = sharding.to_global(next(data_iter), mesh)
-    state, m = p_train_step(state, batch, frozen, rng)
-    acc = m if acc is None else jax.tree.map(jnp.add, acc, m)  # on the device, asynchronously
-    count += 1
-    done = step + 1
-    is_log = done % tcfg.log_every == 0 or done == stop
-    is_ckpt = done % tcfg.checkpoint_every == 0 or done == stop
-    if is_log or is_ckpt:
-      values = {k: float(v) / count for k, v in jax.device_get(acc).items()}
-      if values["nonfinite"] > 0:
-        mngr.wait_until_finished()
-        raise FloatingPointError(
-            f"Non-finite loss or gradients between steps {checked + 1} and {done}; training stopped. "
-            f"The last good checkpoint (step {mngr.latest_step()}) in {mngr.directory} is intact. "
-            "Lower optimizer.learning_rate or check the input data.")
-      checked = done
-      if is_log:
-        values.pop("nonfinite")
-        writer.scalars(done, {f"train/{k}": v for k, v in values.items()})
-        progress.line(done, values)
-        acc, count = None, 0
-      if is_ckpt:
-        checkpointing.save(mngr, done, state, data_iter, config)
+  acc, count, checked, stopped_by = None, 0, start, None
+  with _StopSignals() as signals:
+    for step in range(start, stop):
+      batch = sharding.to_global(next(data_iter), mesh)
+      state, m = p_train_step(state, batch, frozen, rng)
+      acc = m if acc is None else jax.tree.map(jnp.add, acc, m)  # on the device, asynchronously
+      count += 1
+      done = step + 1
+      stopped_by = signals.requested()
+      is_log = done % tcfg.log_every == 0 or done == stop or stopped_by
+      is_ckpt = done % tcfg.checkpoint_every == 0 or done == stop or stopped_by
+      if is_log or is_ckpt:
+        values = {k: float(v) / count for k, v in jax.device_get(acc).items()}
+        if values["nonfinite"] > 0:
+          mngr.wait_until_finished()
+          raise FloatingPointError(
+              f"Non-finite loss or gradients between steps {checked + 1} and {done}; training stopped. "
+              f"The last good checkpoint (step {mngr.latest_step()}) in {mngr.directory} is intact. "
+              "Lower optimizer.learning_rate or check the input data.")
+        checked = done
+        if is_log:
+          values.pop("nonfinite")
+          writer.scalars(done, {f"train/{k}": v for k, v in values.items()})
+          progress.line(done, values)
+          acc, count = None, 0
+        if is_ckpt:
+          checkpointing.save(mngr, done, state, data_iter, config)
+      if stopped_by:
+        break
+    mngr.wait_until_finished()  # a signal arriving now is still caught: the checkpoint completes
+    stopped_by = stopped_by or signals.requested()  # e.g. during the last save: skip the evaluation
   writer.flush()
-  return state
+  return state, stopped_by
