@@ -127,3 +127,15 @@ def test_bias_lr_factor_scales_only_biases():
   # SGD step: -lr * (g + wd * p); bias lr is 1/10 of the filters' (ICCV'19 Sec. 4)
   np.testing.assert_allclose(updates["conv"]["kernel"], -1e-3 * (1 + 1e-4), rtol=1e-6)
   np.testing.assert_allclose(updates["conv"]["bias"], -1e-4 * (1 + 1e-4), rtol=1e-6)
+
+
+def test_loss_terms_at_init_give_the_equal_scale_alpha(small_data_dir):
+  """benchmarks/sosr_alpha.py's measurement at tiny size: WMSE and perceptual of the initial VDSR."""
+  from arsr_jax.jobs import sr as sr_job
+  c = config_lib.recipe("sosr_vdsr", "smoke", {
+      "data.data_dir": small_data_dir, "train.batch_size": 2, "loss.perceptual_weight": 0.5,
+      "loss.perceptual_weights": "random", "loss.perceptual_layer": "conv2_2"})
+  terms = sr_job.loss_terms_at_init(c, num_batches=1)
+  assert terms["wmse"] > 0 and terms["perceptual"] > 0
+  a = terms["wmse"] / (terms["wmse"] + terms["perceptual"])
+  assert (1 - a) * terms["wmse"] == pytest.approx(a * terms["perceptual"])  # "at the same scale" (ICCV'19 Sec. 4)
