@@ -139,3 +139,32 @@ def test_loss_terms_at_init_give_the_equal_scale_alpha(small_data_dir):
   assert terms["wmse"] > 0 and terms["perceptual"] > 0
   a = terms["wmse"] / (terms["wmse"] + terms["perceptual"])
   assert (1 - a) * terms["wmse"] == pytest.approx(a * terms["perceptual"])  # "at the same scale" (ICCV'19 Sec. 4)
+
+
+def _diff(a, b):
+  fa, fb = _flat(a.to_dict()), _flat(b.to_dict())
+  return {k for k in fa.keys() | fb.keys() if fa.get(k, "<missing>") != fb.get(k, "<missing>")}
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+  return out
+
+
+def test_full_size_studies_are_the_full_recipes():
+  """--size full = configs/<recipe>.py (no variant) with only dataset and run length changed."""
+  from arsr_jax import real_study, study
+  allowed = {"data.name", "data.data_dir", "train.num_steps", "optimizer.boundaries", "optimizer_d.boundaries",
+             "scale", "train.init_from"}
+  recipes = {"tsn_rgb": ("recognizer", "tsn_rgb"), "tsn_flow": ("recognizer", "tsn_flow"), "vdsr": ("vdsr", ""),
+             "sosr": ("sosr_vdsr", ""), "tosr": ("tosr1_vdsr", ""), "dvsr_stage1": ("dvsr_progressive", "stage1"),
+             "dvsr_stage2": ("dvsr_progressive", "stage2"), "dvsr_stage3": ("dvsr_progressive", "stage3")}
+  built = dict(study.runs("full", "/tmp/tfds"))
+  built.update(real_study.runs(8, "full", "/tmp/tfds", "/tmp/w"))
+  assert set(built) == set(recipes)
+  for name, config in built.items():
+    assert _diff(config, _c(*recipes[name])) <= allowed, name
+  assert built["tsn_flow"].train.num_steps == 20_000 and built["sosr"].loss.perceptual_weight == pytest.approx(2.87e-4)
+  assert built["dvsr_stage2"].train.fade_steps == 200 and built["dvsr_stage3"].model.features == 32
