@@ -85,6 +85,8 @@ def test_attention_recipe_and_objective_follow_eq_1():
   assert (c.loss.l1_weight, c.loss.attention_l1_weight, c.loss.attention_action_weight, c.loss.sparsity_weight) == (
       0.0, 1.0, 1.0, 5e-4)
   assert c.loss.action_weight == 0.0 and _c("dvsr_progressive_attention", "l1_plus").loss.l1_weight == 1.0
+  j = _c("dvsr_progressive_attention", "joint")
+  assert (j.loss.l1_weight, j.loss.action_weight) == (1.0, 0.5)  # Sec. IV-B: lambda_rec 1, lambda_att 0.5
   logits = jnp.array([[2.0, 0.0]])
   clf = losses.Classifier(apply=lambda v, clip: logits * jnp.mean(clip), variables={})
   objective, frozen = losses.build_objective(c.loss, classifier=clf)
