@@ -170,3 +170,13 @@ def test_full_size_studies_are_the_full_recipes():
     assert _diff(config, _c(*recipes[name])) <= allowed, name
   assert built["tsn_flow"].train.num_steps == 20_000 and built["sosr"].loss.perceptual_weight == pytest.approx(2.87e-4)
   assert built["dvsr_stage2"].train.fade_steps == 200 and built["dvsr_stage3"].model.features == 32
+
+
+def test_sosr_paper_variant_trains_two_steps(small_data_dir, tmp_path):
+  """The paper variant (SGD, bias lr x0.1 through optax.masked inside the per-network optimizer) runs."""
+  from arsr_jax import main
+  c = config_lib.recipe("sosr_vdsr", "paper,smoke", {"data.data_dir": small_data_dir, "train.num_steps": 2,
+                                                      "train.checkpoint_every": 2, "eval.max_clips": 1})
+  c.model.num_layers, c.model.features = 2, 8
+  res = main.run(c, str(tmp_path))
+  assert res["step"] == 2 and np.isfinite(res["model"]["psnr"])
