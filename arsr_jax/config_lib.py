@@ -164,10 +164,21 @@ def apply_smoke(c: ml_collections.ConfigDict, *, patch_size: int = 32, steps: in
   c.eval.batch_size = 16
 
 
+def set_run_length(c: ml_collections.ConfigDict, num_steps: int) -> ml_collections.ConfigDict:
+  """Sets train.num_steps, scaling step-schedule boundaries with it (a recipe's schedule keeps its
+  shape, e.g. SoSR's /10 every quarter); the fade-in (a per-iteration rate in the papers) is kept."""
+  old = int(c.train.num_steps)
+  for opt in ("optimizer", "optimizer_d"):
+    if opt in c and c[opt].get("boundaries"):
+      c[opt].boundaries = tuple(max(1, round(b * num_steps / old)) for b in c[opt].boundaries)
+  c.train.num_steps = int(num_steps)
+  return c
+
+
 # Optional keys a recipe may add to a section beyond the defaults above.
 OPTIONAL_KEYS = {
-    "optimizer": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor"},
-    "optimizer_d": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor"},
+    "optimizer": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor", "bias_lr_factor"},
+    "optimizer_d": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor", "bias_lr_factor"},
     "eval": {"border"},
 }
 # Sections whose keys are checked by their consumer (models.build_model, losses.build_objective).
@@ -339,7 +350,8 @@ def progressive_dvsr_recipe(variant: set[str]) -> ml_collections.ConfigDict:
   c.data.patch_size = 64
   c.loss.name = "l1"
   c.train.batch_size = 8
-  c.train.fade_steps = 5_000 if c.model.stage > 1 else None  # ~2 epochs of the paper's data
+  # TinyVIRAT Sec. IV-B: alpha "set to 0 initially and increased by 5e-3 after each iteration".
+  c.train.fade_steps = 200 if c.model.stage > 1 else None
   c.optimizer.learning_rate = 2e-4
   c.optimizer.b1, c.optimizer.b2 = 0.5, 0.9
   if "smoke" in variant:

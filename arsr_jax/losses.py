@@ -226,7 +226,7 @@ def _attention_objective(cfg: ml_collections.ConfigDict, classifier: Classifier)
   A progressive DVSR with a foreground attention branch (``model.attention=True``;
   the network returns {'sr', 'attention'}) trained with
 
-    l1_weight * L1(SR, HR)
+    l1_weight * L1(SR, HR)                                plain reconstruction (default 0)
     + attention_l1_weight * mean(sg(A) * |SR - HR|)       reconstruction weighted by the map
     + attention_action_weight * CE(C(sg(SR) * A), y)      weak supervision of the map through C
     + sparsity_weight * mean(A)                           L1 sparsity of the map
@@ -234,10 +234,16 @@ def _attention_objective(cfg: ml_collections.ConfigDict, classifier: Classifier)
 
   where C is the frozen ``classifier``, sg stops gradients, A (B, T, H, W, 1) is in
   [0, 1] and y the clip's label (class index: softmax CE; multi-hot: sigmoid BCE).
+  Defaults are the paper's phase 2: eq. 1 weights the reconstruction by F_att alone
+  ("For the first phase training F_att is set to 1", Sec. III-B.4), eq. 2 adds CE through
+  A and lambda * ||F_att||_1; the released conf/228l.py has exactly the keys
+  l1_wloc 1.0 (detach_loc), loc 1.0 (CrossEntropyLoss) and loc_reg 5e-4 and no 'l1'
+  key, so its trainer's plain L1 weight is 0. ``l1_weight=1`` (per-pixel weight 1 + A)
+  is configs/dvsr_progressive_attention.py's 'l1_plus' variant.
   Batches need labels (``data.with_labels=True``) and full-size clips (patch_size 0)
   so the classifier sees what it was trained on.
   """
-  w = {k: float(cfg.get(k, d)) for k, d in (("l1_weight", 1.0), ("attention_l1_weight", 1.0),
+  w = {k: float(cfg.get(k, d)) for k, d in (("l1_weight", 0.0), ("attention_l1_weight", 1.0),
                                              ("attention_action_weight", 1.0), ("sparsity_weight", 5e-4),
                                              ("action_weight", 0.0))}
 

@@ -3,11 +3,13 @@
 ``config.optimizer`` keys: name (adam | adamw | sgd), learning_rate,
 schedule (constant | cosine | step), warmup_steps, boundaries/decay_factor
 (step schedule, boundaries in steps), b1, b2, weight_decay, momentum,
-grad_clip_norm (0 disables).
+grad_clip_norm (0 disables), bias_lr_factor (learning rate of parameters named 'bias'
+relative to the others: Caffe's lr_mult, e.g. SoSR's 1e-3 weights / 1e-4 biases = 0.1).
 """
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 import optax
 
@@ -44,8 +46,17 @@ def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.G
       opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
   else:
     raise ValueError(f"Unknown optimizer.name {name!r}; use adam, adamw or sgd")
+  bias_factor = cfg.get("bias_lr_factor")
+  if bias_factor is not None and float(bias_factor) != 1.0:  # linear in the update: = lr x factor
+    opt = optax.chain(opt, optax.masked(optax.scale(float(bias_factor)), _bias_mask))
   clip = float(cfg.get("grad_clip_norm", 0.0))
   return optax.chain(optax.clip_by_global_norm(clip), opt) if clip > 0 else opt
+
+
+def _bias_mask(params):
+  """True for leaves whose last path key is 'bias'."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: bool(path) and getattr(path[-1], "key", None) == "bias", params)
 
 
 def per_network(txs: dict[str, optax.GradientTransformation]) -> optax.GradientTransformation:

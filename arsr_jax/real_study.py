@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import io, main as main_lib, precision, sharding
+from arsr_jax import config_lib, io, main as main_lib, precision, sharding
 from arsr_jax.config_lib import recipe as _config
 from arsr_jax.data import degrade, pipeline, video
 from arsr_jax.evaluation import frozen
@@ -39,11 +39,17 @@ from tfds_builders.cdvl_sr import cdvl_sr_dataset_builder as cdvl
 
 FLAGS = flags.FLAGS
 
+# smoke/cpu: the recipes' smoke variants shrunk further (CPU demo); full: the recipes' own full
+# configs (configs/sosr_vdsr.py, tosr1_vdsr.py, dvsr_progressive.py: paper sizes, patches, batches,
+# optimizers, the 200-iteration fade-in) with only the dataset (and its scale) and run length set here.
 SIZES = {
     "smoke": dict(steps=4, dvsr_steps=2, layers=2, features=8, data="demo", batch=8),
     "cpu": dict(steps=600, dvsr_steps=150, layers=8, features=32, data="demo", batch=16),
-    "full": dict(steps=20000, dvsr_steps=20000, layers=20, features=64, data="", batch=32),
+    "full": dict(steps=20000, dvsr_steps=20000, data=""),
 }
+SIZE_HELP = ("smoke: plumbing only; cpu: the recipes' smoke variants with small networks (8-layer VDSR, "
+             "8-feature DVSR on 4-frame clips, 64 px patches) on cdvl_sr/demo; full: the recipes' own full "
+             "configs on cdvl_sr/x4 and x8, only dataset and run length set by the study.")
 CLIP = 16  # frames per I3D window
 SIZE = 224  # I3D input side
 
@@ -60,20 +66,28 @@ def prepare(name: str, videos: str, data_dir: str) -> None:
 def runs(scale: int, size: str, data_dir: str, workdir: str) -> dict[str, Any]:
   """name -> config of each SR run at ``scale`` (progressive DVSR: one run per stage)."""
   s = SIZES[size]
-  common = {"data.name": dataset_name(scale, size), "data.data_dir": data_dir, "scale": scale,
-            "train.batch_size": s["batch"], "eval.batch_size": 8, "train.checkpoint_every": 200,
-            "train.log_every": 100, "data.patch_size": 64 if size != "full" else 128}
+  data = {"data.name": dataset_name(scale, size), "data.data_dir": data_dir, "scale": scale}
+  stages = 2 if scale == 4 else 3
+  previous = lambda k: os.path.join(workdir, f"x{scale}", f"dvsr_stage{k - 1}")  # noqa: E731
+  if size == "full":
+    full = lambda name, arg, steps, extra=None: config_lib.set_run_length(  # noqa: E731
+        _config(name, arg, dict(data, **(extra or {}))), steps)
+    out = {"sosr": full("sosr_vdsr", "", s["steps"]), "tosr": full("tosr1_vdsr", "", s["steps"])}
+    for k in range(1, stages + 1):
+      out[f"dvsr_stage{k}"] = full("dvsr_progressive", f"stage{k}", s["dvsr_steps"],
+                                   {"train.init_from": previous(k)} if k > 1 else None)
+    return out
+  common = dict(data, **{"train.batch_size": s["batch"], "eval.batch_size": 8, "train.checkpoint_every": 200,
+                         "train.log_every": 100, "data.patch_size": 64})
   vd = dict(common, **{"train.num_steps": s["steps"], "model.num_layers": s["layers"],
                        "model.features": s["features"]})
   out = {"sosr": _config("sosr_vdsr", "smoke", vd),
          "tosr": _config("tosr1_vdsr", "smoke", dict(vd, **{"train.batch_size": s["batch"] // 2}))}
-  stages = 2 if scale == 4 else 3
   for k in range(1, stages + 1):
     over = dict(common, **{"train.num_steps": s["dvsr_steps"], "data.clip_length": 4,
                            "train.batch_size": 8, "data.patch_size": 64})
     if k > 1:
-      over.update({"train.init_from": os.path.join(workdir, f"x{scale}", f"dvsr_stage{k - 1}"),
-                   "train.fade_steps": max(1, s["dvsr_steps"] // 3)})
+      over.update({"train.init_from": previous(k), "train.fade_steps": max(1, s["dvsr_steps"] // 3)})
     out[f"dvsr_stage{k}"] = _config("dvsr_progressive", f"stage{k},smoke", over)
   return out
 
@@ -182,7 +196,7 @@ def define_flags() -> None:
   """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
   flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
   flags.DEFINE_string("videos", None, "Folder of natural videos (e.g. ../shared/data/clips).")
-  flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], "Training length and data protocol.")
+  flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], SIZE_HELP)
   flags.DEFINE_string("scales", "4,8", "Comma-separated SR factors.")
   flags.DEFINE_integer("max_windows", 4, "16-frame windows per test video.")
   flags.DEFINE_string("data_dir", None, "TFDS data_dir for the prepared clips (default WORKDIR/tfds).")

@@ -11,8 +11,9 @@ SoSR+ToSR (SoSR frames to the spatial stream, ToSR frames to the temporal one) a
 prints the analog of the ICCV'19 paper's Table 3 and checks its claims:
   SoSR > VDSR on the spatial stream; ToSR > VDSR on the temporal stream;
   SoSR+ToSR is the best SR fusion; HR is the ceiling.
-Results: DIR/eval/results.json (+ plots/), DIR/claims.json. Sizes are CPU-sized (64x64 clips of
-synthetic_actions/study, small networks); on an accelerator raise them with --size full.
+Results: DIR/eval/results.json (+ plots/), DIR/claims.json. The default size is CPU-sized (64x64 clips
+of synthetic_actions/study, small networks); --size full trains the recipes' own full configs
+(configs/*.py, no variant) on synthetic_actions/default, overriding only dataset and run length.
 """
 
 from __future__ import annotations
@@ -24,38 +25,56 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import io, main as main_lib
+from arsr_jax import config_lib, io, main as main_lib
 from arsr_jax.config_lib import recipe as _config
 from arsr_jax.steps import recognition as rec_steps
 
 FLAGS = flags.FLAGS
 
 
-# (steps of recognizers, steps of SR, data config, test segments, recognizer width, SR layers)
+# Run lengths and data per size. smoke/cpu shrink the networks too (the recipes' smoke variants
+# with the overrides below); full runs the recipes' own full configs (paper network sizes, patches,
+# batches, optimizers, schedules, TV-L1 at OpenCV defaults) with only the dataset and the run length
+# chosen here (rec_steps None = the recipe's own, TSN's 4,500 / 20,000 iterations).
 SIZES = {
     "smoke": dict(rec_steps=20, sr_steps=20, data="synthetic_actions/small", segments=3, new_length=3,
                   width=8, layers=4, features=16, batch=8, crop=48),
     "cpu": dict(rec_steps=800, sr_steps=1500, data="synthetic_actions/study", segments=5, new_length=5,
                 width=16, layers=8, features=32, batch=16, crop=48),
-    "full": dict(rec_steps=4000, sr_steps=20000, data="synthetic_actions/default", segments=25, new_length=5,
-                 width=64, layers=20, features=64, batch=32, crop=112),
+    "full": dict(rec_steps=None, sr_steps=20000, data="synthetic_actions/default"),
 }
+SIZE_HELP = ("smoke: plumbing only (tiny nets, 20 steps); cpu: the recipes' smoke variants with small "
+             "networks (ResNet-18 x16 TSN, 8-layer VDSR), Adam and light TV-L1 on synthetic_actions/study, "
+             "~20 min on 2 cores; full: the recipes' own full configs on synthetic_actions/default, only "
+             "the dataset and run length set by the study.")
+
+
+def _full(name: str, arg: str, data: dict[str, Any], steps: int | None):
+  """A recipe's full config with the study's dataset and, if given, run length (schedules scaled)."""
+  c = _config(name, arg, data)
+  return config_lib.set_run_length(c, steps) if steps else c
 
 
 def runs(size: str, data_dir: str | None) -> dict[str, Any]:
   """name -> config of every training run of the study."""
   s = SIZES[size]
+  if size == "full":
+    data = {"data.name": s["data"], "data.data_dir": data_dir}
+    return {"tsn_rgb": _full("recognizer", "tsn_rgb", data, s["rec_steps"]),
+            "tsn_flow": _full("recognizer", "tsn_flow", data, s["rec_steps"]),
+            "vdsr": _full("vdsr", "", data, s["sr_steps"]),
+            "sosr": _full("sosr_vdsr", "", data, s["sr_steps"]),
+            "tosr": _full("tosr1_vdsr", "", data, s["sr_steps"])}
   common = {"data.name": s["data"], "data.data_dir": data_dir, "train.batch_size": s["batch"],
             "eval.batch_size": s["batch"], "train.checkpoint_every": 500, "train.log_every": 100}
   rec = dict(common, **{"train.num_steps": s["rec_steps"], "data.num_segments": 3,
                         "data.new_length": s["new_length"], "eval.num_segments": s["segments"],
                         "recognizer.depth": 18, "recognizer.width": s["width"], "data.crop_size": s["crop"],
-                        "recognizer.stem_type": "small" if size != "full" else "imagenet"})
+                        "recognizer.stem_type": "small", "optimizer.name": "adam",
+                        "optimizer.learning_rate": 1e-3, "optimizer.schedule": "cosine",
+                        "optimizer.weight_decay": 0.0})
   sr = dict(common, **{"train.num_steps": s["sr_steps"], "model.num_layers": s["layers"],
                        "model.features": s["features"], "optimizer.warmup_steps": 50})
-  if size != "full":
-    rec.update({"optimizer.name": "adam", "optimizer.learning_rate": 1e-3, "optimizer.schedule": "cosine",
-                "optimizer.weight_decay": 0.0})
   return {
       "tsn_rgb": _config("recognizer", "tsn_rgb,smoke", rec),
       "tsn_flow": _config("recognizer", "tsn_flow,smoke", rec),
@@ -77,10 +96,12 @@ def study(workdir: str, size: str = "cpu", data_dir: str | None = None, eval_onl
   w = lambda name: os.path.join(workdir, name)  # noqa: E731
   methods = (f"bicubic,vdsr={w('vdsr')},sosr={w('sosr')},tosr={w('tosr')},"
              f"sosr+tosr={w('sosr')}:{w('tosr')},hr")
-  ev = _config("evaluate", "", {"data.name": s["data"], "data.data_dir": data_dir,
-                                "eval.num_segments": s["segments"], "data.new_length": s["new_length"],
-                                "eval.batch_size": s["batch"], "evaluate.spatial": w("tsn_rgb"),
-                                "evaluate.temporal": w("tsn_flow"), "evaluate.methods": methods})
+  over = {"data.name": s["data"], "data.data_dir": data_dir, "evaluate.spatial": w("tsn_rgb"),
+          "evaluate.temporal": w("tsn_flow"), "evaluate.methods": methods}
+  if size != "full":  # full: the evaluation recipe's own TSN test protocol (25 segments, 5 flows)
+    over.update({"eval.num_segments": s["segments"], "data.new_length": s["new_length"],
+                 "eval.batch_size": s["batch"]})
+  ev = _config("evaluate", "", over)
   results = main_lib.run(ev, w("eval"))
   claims = check_claims(results["methods"], dict(np.load(os.path.join(w("eval"), "scores.npz"))))
   io.write_json(io.path(workdir) / "claims.json", claims)
@@ -152,7 +173,7 @@ def main(argv):
 def define_flags() -> None:
   """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
   flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
-  flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], "Study size (see module docstring).")
+  flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], SIZE_HELP)
   flags.DEFINE_string("data_dir", None, "TFDS data_dir (None = TFDS default).")
   flags.DEFINE_bool("eval_only", False, "Skip training (the runs exist); re-run the protocol and the claims.")
 

@@ -2,7 +2,8 @@
 
 Stage 1 trains the x2 model (targets: HR bicubic-downsampled to 2x and, with temporal
 growth, every other frame); stage k > 1 adds one RRDB and one up-stage to the trained
-stage-(k-1) model and fades them in (alpha 0 -> 1 over train.fade_steps):
+stage-(k-1) model and fades them in (alpha 0 -> 1 over train.fade_steps = 200: TinyVIRAT
+Sec. IV-B, alpha "set to 0 initially and increased by 5e-3 after each iteration"):
 
   python -m arsr_jax.main --config configs/dvsr_progressive.py:stage1 --workdir W1
   python -m arsr_jax.main --config configs/dvsr_progressive.py:stage2 --workdir W2 \\

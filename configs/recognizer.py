@@ -5,14 +5,22 @@
 
 Variants (one model, plus 'smoke' for a CPU run on synthetic_actions/small):
   tsn_rgb / tsn_flow: TSN spatial / temporal stream, ResNet-50, 3 segments, stacks of 5 TV-L1
-      flows (TSN's schedules: RGB lr 1e-3, flow 5e-3, SGD momentum 0.9, x0.1 steps);
+      flows; TSN's training (Wang et al., ECCV 2016, Sec. 3.3 and 4.1): SGD momentum 0.9,
+      batch 256, RGB lr 1e-3 /10 every 2,000 iterations, stop at 4,500; flow lr 5e-3 /10 at
+      12,000 and 18,000, stop at 20,000; dropout 0.8 (RGB) / 0.7 (flow) before the classifier
+      (Sec. 3.2; tsn-pytorch's --dropout), weight decay 5e-4 (TSN's solver);
   st_resnet: ST-ResNet, two ResNet-50 streams, 10 stacked flows, motion -> appearance links;
   resnet3d / wide_resnet3d: 3D ResNet-50 / WideResNet-3D-50 (Hara et al.) on 16-frame clips;
   i3d: I3D on 16-frame clips resized to 224 px (DeepMind's Kinetics-400 weights are
       evaluate.clip='i3d_kinetics400' instead).
 The data is the embedded synthetic_actions/default unless data.name names another prepared TFDS
 dataset; the class count comes from the data. The temporal streams learn from TV-L1 flow of the
-HR frames (data.flow_source='tvl1', computed once per split and cached), as they see at test time.
+HR frames (data.flow_source='tvl1', computed once per split and cached), as they see at test time,
+with TV-L1 at OpenCV DualTVL1's defaults (TSN's denseflow calls OpenCV's TV-L1 with its defaults).
+Deliberate differences from TSN: ResNet-50 (the paper's models are BN-Inception) trained from
+scratch: no ImageNet ResNet-50 loader exists here, so neither ImageNet pre-training nor TSN's
+cross-modality initialisation of the flow stream (recognition/resnet.py cross_modality_init, ready
+for such a loader) nor partial BN (which only makes sense with pre-training) is used.
 """
 
 import ml_collections
@@ -49,6 +57,7 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
     c.data.num_segments = 3
     c.data.new_length = 5
     rgb = name == "tsn_rgb"
+    c.train.batch_size = 256  # TSN Sec. 4.1 "the batch size is set to 256 and momentum set to 0.9"
     c.optimizer.learning_rate = 1e-3 if rgb else 5e-3
     c.train.num_steps = 4_500 if rgb else 20_000
     c.optimizer.boundaries = (2_000, 4_000) if rgb else (12_000, 18_000)

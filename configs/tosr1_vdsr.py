@@ -2,6 +2,10 @@
 a * (l(HR_t, SR_t) + l(HR_t+1, SR_t+1)) + b * l(SR_t, warp(SR_t+1, F)) + c * l(HR_t, warp(SR_t+1, F)),
 F the HR flow t -> t+1; paper: a = 1/11, b = 10/11, c = 0, l = MSE ('huber' variant: the
 released code's Huber 0.01).
+Deliberate difference: the paper trains ToSR1 "with the same configuration as SoSR (except batch
+size is 60)" (Sec. 4), i.e. Caffe SGD from a pretrained VDSR; this recipe uses Adam 1e-4 cosine
+from scratch with 32 pairs (divisible by 8 devices). For the paper's optimisation take
+configs/sosr_vdsr.py:paper's optimizer keys, batch 60 and --config.train.init_from=VDSR_DIR.
 """
 
 import ml_collections

@@ -49,6 +49,29 @@ def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
   return setup, frozen
 
 
+def loss_terms_at_init(config: ml_collections.ConfigDict, num_batches: int = 4) -> dict[str, float]:
+  """The objective's named terms (its aux) for the freshly initialised generator, averaged over
+  ``num_batches`` training batches of ``config.train.batch_size`` (e.g. SoSR's WMSE and perceptual
+  term, to choose their relative weight; benchmarks/sosr_alpha.py)."""
+  setup, frozen = build(config)
+  lr_shape, _ = init_shapes(config, setup.model)
+  variables = setup.model.init(jax.random.key(config.seed), jnp.zeros(lr_shape, jnp.float32), train=False)
+  it = pipeline.train_iterator(config, config.train.batch_size, config.seed)
+
+  @jax.jit
+  def terms(batch):
+    batch = sr_steps.with_flow(batch, setup.flow_fn)
+    sr, _ = sr_steps.split_output(sr_steps.apply_sr(setup.model, variables, batch["lr"], train=False,
+                                                    **setup.call_kwargs(jnp.zeros((), jnp.int32))))
+    return setup.objective(sr.astype(jnp.float32), batch, frozen)[1]
+
+  total: dict[str, float] = {}
+  for _ in range(num_batches):
+    for k, v in terms(jax.tree.map(jnp.asarray, next(it))).items():
+      total[k] = total.get(k, 0.0) + float(v) / num_batches
+  return total
+
+
 def restore_classifier(loss: ml_collections.ConfigDict, dtype) -> losses.Classifier:
   """The frozen clip classifier of ``loss.classifier`` (a recognition workdir) for guided objectives."""
   if not loss.get("classifier"):
