@@ -39,5 +39,21 @@ q() {
   printf '%s' "${out[*]}"
 }
 
+# parse_command ARGS...: handles --dry-run and -h/--help before the subcommand; sets COMMAND to the
+# subcommand and COMMAND_ARGS to what follows it (usage and exit 2 when there is none).
+parse_command() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --dry-run) DRY_RUN=1; shift ;;
+      -h|--help|help) usage; exit 0 ;;
+      *) break ;;
+    esac
+  done
+  COMMAND="${1:-}"
+  [[ -n "$COMMAND" ]] || { usage >&2; exit 2; }
+  shift
+  COMMAND_ARGS=("$@")
+}
+
 # The repository root (the parent of launch/).
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

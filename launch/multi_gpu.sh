@@ -107,16 +107,9 @@ cmd_stop() {
 }
 
 main() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --dry-run) DRY_RUN=1; shift ;;
-      -h|--help|help) usage; exit 0 ;;
-      *) break ;;
-    esac
-  done
-  local cmd="${1:-}"
-  [[ -n "$cmd" ]] || { usage >&2; exit 2; }
-  shift
+  parse_command "$@"
+  local cmd="$COMMAND"
+  set -- ${COMMAND_ARGS[@]+"${COMMAND_ARGS[@]}"}
   case "$cmd" in
     setup) cmd_setup ;;
     check) cmd_check ;;

@@ -199,16 +199,9 @@ cmd_delete() {
 }
 
 main() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --dry-run) DRY_RUN=1; shift ;;
-      -h|--help|help) usage; exit 0 ;;
-      *) break ;;
-    esac
-  done
-  local cmd="${1:-}"
-  [[ -n "$cmd" ]] || { usage >&2; exit 2; }
-  shift
+  parse_command "$@"
+  local cmd="$COMMAND"
+  set -- ${COMMAND_ARGS[@]+"${COMMAND_ARGS[@]}"}
   case "$cmd" in
     create) cmd_create ;;
     setup) cmd_setup ;;
