@@ -1,4 +1,4 @@
-"""Throughput of the evaluation protocol's two-stream pipeline (evaluation/protocol_steps.py).
+"""Throughput of the evaluation protocol's two-stream pipeline (steps/protocol.py).
 
   python benchmarks/eval_bench.py                    # UCF101 size: 320x240 HR, x4, 25 segments, stacks of 5
   python benchmarks/eval_bench.py --size smoke       # 64x64, 3 segments of 3 flows (a CPU check)
@@ -12,7 +12,10 @@ frames: the speed does not depend on them). Prints ONE JSON object:
   ucf101_split1_min  minutes for UCF101 split 1's 3,783 test videos at that rate (target: <= 10,
                      i.e. >= 6.3 videos/s on one H100);
   opencv_tvl1        the reference pipeline's flow alone: OpenCV DualTVL1 (CPU, same parameters) on
-                     a few pairs -> videos/s for 125 pairs per video, and our ratio over it.
+                     a few pairs -> videos/s for 125 pairs per video, and our ratio over it;
+  roofline           ``roofline.summary`` of the full step and of each stage: predicted seconds and
+                     videos/s on an H100 / H200 (measured/predicted on a GPU); TV-L1's early-stopping
+                     loops counted at their maximum trips, so an upper bound on the work.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import roofline  # noqa: E402
 
 SIZES = {"ucf101": dict(h=240, w=320, segments=25, new_length=5, depth=50, width=64, layers=20, features=64),
          "smoke": dict(h=64, w=64, segments=3, new_length=3, depth=18, width=8, layers=4, features=16)}
@@ -38,34 +43,40 @@ def parse_args():
   p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--opencv-pairs", type=int, default=2)
   p.add_argument("--dtype", default="auto")
+  p.add_argument("--compile_only", action="store_true", help="compile and roofline figures of the full step only")
+  p.add_argument("--tiny_tvl1", action="store_true", help="1 scale, 1 warp, 2 x 5 iterations (a smoke check)")
   return p.parse_args()
 
 
-def timed(fn, args, rounds):
+def timed(fn, args, rounds, trips=()):
+  """(compile seconds, seconds per call after a warm-up, compiled program's ``roofline.cost``)."""
   import jax
   start = time.perf_counter()
-  jax.block_until_ready(fn(*args))
+  compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - start
+  jax.block_until_ready(compiled(*args))
   start = time.perf_counter()
   for _ in range(rounds):
-    jax.block_until_ready(fn(*args))
-  return compile_s, (time.perf_counter() - start) / rounds
+    jax.block_until_ready(compiled(*args))
+  return compile_s, (time.perf_counter() - start) / rounds, roofline.safe_cost(compiled, trips)
 
 
 def main():
   args = parse_args()
   import jax
   import jax.numpy as jnp
-  from arsr_jax import models, sharding, train
-  from arsr_jax.evaluation import frozen, protocol_steps as ps
+  from arsr_jax import models, precision, sharding
+  from arsr_jax.evaluation import frozen
   from arsr_jax.flow import tvl1
-  from arsr_jax.recognition import TSN, train_steps
+  from arsr_jax.recognition import TSN
+  from arsr_jax.steps import protocol as ps
+  from arsr_jax.steps import recognition as rec_steps
 
   s = SIZES[args.size]
   mesh = sharding.make_mesh()
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   batch = args.batch or mesh.devices.size
-  dtype = train.compute_dtype(args.dtype)
+  dtype = precision.compute_dtype(args.dtype)
   h, w, seg, length = s["h"], s["w"], s["segments"], s["new_length"]
   rng = np.random.default_rng(0)
   key = jax.random.key(0)
@@ -80,6 +91,8 @@ def main():
     v = net.init({"params": key, "dropout": key}, jnp.zeros((1, 1, h, w, ch)), train=False)
     recs[name] = frozen.FrozenRecognizer(net, jax.device_put(v, repl), modality, 101, length, 0, "random")
   params = tvl1.TVL1Params()  # OpenCV defaults, as the reference pipeline (denseflow) runs them
+  if args.tiny_tvl1:
+    params = tvl1.TVL1Params(nscales=1, warps=1, inner_iterations=5, outer_iterations=2)
 
   host = {"sp_lr": rng.integers(0, 256, (batch, seg, 1, h // 4, w // 4, 3), np.uint8),
           "sp_hr": rng.integers(0, 256, (batch, seg, h, w, 3), np.uint8),
@@ -90,7 +103,17 @@ def main():
   step = ps.make_two_stream_step(sr, sr, recs, params, 20.0, 4, True)
   full = jax.jit(step, in_shardings=(batched,), out_shardings=batched)
   print(f"timing the full step on {batch} videos ...", file=sys.stderr)
-  compile_s, sec = timed(full, (data,), args.rounds)
+  trips = (params.outer_iterations, params.inner_iterations)  # TV-L1's early-stopping loops, at most
+  if args.compile_only:
+    start = time.perf_counter()
+    compiled = full.lower(data).compile()
+    print(json.dumps({"size": args.size, "batch_videos": batch, "dtype": dtype.name,
+                      "compile_s": round(time.perf_counter() - start, 2),
+                      "roofline": {"full": roofline.summary(roofline.safe_cost(compiled, trips), dtype.name,
+                                                            batch / mesh.devices.size, "videos")},
+                      "roofline_peaks": roofline.peaks()}))
+    return
+  compile_s, sec, cost = timed(full, (data,), args.rounds, trips)
   out = {"size": args.size, "device": str(jax.devices()[0].device_kind), "devices": mesh.devices.size,
          "batch_videos": batch, "frame": f"{w}x{h}", "segments": seg, "flows_per_stack": length,
          "dtype": str(dtype), "compile_s": round(compile_s, 2), "videos_per_s": batch / sec}
@@ -99,16 +122,21 @@ def main():
   frames = jax.device_put(rng.random((batch * seg * (length + 1), h, w, 3), np.float32), batched)
   sr_only = jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3))))
   lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
-  _, t_sr = timed(sr_only, (lr_frames,), args.rounds)
+  _, t_sr, cost_sr = timed(sr_only, (lr_frames,), args.rounds)
   pairs = batch * seg * length
   flow_only = jax.jit(lambda f: tvl1.tvl1_flow(f[:pairs], f[-pairs:], params))
-  _, t_flow = timed(flow_only, (frames,), args.rounds)
+  _, t_flow, cost_flow = timed(flow_only, (frames,), args.rounds, trips)
   stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
   rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
-  rec_only = jax.jit(lambda r, f: [train_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
+  rec_only = jax.jit(lambda r, f: [rec_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
                                                      {"rgb": r, "flow": f}, train=False) for k in recs])
-  _, t_rec = timed(rec_only, (rgb, stacks), args.rounds)
+  _, t_rec, cost_rec = timed(rec_only, (rgb, stacks), args.rounds)
   out["stage_videos_per_s"] = {"sr": batch / t_sr, "tvl1": batch / t_flow, "recognition": batch / t_rec}
+  on_gpu, per_device = jax.default_backend() == "gpu", batch / mesh.devices.size
+  out["roofline"] = {name: roofline.summary(c, dtype.name, per_device, "videos", t, on_gpu)
+                     for name, c, t in (("full", cost, sec), ("sr", cost_sr, t_sr), ("tvl1", cost_flow, t_flow),
+                                        ("recognition", cost_rec, t_rec))}
+  out["roofline_peaks"] = roofline.peaks()
   out["ucf101_split1_min"] = 3783 / out["videos_per_s"] / 60
   out["target_videos_per_s"] = 6.3
   out["opencv_tvl1"] = _opencv(rng, h, w, args.opencv_pairs, seg * length, out["videos_per_s"])

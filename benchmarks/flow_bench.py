@@ -11,7 +11,12 @@ Prints ONE JSON object:
     separately and warm-up excluded; JAX and OpenCV rounds alternate so that
     load from other processes affects both alike;
   * the end-point error (mean over pixels, px) of both, and of zero flow, on
-    each full-resolution FlyingChairs pair in shared/data/flow/flyingchairs.
+    each full-resolution FlyingChairs pair in shared/data/flow/flyingchairs;
+  * ``roofline``: ``roofline.summary`` of the compiled batch (predicted seconds and
+    pairs/s on an H100 / H200, measured/predicted on a GPU). TV-L1's loops stop
+    early, so XLA cannot know their trip counts: they are counted at their
+    maximum (``outer_iterations`` median filterings x ``inner_iterations``
+    primal-dual steps per warp), an UPPER bound on the work ("bound": "upper").
 OpenCV numbers are null when ``cv2.optflow`` is missing. ``--cpu-devices N``
 splits the host CPU into N XLA devices (one solver thread each) and shards the
 batch over them.
@@ -46,6 +51,8 @@ def parse_args():
   parser.add_argument("--opencv-pairs", type=int, default=3, help="OpenCV pairs per round")
   parser.add_argument("--no-chairs", action="store_true", help="skip the full-size EPE comparison")
   parser.add_argument("--cpu-devices", type=int, default=0, help="XLA host devices (0: default)")
+  parser.add_argument("--compile_only", action="store_true", help="compile and roofline figures only")
+  parser.add_argument("--tiny", action="store_true", help="TINY_PARAMS instead of OpenCV's (a smoke check)")
   args = parser.parse_args()
   if args.cpu_devices:  # must happen before jax is imported
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
@@ -57,6 +64,8 @@ ARGS = parse_args() if __name__ == "__main__" else None
 import jax  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import roofline  # noqa: E402
 from arsr_jax.flow import io as flow_io  # noqa: E402
 from arsr_jax.flow import tvl1  # noqa: E402
 
@@ -85,13 +94,21 @@ def load_chairs():
   return pairs
 
 
+TINY_PARAMS = tvl1.TVL1Params(nscales=1, warps=1, inner_iterations=5, outer_iterations=2)
+
+
+def tvl1_trips(params: tvl1.TVL1Params) -> tuple[int, int]:
+  """Maximum trips of TV-L1's early-stopping loops, outermost first (for ``roofline.cost``)."""
+  return params.outer_iterations, params.inner_iterations
+
+
 def epe(flow, gt) -> float:
   return float(np.mean(np.linalg.norm(np.asarray(flow, np.float64) - gt, axis=-1)))
 
 
 def main(args) -> None:
   width, height = (int(v) for v in args.size.split("x"))
-  params = tvl1.TVL1Params()
+  params = TINY_PARAMS if args.tiny else tvl1.TVL1Params()
   chairs = load_chairs()
   if chairs:
     sources = [(g0, g1) for _, g0, g1, _ in chairs]
@@ -109,17 +126,23 @@ def main(args) -> None:
 
   run = tvl1.tvl1_flow_sharded if jax.device_count() > 1 else tvl1.tvl1_flow
   t0 = time.perf_counter()
-  jax.block_until_ready(run(*batches[0], params))  # compile + warm-up
-  compile_and_first = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  jax.block_until_ready(run(*batches[0], params))
-  first_run = time.perf_counter() - t0
+  batch_fn = jax.jit(lambda a, b: run(a, b, params)).lower(*batches[0]).compile()
+  compile_s = time.perf_counter() - t0
+  cost = roofline.safe_cost(batch_fn, tvl1_trips(params))
+  on_gpu, per_device = jax.default_backend() == "gpu", args.batch / jax.device_count()
+  if args.compile_only:
+    print(json.dumps({"device": jax.devices()[0].device_kind, "frame_size_wh": [width, height],
+                      "batch": args.batch, "jax_compile_s": round(compile_s, 2),
+                      "roofline": roofline.summary(cost, "float32", per_device, "pairs"),
+                      "roofline_peaks": roofline.peaks()}))
+    return
+  jax.block_until_ready(batch_fn(*batches[0]))  # warm-up
 
   jax_time, cv_time, cv_pairs = 0.0, 0.0, 0
   cv_tvl1 = opencv_tvl1(params) if cv2 is not None else None
   for r in range(args.rounds):
     t0 = time.perf_counter()
-    jax.block_until_ready(run(*batches[r], params))
+    jax.block_until_ready(batch_fn(*batches[r]))
     jax_time += time.perf_counter() - t0
     if cv_tvl1 is not None:
       for k in range(args.opencv_pairs):
@@ -134,13 +157,15 @@ def main(args) -> None:
   result = {
       "device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
       "device_count": jax.device_count(), "frame_size_wh": [width, height],
-      "batch": args.batch, "rounds": args.rounds, "params": "OpenCV defaults",
-      "jax_compile_s": round(compile_and_first - first_run, 2),
+      "batch": args.batch, "rounds": args.rounds, "params": "tiny" if args.tiny else "OpenCV defaults",
+      "jax_compile_s": round(compile_s, 2),
       "jax_pairs_per_s": round(jax_rate, 3),
       "opencv_pairs_per_s": round(cv_rate, 3) if cv_rate else None,
       "opencv_threads": cv2.getNumThreads() if cv2 is not None else None,
       "jax_over_opencv": round(jax_rate / cv_rate, 2) if cv_rate else None,
       "host_cpus": os.cpu_count(), "host_load_avg_1min": round(os.getloadavg()[0], 2),
+      "roofline": roofline.summary(cost, "float32", per_device, "pairs", jax_time / args.rounds, on_gpu),
+      "roofline_peaks": roofline.peaks(),
   }
   if chairs and not args.no_chairs:
     grey0 = np.stack([g0 for _, g0, _, _ in chairs])

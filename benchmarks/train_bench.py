@@ -2,22 +2,30 @@
 
   python benchmarks/train_bench.py [--recipes vdsr,esrgan,...] [--size paper|smoke] [--steps N]
                                    [--dtype auto|float32|bfloat16] [--data_dir DIR] [--no_pipeline]
+                                   [--compile_only] [--model_opts scan=false,remat=true]
 
 Prints ONE JSON object. Each recipe runs in its own subprocess (peak memory per
 recipe, crashes contained). The step is built as ``train.py`` builds it: state
 replicated on ``sharding.make_mesh()``, batch sharded on ``data``, state donated.
 
-  * ``compile_s`` (lower + compile) and ``warmup_s`` (first steps), excluded from all rates;
+  * ``compile_s`` (lower + compile; ``compile_cpu_s`` its process CPU time) and
+    ``warmup_s`` (first steps), excluded from all rates;
   * ``steps_per_s`` / ``samples_per_s``: ``--steps`` steps on one device-resident
     synthetic batch (random patches cut by the recipe's own sampler); a sample is
     one item of ``train.batch_size`` (a frame, a ToSR pair, a DUF window, a clip:
     ``hr_frames_per_sample`` HR frames). Steps chain through the donated state, so
     one ``block_until_ready`` after the loop waits for all of them;
   * ``peak_bytes``: max ``peak_bytes_in_use`` of the local devices after the timed
-    steps, null where the backend keeps no statistics (CPU);
-  * ``flops_per_step_per_device``: XLA's ``cost_analysis()`` 'flops' of the
-    compiled step (forward, backward, loss, optimizer; per device, as the
-    partitioned program runs; 2 per multiply-add), and ``flops_per_s_per_device``;
+    steps, null where the backend keeps no statistics (CPU); ``xla_memory_bytes``:
+    the compiled step's arguments + outputs + temporaries - donated aliases
+    (``memory_analysis()``, any backend); ``host_peak_rss_bytes``: the child
+    process's peak resident memory (on CPU: compilation and device buffers);
+  * ``flops_per_step_per_device``: the compiled step's FLOPs (forward, backward,
+    loss, optimizer; per device, as the partitioned program runs; 2 per
+    multiply-add) from ``roofline.cost`` (XLA's cost analysis, loops counted
+    their trip count times), and ``flops_per_s_per_device``;
+  * ``roofline``: ``roofline.summary`` of the step: predicted seconds per step and
+    samples/s per device on an H100 / H200, measured/predicted on a GPU;
   * ``conv_flops_per_s_per_device``: the same for ONE 64-channel 3x3 convolution,
     NHWC, forward + backward (input and weight gradients), same batch, the
     recipe's largest (HR) spatial size, same dtype, same mesh, timed in the same
@@ -28,9 +36,13 @@ replicated on ``sharding.make_mesh()``, batch sharded on ``data``, state donated
     ``data_prepare_s``), ``pipeline_samples_per_s`` of the step fed by it (host ->
     device copy included), ``pipeline_vs_step`` = that / step-only samples/s, and
     ``input_only_samples_per_s`` of the iterator alone;
-  * ``torch_h100_samples_per_s``: PyTorch reference (BasicSR archs, bf16
-    autocast, full step with Adam, one H100) and ``speed_vs_torch_h100`` = step-only
-    samples/s / reference, given only for ``--size paper`` on a GPU.
+  * ``--compile_only``: compile, memory and roofline figures only (no step runs):
+    the paper-size predictions from a CPU; ``--prepare_only``: only generate the
+    recipes' datasets in ``--data_dir`` (prints ``data_prepare_s``);
+  * ``--model_opts``: generator options, applied where the net has them, e.g.
+    ``scan=false`` (the unrolled nets, as before the scan change), ``remat=true``,
+    ``scan_unroll=1`` (the scan as a loop on a CPU too, i.e. the program a GPU compiles).
+PyTorch comparisons: ``torch_reference.py``, joined by ``gpu_check.py``.
 
 ``--size paper`` uses each recipe's own config (VDSR: 64 x 128^2 HR; RRDBNet =
 esrgan:psnr and ESRGAN (full GAN step with VGG19 perceptual, random VGG weights
@@ -48,6 +60,7 @@ import json
 import math
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,13 +69,13 @@ import traceback
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import roofline  # noqa: E402
 
 # name -> (recipe file in configs/, variant)
 RECIPES = {"vdsr": ("vdsr", ""), "rrdbnet": ("esrgan", "psnr"), "esrgan": ("esrgan", ""),
            "duf16": ("duf16", ""), "sosr_vdsr": ("sosr_vdsr", ""), "tosr1_vdsr": ("tosr1_vdsr", ""),
            "rcan": ("rcan", ""), "dvsr": ("dvsr", "")}
-# PyTorch BasicSR archs, bf16 autocast, full step with Adam, on one H100: samples/s.
-TORCH_H100 = {"vdsr": 1730, "rrdbnet": 104, "esrgan": 96, "duf16": 1100}
 DEFAULT_STEPS = {"paper": 50, "smoke": 5}
 WARMUP_STEPS = 2
 CONV_SECONDS = {"paper": 2.0, "smoke": 0.5}  # target duration of the convolution timing
@@ -77,6 +90,9 @@ def parse_args(argv=None):
                  help="compute dtype override (default: the config's compute_dtype)")
   p.add_argument("--data_dir", default=None, help="TFDS data_dir (default: a directory in the temp dir)")
   p.add_argument("--no_pipeline", action="store_true", help="skip the input-pipeline timing")
+  p.add_argument("--compile_only", action="store_true", help="compile, memory and roofline figures only")
+  p.add_argument("--prepare_only", action="store_true", help="only generate the recipes' datasets")
+  p.add_argument("--model_opts", default="", help="generator options NAME=VALUE,... (e.g. scan=false)")
   p.add_argument("--recipe_timeout", type=float, default=3600, help="seconds per recipe subprocess")
   p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one recipe, print its JSON
   args = p.parse_args(argv)
@@ -88,14 +104,18 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------
 # One recipe (runs in a child process).
 
-def load_config(name: str, size: str, dtype: str | None, data_dir: str):
-  """(config, 'configs/FILE.py:VARIANT') of recipe ``name`` at ``size``."""
-  from arsr_jax import config_lib
+def load_config(name: str, size: str, dtype: str | None, data_dir: str, model_opts: str = ""):
+  """(config, 'configs/FILE.py:VARIANT') of recipe ``name`` at ``size``, with ``model_opts`` applied."""
+  from arsr_jax import config_lib, models
   file, variant = RECIPES[name]
   variant = ",".join(v for v in (variant, "smoke" if size == "smoke" else "") if v)
   config = config_lib.sibling(str(ROOT / "configs" / "vdsr.py"), file).get_config(variant)
   config.compute_dtype = dtype or config.compute_dtype
   config.data.data_dir = data_dir
+  for opt in filter(None, model_opts.split(",")):
+    key, value = opt.split("=")
+    if models.accepts(config.model.name, key):
+      config.model[key] = json.loads(value.lower())
   return config, f"configs/{file}.py:{variant}"
 
 
@@ -115,14 +135,23 @@ def synthetic_batch(config, n: int, seed: int = 0):
 
 
 def flops_of(compiled) -> float | None:
-  """'flops' of ``compiled.cost_analysis()`` (a dict, or a list of dicts in older JAX), else None."""
+  """Loop-corrected FLOPs of a compiled program (``roofline.cost``), None where unavailable."""
+  c = roofline.safe_cost(compiled)
+  return c["flops"] if c and c["flops"] > 0 else None
+
+
+def memory_of(compiled) -> int | None:
+  """Arguments + outputs + temporaries - aliases of a compiled program (bytes), None if unknown."""
   try:
-    ca = compiled.cost_analysis()
-  except Exception:  # noqa: BLE001  (unsupported on some backends)
+    m = compiled.memory_analysis()
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+               - m.alias_size_in_bytes)
+  except Exception:  # noqa: BLE001
     return None
-  ca = (ca[0] if ca else None) if isinstance(ca, (list, tuple)) else ca
-  flops = ca.get("flops") if isinstance(ca, dict) else None
-  return float(flops) if flops is not None and flops > 0 else None
+
+
+def host_peak_rss() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def peak_bytes() -> int | None:
@@ -181,57 +210,62 @@ def run_steps(step, state, next_batch, frozen, rng, n: int):
 def bench_recipe(name: str, args) -> dict:
   import jax
   import numpy as np
-  from arsr_jax import sharding, steps, train
+  from arsr_jax import precision, sharding
+  from arsr_jax.jobs import sr as sr_job
+  from arsr_jax.steps import sr as sr_steps
 
-  config, spec = load_config(name, args.size, args.dtype, args.data_dir)
-  dtype = train.compute_dtype(config.compute_dtype)
-  b = train.build(config)
+  config, spec = load_config(name, args.size, args.dtype, args.data_dir, args.model_opts)
+  dtype = precision.compute_dtype(config.compute_dtype)
+  setup, frozen = sr_job.build(config)
   mesh = sharding.make_mesh()
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   global_batch = config.train.batch_size
   per_process = sharding.check_batch_size(global_batch, mesh)
   init_rng, rng = jax.random.split(jax.random.key(config.seed))
   rng = jax.device_put(rng, repl)
-  lr_shape, hr_shape = train._init_shapes(config, b.model)  # noqa: SLF001
-  state = jax.jit(steps.make_init_fn(b.model, b.tx, lr_shape, b.discriminator, hr_shape),
-                  out_shardings=repl)(init_rng)
-  aux = train._aux_names(b.objective, b.frozen, config, b.model)  # noqa: SLF001
-  train_step, _ = steps.make_train_step(b.model, b.objective, b.tx, b.schedule, aux, b.discriminator,
-                                        config.loss.get("gan_weight", 0.0), config.loss.get("gan_type", "ragan"),
-                                        train._call_kwargs(config))  # noqa: SLF001
+  lr_shape, hr_shape = sr_job.init_shapes(config, setup.model)
+  state = jax.jit(sr_steps.make_init_fn(setup, lr_shape, hr_shape), out_shardings=repl)(init_rng)
+  train_step = sr_steps.make_train_step(setup)
   jitted = jax.jit(train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
                    donate_argnums=(0,))
-  frozen = jax.device_put(b.frozen, repl)
+  frozen = jax.device_put(frozen, repl)
   batch = sharding.to_global(synthetic_batch(config, per_process), mesh)
   out = {"config": spec, "model": config.model.name, "discriminator": config.discriminator.get("name"),
+         "model_opts": {k: v for k, v in config.model.items() if k in ("scan", "remat", "scan_unroll")},
          "dtype": dtype.name, "batch_size": global_batch,
          "shapes": {k: list(v.shape) for k, v in batch.items()},
          "hr_frames_per_sample": int(np.prod(batch["hr"].shape[1:-3])),
          "generator_params": int(sum(x.size for x in jax.tree.leaves(state.params["generator"])))}
 
-  t0 = time.perf_counter()
+  t0, cpu0 = time.perf_counter(), time.process_time()
   step = jitted.lower(state, batch, frozen, rng).compile()
   out["compile_s"] = round(time.perf_counter() - t0, 3)
-  flops = flops_of(step)
+  out["compile_cpu_s"] = round(time.process_time() - cpu0, 3)  # less sensitive to a busy host
+  cost = roofline.safe_cost(step)
+  flops = cost["flops"] if cost and cost["flops"] > 0 else None
+  per_device = global_batch / mesh.devices.size
+  out.update(flops_per_step_per_device=flops, xla_memory_bytes=memory_of(step))
+  if args.compile_only:
+    out["roofline"] = roofline.summary(cost, dtype.name, per_device, "samples")
+    out["host_peak_rss_bytes"] = host_peak_rss()
+    return out
   state, _, out["warmup_s"] = run_steps(step, state, lambda: batch, frozen, rng, WARMUP_STEPS)
   state, metrics, seconds = run_steps(step, state, lambda: batch, frozen, rng, args.steps)
   out["peak_bytes"] = peak_bytes()
-  out["final_loss"] = float(metrics.compute()["loss"])
+  out["host_peak_rss_bytes"] = host_peak_rss()
+  out["final_loss"] = float(metrics["loss"])
   out.update(steps_timed=args.steps, step_s=seconds / args.steps, steps_per_s=args.steps / seconds,
-             samples_per_s=args.steps * global_batch / seconds, flops_per_step_per_device=flops,
+             samples_per_s=args.steps * global_batch / seconds,
              flops_per_s_per_device=flops * args.steps / seconds if flops else None)
   out["hr_frames_per_s"] = out["samples_per_s"] * out["hr_frames_per_sample"]
+  out["roofline"] = roofline.summary(cost, dtype.name, per_device, "samples", out["step_s"],
+                                     jax.default_backend() == "gpu")
 
   size = hr_shape[1]  # the HR patch: the largest spatial size of every recipe
   conv_flops, conv_rate = conv_ceiling(mesh, global_batch, size, dtype, CONV_SECONDS[args.size])
   step_rate = out["flops_per_s_per_device"]
   out.update(conv_shape=[global_batch, size, size, 64], conv_flops_per_device=conv_flops,
              conv_flops_per_s_per_device=conv_rate, vs_conv=step_rate / conv_rate if step_rate else None)
-
-  ref = TORCH_H100.get(name)
-  on_gpu_paper = args.size == "paper" and jax.default_backend() == "gpu"
-  out["torch_h100_samples_per_s"] = ref
-  out["speed_vs_torch_h100"] = out["samples_per_s"] / ref if ref and on_gpu_paper else None
 
   if not args.no_pipeline:
     try:
@@ -291,16 +325,30 @@ def rounded(tree, digits: int = 4):
 # ---------------------------------------------------------------------------
 # Driver: one subprocess per recipe, one JSON object out.
 
+def prepare_data(names, args) -> dict:
+  """Generates the datasets of recipes ``names`` into ``--data_dir``: {'datasets', 'data_prepare_s'}."""
+  from arsr_jax.data import pipeline
+  t0 = time.perf_counter()
+  datasets = sorted({load_config(n, args.size, args.dtype, args.data_dir)[0].data.name for n in names})
+  for name in datasets:
+    pipeline.get_builder(name, args.data_dir)
+  return {"datasets": datasets, "data_dir": args.data_dir, "data_prepare_s": round(time.perf_counter() - t0, 3)}
+
+
 def main(args) -> None:
   names = [n for n in args.recipes.split(",") if n]
   unknown = [n for n in names if n not in RECIPES]
   if unknown:
     raise SystemExit(f"Unknown recipes {unknown}; known: {list(RECIPES)}")
+  if args.prepare_only:
+    print(json.dumps(prepare_data(names, args)))
+    return
   start, env, results = time.perf_counter(), None, {}
   for name in names:
     cmd = [sys.executable, __file__, "--child", name, "--size", args.size, "--steps", str(args.steps),
-           "--data_dir", args.data_dir, *(["--dtype", args.dtype] if args.dtype else []),
-           *(["--no_pipeline"] if args.no_pipeline else [])]
+           "--data_dir", args.data_dir, "--model_opts", args.model_opts,
+           *(["--dtype", args.dtype] if args.dtype else []), *(["--no_pipeline"] if args.no_pipeline else []),
+           *(["--compile_only"] if args.compile_only else [])]
     t0 = time.perf_counter()
     try:
       proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.recipe_timeout)
@@ -314,13 +362,13 @@ def main(args) -> None:
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     results[name] = result
     print(f"[train_bench] {name}: " + (f"error {result['error'][:200]}" if "error" in result else
-                                       f"{result['samples_per_s']:.1f} samples/s"), file=sys.stderr)
+                                       f"compile {result['compile_s']:.1f} s, "
+                                       f"{result.get('samples_per_s') or 0:.1f} samples/s"), file=sys.stderr)
   print(json.dumps({
       "size": args.size, "dtype_override": args.dtype, "steps_timed": args.steps,
       "warmup_steps": WARMUP_STEPS, "data_dir": None if args.no_pipeline else args.data_dir,
       **(env or {}), "host_cpus": os.cpu_count(), "host_load_avg_1min": round(os.getloadavg()[0], 2),
-      "torch_reference": {"device": "1x H100", "setup": "PyTorch BasicSR archs, bf16 autocast, full step with Adam",
-                          "samples_per_s": TORCH_H100},
+      "compile_only": args.compile_only, "model_opts": args.model_opts, "roofline_peaks": roofline.peaks(),
       "recipes": results, "total_s": round(time.perf_counter() - start, 1)}))
 
 

@@ -201,6 +201,16 @@ def test_input_errors():
     tvl1_flow(ok, ok.astype(np.float32))
 
 
+def test_non_finite_device_frames_give_nan_flow_without_a_host_sync():
+  """jax.Array input is not checked on the host (that would block); its bad pair's flow is NaN."""
+  frames = np.zeros((2, 32, 32), np.float32)
+  frames[0, 3, 3] = np.inf
+  flow = np.asarray(jax.jit(functools.partial(tvl1_flow, params=TINY))(jnp.asarray(frames), jnp.asarray(frames)))
+  assert np.isnan(flow[0]).all() and np.isfinite(flow[1]).all()
+  eager = np.asarray(tvl1_flow(jnp.asarray(frames), jnp.asarray(frames), TINY))  # no ValueError, no sync
+  assert np.isnan(eager[0]).all() and np.isfinite(eager[1]).all()
+
+
 @needs_cv2
 def test_building_blocks_match_opencv():
   rng = np.random.default_rng(0)

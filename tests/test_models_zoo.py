@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from arsr_jax.models import duf, dvsr, layers, rcan, rrdbnet, srresnet
+from arsr_jax.models import duf, dvsr, layers, rcan, rrdbnet, srresnet, vdsr
 
 
 def _fast_compile_options():
@@ -312,3 +312,40 @@ def test_progressive_params_nest_across_stages_and_grow_checks_shapes():
 def test_discriminator_input_size_is_checked():
   with pytest.raises(ValueError, match="128x128"):
     _abstract_variables(rrdbnet.VGGStyleDiscriminator(features=2), (1, 96, 96, 3))
+
+
+# Scanned nets (stacked block parameters) against their unrolled trees: (model, input shape, stacked entry)
+SCANNED = {
+    "vdsr": (vdsr.VDSR(num_layers=5, features=8), (2, 8, 8, 3), "body"),
+    "rrdbnet": (rrdbnet.RRDBNet(num_blocks=3, features=8, growth=4), (2, 8, 8, 3), "body"),
+    "rcan": (rcan.RCAN(num_groups=2, num_blocks=3, features=16, reduction=4), (2, 8, 8, 3), "groups"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCANNED))
+def test_scanned_blocks_keep_unrolled_trees_loadable(name):
+  """Stacked <-> per-block trees convert both ways; an unrolled (older) tree still applies, same output."""
+  model, shape, entry = SCANNED[name]
+  x = jnp.asarray(_uniform(shape, seed=5))  # VDSR resizes NumPy input with NumPy
+  stacked = _init(model, x)["params"]
+  unrolled = jax.eval_shape(lambda: model.clone(scan=False).init(jax.random.key(0), x))["params"]
+  assert entry in stacked and not layers.is_legacy(stacked, model.layout())
+  legacy = layers.to_legacy(stacked, model.layout())
+  assert jax.tree.structure(legacy) == jax.tree.structure(unrolled)
+  assert jax.tree.map(lambda a: a.shape, legacy) == jax.tree.map(lambda a: a.shape, unrolled)
+  jax.tree.map(np.testing.assert_array_equal, layers.to_stacked(legacy, model.layout()), stacked)
+  state = layers.upgrade({"params": legacy, "opt": [{"mu": legacy}, 0]}, model.layout())  # a raw restored state
+  assert jax.tree.structure(state) == jax.tree.structure({"params": stacked, "opt": [{"mu": stacked}, 0]})
+
+  @_jit
+  def outputs(stacked, legacy, x):
+    looped = model.clone(scan_unroll=1, remat=True)  # a real loop (as on GPU/TPU; CPUs unroll by default)
+    grad = jax.grad(lambda p: jnp.sum(looped.apply({"params": p}, x)))(stacked)
+    return (model.apply({"params": stacked}, x), model.apply({"params": legacy}, x),
+            model.clone(scan=False).apply({"params": legacy}, x), looped.apply({"params": stacked}, x)), grad
+
+  (out, *others), grad = outputs(stacked, legacy, x)
+  assert jax.tree.structure(grad) == jax.tree.structure(stacked)
+
+  for other in others:
+    np.testing.assert_allclose(other, out, rtol=1e-5, atol=1e-5)

@@ -144,11 +144,14 @@ def tvl1_flow(frame0, frame1, params: TVL1Params = TVL1Params()) -> jax.Array:
 
   Returns:
     float32 flow (N, H, W, 2) in pixels, channel 0 = u (x), 1 = v (y): the
-    point (x, y) of frame0 is at (x + u, y + v) in frame1.
+    point (x, y) of frame0 is at (x + u, y + v) in frame1. A pair with a NaN or
+    infinite value in a ``jax.Array`` (or traced) frame gets an all-NaN flow:
+    checking device data would block on it, so the error travels with the
+    result to where the caller syncs (e.g. the train step's NaN guard).
 
   Raises:
     ValueError: for mismatched or unsupported shapes, frames below 16 px, or
-      (for concrete inputs) NaN/inf values.
+      NaN/inf values in NumPy (host) frames.
   """
   gray0, gray1 = _prepare(frame0, frame1)
   return _tvl1_gray(gray0, gray1, params)
@@ -205,9 +208,8 @@ def _prepare(frame0, frame1) -> tuple[jax.Array, jax.Array]:
     dtype = np.dtype(frame.dtype)
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
       raise ValueError(f"tvl1_flow: {name} has unsupported dtype {dtype}")
-    if not isinstance(frame, jax.core.Tracer) and np.issubdtype(dtype, np.floating):
-      if not bool(jnp.all(jnp.isfinite(jnp.asarray(frame)))):
-        raise ValueError(f"tvl1_flow: {name} contains NaN or infinite values")
+    if isinstance(frame, np.ndarray) and np.issubdtype(dtype, np.floating) and not np.isfinite(frame).all():
+      raise ValueError(f"tvl1_flow: {name} contains NaN or infinite values")  # host data: no device sync
     gray.append(_to_gray255(jnp.asarray(frame)))
   if np.issubdtype(np.dtype(frame0.dtype), np.integer) != np.issubdtype(np.dtype(frame1.dtype), np.integer):
     raise ValueError(f"tvl1_flow: frame0 ({frame0.dtype}) and frame1 ({frame1.dtype}) mix integer "
@@ -241,7 +243,7 @@ def _tvl1_gray(gray0: jax.Array, gray1: jax.Array, params: TVL1Params) -> jax.Ar
 
 
 def _tvl1_impl(gray0, gray1, params: TVL1Params):
-  """Grey (N, H, W) in [0, 255] -> flow (N, H, W, 2) in pixels."""
+  """Grey (N, H, W) in [0, 255] -> flow (N, H, W, 2) in pixels; NaN for pairs with non-finite input."""
   shapes = pyramid_shapes(*gray0.shape[1:], params)
   level0, level1 = [gray0], [gray1]
   for h, w in shapes[1:]:
@@ -254,7 +256,8 @@ def _tvl1_impl(gray0, gray1, params: TVL1Params):
     if s:  # upsample; u3 (illumination) is not a displacement and is not rescaled
       u = tuple(resize_bilinear(c, *shapes[s - 1]) * (1 / params.scale_step if k < 2 else 1)
                 for k, c in enumerate(u))
-  return jnp.stack(u[:2], axis=-1)
+  finite = jnp.isfinite(gray0).all(axis=(1, 2)) & jnp.isfinite(gray1).all(axis=(1, 2))
+  return jnp.where(finite[:, None, None, None], jnp.stack(u[:2], axis=-1), jnp.nan)
 
 
 def _solve_scale(i0, i1, u, params: TVL1Params):

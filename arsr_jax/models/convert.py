@@ -17,7 +17,9 @@ BasicSR's ``params``/``params_ema`` wrappers are removed by ``weights.load_torch
   model.8 (conv_hr), model.10 (conv_last).
 
 Flax names: conv_first, body_N/rdbM/convK, conv_body, conv_up1, conv_up2, conv_hr,
-conv_last, each with ``kernel`` and ``bias``.
+conv_last, each with ``kernel`` and ``bias``; the scanned RRDBNet stacks the blocks as
+body/rdbM/convK with a leading block axis (``rrdbnet.LAYOUT``), and the result follows the
+template's layout (checks and messages use the per-block names).
 
 Scales: the released weights are x4, which need no change. For BasicSR's x2 / x1
 models the input is pixel-unshuffled by 2 / 4 before conv_first; PyTorch orders the
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from arsr_jax import weights
+from arsr_jax.models import layers, rrdbnet
 
 _UNSHUFFLE = {4: 1, 2: 2, 1: 4}
 
@@ -91,8 +94,9 @@ def rrdbnet_from_torch(state: Mapping[str, np.ndarray], template_params: Mapping
                        scale: int = 4, source: str = "state dict") -> dict[str, Any]:
   """Converts an RRDBNet state dict (OIHW kernels) into a param tree like ``template_params`` (HWIO).
 
-  ``template_params``: our RRDBNet's params (arrays or ShapeDtypeStructs), with or
-  without the outer {'params': ...}; the result has the same nesting, as NumPy arrays.
+  ``template_params``: our RRDBNet's params (arrays or ShapeDtypeStructs; stacked or per-block
+  RRDBs), with or without the outer {'params': ...}; the result has the same nesting and
+  layout, as NumPy arrays.
   ``scale``: the model's ``RRDBNet.scale`` (see the module docstring). Raises
   ValueError naming ``source`` and the keys on an unknown scheme or any missing,
   unexpected or mis-shaped entry.
@@ -118,7 +122,10 @@ def rrdbnet_from_torch(state: Mapping[str, np.ndarray], template_params: Mapping
     # Our input channel (dy*s + dx)*c + ch is PyTorch's ch*s*s + dy*s + dx.
     perm = np.arange(c * s * s).reshape(c, s * s).T.reshape(-1)
     values["conv_first/kernel"] = kernel[:, :, perm, :]
-  params = weights.assign(template, values, f"{source} ({scheme} naming)")
+  per_block = layers.to_legacy(dict(template), rrdbnet.LAYOUT)
+  params = weights.assign(per_block, values, f"{source} ({scheme} naming)")
+  if not layers.is_legacy(template, rrdbnet.LAYOUT):
+    params = layers.to_stacked(params, rrdbnet.LAYOUT)
   return {"params": params} if wrapped else params
 
 

@@ -9,7 +9,11 @@ conv_first's features -> twice (nearest x2, conv, LeakyReLU 0.2) -> conv_hr,
 LeakyReLU -> conv_last. Scales 2 and 1 first pixel-unshuffle the input by 2 and 4
 (as BasicSR), so the trunk always upsamples x4. 16,697,987 parameters at x4,
 BasicSR's count. Initialisation as BasicSR: the dense-block convs Kaiming-normal
-x 0.1, every other conv PyTorch's default (biases start at zero here).
+x 0.1, every other conv PyTorch's default (biases start at zero here). The RRDBs run
+as one ``nn.scan`` (``layers.repeat``), their parameters stacked under ``body``
+(23, ...); ``remat=True`` recomputes their activations in the backward pass. Parameter
+trees of the unrolled net (``body_0`` .. ``body_22``: older checkpoints, ``scan=False``)
+are still applied as they are; ``layers.to_stacked(params, LAYOUT)`` converts them.
 
 ``VGGStyleDiscriminator``: frames (N, 128, 128, 3) (or 256 with ``input_size``)
 -> logits (N, 1). Ten convs (3x3 stride 1 / 4x4 stride 2 pairs, 64 -> 512
@@ -19,7 +23,7 @@ then dense 100, LeakyReLU, dense 1. 14,499,401 parameters at 128 px (BasicSR's).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -28,13 +32,24 @@ import jax.numpy as jnp
 from arsr_jax.models import layers
 
 
+LAYOUT = (layers.Layout("body", "body_{}"),)  # stacked RRDBs <-> the unrolled net's names
+
+
 class RRDBNet(nn.Module):
+  LAYOUT: ClassVar = LAYOUT
+
   scale: int = 4
   num_blocks: int = 23
   features: int = 64
   growth: int = 32
   out_channels: int = 3
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
+  scan: bool = True  # one nn.scan over the RRDBs (stacked parameters); False: unrolled, body_i names
+  remat: bool = False  # recompute RRDB activations in the backward pass (less memory)
+  scan_unroll: int | None = None  # blocks per scan iteration; None: all on CPU (see layers.repeat), else 1
+
+  def layout(self) -> tuple[layers.Layout, ...]:
+    return LAYOUT
 
   @nn.compact
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
@@ -50,9 +65,14 @@ class RRDBNet(nn.Module):
     if unshuffle[self.scale] > 1:
       x = layers.space_to_depth(x, unshuffle[self.scale])
     feat = conv(self.features, "conv_first")(x)
-    body = feat
-    for i in range(self.num_blocks):
-      body = layers.RRDB(self.growth, (3, 3), dtype=self.dtype, name=f"body_{i}")(body)
+    rrdb = dict(growth=self.growth, kernel_size=(3, 3), dtype=self.dtype)
+    if self.scan and not layers.is_legacy(self.variables.get("params"), LAYOUT):
+      body = layers.repeat(layers.RRDB, rrdb, self.num_blocks, feat, name="body", remat=self.remat,
+                           unroll=self.scan_unroll)
+    else:
+      block, body = nn.remat(layers.RRDB) if self.remat else layers.RRDB, feat
+      for i in range(self.num_blocks):
+        body = block(**rrdb, name=f"body_{i}")(body)
     feat = feat + conv(self.features, "conv_body")(body)
     feat = layers.leaky_relu(conv(self.features, "conv_up1")(layers.upsample_nearest(feat, 2)))
     feat = layers.leaky_relu(conv(self.features, "conv_up2")(layers.upsample_nearest(feat, 2)))

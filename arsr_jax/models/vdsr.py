@@ -3,7 +3,11 @@ between the HR frame and its bicubic upsampling.
 
 Input LR frames (N, h, w, 3) in [0, 1]; output (N, h*scale, w*scale, 3).
 20 conv layers, 64 channels, ReLU after all but the last: 668,227 parameters
-(the paper's ~0.67 M) at the default size.
+(the paper's ~0.67 M) at the default size. The 18 identical middle layers run as
+one ``nn.scan`` (``layers.repeat``), their parameters stacked under ``body``
+(18, ...); ``remat=True`` recomputes their activations in the backward pass. The
+unrolled net's trees (``conv1`` .. ``conv18``: older checkpoints, ``scan=False``) are
+still applied as they are; ``layers.to_stacked(params, model.layout())`` converts them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from arsr_jax.data import degrade
+from arsr_jax.models import layers
 
 
 class VDSR(nn.Module):
@@ -20,6 +25,12 @@ class VDSR(nn.Module):
   num_layers: int = 20
   features: int = 64
   dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
+  scan: bool = True  # one nn.scan over the middle layers (stacked); False: unrolled, conv_i names
+  remat: bool = False  # recompute middle-layer activations in the backward pass (less memory)
+  scan_unroll: int | None = None  # blocks per scan iteration; None: all on CPU (see layers.repeat), else 1
+
+  def layout(self) -> tuple[layers.Layout, ...]:
+    return (layers.Layout("body", "conv{}", start=1, length=self.num_layers - 2),)
 
   @nn.compact
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
@@ -27,8 +38,17 @@ class VDSR(nn.Module):
     base = degrade.bicubic_upsample(lr.astype(jnp.float32), self.scale)
     x = base.astype(self.dtype)
     he = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
-    for i in range(self.num_layers - 1):
-      x = nn.relu(nn.Conv(self.features, (3, 3), dtype=self.dtype, kernel_init=he, name=f"conv{i}")(x))
+    conv = dict(features=self.features, kernel_size=(3, 3), dtype=self.dtype, kernel_init=he)
+    if self.num_layers > 1:
+      x = layers.ConvReLU(**conv, name="conv0")(x)
+    middle = self.num_layers - 2
+    if self.scan and middle > 0 and not layers.is_legacy(self.variables.get("params"), self.layout()):
+      x = layers.repeat(layers.ConvReLU, conv, middle, x, name="body", remat=self.remat,
+                         unroll=self.scan_unroll)
+    else:
+      block = nn.remat(layers.ConvReLU) if self.remat else layers.ConvReLU
+      for i in range(1, middle + 1):
+        x = block(**conv, name=f"conv{i}")(x)
     # The residual head starts near zero so training begins at the bicubic baseline.
     residual = nn.Conv(lr.shape[-1], (3, 3), dtype=self.dtype, name=f"conv{self.num_layers - 1}",
                        kernel_init=nn.initializers.variance_scaling(1e-4, "fan_in", "normal"))(x)

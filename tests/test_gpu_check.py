@@ -1,0 +1,105 @@
+"""Plumbing of benchmarks/gpu_check.py and benchmarks/roofline.py (no speed is asserted: speed
+targets live in the benchmarks).
+
+``gpu_check.py --size smoke`` runs every part tiny on the CPU; the test checks the JSON's structure
+and that each part reported figures or a clear status (timeout, unavailable, skipped), never an
+error.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+from jax import lax
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import gpu_check  # noqa: E402
+import roofline  # noqa: E402
+
+pytestmark = pytest.mark.plumbing
+CLEAR = {"timeout", "unavailable", "skipped"}
+
+
+def _run(tmp_path, *args, timeout=900):
+  """gpu_check.py in a subprocess on ONE CPU device (the tests' 8 fake devices would be 8x the work)."""
+  flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f)
+  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+  out = tmp_path / "gpu_check.json"
+  proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--out", str(out), *args],
+                        capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result == json.loads(out.read_text())
+  return result
+
+
+def _figures(name, result):
+  """The headline figure of a part that finished."""
+  if name.startswith("train/"):
+    r = result["recipes"][name.split("/")[1]]
+    assert "error" not in r, r
+    assert r["samples_per_s"] > 0 and r["compile_s"] > 0 and r["roofline"]["h100_s"] > 0
+    assert r["pipeline_samples_per_s"] > 0, r.get("pipeline_error")
+    return r["samples_per_s"]
+  figure = {"data": lambda: result["data_prepare_s"] >= 0,
+            "infer": lambda: all(n["frames_per_s"] > 0 and n["roofline"]["h200_s"] > 0
+                                 for n in result["nets"].values()),
+            "torch": lambda: all(v["samples_per_s"] > 0 for d in result["train"].values() for v in d.values()),
+            "flow": lambda: result["jax_pairs_per_s"] > 0 and result["roofline"]["bound"] == "upper",
+            "eval": lambda: result["videos_per_s"] > 0 and result["roofline"]["full"]["h100_s"] > 0}[name]()
+  assert figure, (name, result)
+  return figure
+
+
+def test_smoke_run_reports_every_part(tmp_path, small_data_dir):
+  result = _run(tmp_path, "--size", "smoke", "--data_dir", small_data_dir, "--torch_device", "cpu")
+  assert {"size", "budget_s", "total_s", "parts", "summary"} <= set(result) and result["size"] == "smoke"
+  expected = {"data", "infer", "torch", "flow", "eval", *(f"train/{r}" for r in gpu_check.RECIPES)}
+  assert set(result["parts"]) == expected
+  for name, part in result["parts"].items():
+    assert part["status"] == "ok" or part["status"] in CLEAR, (name, part)
+    assert part["budget_s"] >= 0
+    if part["status"] == "ok":
+      _figures(name, part["result"])
+  summary = result["summary"]
+  assert set(summary["recipes"]) == {r for r in gpu_check.RECIPES if result["parts"][f"train/{r}"]["status"] == "ok"}
+  for row in summary["recipes"].values():
+    assert {"samples_per_s", "vs_conv", "vs_torch_bf16", "vs_torch_fp32", "predicted_h100_samples_per_s"} <= set(row)
+  assert {"flow", "eval", "infer", "torch_available"} <= set(summary)
+
+
+def test_a_part_past_its_budget_is_reported_as_timeout(tmp_path):
+  result = _run(tmp_path, "--size", "smoke", "--parts", "flow,eval", "--budget_s", "1.5", timeout=120)
+  assert result["parts"]["flow"]["status"] == "timeout"  # starting python + jax alone takes longer
+  assert result["parts"]["eval"]["status"] == "skipped" and result["total_s"] < 20
+
+
+def test_roofline_counts_loop_bodies_by_their_trip_counts():
+  """XLA's cost analysis counts a while body once; roofline.cost multiplies by the trip count."""
+  x = jnp.ones((64, 64))
+  matmul = 2 * 64 ** 3
+
+  def scanned(x, n):
+    return lax.scan(lambda c, _: (jnp.tanh(c @ x), None), x, None, length=n)[0]
+
+  for n in (1, 5):
+    c = roofline.cost(jax.jit(lambda x: scanned(x, n)).lower(x).compile())
+    assert c["flops"] == pytest.approx(n * matmul, rel=0.01) and c["bound"] == "exact"
+  nested = jax.jit(lambda x: lax.fori_loop(0, 3, lambda i, c: scanned(c, 4), x)).lower(x).compile()
+  assert roofline.cost(nested)["flops"] == pytest.approx(12 * matmul, rel=0.01)
+
+  def early_stop(x):  # trip count unknown to XLA: the caller's bound, else counted once
+    return lax.while_loop(lambda c: (c[0] < 7) & jnp.all(c[1] < 1e9), lambda c: (c[0] + 1, c[1] @ x), (0, x))[1]
+
+  compiled = jax.jit(early_stop).lower(x).compile()
+  assert roofline.cost(compiled)["bound"] == "lower"
+  bounded = roofline.cost(compiled, unknown_trips=(7,))
+  assert bounded["bound"] == "upper" and bounded["flops"] == pytest.approx(7 * matmul, rel=0.02)
+  pred = roofline.predict(bounded, "bfloat16")
+  assert pred["h200"]["s"] <= pred["h100"]["s"] == max(pred["h100"]["flops_s"], pred["h100"]["bytes_s"])
