@@ -109,7 +109,7 @@ def load_config(name: str, size: str, dtype: str | None, data_dir: str, model_op
   from arsr_jax import config_lib, models
   file, variant = RECIPES[name]
   variant = ",".join(v for v in (variant, "smoke" if size == "smoke" else "") if v)
-  config = config_lib.sibling(str(ROOT / "configs" / "vdsr.py"), file).get_config(variant)
+  config = config_lib.recipe(file, variant)
   config.compute_dtype = dtype or config.compute_dtype
   config.data.data_dir = data_dir
   for opt in filter(None, model_opts.split(",")):
