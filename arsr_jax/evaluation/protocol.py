@@ -270,8 +270,7 @@ def _summarize(out: dict[str, np.ndarray], labels: np.ndarray, num_classes: int,
       confusion[name] = rm.confusion_matrix(np.argmax(score, -1), labels, num_classes)
   for key in ("psnr", "ssim", "warp_error"):
     if key in out:
-      vals = out[key][np.isfinite(out[key])]
-      res[key] = float(vals.mean()) if vals.size else None
+      res[key] = iq.mean_of(out[key])
   return res, confusion
 
 

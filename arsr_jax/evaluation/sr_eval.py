@@ -52,7 +52,7 @@ class SREvaluator:
                                "scale": config.scale, "num_frames": int(vals["bicubic_psnr"].size),
                                "moving_threshold_px": ecfg.moving_threshold, "model_name": config.model.name}
     for method in METHODS:
-      results[method] = {key: _nanmean(vals[f"{method}_{key}"]) for key in sr_steps.EVAL_KEYS}
+      results[method] = {key: iq.mean_of(vals[f"{method}_{key}"]) for key in sr_steps.EVAL_KEYS}
     if writer is not None:
       writer.scalars(step, {f"eval/{m}_{k}": v for m in METHODS for k, v in results[m].items() if v is not None})
       if first:
@@ -62,11 +62,6 @@ class SREvaluator:
   @staticmethod
   def table(results: dict[str, Any]) -> str:
     return results_table(results)
-
-
-def _nanmean(x: np.ndarray) -> float | None:
-  x = x[np.isfinite(x)]
-  return float(x.mean()) if x.size else None
 
 
 def write_samples(writer: EventWriter, step: int, model, variables, batch,
