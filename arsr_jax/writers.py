@@ -7,6 +7,7 @@ files are copied there (``arsr_jax.io``) on every flush and on close.
 
 from __future__ import annotations
 
+import logging as pylogging
 import os
 import shutil
 import sys
@@ -67,6 +68,25 @@ class EventWriter:
     for name in os.listdir(self._staging):
       with open(os.path.join(self._staging, name), "rb") as f:
         io.write_bytes(self._remote / name, f.read())
+
+
+class QuietLibraries(pylogging.Filter):
+  """Keeps only warnings and errors from chatty libraries (Orbax logs every file it writes), and
+  drops two that say nothing to a user: Orbax's 'read only' on every frozen restore and JAX's
+  'Unable to initialize backend ...' for accelerators the machine does not have."""
+  NOISY = ("/orbax/", "/tensorflow_datasets/", "/grain/", "/etils/", "/jax/_src/xla_bridge.py")
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    if "/orbax/" in record.pathname and "read only" in str(record.msg):
+      return False
+    return record.levelno >= pylogging.WARNING or not any(s in record.pathname for s in self.NOISY)
+
+
+def quiet_libraries() -> None:
+  """Installs ``QuietLibraries`` on absl's log handler (once); every CLI calls it first."""
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, QuietLibraries) for f in handler.filters):
+    handler.addFilter(QuietLibraries())
 
 
 class Progress:

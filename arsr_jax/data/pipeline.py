@@ -35,6 +35,7 @@ _GENERATED = ("synthetic_actions",)
 
 def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The TFDS builder for ``name`` ('dataset/config'), prepared if we can generate it."""
+  tfds_builders.check_name(name)  # a misspelled config: one line, no empty folder left behind
   tfds_builders.load(name)  # imports (registers) the project's builder for ``name``
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")

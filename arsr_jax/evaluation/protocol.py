@@ -74,6 +74,8 @@ def run(config, workdir: str) -> dict[str, Any]:
   num_classes = recognition_data.num_classes(config)
   recs = _load_recognizers(e, repl, dtype, num_classes)
   source = pipeline.get_source(d.name, d.eval_split, d.get("data_dir"))
+  for rec in recs.values():
+    check_trained_on(rec, d.name, num_classes, source[0])
   n = len(source) if not config.eval.get("max_clips") else min(len(source), config.eval.max_clips)
   scale = _data_scale(config, source[0])
   srs = {}
@@ -128,6 +130,18 @@ def _data_scale(config, first) -> int:
   if len(scales) > 1:
     raise ValueError(f"SR methods of different scales {sorted(scales)} on natively small video")
   return scales.pop() if scales else config.scale
+
+
+def check_trained_on(rec: frozen.FrozenRecognizer, name: str, num_classes: int, first: dict[str, Any]) -> None:
+  """Refuses a recognizer trained on another dataset (or config) than the evaluation data, naming both."""
+  if not rec.dataset or rec.dataset == name:
+    return
+  frames = first.get("hr", first.get("lr"))
+  have = f"{num_classes} classes" + (f", {frames.shape[2]}x{frames.shape[1]} frames" if frames is not None else "")
+  size = f", {rec.input_size} px input" if rec.input_size else ""
+  raise ValueError(f"Recognizer {rec.source} was trained on {rec.dataset} ({rec.num_classes} classes{size}); the "
+                   f"evaluation data is {name} ({have}). Evaluate on its data (--config.data.name={rec.dataset}; "
+                   f"configs/evaluate.py:smoke for smoke recognizers) or use recognizers trained on {name}.")
 
 
 def _load_recognizers(e, repl, dtype, num_classes) -> dict[str, frozen.FrozenRecognizer]:
