@@ -90,19 +90,25 @@ def quiet_libraries() -> None:
 
 
 class Progress:
-  """Logs 'step N/M | metrics | X steps/s | ETA' lines."""
+  """Logs 'step N/M | metrics | X steps/s | ETA' lines; a line for a run's first step reports
+  its time instead (compilation included), so a run is never silent until its first log_every."""
 
   def __init__(self, total_steps: int, first_step: int):
     self.total = total_steps
     self._t0, self._s0 = time.perf_counter(), first_step
+    self._first = True
 
   def line(self, step: int, values: Mapping[str, float]) -> str:
     now = time.perf_counter()
     rate = (step - self._s0) / max(now - self._t0, 1e-9)
-    self._t0, self._s0 = now, step
-    eta = (self.total - step) / rate if rate > 0 else float("inf")
+    first, seconds = self._first and step - self._s0 == 1, now - self._t0
+    self._t0, self._s0, self._first = now, step, False
     parts = " ".join(f"{k}={v:.4g}" for k, v in values.items())
-    msg = f"step {step}/{self.total} | {parts} | {rate:.2f} steps/s | ETA {_fmt(eta)}"
+    if first:
+      msg = f"step {step}/{self.total} | {parts} | first step {seconds:.1f} s (compilation included)"
+    else:
+      eta = (self.total - step) / rate if rate > 0 else float("inf")
+      msg = f"step {step}/{self.total} | {parts} | {rate:.2f} steps/s | ETA {_fmt(eta)}"
     logging.info("%s", msg)
     return msg
 

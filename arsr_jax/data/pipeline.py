@@ -230,6 +230,15 @@ def eval_items(config: ml_collections.ConfigDict, max_clips: int | None = None
       yield dict(item, index=np.int32(i))
 
 
+def eval_item_count(config: ml_collections.ConfigDict, max_clips: int | None = None) -> int:
+  """How many items ``eval_items`` yields in this process (counting every clip as long as the first)."""
+  d = config.data
+  source = get_source(d.name, d.eval_split, d.get("data_dir"))
+  n = len(source) if not max_clips else min(len(source), max_clips)
+  span = d.clip_length if d.sampler == "clip" else 1
+  return len(range(jax.process_index(), n, jax.process_count())) * (source[0]["hr"].shape[0] // span)
+
+
 def _eval_items(example: dict[str, np.ndarray], span: int, k: int,
                 flow_source: str) -> Iterator[dict[str, np.ndarray]]:
   hr, lr = example["hr"], example["lr"]

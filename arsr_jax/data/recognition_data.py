@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from arsr_jax import recognition
+from arsr_jax import recognition, writers
 from arsr_jax.data import degrade, pipeline
 from arsr_jax.flow import tvl1
 from arsr_jax.recognition import tsn
@@ -192,13 +192,16 @@ def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pair
   flows = np.zeros((len(source), pairs_per_clip, *first.shape[1:3], 2), np.float16)
   fn = jax.jit(lambda a, b: tvl1.tvl1_flow(a, b, params))
   clips_per_batch = max(1, batch_pairs // pairs_per_clip)
-  logging.info("TV-L1 flow of %s:%s (%d clips, %d pairs each) -> %s", config.data.name, split,
+  logging.info("TV-L1 flow of %s:%s (%d clips, %d pairs each), once; cached in %s", config.data.name, split,
                len(source), pairs_per_clip, path)
+  bar = writers.ProgressBar(len(source), desc=f"TV-L1 flow of {config.data.name}:{split}", unit="clips")
   for lo in range(0, len(source), clips_per_batch):
     idx = range(lo, min(len(source), lo + clips_per_batch))
     hr = np.stack([_fixed(source[i]["hr"], first.shape, i) for i in idx]).astype(np.float32) / 255.0
     a, b = hr[:, :-1].reshape((-1, *hr.shape[2:])), hr[:, 1:].reshape((-1, *hr.shape[2:]))
     flows[lo:lo + len(idx)] = np.asarray(fn(a, b)).reshape((len(idx), pairs_per_clip, *hr.shape[2:4], 2))
+    bar.update(len(idx))
+  bar.close()
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + f".tmp{os.getpid()}.npy"
   np.save(tmp, flows)
@@ -237,6 +240,14 @@ def train_iterator(config: ml_collections.ConfigDict, kind: str, per_process_bat
                                                                             drop_remainder=True)
   threads = config.data.get("read_threads", 4)
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, 2))))
+
+
+def eval_count(config: ml_collections.ConfigDict) -> int:
+  """How many items (videos) ``eval_items`` yields in this process."""
+  d = config.data
+  n = len(pipeline.get_source(d.name, d.eval_split, d.get("data_dir")))
+  n = n if not config.eval.get("max_clips") else min(n, config.eval.max_clips)
+  return len(range(jax.process_index(), n, jax.process_count()))
 
 
 def eval_items(config: ml_collections.ConfigDict, kind: str) -> Iterator[dict[str, np.ndarray]]:

@@ -103,7 +103,8 @@ def load_recognizer(workdir: str, sharding: jax.sharding.Sharding, dtype, num_cl
     crop = int(cfg.data.get("crop_size", 0) or 0)
     dataset, size = str(cfg.data.name), int(cfg.data.get("resize", 0) or crop)
   if have != num_classes:
-    raise ValueError(f"Recognizer {workdir} (step {step}) predicts {have} classes; the evaluation data has "
+    trained = f", trained on {dataset}" if dataset else ""
+    raise ValueError(f"Recognizer {workdir} (step {step}{trained}) predicts {have} classes; the evaluation data has "
                      f"{num_classes}. Use a recognizer trained on this dataset.")
   return FrozenRecognizer(model, jax.device_put(variables, sharding), kind, have, new_length, int(step), workdir,
                           tvl1, crop, dataset, size)

@@ -47,7 +47,9 @@ class SREvaluator:
         yield item
 
     batches = batched.padded_batches(items(), per_process, f"eval split of {config.data.name}")
-    vals = batched.map_batches(lambda b: self.eval_step(variables, b), batches, mesh, what="eval batches")
+    total = batched.num_batches(pipeline.eval_item_count(config, ecfg.get("max_clips")), per_process)
+    vals = batched.map_batches(lambda b: self.eval_step(variables, b), batches, mesh, total=total,
+                               what="eval batches", desc=f"evaluating {config.model.name}")
     results: dict[str, Any] = {"step": step, "dataset": config.data.name, "split": config.data.eval_split,
                                "scale": config.scale, "num_frames": int(vals["bicubic_psnr"].size),
                                "moving_threshold_px": ecfg.moving_threshold, "model_name": config.model.name}
