@@ -6,7 +6,9 @@ The config's ``task`` says what runs: an SR recipe (configs/<recipe>.py), a reco
 Any config value can be overridden on the command line, e.g.
 ``--config.train.batch_size=8`` or ``--config.mode=eval``.
 
-Exit status: 0 done; 2 a config that cannot work (unknown key, bad value: one line on stderr);
+Exit status: 0 done; 2 a config that cannot work (a missing config file, an unknown key or
+variant, a bad value, a misspelled dataset config, inputs that do not fit together such as a
+recognizer trained on other data: one line on stderr);
 128 + signal number (143 SIGTERM, 130 SIGINT) when a signal stopped training cleanly at a
 checkpoint: rerun the same command to resume.
 """
@@ -57,7 +59,10 @@ def main(argv):
   except ValueError as e:
     _exit_usage(str(e))
   logging.info("Config:\n%s", FLAGS.config)
-  result = run(FLAGS.config, FLAGS.workdir)
+  try:
+    result = run(FLAGS.config, FLAGS.workdir)
+  except config_lib.Mismatch as e:
+    _exit_usage(str(e))
   if result.get("stopped_by"):
     print(f"arsr_jax.main: stopped by {result['stopped_by']} at step {result['step']} with a checkpoint in "
           f"{FLAGS.workdir}; rerun the same command to resume.", file=sys.stderr)

@@ -72,12 +72,15 @@ class EventWriter:
 
 class QuietLibraries(pylogging.Filter):
   """Keeps only warnings and errors from chatty libraries (Orbax logs every file it writes), and
-  drops two that say nothing to a user: Orbax's 'read only' on every frozen restore and JAX's
-  'Unable to initialize backend ...' for accelerators the machine does not have."""
+  drops those that say nothing to a user: Orbax's read-only warnings on every frozen restore,
+  TFDS's 'Variant folder ... has no dataset_info.json' before generating a dataset, and JAX's 'Unable to initialize
+  backend ...' for accelerators the machine does not have."""
   NOISY = ("/orbax/", "/tensorflow_datasets/", "/grain/", "/etils/", "/jax/_src/xla_bridge.py")
+  DROP = (("/orbax/", "read only"), ("/orbax/", "read_only"), ("/orbax/", "Metadata file does not exist"),
+          ("/tensorflow_datasets/", "Variant folder %s has no %s"))
 
   def filter(self, record: pylogging.LogRecord) -> bool:
-    if "/orbax/" in record.pathname and "read only" in str(record.msg):
+    if any(p in record.pathname and m in str(record.msg) for p, m in self.DROP):
       return False
     return record.levelno >= pylogging.WARNING or not any(s in record.pathname for s in self.NOISY)
 

@@ -1,6 +1,7 @@
 """What a new user meets in the first hour: honest numbers, clear one-line errors, early refusals."""
 
 import json
+import logging as pylogging
 import math
 import os
 import pathlib
@@ -10,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from arsr_jax import io
+from arsr_jax import io, writers
 from arsr_jax.data import pipeline
 from arsr_jax.evaluation import protocol, sr_eval
 from arsr_jax.metrics import image as iq
@@ -36,7 +37,8 @@ def test_psnr_of_identical_frames_is_inf_everywhere(tmp_path):
 
 
 def test_sr_eval_table_shows_inf():
-  r = {"step": 1, "dataset": "d", "split": "test", "num_frames": 2, "scale": 4, "moving_threshold_px": 0.5, "model_name": "vdsr"}
+  r = {"step": 1, "dataset": "d", "split": "test", "num_frames": 2, "scale": 4, "moving_threshold_px": 0.5,
+       "model_name": "vdsr"}
   r.update({m: {"psnr": math.inf, "ssim": 1.0, "psnr_moving": None, "ssim_moving": None} for m in sr_eval.METHODS})
   assert "inf" in sr_eval.results_table(r)
 
@@ -91,3 +93,20 @@ def test_real_study_checks_the_recognition_extra_first(tmp_path):
   assert r.returncode == 2
   assert "pip install -e '.[recognition]'" in _one_line(r.stderr)
   assert not (tmp_path / "w").exists()
+
+
+def test_quiet_libraries_drops_read_only_and_backend_noise_only():
+  quiet = writers.QuietLibraries()
+
+  def record(path, level, msg):
+    return pylogging.LogRecord("x", level, path, 1, msg, None, None)
+  orbax = "/site-packages/orbax/checkpoint/checkpoint_manager.py"
+  assert not quiet.filter(record(orbax, pylogging.WARNING, "CheckpointManagerOptions.read_only=True, setting ..."))
+  assert not quiet.filter(record(orbax, pylogging.WARNING, "Metadata file does not exist: %s"))
+  assert not quiet.filter(record(orbax, pylogging.INFO, "Saving item to %s"))
+  assert quiet.filter(record(orbax, pylogging.WARNING, "Checkpoint is damaged"))
+  assert not quiet.filter(record("/site-packages/jax/_src/xla_bridge.py", pylogging.INFO,
+                                 "Unable to initialize backend 'tpu': ..."))
+  assert quiet.filter(record("/work/arsr_jax/train.py", pylogging.INFO, "step 1/300"))
+  assert not quiet.filter(record("/site-packages/tensorflow_datasets/core/utils/file_utils.py", pylogging.WARNING,
+                                 "Variant folder %s has no %s"))

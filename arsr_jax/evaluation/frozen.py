@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from arsr_jax import checkpointing, io, models, precision, recognition
+from arsr_jax import checkpointing, config_lib, io, models, precision, recognition
 from arsr_jax.data import recognition_data
 from arsr_jax.recognition import i3d
 
@@ -104,7 +104,7 @@ def load_recognizer(workdir: str, sharding: jax.sharding.Sharding, dtype, num_cl
     dataset, size = str(cfg.data.name), int(cfg.data.get("resize", 0) or crop)
   if have != num_classes:
     trained = f", trained on {dataset}" if dataset else ""
-    raise ValueError(f"Recognizer {workdir} (step {step}{trained}) predicts {have} classes; the evaluation data has "
-                     f"{num_classes}. Use a recognizer trained on this dataset.")
+    raise config_lib.Mismatch(f"Recognizer {workdir} (step {step}{trained}) predicts {have} classes; the evaluation "
+                              f"data has {num_classes}. Use a recognizer trained on this dataset.")
   return FrozenRecognizer(model, jax.device_put(variables, sharding), kind, have, new_length, int(step), workdir,
                           tvl1, crop, dataset, size)

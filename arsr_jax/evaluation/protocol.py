@@ -84,7 +84,8 @@ def run(config, workdir: str) -> dict[str, Any]:
       if src not in (ps.BICUBIC, ps.HR) and src not in srs:
         srs[src] = frozen.load_sr(src, repl, dtype)
         if srs[src].scale != scale:
-          raise ValueError(f"SR checkpoint {src} is x{srs[src].scale}; {d.name}:{d.eval_split} has x{scale} LR")
+          raise config_lib.Mismatch(
+              f"SR checkpoint {src} is x{srs[src].scale}; {d.name}:{d.eval_split} has x{scale} LR")
   workdir = io.path(workdir)
   writer = EventWriter(workdir / "tensorboard")
   results: dict[str, Any] = {"dataset": d.name, "split": d.eval_split, "num_videos": n, "scale": scale,
@@ -134,14 +135,14 @@ def _data_scale(config, first) -> int:
 
 def check_trained_on(rec: frozen.FrozenRecognizer, name: str, num_classes: int) -> None:
   """Refuses a recognizer trained on another dataset (or config: another frame size) than the
-  evaluation data, naming both; before the evaluation data is read (or generated)."""
+  evaluation data, naming both."""
   if not rec.dataset or rec.dataset == name:
     return
   size = f", {rec.input_size} px input" if rec.input_size else ""
-  raise ValueError(f"Recognizer {rec.source} was trained on {rec.dataset} ({rec.num_classes} classes{size}); the "
-                   f"evaluation data is {name} ({num_classes} classes). Evaluate on its data "
-                   f"(--config.data.name={rec.dataset}; configs/evaluate.py:smoke for smoke recognizers) or use "
-                   f"recognizers trained on {name}.")
+  raise config_lib.Mismatch(f"Recognizer {rec.source} was trained on {rec.dataset} ({rec.num_classes} classes{size}); "
+                            f"the evaluation data is {name} ({num_classes} classes). Evaluate on its data "
+                            f"(--config.data.name={rec.dataset}; configs/evaluate.py:smoke for smoke recognizers) "
+                            f"or use recognizers trained on {name}.")
 
 
 def _load_recognizers(e, repl, dtype, num_classes) -> dict[str, frozen.FrozenRecognizer]:
