@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from arsr_jax import io, writers
+from arsr_jax import io, sharding, writers
 from arsr_jax.data import pipeline
-from arsr_jax.evaluation import protocol, sr_eval
+from arsr_jax.evaluation import batched, protocol, sr_eval
 from arsr_jax.metrics import image as iq
 from tfds_builders import prepare
 
@@ -110,3 +110,19 @@ def test_quiet_libraries_drops_read_only_and_backend_noise_only():
   assert quiet.filter(record("/work/arsr_jax/train.py", pylogging.INFO, "step 1/300"))
   assert not quiet.filter(record("/site-packages/tensorflow_datasets/core/utils/file_utils.py", pylogging.WARNING,
                                  "Variant folder %s has no %s"))
+
+
+def test_map_batches_draws_a_bar_with_total(capsys):
+  items = ({"x": np.float32(i), "index": np.int32(i)} for i in range(20))
+  batches = batched.padded_batches(items, 8, "test split")
+  out = batched.map_batches(lambda b: {"y": b["x"] * 2}, batches, sharding.make_mesh(),
+                            total=batched.num_batches(20, 8), what="test batches", desc="doubling")
+  np.testing.assert_array_equal(out["y"], 2 * np.arange(20))
+  err = capsys.readouterr().err
+  assert err.startswith("doubling  0/3 test batches") and "doubling  3/3 test batches" in err
+
+
+def test_training_logs_its_first_step():
+  progress = writers.Progress(300, 0)
+  assert progress.line(1, {"loss": 0.5}).endswith("(compilation included)")
+  assert "steps/s | ETA" in progress.line(50, {"loss": 0.4})
