@@ -132,7 +132,7 @@ class ProgressBar:
     self._stream = stream if stream is not None else sys.stderr
     self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
     self._interval = min_interval if self._tty else line_interval
-    self._width, self._last_draw = width, 0.0
+    self._width, self._last_draw, self._drawn = width, 0.0, (-1, -1)
     self._t_start = time.perf_counter()
     self._t_first, self._n_first = None, 0
     self._draw(self._t_start)
@@ -171,12 +171,15 @@ class ProgressBar:
     return " | ".join(parts)
 
   def close(self) -> None:
-    """Draws the final state (the total becomes the final count) and ends the line."""
+    """Draws the final state (the total becomes the final count) and ends the line; in a log, only
+    if the last line did not already show it."""
+    if not self._tty and self._drawn == (self.count, self.count):
+      return
     self.total = self.count
     self._draw(time.perf_counter(), final=True)
 
   def _draw(self, now: float, final: bool = False) -> None:
-    self._last_draw = now
+    self._last_draw, self._drawn = now, (self.count, self.total)
     if self._tty:
       self._stream.write("\r\033[K" + self.text(now) + ("\n" if final else ""))
     else:

@@ -1,5 +1,6 @@
 """What a new user meets in the first hour: honest numbers, clear one-line errors, early refusals."""
 
+import io as pyio
 import json
 import logging as pylogging
 import math
@@ -126,3 +127,12 @@ def test_training_logs_its_first_step():
   progress = writers.Progress(300, 0)
   assert progress.line(1, {"loss": 0.5}).endswith("(compilation included)")
   assert "steps/s | ETA" in progress.line(50, {"loss": 0.4})
+
+
+def test_progress_bar_does_not_repeat_its_final_line_in_a_log():
+  stream = pyio.StringIO()
+  bar = writers.ProgressBar(3, desc="x", unit="items", stream=stream, line_interval=0.0)
+  bar.update(3)
+  bar.close()
+  assert [line.split(" | ")[0] for line in stream.getvalue().splitlines()] == [
+      "x  0/3 items [--------------------]   0%", "x  3/3 items [####################] 100%"]

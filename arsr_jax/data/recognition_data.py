@@ -196,10 +196,12 @@ def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pair
                len(source), pairs_per_clip, path)
   bar = writers.ProgressBar(len(source), desc=f"TV-L1 flow of {config.data.name}:{split}", unit="clips")
   for lo in range(0, len(source), clips_per_batch):
-    idx = range(lo, min(len(source), lo + clips_per_batch))
-    hr = np.stack([_fixed(source[i]["hr"], first.shape, i) for i in idx]).astype(np.float32) / 255.0
+    idx = list(range(lo, min(len(source), lo + clips_per_batch)))
+    padded = idx + idx[-1:] * (clips_per_batch - len(idx))  # one batch shape: compiled once
+    hr = np.stack([_fixed(source[i]["hr"], first.shape, i) for i in padded]).astype(np.float32) / 255.0
     a, b = hr[:, :-1].reshape((-1, *hr.shape[2:])), hr[:, 1:].reshape((-1, *hr.shape[2:]))
-    flows[lo:lo + len(idx)] = np.asarray(fn(a, b)).reshape((len(idx), pairs_per_clip, *hr.shape[2:4], 2))
+    out = np.asarray(fn(a, b)).reshape((len(padded), pairs_per_clip, *hr.shape[2:4], 2))
+    flows[lo:lo + len(idx)] = out[:len(idx)]
     bar.update(len(idx))
   bar.close()
   os.makedirs(os.path.dirname(path), exist_ok=True)
