@@ -254,9 +254,10 @@ def eval_count(config: ml_collections.ConfigDict) -> int:
 
 def eval_items(config: ml_collections.ConfigDict, kind: str) -> Iterator[dict[str, np.ndarray]]:
   """This process's share of the eval split with TSN test sampling: one item per video with its
-  'label' and 'index' (batch them with ``evaluation.batched.padded_batches``)."""
+  'label' and 'index' (batch them with ``evaluation.batched.padded_batches``). The source (and
+  its TV-L1 flow, when computed) is ready on return, before the first item is asked for."""
   source = recognition_source(config, config.data.eval_split, kind)
   n = len(source) if not config.eval.get("max_clips") else min(len(source), config.eval.max_clips)
   take = sampler(config, kind, train=False)
-  for i in range(jax.process_index(), n, jax.process_count()):
-    yield dict(take.sample(source[i], None), index=np.int32(i))
+  return (dict(take.sample(source[i], None), index=np.int32(i))
+          for i in range(jax.process_index(), n, jax.process_count()))
