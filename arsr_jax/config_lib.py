@@ -10,6 +10,12 @@ import os
 import ml_collections
 
 
+
+class Mismatch(ValueError):
+  """A run refused before any work because its inputs do not fit together (a recognizer trained on
+  other data, an SR checkpoint of another scale, ...): ``python -m arsr_jax.main`` prints its
+  message as one line and exits with status 2."""
+
 def get_base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0

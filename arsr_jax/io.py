@@ -4,11 +4,17 @@ Every workdir and output path goes through ``etils.epath`` (what Orbax and TFDS
 use), so ``gs://bucket/run`` or any fsspec URL works wherever a local path does.
 Writes go to a temporary sibling first and are renamed into place, so a reader
 never sees a half-written file and an interrupted run leaves the old one intact.
+
+JSON has no infinity or NaN: ``write_json`` writes +-inf (e.g. the PSNR of
+identical frames) as the strings ``"inf"`` / ``"-inf"`` and NaN as ``null``
+(``float("inf")`` reads the string back).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import uuid
 from typing import Any
@@ -45,7 +51,19 @@ def write_text(p: PathLike, text: str) -> epath.Path:
 
 
 def write_json(p: PathLike, obj: Any) -> epath.Path:
-  return write_text(p, json.dumps(obj, indent=2) + "\n")
+  """Atomically writes ``obj`` as strict JSON (+-inf as "inf" / "-inf", NaN as null)."""
+  return write_text(p, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
+
+
+def json_safe(obj: Any) -> Any:
+  """``obj`` with non-finite floats replaced: +-inf -> "inf" / "-inf", NaN -> None."""
+  if isinstance(obj, dict):
+    return {k: json_safe(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [json_safe(v) for v in obj]
+  if isinstance(obj, numbers.Real) and not isinstance(obj, (bool, numbers.Integral)) and not math.isfinite(obj):
+    return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+  return obj
 
 
 def read_json(p: PathLike) -> Any:

@@ -6,14 +6,17 @@ The config's ``task`` says what runs: an SR recipe (configs/<recipe>.py), a reco
 Any config value can be overridden on the command line, e.g.
 ``--config.train.batch_size=8`` or ``--config.mode=eval``.
 
-Exit status: 0 done; 2 a config that cannot work (unknown key, bad value: one line on stderr);
+Exit status: 0 done; 2 a config that cannot work (a missing config file, an unknown key or
+variant, a bad value, a misspelled dataset config, inputs that do not fit together such as a
+recognizer trained on other data: one line on stderr);
 128 + signal number (143 SIGTERM, 130 SIGINT) when a signal stopped training cleanly at a
 checkpoint: rerun the same command to resume.
 """
 
 from __future__ import annotations
 
-import logging as pylogging
+import difflib
+import os
 import signal
 import sys
 from typing import Any, Callable
@@ -22,7 +25,8 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from arsr_jax import config_lib, io, sharding, train
+import tfds_builders
+from arsr_jax import config_lib, io, sharding, train, writers
 from arsr_jax.evaluation import protocol
 from arsr_jax.jobs import recognition as recognition_job
 from arsr_jax.jobs import sr as sr_job
@@ -44,25 +48,21 @@ def run(config: ml_collections.ConfigDict, workdir: io.PathLike) -> dict[str, An
   return TASKS[config.task](config, workdir)
 
 
-class _QuietLibraries(pylogging.Filter):
-  """Keeps only warnings and errors from chatty libraries (Orbax logs every file it writes)."""
-  NOISY = ("/orbax/", "/tensorflow_datasets/", "/grain/", "/etils/")
-
-  def filter(self, record: pylogging.LogRecord) -> bool:
-    return record.levelno >= pylogging.WARNING or not any(s in record.pathname for s in self.NOISY)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  writers.quiet_libraries()
   sharding.maybe_initialize_distributed(FLAGS.distributed)
   try:
     config_lib.validate(FLAGS.config)
+    tfds_builders.check_name(FLAGS.config.data.name)
   except ValueError as e:
     _exit_usage(str(e))
   logging.info("Config:\n%s", FLAGS.config)
-  result = run(FLAGS.config, FLAGS.workdir)
+  try:
+    result = run(FLAGS.config, FLAGS.workdir)
+  except config_lib.Mismatch as e:
+    _exit_usage(str(e))
   if result.get("stopped_by"):
     print(f"arsr_jax.main: stopped by {result['stopped_by']} at step {result['step']} with a checkpoint in "
           f"{FLAGS.workdir}; rerun the same command to resume.", file=sys.stderr)
@@ -75,14 +75,41 @@ def _exit_usage(message: str) -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing; a bad --config.* override is one line on stderr (exit 2), not a traceback."""
+  """absl's flag parsing; a missing config file, a config that fails to load (e.g. an unknown
+  variant) or a bad --config.* override is one line on stderr (exit 2), not a traceback."""
+  _check_config_file(argv)
   try:
-    return app.parse_flags_with_usage(argv)
+    rest = FLAGS(argv)
+  except flags.Error as e:  # e.g. get_config raised (unknown variant): its last line is the cause
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    _exit_usage(lines[-1] if lines else type(e).__name__)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     text = " ".join(str(a) for a in e.args).replace("\\n", " ").replace("\\'", "'")
     if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a KeyError's repr
       text = text[1:-1]
     _exit_usage(f"bad --config: {' '.join(text.split()) or type(e).__name__}")
+  try:
+    FLAGS.config.get("task")  # a config that failed to load raises here (ml_collections' _ErrorConfig)
+  except OSError as e:
+    while e.__cause__ is not None:
+      e = e.__cause__
+    _exit_usage(f"--config failed to load: {' '.join(str(e).split())}")
+  return rest
+
+
+def _check_config_file(argv: list[str]) -> None:
+  """Exits with one line when --config names no file, suggesting the closest configs/*.py names."""
+  value = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if value is None and "--config" in argv[:-1]:
+    value = argv[argv.index("--config") + 1]
+  path = (value or "").split(":")[0]
+  if not path or os.path.isfile(path):
+    return
+  folder = os.path.dirname(path) or "."
+  names = sorted(f for f in os.listdir(folder) if f.endswith(".py")) if os.path.isdir(folder) else []
+  close = difflib.get_close_matches(os.path.basename(path), names, n=1)
+  hint = f"; did you mean {os.path.join(os.path.dirname(path), close[0])}?" if close else ""
+  _exit_usage(f"--config {path}: no such file{hint}")
 
 
 def define_flags() -> None:

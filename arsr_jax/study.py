@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import config_lib, io, main as main_lib
+from arsr_jax import config_lib, io, main as main_lib, writers
 from arsr_jax.config_lib import recipe as _config
 from arsr_jax.steps import recognition as rec_steps
 
@@ -167,6 +167,7 @@ def main(argv):
   del argv
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required")
+  writers.quiet_libraries()
   study(FLAGS.workdir, FLAGS.size, FLAGS.data_dir, FLAGS.eval_only)
 
 

@@ -205,7 +205,7 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
       count += 1
       done = step + 1
       stopped_by = signals.requested()
-      is_log = done % tcfg.log_every == 0 or done == stop or stopped_by
+      is_log = done % tcfg.log_every == 0 or done == stop or done == start + 1 or stopped_by
       is_ckpt = done % tcfg.checkpoint_every == 0 or done == stop or stopped_by
       if is_log or is_ckpt:
         values = {k: float(v) / count for k, v in jax.device_get(acc).items()}

@@ -7,6 +7,7 @@ files are copied there (``arsr_jax.io``) on every flush and on close.
 
 from __future__ import annotations
 
+import logging as pylogging
 import os
 import shutil
 import sys
@@ -69,20 +70,48 @@ class EventWriter:
         io.write_bytes(self._remote / name, f.read())
 
 
+class QuietLibraries(pylogging.Filter):
+  """Keeps only warnings and errors from chatty libraries (Orbax logs every file it writes), and
+  drops those that say nothing to a user: Orbax's read-only warnings on every frozen restore,
+  TFDS's 'Variant folder ... has no dataset_info.json' before generating a dataset, and JAX's 'Unable to initialize
+  backend ...' for accelerators the machine does not have."""
+  NOISY = ("/orbax/", "/tensorflow_datasets/", "/grain/", "/etils/", "/jax/_src/xla_bridge.py")
+  DROP = (("/orbax/", "read only"), ("/orbax/", "read_only"), ("/orbax/", "Metadata file does not exist"),
+          ("/tensorflow_datasets/", "Variant folder %s has no %s"))
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    if any(p in record.pathname and m in str(record.msg) for p, m in self.DROP):
+      return False
+    return record.levelno >= pylogging.WARNING or not any(s in record.pathname for s in self.NOISY)
+
+
+def quiet_libraries() -> None:
+  """Installs ``QuietLibraries`` on absl's log handler (once); every CLI calls it first."""
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, QuietLibraries) for f in handler.filters):
+    handler.addFilter(QuietLibraries())
+
+
 class Progress:
-  """Logs 'step N/M | metrics | X steps/s | ETA' lines."""
+  """Logs 'step N/M | metrics | X steps/s | ETA' lines; a line for a run's first step reports
+  its time instead (compilation included), so a run is never silent until its first log_every."""
 
   def __init__(self, total_steps: int, first_step: int):
     self.total = total_steps
     self._t0, self._s0 = time.perf_counter(), first_step
+    self._first = True
 
   def line(self, step: int, values: Mapping[str, float]) -> str:
     now = time.perf_counter()
     rate = (step - self._s0) / max(now - self._t0, 1e-9)
-    self._t0, self._s0 = now, step
-    eta = (self.total - step) / rate if rate > 0 else float("inf")
+    first, seconds = self._first and step - self._s0 == 1, now - self._t0
+    self._t0, self._s0, self._first = now, step, False
     parts = " ".join(f"{k}={v:.4g}" for k, v in values.items())
-    msg = f"step {step}/{self.total} | {parts} | {rate:.2f} steps/s | ETA {_fmt(eta)}"
+    if first:
+      msg = f"step {step}/{self.total} | {parts} | first step {seconds:.1f} s (compilation included)"
+    else:
+      eta = (self.total - step) / rate if rate > 0 else float("inf")
+      msg = f"step {step}/{self.total} | {parts} | {rate:.2f} steps/s | ETA {_fmt(eta)}"
     logging.info("%s", msg)
     return msg
 
@@ -103,7 +132,7 @@ class ProgressBar:
     self._stream = stream if stream is not None else sys.stderr
     self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
     self._interval = min_interval if self._tty else line_interval
-    self._width, self._last_draw = width, 0.0
+    self._width, self._last_draw, self._drawn = width, 0.0, (-1, -1)
     self._t_start = time.perf_counter()
     self._t_first, self._n_first = None, 0
     self._draw(self._t_start)
@@ -142,12 +171,15 @@ class ProgressBar:
     return " | ".join(parts)
 
   def close(self) -> None:
-    """Draws the final state (the total becomes the final count) and ends the line."""
+    """Draws the final state (the total becomes the final count) and ends the line; in a log, only
+    if the last line did not already show it."""
+    if not self._tty and self._drawn == (self.count, self.count):
+      return
     self.total = self.count
     self._draw(time.perf_counter(), final=True)
 
   def _draw(self, now: float, final: bool = False) -> None:
-    self._last_draw = now
+    self._last_draw, self._drawn = now, (self.count, self.total)
     if self._tty:
       self._stream.write("\r\033[K" + self.text(now) + ("\n" if final else ""))
     else:

@@ -259,7 +259,8 @@ def test_cli_writes_tsn_flow_pngs(tmp_path, capsys):
   v = dequantize_flow(np.asarray(Image.open(out / "flow_y_00002.png")))
   assert abs(np.median(u[6:-6, 6:-6]) - 1.0) < 0.2 and abs(np.median(v[6:-6, 6:-6])) < 0.2
   assert np.asarray(Image.open(out / "flow_vis_00001.png")).shape == (32, 48, 3)
-  assert "pairs" in capsys.readouterr().err
+  err = capsys.readouterr().err  # a bar from the start: count/total, rate and ETA
+  assert "TV-L1 flow of clip.mp4  0/3 pairs" in err.splitlines()[0] and "ETA" in err and "3/3 pairs" in err
 
   assert flow_cli.main([str(video), str(out)] + tiny) == 2  # refuses a non-empty folder
   assert "--overwrite" in capsys.readouterr().err

@@ -129,11 +129,11 @@ def test_protocol_end_to_end(workdirs, small_data_dir, tmp_path):
   results = main.run(_eval_config(small_data_dir, workdirs, methods), str(tmp_path))
   m = results["methods"]
   assert list(m) == ["bicubic", "hr", "vdsr", "mixed"]
-  for r in m.values():
+  for name, r in m.items():
     for key in ("spatial_accuracy", "temporal_accuracy", "fusion_accuracy", "psnr", "ssim", "warp_error"):
-      assert r[key] is not None and np.isfinite(r[key]), key
+      assert r[key] is not None and (np.isfinite(r[key]) or (name, key) == ("hr", "psnr")), key
     assert len(r["fusion_per_class_accuracy"]) == 12
-  assert m["hr"]["psnr"] > 80 and m["hr"]["ssim"] == pytest.approx(1.0)
+  assert m["hr"]["psnr"] == np.inf and m["hr"]["ssim"] == pytest.approx(1.0)  # identical frames
   assert m["bicubic"]["psnr"] < 40
   # Each stream sees only its own SR source: 'mixed' = VDSR spatial, bicubic temporal.
   assert m["mixed"]["spatial_accuracy"] == m["vdsr"]["spatial_accuracy"]
@@ -144,8 +144,24 @@ def test_protocol_end_to_end(workdirs, small_data_dir, tmp_path):
   assert m["vdsr"]["fusion_accuracy"] == pytest.approx(float((fused.argmax(-1) == scores["labels"]).mean()))
   saved = json.loads((tmp_path / "results.json").read_text())
   assert saved["methods"]["vdsr"]["fusion_accuracy"] == m["vdsr"]["fusion_accuracy"]
+  assert saved["methods"]["hr"]["psnr"] == "inf"  # JSON has no infinity (io.write_json)
+  assert "| hr | " in protocol.results_table(results) and " inf |" in protocol.results_table(results)
   plots = set(os.listdir(tmp_path / "plots"))
   assert {"scatter_vdsr_fusion.png", "scatter_vdsr_spatial.png", "profile_0.png"} <= plots
+
+
+def test_protocol_refuses_recognizers_of_another_dataset(workdirs, small_data_dir, tmp_path):
+  other = tmp_path / "tsn_rgb_default"  # same 12 classes, trained on another config of the data
+  shutil.copytree(workdirs["tsn_rgb"], other)
+  cfg = json.loads((other / "config.json").read_text())
+  cfg["data"]["name"] = "synthetic_actions/default"
+  (other / "config.json").write_text(json.dumps(cfg))
+  c = _eval_config(small_data_dir, workdirs, "bicubic")
+  c.evaluate.spatial = str(other)
+  with pytest.raises(ValueError, match=r"tsn_rgb_default was trained on synthetic_actions/default \(12 classes\); "
+                                       r"the evaluation data is synthetic_actions/small \(12 classes\)"):
+    protocol.run(c, str(tmp_path / "ev"))
+  assert not (tmp_path / "ev").exists()
 
 
 def test_protocol_rejects_sr_of_another_scale(workdirs, small_data_dir, tmp_path):

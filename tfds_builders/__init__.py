@@ -11,7 +11,10 @@ Prepare the manual ones with `python -m tfds_builders.prepare` (see README.md).
 
 from __future__ import annotations
 
+import difflib
 import importlib
+
+import tensorflow_datasets as tfds
 
 BUILDERS = ("synthetic_actions", "cdvl_sr", "ucf101_sr", "hmdb51_sr", "tiny_virat")
 
@@ -21,3 +24,20 @@ def load(name: str) -> None:
   dataset = name.split("/")[0].split(":")[0]
   if dataset in BUILDERS:
     importlib.import_module(f"tfds_builders.{dataset}")
+
+
+def check_name(name: str) -> None:
+  """Raises ValueError (one line naming the known ones) for an unknown config of a project dataset.
+
+  Names of other TFDS datasets are left to TFDS. Checked before any builder is made, so a
+  misspelled name leaves no empty dataset folder behind.
+  """
+  dataset, _, config = name.split(":")[0].partition("/")
+  if dataset not in BUILDERS:
+    return
+  load(dataset)
+  configs = [c.name for c in tfds.builder_cls(dataset).BUILDER_CONFIGS]
+  if config and configs and config not in configs:
+    close = difflib.get_close_matches(config, configs, n=1)
+    raise ValueError(f"Unknown dataset config {name!r}: {dataset} has {', '.join(configs)}"
+                     + (f" (did you mean {dataset}/{close[0]}?)" if close else ""))

@@ -12,6 +12,7 @@ missing and write the array_record files. Re-running skips cached videos.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   logging.set_verbosity(logging.INFO)
+  try:
+    _check(args)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   tfds_builders.load(args.dataset)
   builder = tfds.builder(args.dataset, data_dir=args.data_dir, file_format="array_record",
                          workers=args.workers, cache_dir=args.cache_dir)
@@ -65,6 +71,24 @@ def main(argv: list[str] | None = None) -> int:
   if args.clean_cache:
     shutil.rmtree(builder.cache.root, ignore_errors=True)
   return 0
+
+
+def _check(args: argparse.Namespace) -> None:
+  """Refuses, before anything is written, a name that is not a project dataset/config or a
+  manual_dir that is missing or empty."""
+  dataset = args.dataset.split("/")[0]
+  if dataset not in tfds_builders.BUILDERS:
+    raise ValueError(f"--dataset {args.dataset}: not one of this project's datasets "
+                     f"({', '.join(tfds_builders.BUILDERS)})")
+  tfds_builders.check_name(args.dataset)
+  if dataset == "synthetic_actions":  # generated: needs no manual_dir
+    return
+  if not os.path.isdir(args.manual_dir):
+    raise ValueError(f"--manual_dir {args.manual_dir} is not a folder; put the downloaded {dataset} data "
+                     "there (see tfds_builders/README.md)")
+  if not os.listdir(args.manual_dir):
+    raise ValueError(f"--manual_dir {args.manual_dir} is empty; put the downloaded {dataset} data there "
+                     "(see tfds_builders/README.md)")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ _GENERATED = ("synthetic_actions",)
 
 def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The TFDS builder for ``name`` ('dataset/config'), prepared if we can generate it."""
+  tfds_builders.check_name(name)  # a misspelled config: one line, no empty folder left behind
   tfds_builders.load(name)  # imports (registers) the project's builder for ``name``
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
@@ -227,6 +228,15 @@ def eval_items(config: ml_collections.ConfigDict, max_clips: int | None = None
   for i in range(jax.process_index(), n, jax.process_count()):
     for item in _eval_items(source[i], span, d.input_frames, d.flow_source):
       yield dict(item, index=np.int32(i))
+
+
+def eval_item_count(config: ml_collections.ConfigDict, max_clips: int | None = None) -> int:
+  """How many items ``eval_items`` yields in this process (counting every clip as long as the first)."""
+  d = config.data
+  source = get_source(d.name, d.eval_split, d.get("data_dir"))
+  n = len(source) if not max_clips else min(len(source), max_clips)
+  span = d.clip_length if d.sampler == "clip" else 1
+  return len(range(jax.process_index(), n, jax.process_count())) * (source[0]["hr"].shape[0] // span)
 
 
 def _eval_items(example: dict[str, np.ndarray], span: int, k: int,

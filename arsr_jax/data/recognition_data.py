@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from arsr_jax import recognition
+from arsr_jax import recognition, writers
 from arsr_jax.data import degrade, pipeline
 from arsr_jax.flow import tvl1
 from arsr_jax.recognition import tsn
@@ -192,13 +192,18 @@ def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pair
   flows = np.zeros((len(source), pairs_per_clip, *first.shape[1:3], 2), np.float16)
   fn = jax.jit(lambda a, b: tvl1.tvl1_flow(a, b, params))
   clips_per_batch = max(1, batch_pairs // pairs_per_clip)
-  logging.info("TV-L1 flow of %s:%s (%d clips, %d pairs each) -> %s", config.data.name, split,
+  logging.info("TV-L1 flow of %s:%s (%d clips, %d pairs each), once; cached in %s", config.data.name, split,
                len(source), pairs_per_clip, path)
+  bar = writers.ProgressBar(len(source), desc=f"TV-L1 flow of {config.data.name}:{split}", unit="clips")
   for lo in range(0, len(source), clips_per_batch):
-    idx = range(lo, min(len(source), lo + clips_per_batch))
-    hr = np.stack([_fixed(source[i]["hr"], first.shape, i) for i in idx]).astype(np.float32) / 255.0
+    idx = list(range(lo, min(len(source), lo + clips_per_batch)))
+    padded = idx + idx[-1:] * (clips_per_batch - len(idx))  # one batch shape: compiled once
+    hr = np.stack([_fixed(source[i]["hr"], first.shape, i) for i in padded]).astype(np.float32) / 255.0
     a, b = hr[:, :-1].reshape((-1, *hr.shape[2:])), hr[:, 1:].reshape((-1, *hr.shape[2:]))
-    flows[lo:lo + len(idx)] = np.asarray(fn(a, b)).reshape((len(idx), pairs_per_clip, *hr.shape[2:4], 2))
+    out = np.asarray(fn(a, b)).reshape((len(padded), pairs_per_clip, *hr.shape[2:4], 2))
+    flows[lo:lo + len(idx)] = out[:len(idx)]
+    bar.update(len(idx))
+  bar.close()
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + f".tmp{os.getpid()}.npy"
   np.save(tmp, flows)
@@ -239,11 +244,20 @@ def train_iterator(config: ml_collections.ConfigDict, kind: str, per_process_bat
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, 2))))
 
 
+def eval_count(config: ml_collections.ConfigDict) -> int:
+  """How many items (videos) ``eval_items`` yields in this process."""
+  d = config.data
+  n = len(pipeline.get_source(d.name, d.eval_split, d.get("data_dir")))
+  n = n if not config.eval.get("max_clips") else min(n, config.eval.max_clips)
+  return len(range(jax.process_index(), n, jax.process_count()))
+
+
 def eval_items(config: ml_collections.ConfigDict, kind: str) -> Iterator[dict[str, np.ndarray]]:
   """This process's share of the eval split with TSN test sampling: one item per video with its
-  'label' and 'index' (batch them with ``evaluation.batched.padded_batches``)."""
+  'label' and 'index' (batch them with ``evaluation.batched.padded_batches``). The source (and
+  its TV-L1 flow, when computed) is ready on return, before the first item is asked for."""
   source = recognition_source(config, config.data.eval_split, kind)
   n = len(source) if not config.eval.get("max_clips") else min(len(source), config.eval.max_clips)
   take = sampler(config, kind, train=False)
-  for i in range(jax.process_index(), n, jax.process_count()):
-    yield dict(take.sample(source[i], None), index=np.int32(i))
+  return (dict(take.sample(source[i], None), index=np.int32(i))
+          for i in range(jax.process_index(), n, jax.process_count()))

@@ -11,20 +11,21 @@
 
 Keys named in ``ride_along`` (labels) travel through the jitted function
 unchanged, so each video is read once. Batch b+1 is sampled on the host while
-the devices run batch b.
+the devices run batch b. A progress bar (``writers.ProgressBar``: count, total,
+rate, ETA) goes to stderr on process 0.
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
+import os
 from typing import Any, Callable, Iterable, Iterator
 
 import jax
 import numpy as np
-from absl import logging
 from jax.experimental import multihost_utils
 
-from arsr_jax import sharding
+from arsr_jax import sharding, writers
 
 INDEX = "index"
 
@@ -32,6 +33,11 @@ INDEX = "index"
 def local_indices(n: int) -> range:
   """The videos 0..n-1 that this process reads: p, p + P, p + 2P, ..."""
   return range(jax.process_index(), n, jax.process_count())
+
+
+def num_batches(num_local_items: int, per_process: int) -> int:
+  """Batches ``padded_batches`` makes of this process's items (the progress bar's total)."""
+  return -(-num_local_items // per_process)
 
 
 def stack_items(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -76,13 +82,14 @@ def gather(out: Any) -> Any:
 
 
 def map_batches(fn: Callable[[dict[str, Any]], dict[str, Any]], batches: Iterable[dict[str, np.ndarray]],
-                mesh: jax.sharding.Mesh, *, ride_along: tuple[str, ...] = (), log_every: int = 10,
-                what: str = "batches") -> dict[str, np.ndarray]:
+                mesh: jax.sharding.Mesh, *, ride_along: tuple[str, ...] = (), total: int | None = None,
+                what: str = "batches", desc: str = "evaluating") -> dict[str, np.ndarray]:
   """Runs jitted ``fn`` over padded batches (with 'index'); per-item outputs ordered by index.
 
   ``fn`` maps a dict of global arrays (B, ...) (without 'index' and the
   ``ride_along`` keys) to a dict of per-item outputs (B, ...). Returns those
   outputs, the ride-along keys and 'index' for every real item, in index order.
+  ``total``: the number of batches (an estimate is fine) for the progress bar's ETA.
   """
   batched = sharding.batch_sharded(mesh)
   carried = (INDEX,) + tuple(ride_along)
@@ -98,17 +105,20 @@ def map_batches(fn: Callable[[dict[str, Any]], dict[str, Any]], batches: Iterabl
     for k, v in gather(out).items():
       outputs.setdefault(k, []).append(np.asarray(v))
 
-  pending, start, done = None, time.perf_counter(), 0
-  for batch in batches:
-    out = p_fn(sharding.to_global(batch, mesh))  # dispatch is asynchronous
-    if pending is not None:
-      collect(pending)
-    pending, done = out, done + 1
-    if log_every and done % log_every == 0:
-      logging.info("  %d %s, %.2f/s", done, what, done / (time.perf_counter() - start))
-  if pending is None:
-    raise ValueError(f"No {what} to evaluate")
-  collect(pending)
+  pending = None
+  with open(os.devnull, "w") if jax.process_index() else contextlib.nullcontext() as quiet:
+    bar = writers.ProgressBar(total, desc=desc, unit=what, stream=quiet)  # None: stderr
+    for batch in batches:
+      out = p_fn(sharding.to_global(batch, mesh))  # dispatch is asynchronous
+      if pending is not None:
+        collect(pending)
+        bar.update()
+      pending = out
+    if pending is None:
+      raise ValueError(f"No {what} to evaluate")
+    collect(pending)
+    bar.update()
+    bar.close()
   out = {k: np.concatenate(v) for k, v in outputs.items()}
   index = out[INDEX]
   keep = np.flatnonzero(index >= 0)

@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from arsr_jax import checkpointing, io, models, precision, recognition
+from arsr_jax import checkpointing, config_lib, io, models, precision, recognition
 from arsr_jax.data import recognition_data
 from arsr_jax.recognition import i3d
 
@@ -74,6 +74,8 @@ class FrozenRecognizer:
   source: str
   tvl1: Any = None  # TV-L1 parameters of its training flow (dict), None = dataset flow / unknown
   crop_size: int = 0  # its training crop: test inputs are centre-cropped to it (TSN's test crop)
+  dataset: str = ""  # the data.name it was trained on ('' = unknown, e.g. the Kinetics-400 I3D)
+  input_size: int = 0  # its training frames' data.resize, else its crop (0 = the dataset's frames)
 
 
 def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, int, Any]:
@@ -95,12 +97,14 @@ def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, in
 def load_recognizer(workdir: str, sharding: jax.sharding.Sharding, dtype, num_classes: int) -> FrozenRecognizer:
   """Restores the recognizer of ``workdir`` (or DeepMind's Kinetics-400 I3D) and checks its classes."""
   model, variables, kind, have, new_length, step, cfg = restore_recognizer(workdir, dtype)
-  tvl1, crop = None, 0
+  tvl1, crop, dataset, size = None, 0, "", 0
   if cfg is not None:
     tvl1 = cfg.data.tvl1.to_dict() if cfg.data.get("flow_source") == "tvl1" else None
     crop = int(cfg.data.get("crop_size", 0) or 0)
+    dataset, size = str(cfg.data.name), int(cfg.data.get("resize", 0) or crop)
   if have != num_classes:
-    raise ValueError(f"Recognizer {workdir} (step {step}) predicts {have} classes; the evaluation data has "
-                     f"{num_classes}. Use a recognizer trained on this dataset.")
+    trained = f", trained on {dataset}" if dataset else ""
+    raise config_lib.Mismatch(f"Recognizer {workdir} (step {step}{trained}) predicts {have} classes; the evaluation "
+                              f"data has {num_classes}. Use a recognizer trained on this dataset.")
   return FrozenRecognizer(model, jax.device_put(variables, sharding), kind, have, new_length, int(step), workdir,
-                          tvl1, crop)
+                          tvl1, crop, dataset, size)

@@ -73,6 +73,8 @@ def run(config, workdir: str) -> dict[str, Any]:
   dtype = precision.compute_dtype(config.compute_dtype)
   num_classes = recognition_data.num_classes(config)
   recs = _load_recognizers(e, repl, dtype, num_classes)
+  for rec in recs.values():
+    check_trained_on(rec, d.name, num_classes)
   source = pipeline.get_source(d.name, d.eval_split, d.get("data_dir"))
   n = len(source) if not config.eval.get("max_clips") else min(len(source), config.eval.max_clips)
   scale = _data_scale(config, source[0])
@@ -82,7 +84,8 @@ def run(config, workdir: str) -> dict[str, Any]:
       if src not in (ps.BICUBIC, ps.HR) and src not in srs:
         srs[src] = frozen.load_sr(src, repl, dtype)
         if srs[src].scale != scale:
-          raise ValueError(f"SR checkpoint {src} is x{srs[src].scale}; {d.name}:{d.eval_split} has x{scale} LR")
+          raise config_lib.Mismatch(
+              f"SR checkpoint {src} is x{srs[src].scale}; {d.name}:{d.eval_split} has x{scale} LR")
   workdir = io.path(workdir)
   writer = EventWriter(workdir / "tensorboard")
   results: dict[str, Any] = {"dataset": d.name, "split": d.eval_split, "num_videos": n, "scale": scale,
@@ -95,9 +98,9 @@ def run(config, workdir: str) -> dict[str, Any]:
     out = {}
     two = {k: r for k, r in recs.items() if k in ("spatial", "temporal", "two_stream")}
     if two:
-      out.update(_run_two_stream(config, source, n, sp, tp, two, mesh, scale))
+      out.update(_run_two_stream(config, source, n, sp, tp, two, mesh, scale, m.name))
     if "clip" in recs:
-      out.update(_run_clips(config, source, n, sp, recs["clip"], mesh, scale))
+      out.update(_run_clips(config, source, n, sp, recs["clip"], mesh, scale, m.name))
     labels = out.pop("label")
     res, confusion = _summarize(out, labels, num_classes, e)
     res["seconds"] = round(time.perf_counter() - start, 2)
@@ -130,6 +133,18 @@ def _data_scale(config, first) -> int:
   return scales.pop() if scales else config.scale
 
 
+def check_trained_on(rec: frozen.FrozenRecognizer, name: str, num_classes: int) -> None:
+  """Refuses a recognizer trained on another dataset (or config: another frame size) than the
+  evaluation data, naming both."""
+  if not rec.dataset or rec.dataset == name:
+    return
+  size = f", {rec.input_size} px input" if rec.input_size else ""
+  raise config_lib.Mismatch(f"Recognizer {rec.source} was trained on {rec.dataset} ({rec.num_classes} classes{size}); "
+                            f"the evaluation data is {name} ({num_classes} classes). Evaluate on its data "
+                            f"(--config.data.name={rec.dataset}; configs/evaluate.py:smoke for smoke recognizers) "
+                            f"or use recognizers trained on {name}.")
+
+
 def _load_recognizers(e, repl, dtype, num_classes) -> dict[str, frozen.FrozenRecognizer]:
   recs = {}
   for key in ("spatial", "temporal", "two_stream", "clip"):
@@ -148,7 +163,7 @@ def _load_recognizers(e, repl, dtype, num_classes) -> dict[str, frozen.FrozenRec
   return recs
 
 
-def _run_two_stream(config, source, n, sp, tp, recs, mesh, scale: int) -> dict[str, np.ndarray]:
+def _run_two_stream(config, source, n, sp, tp, recs, mesh, scale: int, name: str) -> dict[str, np.ndarray]:
   e = config.evaluate
   new_length = next((r.new_length for k, r in recs.items() if k != "spatial"), config.data.new_length)
   for sr in (sp, tp):
@@ -165,7 +180,7 @@ def _run_two_stream(config, source, n, sp, tp, recs, mesh, scale: int) -> dict[s
     out = ps.sample_two_stream(ex, config.eval.num_segments, new_length, ps.input_frames(sp),
                                ps.input_frames(tp), "two_stream" in recs)
     return dict(out, label=recognition_data.label_of(ex))
-  return map_videos(config, source, n, sample, step, mesh)
+  return map_videos(config, source, n, sample, step, mesh, desc=f"{name}: two-stream")
 
 
 def flow_params(e, recs) -> tvl1.TVL1Params:
@@ -178,7 +193,7 @@ def flow_params(e, recs) -> tvl1.TVL1Params:
   return tvl1.TVL1Params.from_config(trained or {})
 
 
-def map_videos(config, source, n: int, sample, step, mesh) -> dict[str, np.ndarray]:
+def map_videos(config, source, n: int, sample, step, mesh, desc: str = "evaluating") -> dict[str, np.ndarray]:
   """Runs ``step`` over videos 0..n-1 of ``source`` (``sample(example)`` -> host arrays, with
   'label'), sharded in batches of eval.batch_size videos; per-video outputs and labels in order."""
   per_process = sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
@@ -194,12 +209,14 @@ def map_videos(config, source, n: int, sample, step, mesh) -> dict[str, np.ndarr
       yield dict(item, index=np.int32(i))
 
   batches = batched.padded_batches(items(), per_process, f"{config.data.name}:{config.data.eval_split}")
-  out = batched.map_batches(step, batches, mesh, ride_along=("label",), what="video batches")
+  total = batched.num_batches(len(batched.local_indices(n)), per_process)
+  out = batched.map_batches(step, batches, mesh, ride_along=("label",), total=total, what="video batches",
+                            desc=desc)
   out.pop(batched.INDEX)
   return out
 
 
-def _run_clips(config, source, n, sp, rec, mesh, scale: int) -> dict[str, np.ndarray]:
+def _run_clips(config, source, n, sp, rec, mesh, scale: int, name: str) -> dict[str, np.ndarray]:
   """Clip recognizer over consecutive windows; 'clip' scores (N, C): mean softmax or max sigmoid.
 
   Windows of every video are batched together (eval.batch_size windows, sharded),
@@ -229,7 +246,10 @@ def _run_clips(config, source, n, sp, rec, mesh, scale: int) -> dict[str, np.nda
       yield item
 
   batches = batched.padded_batches(checked(), per_process, f"{config.data.name}:{config.data.eval_split}")
-  out = batched.map_batches(step, batches, mesh, ride_along=("label",), what="window batches")
+  windows = ps.sample_clips(source[0], e.clip_length, ps.input_frames(sp), scale, e.lr_size)["lr"].shape[0]
+  total = batched.num_batches(len(batched.local_indices(n)) * windows, per_process)  # as if all were as long
+  out = batched.map_batches(step, batches, mesh, ride_along=("label",), total=total, what="window batches",
+                            desc=f"{name}: clips")
   index, logits = out[batched.INDEX], out["logits"]
   videos, first = np.unique(index, return_index=True)  # every video has >= 1 window
   if len(videos) != n:
@@ -270,8 +290,7 @@ def _summarize(out: dict[str, np.ndarray], labels: np.ndarray, num_classes: int,
       confusion[name] = rm.confusion_matrix(np.argmax(score, -1), labels, num_classes)
   for key in ("psnr", "ssim", "warp_error"):
     if key in out:
-      vals = out[key][np.isfinite(out[key])]
-      res[key] = float(vals.mean()) if vals.size else None
+      res[key] = iq.mean_of(out[key])
   return res, confusion
 
 

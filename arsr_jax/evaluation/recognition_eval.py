@@ -32,8 +32,9 @@ class RecognitionEvaluator:
     per_process = sharding.check_batch_size(self.config.eval.batch_size, mesh, "eval.batch_size")
     batches = batched.padded_batches(recognition_data.eval_items(self.config, self.kind), per_process,
                                      f"eval split of {self.config.data.name}")
+    total = batched.num_batches(recognition_data.eval_count(self.config), per_process)
     out = batched.map_batches(lambda b: self.eval_step(variables, b), batches, mesh, ride_along=("label",),
-                              what="eval batches")
+                              total=total, what="eval batches", desc=f"evaluating {self.config.recognizer.name}")
     labels = out.pop("label")
     out.pop(batched.INDEX)
     return out, labels

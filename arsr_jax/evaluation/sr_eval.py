@@ -47,12 +47,14 @@ class SREvaluator:
         yield item
 
     batches = batched.padded_batches(items(), per_process, f"eval split of {config.data.name}")
-    vals = batched.map_batches(lambda b: self.eval_step(variables, b), batches, mesh, what="eval batches")
+    total = batched.num_batches(pipeline.eval_item_count(config, ecfg.get("max_clips")), per_process)
+    vals = batched.map_batches(lambda b: self.eval_step(variables, b), batches, mesh, total=total,
+                               what="eval batches", desc=f"evaluating {config.model.name}")
     results: dict[str, Any] = {"step": step, "dataset": config.data.name, "split": config.data.eval_split,
                                "scale": config.scale, "num_frames": int(vals["bicubic_psnr"].size),
                                "moving_threshold_px": ecfg.moving_threshold, "model_name": config.model.name}
     for method in METHODS:
-      results[method] = {key: _nanmean(vals[f"{method}_{key}"]) for key in sr_steps.EVAL_KEYS}
+      results[method] = {key: iq.mean_of(vals[f"{method}_{key}"]) for key in sr_steps.EVAL_KEYS}
     if writer is not None:
       writer.scalars(step, {f"eval/{m}_{k}": v for m in METHODS for k, v in results[m].items() if v is not None})
       if first:
@@ -62,11 +64,6 @@ class SREvaluator:
   @staticmethod
   def table(results: dict[str, Any]) -> str:
     return results_table(results)
-
-
-def _nanmean(x: np.ndarray) -> float | None:
-  x = x[np.isfinite(x)]
-  return float(x.mean()) if x.size else None
 
 
 def write_samples(writer: EventWriter, step: int, model, variables, batch,

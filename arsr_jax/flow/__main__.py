@@ -10,8 +10,9 @@ For T frames it writes, for i = 1 .. T-1 (flow from frame i-1 to frame i):
 
 Frames are decoded as a stream and their pairs sent to the accelerator in
 batches of --batch (the last one padded, so everything compiles once); writing
-PNGs of one batch overlaps with computing the next. Progress lines go to
-stderr.
+PNGs of one batch overlaps with computing the next. A progress bar (pairs,
+total, pairs/s, ETA) goes to stderr from the start; the total is the
+container's frame count, else duration x fps, else a count of its packets.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
 
 import jax
 import numpy as np
 
-from arsr_jax.data.video import iter_frames, video_info
+from arsr_jax.data.video import count_frames, iter_frames, video_info
 from arsr_jax.flow.io import TSN_BOUND, quantize_flow
 from arsr_jax.flow.tvl1 import TVL1Params, tvl1_flow, tvl1_flow_sharded
 from arsr_jax.flow.vis import flow_to_color, save_png
+from arsr_jax.writers import ProgressBar
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,50 +93,37 @@ def main(argv=None) -> int:
   if os.path.isdir(args.outdir) and os.listdir(args.outdir) and not args.overwrite:
     return _fail(f"output folder {args.outdir} is not empty; pass --overwrite to write into it")
   try:
-    info = video_info(args.input)
+    total = max(count_frames(args.input, video_info(args.input)) - 1, 0)
   except (OSError, ValueError) as e:
     return _fail(str(e))
-  total = max(info["frames"] - 1, 0)
   if args.max_frames:
     total = min(total, args.max_frames - 1) if total else args.max_frames - 1
   created = not os.path.exists(args.outdir)
   os.makedirs(args.outdir, exist_ok=True)
   flow_fn = tvl1_flow_sharded if jax.device_count() > 1 else tvl1_flow
 
-  start_time, first_done, done, pending = time.perf_counter(), None, 0, None
+  bar = ProgressBar(total, desc=f"TV-L1 flow of {os.path.basename(args.input)}", unit="pairs")
+  done, pending = 0, None
   try:
     for frame0, frame1, count in _batches(iter_frames(args.input, args.max_frames), args.batch):
       flow = flow_fn(frame0, frame1, params)  # asynchronous dispatch
       if pending is not None:  # write the previous batch while this one runs
         _write(args.outdir, done + 1, *pending, args.bound, args.vis)
         done += pending[1]
-        first_done = first_done or time.perf_counter()
-        _progress(done, total, start_time, first_done, pending[1])
+        bar.update(pending[1])
       pending = (flow, count)
     if pending is None:
       raise ValueError(f"{args.input} has fewer than 2 frames: no flow to compute")
     _write(args.outdir, done + 1, *pending, args.bound, args.vis)
     done += pending[1]
+    bar.update(pending[1])
   except (OSError, ValueError) as e:
     if created and not os.listdir(args.outdir):
       os.rmdir(args.outdir)
     return _fail(str(e))
-  elapsed = time.perf_counter() - start_time
-  print(f"wrote flow for {done} frame pairs of {args.input} to {args.outdir} in {elapsed:.1f} s "
-        f"({done / elapsed:.2f} pairs/s including compilation)", file=sys.stderr)
+  bar.close()
+  print(f"wrote flow for {done} frame pairs of {args.input} to {args.outdir}", file=sys.stderr)
   return 0
-
-
-def _progress(done, total, start, first_done, last_batch):
-  """One progress line: pairs done, throughput after the first batch (compilation), ETA."""
-  now = time.perf_counter()
-  of = f"/{total}" if total else ""
-  if done > last_batch and now > first_done:
-    rate = (done - last_batch) / (now - first_done)
-    speed = f"{rate:.2f} pairs/s" + (f", ETA {(total - done) / rate:.0f} s" if total > done else "")
-  else:
-    speed = "first batch, including compilation"
-  print(f"[flow] {done}{of} pairs, {speed} (elapsed {now - start:.0f} s)", file=sys.stderr, flush=True)
 
 
 def _fail(message: str) -> int:

@@ -6,7 +6,9 @@ PSNR and SSIM on the luma (Y) channel of ITU-R BT.601 YCbCr (MATLAB's
 Optionally restricted to a pixel mask (e.g. moving pixels, |flow| > threshold).
 
 Inputs are (N, H, W, 3) float frames in [0, 1]; outputs are per-image (N,)
-values, NaN where a mask selects no pixel.
+values, NaN where a mask selects no pixel. PSNR of identical frames is +inf;
+``mean_of`` averages per-image values the same way everywhere (NaN skipped,
+any inf makes the mean inf).
 """
 
 from __future__ import annotations
@@ -33,14 +35,24 @@ def _crop(x: jax.Array, border: int) -> jax.Array:
 
 def psnr_y(pred: jax.Array, target: jax.Array, *, border: int = 0,
            mask: jax.Array | None = None) -> jax.Array:
-  """Per-image PSNR (dB) on Y. mask: (N, H, W) bool, or None for all pixels."""
+  """Per-image PSNR (dB) on Y (+inf for identical frames). mask: (N, H, W) bool, or None for all pixels."""
   py = _crop(rgb_to_y(quantize(pred)), border)
   ty = _crop(rgb_to_y(quantize(target)), border)
   w = jnp.ones_like(py) if mask is None else _crop(mask, border).astype(jnp.float32)
   count = jnp.sum(w, axis=(1, 2))
   mse = jnp.sum(w * jnp.square(py - ty), axis=(1, 2)) / jnp.maximum(count, 1.0)
-  psnr = 10.0 * jnp.log10(255.0 ** 2 / jnp.maximum(mse, 1e-10))
+  psnr = jnp.where(mse > 0, 10.0 * jnp.log10(255.0 ** 2 / jnp.where(mse > 0, mse, 1.0)), jnp.inf)
   return jnp.where(count > 0, psnr, jnp.nan)
+
+
+def mean_of(values) -> float | None:
+  """Mean of per-image metric values, NaN (no pixel selected) skipped; None if none is left.
+
+  An inf PSNR (identical frames) makes the mean inf, as it should for HR against itself.
+  """
+  x = np.asarray(values, np.float64).ravel()
+  x = x[~np.isnan(x)]
+  return float(x.mean()) if x.size else None
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
