@@ -8,7 +8,8 @@ the 25 x 5 SR frame pairs, TSN uint8 flow storage, the spatial and temporal ResN
 PSNR/SSIM and the warping error, all in one jitted, batch-sharded step (random weights and
 frames: the speed does not depend on them). Prints ONE JSON object:
   videos_per_s       the whole step (VDSR-20 SR for both streams), steady state;
-  stage videos/s     SR only, TV-L1 only, recognition only (the same shapes, separately jitted);
+  stage videos/s     SR only, TV-L1 only, recognition only (the same shapes, separately jitted;
+                     not with --no_stages);
   ucf101_split1_min  minutes for UCF101 split 1's 3,783 test videos at that rate (target: <= 10,
                      i.e. >= 6.3 videos/s on one H100);
   opencv_tvl1        the reference pipeline's flow alone: OpenCV DualTVL1 (CPU, same parameters) on
@@ -44,6 +45,7 @@ def parse_args():
   p.add_argument("--opencv-pairs", type=int, default=2)
   p.add_argument("--dtype", default="auto")
   p.add_argument("--compile_only", action="store_true", help="compile and roofline figures of the full step only")
+  p.add_argument("--no_stages", action="store_true", help="time the full step only")
   p.add_argument("--tiny_tvl1", action="store_true", help="1 scale, 1 warp, 2 x 5 iterations (a smoke check)")
   return p.parse_args()
 
@@ -118,24 +120,24 @@ def main():
          "batch_videos": batch, "frame": f"{w}x{h}", "segments": seg, "flows_per_stack": length,
          "dtype": str(dtype), "compile_s": round(compile_s, 2), "videos_per_s": batch / sec}
 
-  # Stages, separately jitted on the same shapes.
-  frames = jax.device_put(rng.random((batch * seg * (length + 1), h, w, 3), np.float32), batched)
-  sr_only = jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3))))
-  lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
-  _, t_sr, cost_sr = timed(sr_only, (lr_frames,), args.rounds)
-  pairs = batch * seg * length
-  flow_only = jax.jit(lambda f: tvl1.tvl1_flow(f[:pairs], f[-pairs:], params))
-  _, t_flow, cost_flow = timed(flow_only, (frames,), args.rounds, trips)
-  stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
-  rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
-  rec_only = jax.jit(lambda r, f: [rec_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
-                                                     {"rgb": r, "flow": f}, train=False) for k in recs])
-  _, t_rec, cost_rec = timed(rec_only, (rgb, stacks), args.rounds)
-  out["stage_videos_per_s"] = {"sr": batch / t_sr, "tvl1": batch / t_flow, "recognition": batch / t_rec}
   on_gpu, per_device = jax.default_backend() == "gpu", batch / mesh.devices.size
+  timings = [("full", sec, cost)]  # (name, seconds per call, roofline.cost)
+  if not args.no_stages:  # stages, separately jitted on the same shapes
+    frames = jax.device_put(rng.random((batch * seg * (length + 1), h, w, 3), np.float32), batched)
+    sr_only = jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3))))
+    lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
+    timings.append(("sr", *timed(sr_only, (lr_frames,), args.rounds)[1:]))
+    pairs = batch * seg * length
+    flow_only = jax.jit(lambda f: tvl1.tvl1_flow(f[:pairs], f[-pairs:], params))
+    timings.append(("tvl1", *timed(flow_only, (frames,), args.rounds, trips)[1:]))
+    stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
+    rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
+    rec_only = jax.jit(lambda r, f: [rec_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
+                                                       {"rgb": r, "flow": f}, train=False) for k in recs])
+    timings.append(("recognition", *timed(rec_only, (rgb, stacks), args.rounds)[1:]))
+    out["stage_videos_per_s"] = {name: batch / t for name, t, _ in timings[1:]}
   out["roofline"] = {name: roofline.summary(c, dtype.name, per_device, "videos", t, on_gpu)
-                     for name, c, t in (("full", cost, sec), ("sr", cost_sr, t_sr), ("tvl1", cost_flow, t_flow),
-                                        ("recognition", cost_rec, t_rec))}
+                     for name, t, c in timings}
   out["roofline_peaks"] = roofline.peaks()
   out["ucf101_split1_min"] = 3783 / out["videos_per_s"] / 60
   out["target_videos_per_s"] = 6.3

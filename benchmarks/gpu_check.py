@@ -79,10 +79,11 @@ def commands(args) -> list[tuple[str, str, list[str]]]:
   if "flow" in parts:
     out.append(("flow", "flow", [py, str(HERE / "flow_bench.py"), *(
         ["--size", "48x32", "--batch", "2", "--rounds", "1", "--opencv-pairs", "1", "--no-chairs", "--tiny"]
-        if smoke else ["--batch", "32", "--rounds", "3"])]))
+        if smoke else ["--batch", "32", "--rounds", "2"])]))
   if "eval" in parts:
     out.append(("eval", "eval", [py, str(HERE / "eval_bench.py"), "--size", "smoke" if smoke else "ucf101",
-                                 "--rounds", "1" if smoke else "2", *(["--tiny_tvl1"] if smoke else [])]))
+                                 "--rounds", "1" if smoke else "2",
+                                 *(["--tiny_tvl1"] if smoke else ["--no_stages"])]))
   return out
 
 
@@ -178,8 +179,10 @@ def main(args) -> dict:
     slack = max(0.0, budget - part["wall_s"])
     parts[name] = part
     print(f"[gpu_check] {name}: {part['status']} in {part['wall_s']} s", file=sys.stderr, flush=True)
+  summary = summarize(parts)
+  summary["ratios_comparable"] = args.size == "paper"  # smoke nets and batches differ between the sides
   return {"size": args.size, "budget_s": total, "total_s": round(time.perf_counter() - start, 1),
-          "host_cpus": os.cpu_count(), "parts": parts, "summary": summarize(parts)}
+          "host_cpus": os.cpu_count(), "parts": parts, "summary": summary}
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def test_smoke_run_reports_every_part(tmp_path, small_data_dir):
   assert set(summary["recipes"]) == {r for r in gpu_check.RECIPES if result["parts"][f"train/{r}"]["status"] == "ok"}
   for row in summary["recipes"].values():
     assert {"samples_per_s", "vs_conv", "vs_torch_bf16", "vs_torch_fp32", "predicted_h100_samples_per_s"} <= set(row)
-  assert {"flow", "eval", "infer", "torch_available"} <= set(summary)
+  assert {"flow", "eval", "infer", "torch_available"} <= set(summary) and summary["ratios_comparable"] is False
 
 
 def test_a_part_past_its_budget_is_reported_as_timeout(tmp_path):
