@@ -155,3 +155,23 @@ def test_ema_update_rule_over_steps():
   got = weights.flatten(jax.device_get(state.ema_params))
   for k in expected:
     np.testing.assert_allclose(got[k], expected[k], rtol=1e-5, atol=1e-7)
+
+
+def test_init_from_an_unrolled_run_into_scanned_blocks(small_data_dir, tmp_path):
+  """A run written with per-block names (scan=False, like runs before the scan change) seeds a
+  scanned VDSR: its conv1..convN middle layers become the stacked 'body' parameters."""
+  old = _recipe("vdsr", "smoke", small_data_dir, num_steps=2)
+  old.model.num_layers, old.model.features, old.model.scan = 4, 8, False
+  main.run(old, str(tmp_path / "old"))
+  _, source = checkpointing.load_latest_state(str(tmp_path / "old"))
+  new = _recipe("vdsr", "smoke")
+  new.model.num_layers, new.model.features = 4, 8
+  b, _ = sr_job.build(new)
+  state = jax.jit(sr_steps.make_init_fn(b, (1, 8, 8, 3)))(jax.random.key(0))
+  state = sr_job.init_from(state, str(tmp_path / "old"), jax.sharding.SingleDeviceSharding(jax.devices()[0]),
+                           b.model.layout())
+  assert "body" in state.params["generator"] and "conv1" not in state.params["generator"]
+  lr = np.random.default_rng(0).uniform(size=(1, 8, 8, 3)).astype(np.float32)
+  old_setup, _ = sr_job.build(old)
+  np.testing.assert_allclose(b.model.apply({"params": state.params["generator"]}, lr),
+                             old_setup.model.apply({"params": source["params"]["generator"]}, lr), atol=1e-5)

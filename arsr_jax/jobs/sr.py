@@ -19,6 +19,7 @@ from arsr_jax.data import pipeline
 from arsr_jax.evaluation import frozen as frozen_lib
 from arsr_jax.evaluation.sr_eval import SREvaluator
 from arsr_jax.models import convert, dvsr
+from arsr_jax.models import layers as models_layers
 from arsr_jax.steps import recognition as rec_steps
 from arsr_jax.steps import sr as sr_steps
 from arsr_jax.steps.state import TrainState
@@ -101,21 +102,25 @@ def init_shapes(config: ml_collections.ConfigDict, model) -> tuple[tuple[int, ..
   return (1, *frames, h, h, 3), (1, d.patch_size, d.patch_size, 3)
 
 
-def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding) -> TrainState:
+def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding,
+              layouts: tuple = ()) -> TrainState:
   """Copies the generator parameters of workdir ``source``'s latest checkpoint into ``state``.
 
   ``source`` may also be an official ESRGAN/BasicSR RRDBNet ``.pth`` file
   (models/convert.py), for a ``rrdbnet`` generator. A workdir's generator must
   be a sub-network of the new one (same names and shapes): a smaller
   progressive stage into a bigger one, a PSNR-trained generator into a GAN,
-  DUF into ToSR2. New tensors keep their initialization.
+  DUF into ToSR2. New tensors keep their initialization. ``layouts`` (the new model's
+  ``layout()``) converts a source written with per-block names (unrolled, older runs) to the
+  stacked parameters of scanned blocks.
   """
   if source.endswith((".pth", ".pt")):
     params = convert.load_rrdbnet_weights(source, jax.device_get(state.params["generator"]))
     logging.info("Initialized the generator from the PyTorch state dict %s", source)
   else:
     step, restored = checkpointing.load_latest_state(source)
-    src = restored["params"]["generator"]
+    src = models_layers.upgrade(restored["params"]["generator"], layouts) if layouts else \
+        restored["params"]["generator"]
     try:
       params = dvsr.grow_params(src, jax.device_get(state.params["generator"]))
     except ValueError as e:
@@ -141,7 +146,8 @@ def sr_job(config: ml_collections.ConfigDict) -> Job:
     return f"{config.model.name}: {n} generator parameters"
 
   def from_source(state, source):
-    return init_from(state, source, jax.tree.leaves(state.params)[0].sharding)
+    layouts = setup.model.layout() if hasattr(setup.model, "layout") else ()
+    return init_from(state, source, jax.tree.leaves(state.params)[0].sharding, layouts)
 
   return Job(init_fn=sr_steps.make_init_fn(setup, lr_shape, hr_shape),
              train_step=sr_steps.make_train_step(setup), frozen=frozen,
