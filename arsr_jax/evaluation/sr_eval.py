@@ -72,9 +72,10 @@ def write_samples(writer: EventWriter, step: int, model, variables, batch,
 
   Panels are at the model's output size (intermediate progressive stages output less).
   """
-  lr_in = jnp.asarray(batch["lr"][:n])
+  first = sr_steps.as_float({"lr": jnp.asarray(batch["lr"][:n]), "hr": jnp.asarray(batch["hr"][:n])})
+  lr_in = first["lr"]
   sr, _ = sr_steps.split_output(sr_steps.apply_sr(model, variables, lr_in, train=False, **call_kwargs))
-  hr = sr_steps.match_target(sr, {"hr": jnp.asarray(batch["hr"][:n])})["hr"]
+  hr = sr_steps.match_target(sr, {"hr": first["hr"]})["hr"]
   lr = sr_steps.lr_frames_for(lr_in, hr)
   factor = hr.shape[-2] // lr.shape[-2]
   bic = degrade.bicubic_upsample(lr, factor)

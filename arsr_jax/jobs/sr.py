@@ -61,7 +61,7 @@ def loss_terms_at_init(config: ml_collections.ConfigDict, num_batches: int = 4) 
 
   @jax.jit
   def terms(batch):
-    batch = sr_steps.with_flow(batch, setup.flow_fn)
+    batch = sr_steps.with_flow(sr_steps.as_float(batch), setup.flow_fn)
     sr, _ = sr_steps.split_output(sr_steps.apply_sr(setup.model, variables, batch["lr"], train=False,
                                                     **setup.call_kwargs(jnp.zeros((), jnp.int32))))
     return setup.objective(sr.astype(jnp.float32), batch, frozen)[1]

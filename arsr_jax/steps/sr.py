@@ -55,6 +55,16 @@ def split_output(out) -> tuple[jax.Array, dict[str, jax.Array]]:
   return out, {}
 
 
+FRAME_KEYS = ("lr", "hr", "flow_frames")
+
+
+def as_float(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """uint8 frames ('lr', 'hr', 'flow_frames') -> float32 in [0, 1], on the device; other keys
+  (flow in pixels, labels) and frames that are already float pass through unchanged."""
+  return {k: (v.astype(jnp.float32) / 255.0 if k in FRAME_KEYS and v.dtype == jnp.uint8 else v)
+          for k, v in batch.items()}
+
+
 def with_flow(batch: dict[str, jax.Array], flow_fn: Callable | None) -> dict[str, jax.Array]:
   """Replaces 'flow_frames' (..., H, W, 6), pairs of HR frames, by their flow (..., H, W, 2).
 
@@ -156,7 +166,7 @@ def make_train_step(setup: SRSetup):
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], frozen: Any, rng: jax.Array):
     rng = jax.random.fold_in(rng, state.step)
-    batch = with_flow(batch, setup.flow_fn)
+    batch = with_flow(as_float(batch), setup.flow_fn)
     g_mutable = list(state.model_state["generator"])
 
     def loss_fn(params):
@@ -219,6 +229,7 @@ def make_eval_step(model: nn.Module, border: int, moving_threshold: float,
   centre of a K-frame window) to the model's output size.
   """
   def eval_step(variables, batch):
+    batch = as_float(batch)
     sr, _ = split_output(apply_sr(model, variables, batch["lr"], train=False, **(call_kwargs or {})))
     batch = match_target(sr, with_flow(batch, flow_fn))
     hr = batch["hr"]
