@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -68,21 +69,23 @@ class SREvaluator:
 
 def write_samples(writer: EventWriter, step: int, model, variables, batch,
                   call_kwargs: dict[str, Any], n: int = 4) -> None:
-  """LR (nearest-upscaled) | bicubic | SR | HR side by side, for the first frames.
+  """LR (nearest-upscaled) | bicubic | SR | HR side by side, for the first frames (one jitted call).
 
   Panels are at the model's output size (intermediate progressive stages output less).
   """
-  first = sr_steps.as_float({"lr": jnp.asarray(batch["lr"][:n]), "hr": jnp.asarray(batch["hr"][:n])})
-  lr_in = first["lr"]
-  sr, _ = sr_steps.split_output(sr_steps.apply_sr(model, variables, lr_in, train=False, **call_kwargs))
-  hr = sr_steps.match_target(sr, {"hr": first["hr"]})["hr"]
-  lr = sr_steps.lr_frames_for(lr_in, hr)
-  factor = hr.shape[-2] // lr.shape[-2]
-  bic = degrade.bicubic_upsample(lr, factor)
-  lr_big = jnp.repeat(jnp.repeat(lr, factor, axis=-3), factor, axis=-2)
-  fold = lambda x: np.clip(np.asarray(x).reshape((-1,) + x.shape[-3:])[:n], 0, 1)  # noqa: E731
-  writer.images(step, {"eval/lr_bicubic_sr_hr": np.concatenate([fold(lr_big), fold(bic), fold(sr), fold(hr)],
-                                                                axis=2)})
+  @jax.jit
+  def panels(variables, lr, hr):
+    first = sr_steps.as_float({"lr": lr, "hr": hr})
+    sr, _ = sr_steps.split_output(sr_steps.apply_sr(model, variables, first["lr"], train=False, **call_kwargs))
+    hr = sr_steps.match_target(sr, {"hr": first["hr"]})["hr"]
+    lr = sr_steps.lr_frames_for(first["lr"], hr)
+    factor = hr.shape[-2] // lr.shape[-2]
+    lr_big = jnp.repeat(jnp.repeat(lr, factor, axis=-3), factor, axis=-2)
+    fold = lambda x: jnp.clip(x.reshape((-1,) + x.shape[-3:])[:n].astype(jnp.float32), 0, 1)  # noqa: E731
+    return jnp.concatenate([fold(lr_big), fold(degrade.bicubic_upsample(lr, factor)), fold(sr), fold(hr)], axis=2)
+
+  image = panels(variables, jnp.asarray(batch["lr"][:n]), jnp.asarray(batch["hr"][:n]))
+  writer.images(step, {"eval/lr_bicubic_sr_hr": np.asarray(image)})
   writer.flush()
 
 
