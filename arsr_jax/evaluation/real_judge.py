@@ -81,6 +81,7 @@ class Judge:
     model = i3d.I3D(num_classes=400)
     self.variables = variables if variables is not None else i3d.load_kinetics400()
     self._classify = jax.jit(lambda v, x: model.apply(v, x.astype(jnp.float32) / 127.5 - 1.0, train=False))
+    self._hr: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}  # (path, windows) -> (HR, logits)
     self._quality = jax.jit(lambda a, b, border: (
         iq.psnr_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border),
         iq.ssim_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border)), static_argnums=2)
@@ -101,12 +102,15 @@ class Judge:
                            **{m: {"logits": [], "psnr": [], "ssim": []} for m in methods}}
     resolvers = {m: super_resolver(sr) for m, sr in methods.items()}
     for k, path in enumerate(paths):
-      hr = hr_windows(path, num_windows)
+      if (path, num_windows) not in self._hr:  # shared by the scales
+        windows = hr_windows(path, num_windows)
+        self._hr[(path, num_windows)] = (windows, self.logits(windows))
+      hr, hr_logits = self._hr[(path, num_windows)]
       lr = np.asarray(degrade.bicubic_downsample(hr, scale))
       rec["clips"] += [k] * len(hr)
       rec["videos"].append(os.path.basename(path))
       rec["gt"] += [gt_class(path)] * len(hr)
-      rec["hr"] += self.logits(hr).tolist()
+      rec["hr"] += hr_logits.tolist()
       for m, run in resolvers.items():
         out = run(lr, scale)
         rec[m]["logits"] += self.logits(out).tolist()
