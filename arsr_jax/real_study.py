@@ -212,31 +212,45 @@ def results_table(results: dict[str, Any]) -> str:
   return "\n".join(rows)
 
 
-def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[int], num_windows: int) -> None:
-  """Judging of ``--size corpus`` (module doc); results are written after every (set, scale)."""
+def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[int], num_windows: int,
+                 sets: list[str]) -> None:
+  """Judging of ``--size corpus`` (module doc). Each (set, scale) is written to
+  ``summary_{set}_x{s}.json`` when done; results.json / results.md gather every summary present, so
+  several processes (e.g. one per set) can judge into one workdir."""
   repl = sharding.replicated(sharding.make_mesh())
   judge = real_judge.Judge(jax.device_put(i3d.load_kinetics400(), repl))
-  sets = {"corpus_test": lambda s: test_videos(videos, s, "corpus")}
-  if heldout:
-    sets["heldout_clips"] = lambda s: sorted(
-        os.path.join(heldout, f) for f in os.listdir(heldout) if f.lower().endswith(video_prep.VIDEO_EXTENSIONS))
+  paths_of = {"corpus_test": lambda s: test_videos(videos, s, "corpus"),
+              "heldout_clips": lambda s: sorted(os.path.join(heldout, f) for f in os.listdir(heldout)
+                                                if f.lower().endswith(video_prep.VIDEO_EXTENSIONS))}
   out = io.path(workdir)
-  results: dict[str, Any] = {"tables": {k: {} for k in sets}, "windows_per_clip": num_windows,
-                             "runs": {f"x{s}": {m: os.path.join(workdir, f"x{s}", m) for m in CORPUS_METHODS}
-                                      for s in scales}}
-  for name, paths_of in sets.items():
+  for name in sets:
+    if name == "heldout_clips" and not heldout:
+      raise app.UsageError("--sets heldout_clips needs --heldout")
     for scale in scales:
       methods = {"bicubic": ps.BICUBIC, **{m: frozen.load_sr(os.path.join(workdir, f"x{scale}", m), repl, jnp.float32)
                                            for m in CORPUS_METHODS}}
-      rec = judge.judge(methods, paths_of(scale), scale, num_windows, log=lambda m: logging.info("%s", m))
-      summary = real_judge.summarize(rec)
-      summary["videos"] = rec["videos"]
-      results["tables"][name][f"x{scale}"] = summary
+      rec = judge.judge(methods, paths_of[name](scale), scale, num_windows, log=lambda m: logging.info("%s", m))
+      summary = dict(real_judge.summarize(rec), videos=rec["videos"],
+                     steps={m: methods[m].step for m in CORPUS_METHODS})
       io.write_json(out / f"windows_{name}_x{scale}.json", rec)
+      io.write_json(out / f"summary_{name}_x{scale}.json", summary)
       real_judge.kl_figure(os.path.join(workdir, f"kl_{name}_x{scale}.png"), rec, summary, f"{name} x{scale}")
-      io.write_json(out / "results.json", results)
-      io.write_text(out / "results.md", real_judge.table(results["tables"]) + "\n")
-  print(real_judge.table(results["tables"]))
+      gather(workdir, num_windows)
+
+
+def gather(workdir: str, num_windows: int) -> dict[str, Any]:
+  """results.json and results.md from every summary_{set}_x{s}.json in ``workdir``."""
+  out, tables = io.path(workdir), {}
+  for name in ("corpus_test", "heldout_clips"):
+    for scale in (4, 8):
+      f = out / f"summary_{name}_x{scale}.json"
+      if f.exists():
+        tables.setdefault(name, {})[f"x{scale}"] = io.read_json(f)
+  results = {"tables": tables, "windows_per_clip": num_windows}
+  io.write_json(out / "results.json", results)
+  io.write_text(out / "results.md", real_judge.table(tables) + "\n")
+  print(real_judge.table(tables))
+  return results
 
 
 def main(argv):
@@ -245,7 +259,8 @@ def main(argv):
     raise app.UsageError("--workdir and --videos are required")
   scales = [int(s) for s in FLAGS.scales.split(",")]
   data_dir = FLAGS.data_dir or os.path.join(FLAGS.workdir, "tfds")
-  for scale in scales:
+  train = "train" in FLAGS.stages.split(",")
+  for scale in scales if train else []:
     if FLAGS.size == "corpus":
       prep.main(["--dataset", dataset_name(scale, "corpus"), "--manual_dir", FLAGS.videos, "--data_dir", data_dir,
                  "--workers", "2"])
@@ -255,7 +270,8 @@ def main(argv):
       logging.info("=== real study x%d: %s ===", scale, name)
       main_lib.run(config, os.path.join(FLAGS.workdir, f"x{scale}", name))
   if FLAGS.size == "corpus":
-    corpus_study(FLAGS.workdir, FLAGS.videos, FLAGS.heldout, scales, FLAGS.max_windows)
+    if "judge" in FLAGS.stages.split(","):
+      corpus_study(FLAGS.workdir, FLAGS.videos, FLAGS.heldout, scales, FLAGS.max_windows, FLAGS.sets.split(","))
     return
   results = evaluate(FLAGS.workdir, FLAGS.videos, scales, FLAGS.size, FLAGS.max_windows)
   io.write_json(io.path(FLAGS.workdir) / "results.json", results)
@@ -267,6 +283,9 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
   flags.DEFINE_string("videos", None, "Folder of natural videos (e.g. ../shared/data/clips).")
   flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full", "corpus"], SIZE_HELP)
+  flags.DEFINE_string("stages", "train,judge", "--size corpus: 'train', 'judge' or both (e.g. one training "
+                      "process per scale, then judging).")
+  flags.DEFINE_string("sets", "corpus_test,heldout_clips", "--size corpus: held-out sets to judge on.")
   flags.DEFINE_string("heldout", None, "--size corpus: a second held-out folder of videos, never trained on "
                       "(e.g. ../shared/data/clips).")
   flags.DEFINE_string("scales", "4,8", "Comma-separated SR factors.")
