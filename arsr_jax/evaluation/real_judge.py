@@ -30,7 +30,8 @@ from arsr_jax.steps import sr as sr_steps
 
 CLIP, SIZE = 16, 224
 BASELINE = "bicubic"
-# Kinetics-400 class of a held-out clip, by file-name prefix (UCF101 names: v_<Class>_...).
+# Kinetics-400 class of a held-out clip, by file-name prefix (UCF101 names: v_<Class>_...); UCF101
+# "Basketball" is the shooting class; Fencing has no Kinetics-400 class (no ground truth).
 KINETICS_CLASS = {
     "kinetics_arm_wrestling": "arm wrestling", "kinetics_cleaning_pool": "cleaning pool",
     "v_Basketball": "shooting basketball", "v_Biking": "riding a bike",
