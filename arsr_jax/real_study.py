@@ -266,7 +266,10 @@ def main(argv):
                  "--workers", "2"])
     else:
       prepare(dataset_name(scale, FLAGS.size), FLAGS.videos, data_dir)
+    only = set(FLAGS.methods.split(",")) if FLAGS.methods else None
     for name, config in runs(scale, FLAGS.size, data_dir, FLAGS.workdir).items():
+      if only is not None and name not in only:
+        continue
       logging.info("=== real study x%d: %s ===", scale, name)
       main_lib.run(config, os.path.join(FLAGS.workdir, f"x{scale}", name))
   if FLAGS.size == "corpus":
@@ -285,6 +288,7 @@ def define_flags() -> None:
   flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full", "corpus"], SIZE_HELP)
   flags.DEFINE_string("stages", "train,judge", "--size corpus: 'train', 'judge' or both (e.g. one training "
                       "process per scale, then judging).")
+  flags.DEFINE_string("methods", "", "Train only these runs (comma-separated names; default all).")
   flags.DEFINE_string("sets", "corpus_test,heldout_clips", "--size corpus: held-out sets to judge on.")
   flags.DEFINE_string("heldout", None, "--size corpus: a second held-out folder of videos, never trained on "
                       "(e.g. ../shared/data/clips).")
