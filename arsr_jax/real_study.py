@@ -55,7 +55,7 @@ SIZES = {
     "smoke": dict(steps=4, dvsr_steps=2, layers=2, features=8, data="demo", batch=8),
     "cpu": dict(steps=600, dvsr_steps=150, layers=8, features=32, data="demo", batch=16),
     "full": dict(steps=20000, dvsr_steps=20000, data=""),
-    "corpus": dict(steps=200, consistency_steps=30, layers=8, features=16, data="corpus", batch=8),
+    "corpus": dict(steps=200, consistency_steps=80, layers=8, features=16, data="corpus", batch=8),
 }
 SIZE_HELP = ("smoke: plumbing only; cpu: the recipes' smoke variants with small networks (8-layer VDSR, "
              "8-feature DVSR on 4-frame clips, 64 px patches) on cdvl_sr/demo; full: the recipes' own full "
