@@ -213,10 +213,11 @@ def results_table(results: dict[str, Any]) -> str:
 
 
 def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[int], num_windows: int,
-                 sets: list[str]) -> None:
+                 sets: list[str], only: list[str] | None = None) -> None:
   """Judging of ``--size corpus`` (module doc). Each (set, scale) is written to
   ``summary_{set}_x{s}.json`` when done; results.json / results.md gather every summary present, so
-  several processes (e.g. one per set) can judge into one workdir."""
+  several processes (e.g. one per set) can judge into one workdir. Methods already in a set's
+  ``windows_*.json`` record are not judged again (``only``: judge just these now)."""
   repl = sharding.replicated(sharding.make_mesh())
   judge = real_judge.Judge(jax.device_put(i3d.load_kinetics400(), repl))
   paths_of = {"corpus_test": lambda s: test_videos(videos, s, "corpus"),
@@ -227,12 +228,20 @@ def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[in
     if name == "heldout_clips" and not heldout:
       raise app.UsageError("--sets heldout_clips needs --heldout")
     for scale in scales:
-      methods = {"bicubic": ps.BICUBIC, **{m: frozen.load_sr(os.path.join(workdir, f"x{scale}", m), repl, jnp.float32)
-                                           for m in CORPUS_METHODS}}
-      rec = judge.judge(methods, paths_of[name](scale), scale, num_windows, log=lambda m: logging.info("%s", m))
-      summary = dict(real_judge.summarize(rec), videos=rec["videos"],
-                     steps={m: methods[m].step for m in CORPUS_METHODS})
-      io.write_json(out / f"windows_{name}_x{scale}.json", rec)
+      rec_path = out / f"windows_{name}_x{scale}.json"
+      old = io.read_json(rec_path) if rec_path.exists() else None
+      todo = [m for m in ("bicubic", *CORPUS_METHODS) if (old is None or m not in old) and (not only or m in only)]
+      if not todo:
+        continue
+      methods = {m: ps.BICUBIC if m == "bicubic" else frozen.load_sr(os.path.join(workdir, f"x{scale}", m), repl,
+                                                                    jnp.float32) for m in todo}
+      rec = judge.judge(methods, paths_of[name](scale), scale, num_windows, log=lambda m: logging.info("%s", m),
+                        with_hr=old is None)
+      rec["steps"] = {**(old or {}).get("steps", {}), **{m: methods[m].step for m in todo if m != "bicubic"}}
+      if old is not None:
+        rec = dict(real_judge.merge(old, rec), steps=rec["steps"])
+      io.write_json(rec_path, rec)
+      summary = dict(real_judge.summarize(rec), videos=rec["videos"], steps=rec["steps"])
       io.write_json(out / f"summary_{name}_x{scale}.json", summary)
       real_judge.kl_figure(os.path.join(workdir, f"kl_{name}_x{scale}.png"), rec, summary, f"{name} x{scale}")
       gather(workdir, num_windows)
@@ -274,7 +283,8 @@ def main(argv):
       main_lib.run(config, os.path.join(FLAGS.workdir, f"x{scale}", name))
   if FLAGS.size == "corpus":
     if "judge" in FLAGS.stages.split(","):
-      corpus_study(FLAGS.workdir, FLAGS.videos, FLAGS.heldout, scales, FLAGS.max_windows, FLAGS.sets.split(","))
+      corpus_study(FLAGS.workdir, FLAGS.videos, FLAGS.heldout, scales, FLAGS.max_windows, FLAGS.sets.split(","),
+                   FLAGS.methods.split(",") if FLAGS.methods else None)
     return
   results = evaluate(FLAGS.workdir, FLAGS.videos, scales, FLAGS.size, FLAGS.max_windows)
   io.write_json(io.path(FLAGS.workdir) / "results.json", results)
@@ -288,7 +298,7 @@ def define_flags() -> None:
   flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full", "corpus"], SIZE_HELP)
   flags.DEFINE_string("stages", "train,judge", "--size corpus: 'train', 'judge' or both (e.g. one training "
                       "process per scale, then judging).")
-  flags.DEFINE_string("methods", "", "Train only these runs (comma-separated names; default all).")
+  flags.DEFINE_string("methods", "", "Train (or judge) only these methods (comma-separated; default all).")
   flags.DEFINE_string("sets", "corpus_test,heldout_clips", "--size corpus: held-out sets to judge on.")
   flags.DEFINE_string("heldout", None, "--size corpus: a second held-out folder of videos, never trained on "
                       "(e.g. ../shared/data/clips).")

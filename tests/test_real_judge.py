@@ -47,3 +47,14 @@ def test_summarize_table_and_figure(tmp_path):
   assert "| corpus_test | x4 | vdsr |" in md and "| corpus_test | x4 | bicubic |" in md
   real_judge.kl_figure(str(tmp_path / "kl.png"), rec, s, "x4")
   assert (tmp_path / "kl.png").stat().st_size > 1000
+
+
+def test_merge_adds_methods_judged_later():
+  old = {"clips": [0, 0], "videos": ["a.mp4"], "gt": [None, None], "hr": [[0.0, 1.0]] * 2,
+         "bicubic": {"logits": [[0.0, 1.0]] * 2, "psnr": [1.0, 1.0], "ssim": [0.5, 0.5]}}
+  new = {"clips": [0, 0], "videos": ["a.mp4"], "gt": [None, None], "hr": [],
+         "vdsr": {"logits": [[0.0, 2.0]] * 2, "psnr": [2.0, 2.0], "ssim": [0.6, 0.6]}, "steps": {"vdsr": 3}}
+  merged = real_judge.merge(old, new)
+  assert set(merged) == {"clips", "videos", "gt", "hr", "bicubic", "vdsr"} and merged["hr"] == old["hr"]
+  with pytest.raises(ValueError, match="different videos"):
+    real_judge.merge(old, dict(new, videos=["b.mp4"]))

@@ -82,7 +82,7 @@ class Judge:
     model = i3d.I3D(num_classes=400)
     self.variables = variables if variables is not None else i3d.load_kinetics400()
     self._classify = jax.jit(lambda v, x: model.apply(v, x.astype(jnp.float32) / 127.5 - 1.0, train=False))
-    self._hr: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}  # (path, windows) -> (HR, logits)
+    self._hr: dict[tuple[str, int], np.ndarray] = {}  # (path, windows) -> HR windows (shared by scales)
     self._quality = jax.jit(lambda a, b, border: (
         iq.psnr_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border),
         iq.ssim_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border)), static_argnums=2)
@@ -96,22 +96,23 @@ class Judge:
     return np.asarray([float(x.mean()) for x in p]), np.asarray([float(x.mean()) for x in s])
 
   def judge(self, methods: dict[str, Any], paths: list[str], scale: int, num_windows: int,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
+            log: Callable[[str], None] = print, with_hr: bool = True) -> dict[str, Any]:
     """Per-window records of every method on every video: {'clips', 'videos', 'gt', 'hr',
-    method: {'logits', 'psnr', 'ssim'}} (lists, JSON-able)."""
+    method: {'logits', 'psnr', 'ssim'}} (lists, JSON-able); ``with_hr=False`` leaves 'hr' empty
+    (adding methods to an earlier record, see ``merge``)."""
     rec: dict[str, Any] = {"clips": [], "videos": [], "gt": [], "hr": [],
                            **{m: {"logits": [], "psnr": [], "ssim": []} for m in methods}}
     resolvers = {m: super_resolver(sr) for m, sr in methods.items()}
     for k, path in enumerate(paths):
-      if (path, num_windows) not in self._hr:  # shared by the scales
-        windows = hr_windows(path, num_windows)
-        self._hr[(path, num_windows)] = (windows, self.logits(windows))
-      hr, hr_logits = self._hr[(path, num_windows)]
+      if (path, num_windows) not in self._hr:
+        self._hr[(path, num_windows)] = hr_windows(path, num_windows)
+      hr = self._hr[(path, num_windows)]
       lr = np.asarray(degrade.bicubic_downsample(hr, scale))
       rec["clips"] += [k] * len(hr)
       rec["videos"].append(os.path.basename(path))
       rec["gt"] += [gt_class(path)] * len(hr)
-      rec["hr"] += hr_logits.tolist()
+      if with_hr:
+        rec["hr"] += self.logits(hr).tolist()
       for m, run in resolvers.items():
         out = run(lr, scale)
         rec[m]["logits"] += self.logits(out).tolist()
@@ -120,6 +121,13 @@ class Judge:
         rec[m]["ssim"] += s.tolist()
       log(f"x{scale}: judged {os.path.basename(path)} ({len(hr)} windows; {k + 1}/{len(paths)} videos)")
     return rec
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+  """``old`` record plus the methods of ``new`` (judged later on the same videos and windows)."""
+  if old["videos"] != new["videos"] or old["clips"] != new["clips"]:
+    raise ValueError(f"records of different videos/windows: {old['videos']} vs {new['videos']}")
+  return {**old, **{m: v for m, v in new.items() if isinstance(v, dict) and "logits" in v}}
 
 
 def summarize(rec: dict[str, Any], seed: int = 0) -> dict[str, Any]:
@@ -131,7 +139,7 @@ def summarize(rec: dict[str, Any], seed: int = 0) -> dict[str, Any]:
   gt = np.asarray([labels.index(g) if g in labels else -1 for g in rec["gt"]])
   has_gt = gt >= 0
   per_window, out = {}, {}
-  for m in [k for k in rec if isinstance(rec[k], dict)]:
+  for m in [k for k in rec if isinstance(rec[k], dict) and "logits" in rec[k]]:
     x = np.asarray(rec[m]["logits"])
     per_window[m] = {"kl": paired.per_window_kl(ref, x), "top1": (x.argmax(-1) == ref.argmax(-1)).astype(float),
                      "psnr": np.asarray(rec[m]["psnr"]), "ssim": np.asarray(rec[m]["ssim"])}
