@@ -19,11 +19,15 @@ Weights: each consistency term about the size of the pixel term at initialisatio
 corpus' validation clips at 4x (benchmarks/consistency_terms.py, 3 batches of 2 clips, 8 x 16
 VDSR at init): MSE 2.69e-3, T^2 KL 7.03, feature 0.158 -> kl_weight 4e-4 (1.05 x MSE), feature_weight
 1e-2 (0.59 x MSE). No search over weights was run (CPU time); see the issue-13 report.
-I3D runs with global pooling on 112 px crops (its 2x7x7 head needs 224 px); float32: on XLA CPU
-bf16 is emulated (measured slower, see benchmarks/README.md / the issue report).
+I3D runs with global pooling on 112 px crops (its 2x7x7 head needs 224 px). Compute dtype float32
+(loss.recognizer_dtype): XLA's CPU bf16 is emulated; benchmarks/i3d_consistency_bench.py compares
+the two, but on the shared 2-core CPU of issue 13 it did not finish (see the report there), so
+the choice is not backed by a measurement yet -- run it on the target machine.
+Step time: on that CPU (load 12-20 on 2 cores) a step at batch 1 did not complete within 20 min of
+wall time including compilation; plan the recipe for an accelerator.
 
 Training: fine-tunes a pixel-loss VDSR (train.init_from) on cdvl_sr/corpus_x4 (or corpus_x8 with
-scale=8), batch 2 clips, Adam 1e-4.
+scale=8), batch 2 clips, Adam 1e-4, 400 steps.
 
   python -m arsr_jax.main --config configs/sosr_vdsr_consistency.py --workdir DIR \
       --config.data.data_dir=TFDS_DIR --config.train.init_from=VDSR_DIR
