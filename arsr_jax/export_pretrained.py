@@ -5,7 +5,8 @@
   python -m arsr_jax.export_pretrained --study workdirs/real13
 
 Per scale, the learned method with the lowest mean KL(HR || method) on the corpus' own test clips
-(set 'corpus_test'; ../shared/data/clips is never used to choose) is stored as
+among those beating bicubic's PSNR-Y there (set 'corpus_test'; ../shared/data/clips is never used
+to choose) is stored as
 ``pretrained/corpus_x{s}.msgpack`` (flax msgpack of its variables, float32) with a card
 ``corpus_x{s}.json`` (recipe, network, data, steps, the study's rows of both held-out sets, and the
 commands above).
@@ -29,9 +30,13 @@ SELECT_SET = "corpus_test"
 
 
 def choose(results: dict, scale: int) -> str:
-  """The learned method with the lowest KL(HR||method) on the corpus test clips at ``scale``."""
+  """The learned method with the lowest KL(HR||method) on the corpus test clips at ``scale`` among
+  those whose PSNR-Y beats bicubic there (a shipped SR model must at least beat bicubic)."""
   rows = results["tables"][SELECT_SET][f"x{scale}"]["methods"]
-  learned = {m: r["kl_from_hr"] for m, r in rows.items() if m != "bicubic"}
+  learned = {m: r["kl_from_hr"] for m, r in rows.items()
+             if m != "bicubic" and r["psnr_y"] > rows["bicubic"]["psnr_y"]}
+  if not learned:
+    raise ValueError(f"x{scale}: no learned method beats bicubic PSNR-Y on {SELECT_SET}; nothing to ship")
   return min(learned, key=learned.get)
 
 
@@ -58,7 +63,8 @@ def export(study: str, scale: int, out_dir: str, command: str) -> dict:
           "input": "frames (..., h, w, 3) RGB in [0, 1]; output (..., h*s, w*s, 3)",
           "data": {"dataset": cfg.data.name, "source": "../shared/data/corpus (48 real-camera clips, see its SOURCES.md)",
                    "split": "by clip: cdvl_sr corpus_x4/x8 test 15%, validation 10% (file-name hash)"},
-          "steps": int(sr.step), "chosen_by": f"lowest mean KL(HR||method) on {SELECT_SET} among the study's methods",
+          "steps": int(sr.step),
+          "chosen_by": f"lowest mean KL(HR||method) on {SELECT_SET} among the study's methods beating bicubic PSNR-Y",
           "study_numbers": numbers, "config": cfg.to_dict(),
           "reproduce": [command, f"python -m arsr_jax.export_pretrained --study {study}"]}
   io.write_json(io.path(out_dir) / f"{name}.json", card)

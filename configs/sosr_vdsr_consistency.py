@@ -23,8 +23,8 @@ I3D runs with global pooling on 112 px crops (its 2x7x7 head needs 224 px). Comp
 (loss.recognizer_dtype): XLA's CPU bf16 is emulated; benchmarks/i3d_consistency_bench.py compares
 the two, but on the shared 2-core CPU of issue 13 it did not finish (see the report there), so
 the choice is not backed by a measurement yet -- run it on the target machine.
-Step time: on that CPU (load 12-20 on 2 cores) a step at batch 1 did not complete within 20 min of
-wall time including compilation; plan the recipe for an accelerator.
+Step time: on that CPU (load 12-20 on 2 cores, ~0.3 core per process) a run at batch 1 did not reach
+step 10 (its first log) within 23 min of wall time including compilation; plan it for an accelerator.
 
 Training: fine-tunes a pixel-loss VDSR (train.init_from) on cdvl_sr/corpus_x4 (or corpus_x8 with
 scale=8), batch 2 clips, Adam 1e-4, 400 steps.

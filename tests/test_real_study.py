@@ -55,3 +55,14 @@ def test_gather_merges_summaries_of_several_processes(tmp_path):
   res = real_study.gather(str(tmp_path), 4)
   assert set(res["tables"]) == {"corpus_test", "heldout_clips"} and list(res["tables"]["heldout_clips"]) == ["x4"]
   assert "| heldout_clips | x4 | bicubic | 50.0 |" in (tmp_path / "results.md").read_text()
+
+
+def test_export_chooses_lowest_kl_among_methods_beating_bicubic():
+  from arsr_jax import export_pretrained
+  rows = {"bicubic": {"kl_from_hr": 0.5, "psnr_y": 30.0}, "vdsr": {"kl_from_hr": 0.4, "psnr_y": 31.0},
+          "tosr": {"kl_from_hr": 0.3, "psnr_y": 29.0}, "sosr": {"kl_from_hr": 0.45, "psnr_y": 30.5}}
+  res = {"tables": {"corpus_test": {"x4": {"methods": rows}}}}
+  assert export_pretrained.choose(res, 4) == "vdsr"  # tosr has lower KL but loses to bicubic in PSNR
+  rows["vdsr"]["psnr_y"] = rows["sosr"]["psnr_y"] = 20.0
+  with pytest.raises(ValueError, match="nothing to ship"):
+    export_pretrained.choose(res, 4)
