@@ -40,3 +40,13 @@ def test_shipped_model_beats_bicubic_on_a_held_out_clip(name):
   bic = jnp.clip(degrade.bicubic_upsample(lr, s), 0, 1)
   p_sr, p_bic = float(iq.psnr_y(sr, hr, border=s).mean()), float(iq.psnr_y(bic, hr, border=s).mean())
   assert sr.shape == hr.shape and p_sr > p_bic, (p_sr, p_bic)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no pretrained models in arsr_jax/pretrained")
+def test_enhance_defaults_to_the_shipped_model():
+  from arsr_jax import enhance, sharding
+  mesh = sharding.make_mesh()
+  sr, clip_length = enhance.load_model(None, mesh)
+  assert (sr.name, sr.scale, clip_length) == ("corpus_x4", 4, 1)
+  sr, _ = enhance.load_model(None, mesh, 8)
+  assert (sr.name, sr.scale) == ("corpus_x8", 8)
