@@ -23,11 +23,12 @@ I3D runs with global pooling on 112 px crops (its 2x7x7 head needs 224 px). Comp
 (loss.recognizer_dtype): XLA's CPU bf16 is emulated; benchmarks/i3d_consistency_bench.py compares
 the two, but on the shared 2-core CPU of issue 13 it did not finish (see the report there), so
 the choice is not backed by a measurement yet -- run it on the target machine.
-Step time: on that CPU (load 12-20 on 2 cores, ~0.3 core per process) a run at batch 1 did not reach
-step 10 (its first log) within 23 min of wall time including compilation; plan it for an accelerator.
+Step time (batch 1, 16 x 112 x 112 clips, 8 x 16 VDSR, f32): about 22 s on the 2-core CPU when
+nearly idle (steps 15-20 of the issue-13 x4 run: 113 s), about 4 min to compile; under the shared
+load of 12-20 a run did not reach step 10 in 23 min. 160 steps at batch 1 ~ one hour.
 
 Training: fine-tunes a pixel-loss VDSR (train.init_from) on cdvl_sr/corpus_x4 (or corpus_x8 with
-scale=8), batch 2 clips, Adam 1e-4, 400 steps.
+scale=8), batch 1 clip, Adam 1e-4, 160 steps (CPU size; use larger batches on an accelerator).
 
   python -m arsr_jax.main --config configs/sosr_vdsr_consistency.py --workdir DIR \
       --config.data.data_dir=TFDS_DIR --config.train.init_from=VDSR_DIR
@@ -61,8 +62,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.clip_length = 16
   c.data.patch_size = 112
   c.data.eval_split = "validation"
-  c.train.batch_size = 2
-  c.train.num_steps = 400
+  c.train.batch_size = 1  # 2-core CPU: ~22 s a step (measured, 8 x 16 VDSR, issue 13) -> ~1 h
+  c.train.num_steps = 160
   c.train.log_every = 20
   c.train.checkpoint_every = 100
   c.eval.batch_size = 4
