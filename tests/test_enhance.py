@@ -114,9 +114,9 @@ def test_progress_bar_lines_rate_and_eta(monkeypatch):
 def test_recognize_and_model_errors_before_any_work(tmp_path, monkeypatch):
   clip = tmp_path / "in.mkv"
   video.write_video(clip, np.zeros((2, 16, 16, 3), np.uint8), fps=10, lossless=True)
-  with pytest.raises(ValueError, match="no pretrained models are shipped yet"):
-    enhance.enhance(str(clip), str(tmp_path / "out.mp4"), None)
-  with pytest.raises(FileNotFoundError, match="vdsr_x4: no such workdir, and no pretrained models"):
+  with pytest.raises(ValueError, match="no pretrained model for x3"):
+    enhance.enhance(str(clip), str(tmp_path / "out.mp4"), None, scale=3)
+  with pytest.raises(FileNotFoundError, match="vdsr_x4: no such workdir, and no pretrained model of that name"):
     enhance.enhance(str(clip), str(tmp_path / "out.mp4"), "vdsr_x4")
   with pytest.raises(FileNotFoundError, match="input not found: .*missing.mp4"):
     enhance.enhance(str(tmp_path / "missing.mp4"), str(tmp_path / "out.mp4"), "vdsr_x4")
@@ -270,7 +270,7 @@ def test_command_line(workdir, hr_clip, tmp_path):
   again = run(src, out, "--model", workdir)
   assert again.returncode == 1 and f"error: output exists: {out}" in again.stderr
   nomodel = run(src, tmp_path / "x.mp4", "--model", "esrgan_x4")
-  assert nomodel.returncode == 1 and "no pretrained models are shipped yet" in nomodel.stderr
+  assert nomodel.returncode == 1 and "no pretrained model of that name" in nomodel.stderr
 
 
 @pytest.mark.slow

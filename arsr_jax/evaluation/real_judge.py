@@ -1,0 +1,186 @@
+"""Judging SR methods on real videos with the frozen Kinetics-400 I3D, window by window.
+
+A video gives ``num_windows`` 16-frame windows with starts spread evenly over it (overlapping
+when the video is short), each resized to a short side of 256 and centre-cropped to 224 px
+(DeepMind's protocol) = HR; LR = bicubic 1/s of HR (uint8); every method brings LR back to
+224 px (uint8). Per window and method: I3D logits, PSNR/SSIM-Y (mean over frames, ``scale`` px
+border shaved). ``summarize`` turns that into agreement with the HR prediction, KL(HR || method),
+ground-truth top-1 where a clip's class maps to Kinetics-400, and paired differences to bicubic
+with 95% intervals from a bootstrap over clips (metrics/paired.py).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from arsr_jax import io
+from arsr_jax.data import degrade, video
+from arsr_jax.evaluation import plots
+from arsr_jax.metrics import image as iq
+from arsr_jax.metrics import paired
+from arsr_jax.metrics import recognition as rm
+from arsr_jax.recognition import i3d
+from arsr_jax.steps import protocol as ps
+from arsr_jax.steps import sr as sr_steps
+
+CLIP, SIZE = 16, 224
+BASELINE = "bicubic"
+# Kinetics-400 class of a held-out clip, by file-name prefix (UCF101 names: v_<Class>_...); UCF101
+# "Basketball" is the shooting class; Fencing has no Kinetics-400 class (no ground truth).
+KINETICS_CLASS = {
+    "kinetics_arm_wrestling": "arm wrestling", "kinetics_cleaning_pool": "cleaning pool",
+    "v_Basketball": "shooting basketball", "v_Biking": "riding a bike",
+    "v_HorseRiding": "riding or walking with horse", "v_SalsaSpin": "salsa dancing",
+}
+
+
+def window_starts(num_frames: int, num_windows: int) -> np.ndarray:
+  """``num_windows`` distinct-as-possible starts of 16-frame windows spread over a video."""
+  return np.unique(np.round(np.linspace(0, max(0, num_frames - CLIP), num_windows)).astype(int))
+
+
+def hr_windows(path: str, num_windows: int) -> np.ndarray:
+  """(W, 16, 224, 224, 3) uint8 HR windows of a video (see the module doc)."""
+  frames = video.read_video(path)
+  if frames.shape[0] < CLIP:
+    raise ValueError(f"{path}: {frames.shape[0]} frames, fewer than the {CLIP} of one I3D window")
+  clips = [frames[s:s + CLIP] for s in window_starts(frames.shape[0], num_windows)]
+  x = np.stack([np.asarray(i3d.preprocess(c, size=SIZE, num_frames=None))[0] for c in clips])
+  return np.round((x + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+
+
+def gt_class(path: str) -> str | None:
+  name = os.path.basename(path)
+  return next((c for k, c in KINETICS_CLASS.items() if name.startswith(k)), None)
+
+
+def super_resolver(sr) -> Callable[[np.ndarray], np.ndarray]:
+  """uint8 (W, T, h, w, 3) LR windows -> uint8 (W, T, h*s, w*s, 3); ``sr`` 'bicubic' or a FrozenSR
+  frame model (frames folded into the batch, one window at a time to bound memory)."""
+  if isinstance(sr, str):
+    fn = jax.jit(lambda x, s: jnp.clip(degrade.bicubic_upsample(x.astype(jnp.float32) / 255.0, s), 0, 1),
+                 static_argnums=1)
+  else:
+    fn = jax.jit(lambda x, s: jnp.clip(sr_steps.split_output(sr_steps.apply_sr(
+        sr.model, sr.variables, x.astype(jnp.float32) / 255.0, train=False, **sr.call_kwargs))[0], 0, 1),
+        static_argnums=1)
+
+  def run(lr: np.ndarray, scale: int) -> np.ndarray:
+    return np.stack([np.round(np.asarray(fn(w, scale)) * 255.0).astype(np.uint8) for w in lr])
+  return run
+
+
+class Judge:
+  """The frozen Kinetics-400 I3D (DeepMind's weights) and the per-window measurements."""
+
+  def __init__(self, variables: Any | None = None):
+    model = i3d.I3D(num_classes=400)
+    self.variables = variables if variables is not None else i3d.load_kinetics400()
+    self._classify = jax.jit(lambda v, x: model.apply(v, x.astype(jnp.float32) / 127.5 - 1.0, train=False))
+    self._hr: dict[tuple[str, int], np.ndarray] = {}  # (path, windows) -> HR windows (shared by scales)
+    self._quality = jax.jit(lambda a, b, border: (
+        iq.psnr_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border),
+        iq.ssim_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border)), static_argnums=2)
+
+  def logits(self, windows: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(self._classify(self.variables, w[None])) for w in windows])
+
+  def quality(self, out: np.ndarray, hr: np.ndarray, border: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window mean PSNR-Y (dB) and SSIM-Y over the window's frames."""
+    p, s = zip(*(self._quality(o, h, border) for o, h in zip(out, hr)))
+    return np.asarray([float(x.mean()) for x in p]), np.asarray([float(x.mean()) for x in s])
+
+  def judge(self, methods: dict[str, Any], paths: list[str], scale: int, num_windows: int,
+            log: Callable[[str], None] = print, with_hr: bool = True) -> dict[str, Any]:
+    """Per-window records of every method on every video: {'clips', 'videos', 'gt', 'hr',
+    method: {'logits', 'psnr', 'ssim'}} (lists, JSON-able); ``with_hr=False`` leaves 'hr' empty
+    (adding methods to an earlier record, see ``merge``)."""
+    rec: dict[str, Any] = {"clips": [], "videos": [], "gt": [], "hr": [],
+                           **{m: {"logits": [], "psnr": [], "ssim": []} for m in methods}}
+    resolvers = {m: super_resolver(sr) for m, sr in methods.items()}
+    for k, path in enumerate(paths):
+      if (path, num_windows) not in self._hr:
+        self._hr[(path, num_windows)] = hr_windows(path, num_windows)
+      hr = self._hr[(path, num_windows)]
+      lr = np.asarray(degrade.bicubic_downsample(hr, scale))
+      rec["clips"] += [k] * len(hr)
+      rec["videos"].append(os.path.basename(path))
+      rec["gt"] += [gt_class(path)] * len(hr)
+      if with_hr:
+        rec["hr"] += self.logits(hr).tolist()
+      for m, run in resolvers.items():
+        out = run(lr, scale)
+        rec[m]["logits"] += self.logits(out).tolist()
+        p, s = self.quality(out, hr, scale)
+        rec[m]["psnr"] += p.tolist()
+        rec[m]["ssim"] += s.tolist()
+      log(f"x{scale}: judged {os.path.basename(path)} ({len(hr)} windows; {k + 1}/{len(paths)} videos)")
+    return rec
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+  """``old`` record plus the methods of ``new`` (judged later on the same videos and windows)."""
+  if old["videos"] != new["videos"] or old["clips"] != new["clips"]:
+    raise ValueError(f"records of different videos/windows: {old['videos']} vs {new['videos']}")
+  return {**old, **{m: v for m, v in new.items() if isinstance(v, dict) and "logits" in v}}
+
+
+def summarize(rec: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+  """Per method: top-1/top-5 agreement with HR, KL(HR||method), ground-truth top-1 (windows of
+  clips with a Kinetics class), PSNR/SSIM-Y, and for learned methods paired differences to
+  bicubic ({'mean', 'low', 'high'}, clip bootstrap) of KL, top-1 agreement and PSNR-Y."""
+  ref, clips = np.asarray(rec["hr"]), np.asarray(rec["clips"])
+  labels = list(i3d.KINETICS400_LABELS)
+  gt = np.asarray([labels.index(g) if g in labels else -1 for g in rec["gt"]])
+  has_gt = gt >= 0
+  per_window, out = {}, {}
+  for m in [k for k in rec if isinstance(rec[k], dict) and "logits" in rec[k]]:
+    x = np.asarray(rec[m]["logits"])
+    per_window[m] = {"kl": paired.per_window_kl(ref, x), "top1": (x.argmax(-1) == ref.argmax(-1)).astype(float),
+                     "psnr": np.asarray(rec[m]["psnr"]), "ssim": np.asarray(rec[m]["ssim"])}
+    out[m] = {"top1_agreement": rm.topk_agreement(x, ref, 1), "top5_agreement": rm.topk_agreement(x, ref, 5),
+              "kl_from_hr": float(per_window[m]["kl"].mean()), "psnr_y": float(per_window[m]["psnr"].mean()),
+              "ssim_y": float(per_window[m]["ssim"].mean()),
+              "gt_top1": float(np.mean(x[has_gt].argmax(-1) == gt[has_gt])) if has_gt.any() else None}
+  for m in out:
+    if m != BASELINE and BASELINE in per_window:
+      out[m]["vs_bicubic"] = {k: paired.clip_bootstrap(per_window[m][k] - per_window[BASELINE][k], clips, seed=seed)
+                              for k in ("kl", "top1", "psnr")}
+  hr_gt = float(np.mean(ref[has_gt].argmax(-1) == gt[has_gt])) if has_gt.any() else None
+  return {"methods": out, "hr_gt_top1": hr_gt, "windows": int(len(ref)), "clips": int(len(set(clips.tolist()))),
+          "gt_windows": int(has_gt.sum()), "per_window_kl": {m: v["kl"].tolist() for m, v in per_window.items()}}
+
+
+def kl_figure(path: str, rec: dict[str, Any], summary: dict[str, Any], title: str) -> None:
+  """PNG: per learned method, KL(HR||bicubic) (x) vs KL(HR||method) (y) per window, coloured by clip."""
+  kl = summary["per_window_kl"]
+  hi = float(np.ceil(max(max(v) for v in kl.values()) + 1e-9))
+  panels, captions = [], []
+  for m in [k for k in kl if k != BASELINE]:
+    panels.append(plots.scatter_png(None, kl[BASELINE], kl[m], title=f"{title}: {m}", xlabel="KL(HR||bicubic)",
+                                    ylabel=f"KL(HR||{m})", limits=(0.0, hi), groups=rec["clips"]))
+    captions.append(f"{m}: below the diagonal = closer to HR than bicubic")
+  io.write_bytes(io.path(path), plots.encode_png(plots.image_grid(panels, captions)))
+
+
+def table(results: dict[str, Any]) -> str:
+  """Markdown table of ``{set: {scale: summary}}``."""
+  rows = ["| set | scale | method | top-1 agree | top-5 agree | KL(HR‖m) | ΔKL vs bicubic [95% CI] | "
+          "Δtop-1 vs bicubic [95% CI] | GT top-1 | PSNR-Y | ΔPSNR-Y [95% CI] | SSIM-Y |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  ci = lambda d, f: f"{f(d['mean'])} [{f(d['low'])}, {f(d['high'])}]"  # noqa: E731
+  for name, scales in results.items():
+    for scale, s in scales.items():
+      for m, r in s["methods"].items():
+        d = r.get("vs_bicubic")
+        gt = "-" if r["gt_top1"] is None else f"{100 * r['gt_top1']:.0f}"
+        rows.append(f"| {name} | {scale} | {m} | {100 * r['top1_agreement']:.1f} | {100 * r['top5_agreement']:.1f} | "
+                    f"{r['kl_from_hr']:.3f} | {ci(d['kl'], lambda v: f'{v:+.3f}') if d else '-'} | "
+                    f"{ci(d['top1'], lambda v: f'{100 * v:+.1f}') if d else '-'} | {gt} | {r['psnr_y']:.2f} | "
+                    f"{ci(d['psnr'], lambda v: f'{v:+.2f}') if d else '-'} | {r['ssim_y']:.3f} |")
+  return "\n".join(rows)
