@@ -73,7 +73,7 @@ def test_prepare_bad_name_or_manual_dir_is_one_line_and_writes_nothing(tmp_path,
   data_dir = tmp_path / "tfds"
   common = ["--data_dir", str(data_dir)]
   assert prepare.main(["--dataset", "cdvl_sr/dmeo", "--manual_dir", str(tmp_path)] + common) == 2
-  assert "cdvl_sr has x4, x8, demo, demo_x8 (did you mean cdvl_sr/demo?)" in _one_line(capsys.readouterr().err)
+  assert "cdvl_sr has x4, x8, demo, demo_x8, corpus_x4, corpus_x8 (did you mean cdvl_sr/demo?)" in _one_line(capsys.readouterr().err)
   assert prepare.main(["--dataset", "cdvl_sr/demo", "--manual_dir", str(tmp_path / "nope")] + common) == 2
   assert f"--manual_dir {tmp_path / 'nope'} is not a folder" in _one_line(capsys.readouterr().err)
   (tmp_path / "empty").mkdir()
