@@ -201,7 +201,7 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
     for step in range(start, stop):
       batch = sharding.to_global(next(data_iter), mesh)
       state, m = p_train_step(state, batch, frozen, rng)
-      acc = m if acc is None else _accumulate(acc, m)  # on the device, asynchronously
+      acc = m if acc is None else jax.tree.map(jnp.add, acc, m)  # on the device, asynchronously
       count += 1
       done = step + 1
       stopped_by = signals.requested()
@@ -229,9 +229,3 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
     stopped_by = stopped_by or signals.requested()  # e.g. during the last save: skip the evaluation
   writer.flush()
   return state, stopped_by
-
-
-@jax.jit
-def _accumulate(total: dict[str, jax.Array], metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """Running sums of the step metrics (one dispatch per step, no host sync)."""
-  return jax.tree.map(jnp.add, total, metrics)
