@@ -98,14 +98,20 @@ def test_damaged_latest_checkpoint_falls_back_with_warning(fault, copy, caplog):
     checkpointing.load_latest_state(str(copy), strict=True)
 
 
-def test_byte_flip_without_checksums_would_be_silent(copy):
-  """What the checksums catch: Orbax itself restores the flipped bytes without complaint."""
+def test_byte_flip_never_passes_silently(copy):
+  """What the checksums catch. Where the flipped bytes land depends on OCDBT's write order: in a
+  zstd frame header TensorStore notices, inside compressed data Orbax restores them without
+  complaint. Either way the damage must be reported, and in the silent case only the checksums can."""
   _flip(copy / "checkpoints" / "4")
   meta = checkpointing.read_meta(copy / "checkpoints", 4)
   assert meta["checksums"]
-  with ocp.CheckpointManager(copy / "checkpoints", item_names=checkpointing.ITEMS,
-                             options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
-    state = mngr.restore(4, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+  try:
+    with ocp.CheckpointManager(copy / "checkpoints", item_names=checkpointing.ITEMS,
+                               options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
+      state = mngr.restore(4, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+  except ValueError as e:
+    assert "corrupt" in str(e).lower() or "error reading" in str(e).lower(), e
+    return
   with pytest.raises(checkpointing.CheckpointDamaged, match="checksum mismatch"):
     checkpointing.verify(state, meta["checksums"], copy / "checkpoints" / "4")
 
