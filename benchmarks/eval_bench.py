@@ -2,6 +2,16 @@
 
   python benchmarks/eval_bench.py                    # UCF101 size: 320x240 HR, x4, 25 segments, stacks of 5
   python benchmarks/eval_bench.py --size smoke       # 64x64, 3 segments of 3 flows (a CPU check)
+  python benchmarks/eval_bench.py --frames ../shared/data/clips   # real frames (the default when present)
+
+Frames: real video by default (``--frames``: a folder of videos, or the shared held-out clips when
+they exist). TV-L1 stops early per pyramid level, so its cost depends on the motion in the frames:
+uniform noise has no coherent motion and converges differently from real video. Each benchmark
+video takes its segments from one clip (resized to the benchmark's HR size, LR by bicubic
+downsampling, as the protocol does); ``--frames noise`` restores the old random frames.
+A machine without PyAV or the clips (a lent GPU) takes them as an .npz written here:
+  python benchmarks/eval_bench.py --save_frames .device/eval_frames.npz --batch 1   # then carry .device
+  python benchmarks/eval_bench.py --frames .device/eval_frames.npz
 
 Per method and video: the spatial SR of 25 LR frames, the temporal SR of 25 x 6 frames, TV-L1 on
 the 25 x 5 SR frame pairs, TSN uint8 flow storage, the spatial and temporal ResNet-50 TSN streams,
@@ -33,6 +43,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import roofline  # noqa: E402
 
+SHARED_CLIPS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
 SIZES = {"ucf101": dict(h=240, w=320, segments=25, new_length=5, depth=50, width=64, layers=20, features=64),
          "smoke": dict(h=64, w=64, segments=3, new_length=3, depth=18, width=8, layers=4, features=16)}
 
@@ -46,6 +57,9 @@ def parse_args():
   p.add_argument("--dtype", default="auto")
   p.add_argument("--compile_only", action="store_true", help="compile and roofline figures of the full step only")
   p.add_argument("--no_stages", action="store_true", help="time the full step only")
+  p.add_argument("--frames", default=str(SHARED_CLIPS) if SHARED_CLIPS.is_dir() else "noise",
+                 help="folder of videos, an .npz from --save_frames, or 'noise' (default: the shared clips if present)")
+  p.add_argument("--save_frames", default="", help="write the step's input frames to this .npz and exit")
   p.add_argument("--tiny_tvl1", action="store_true", help="1 scale, 1 warp, 2 x 5 iterations (a smoke check)")
   return p.parse_args()
 
@@ -83,6 +97,18 @@ def main():
   rng = np.random.default_rng(0)
   key = jax.random.key(0)
 
+  if args.frames == "noise":
+    host = _noise_videos(rng, batch, seg, length, h, w)
+  elif args.frames.endswith(".npz"):
+    host = _load_videos(args.frames, batch, seg, length, h, w)
+  else:
+    host = _real_videos(args.frames, batch, seg, length, h, w)
+  if args.save_frames:
+    pathlib.Path(args.save_frames).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.save_frames, **{k: v for k, v in host.items() if k != "hr_flow"})
+    print(json.dumps({"saved_frames": args.save_frames, "videos": batch}))
+    return
+
   sr_model = models.build_model("vdsr", 4, num_layers=s["layers"], features=s["features"], dtype=dtype)
   sr_vars = jax.device_put(sr_model.init(key, jnp.zeros((1, h // 4, w // 4, 3)), train=False), repl)
   sr = frozen.FrozenSR("vdsr", sr_model, sr_vars, 4, 1, {}, 0)
@@ -96,11 +122,6 @@ def main():
   if args.tiny_tvl1:
     params = tvl1.TVL1Params(nscales=1, warps=1, inner_iterations=5, outer_iterations=2)
 
-  host = {"sp_lr": rng.integers(0, 256, (batch, seg, 1, h // 4, w // 4, 3), np.uint8),
-          "sp_hr": rng.integers(0, 256, (batch, seg, h, w, 3), np.uint8),
-          "tp_lr": rng.integers(0, 256, (batch, seg, length + 1, 1, h // 4, w // 4, 3), np.uint8),
-          "tp_hr": rng.integers(0, 256, (batch, seg, length + 1, h, w, 3), np.uint8),
-          "hr_flow": rng.normal(size=(batch, seg, length, h, w, 2)).astype(np.float16)}
   data = jax.device_put(host, batched)
   step = ps.make_two_stream_step(sr, sr, recs, params, 20.0, 4, True)
   full = jax.jit(step, in_shardings=(batched,), out_shardings=batched)
@@ -118,17 +139,21 @@ def main():
   compile_s, sec, cost = timed(full, (data,), args.rounds, trips)
   out = {"size": args.size, "device": str(jax.devices()[0].device_kind), "devices": mesh.devices.size,
          "batch_videos": batch, "frame": f"{w}x{h}", "segments": seg, "flows_per_stack": length,
+         "frames": "noise" if args.frames == "noise" else f"real ({pathlib.Path(args.frames).name})",
          "dtype": str(dtype), "compile_s": round(compile_s, 2), "videos_per_s": batch / sec}
 
   on_gpu, per_device = jax.default_backend() == "gpu", batch / mesh.devices.size
   timings = [("full", sec, cost)]  # (name, seconds per call, roofline.cost)
   if not args.no_stages:  # stages, separately jitted on the same shapes
-    frames = jax.device_put(rng.random((batch * seg * (length + 1), h, w, 3), np.float32), batched)
+    frames = jax.device_put(host["tp_hr"].reshape((-1, h, w, 3)).astype(np.float32) / 255.0, batched)
     sr_only = jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3))))
     lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
     timings.append(("sr", *timed(sr_only, (lr_frames,), args.rounds)[1:]))
-    pairs = batch * seg * length
-    flow_only = jax.jit(lambda f: tvl1.tvl1_flow(f[:pairs], f[-pairs:], params))
+
+    def flow_only(f):  # the consecutive pairs of every stack: batch * seg * length of them
+      stacks = f.reshape((-1, length + 1, h, w, 3))
+      return tvl1.tvl1_flow(stacks[:, :-1].reshape((-1, h, w, 3)), stacks[:, 1:].reshape((-1, h, w, 3)), params)
+    flow_only = jax.jit(flow_only)
     timings.append(("tvl1", *timed(flow_only, (frames,), args.rounds, trips)[1:]))
     stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
     rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
@@ -145,7 +170,51 @@ def main():
   print(json.dumps(out, indent=2))
 
 
+def _noise_videos(rng, batch, seg, length, h, w):
+  """Uniform random uint8 frames in the step's input layout."""
+  return {"sp_lr": rng.integers(0, 256, (batch, seg, 1, h // 4, w // 4, 3), np.uint8),
+          "sp_hr": rng.integers(0, 256, (batch, seg, h, w, 3), np.uint8),
+          "tp_lr": rng.integers(0, 256, (batch, seg, length + 1, 1, h // 4, w // 4, 3), np.uint8),
+          "tp_hr": rng.integers(0, 256, (batch, seg, length + 1, h, w, 3), np.uint8),
+          "hr_flow": rng.normal(size=(batch, seg, length, h, w, 2)).astype(np.float16)}
+
+
+def _real_videos(folder, batch, seg, length, h, w):
+  """The step's inputs from real clips: video i of the batch samples ``seg`` evenly spaced stacks
+  of ``length + 1`` consecutive frames from clip ``i mod #clips``, resized to h x w; the LR frames
+  are their x4 bicubic downsampling (as the protocol's data). ``hr_flow`` is zeros: only the
+  warping error reads it, and its cost does not depend on the values."""
+  from arsr_jax.data import degrade, video
+  paths = sorted(p for p in pathlib.Path(folder).iterdir() if p.suffix.lower() in (".mp4", ".avi", ".mkv", ".webm"))
+  if not paths:
+    raise SystemExit(f"--frames {folder}: no videos there (use --frames noise for random frames)")
+  clips = []
+  for i in range(batch):
+    frames = video.read_video(paths[i % len(paths)], max_frames=seg * (length + 1) * 4)
+    starts = np.linspace(0, max(0, len(frames) - length - 1), seg).astype(int)
+    stacks = np.stack([frames[np.minimum(np.arange(a, a + length + 1), len(frames) - 1)] for a in starts])
+    clips.append(np.asarray(degrade.resize(stacks.reshape((-1,) + frames.shape[1:]), h, w)))
+  tp_hr = np.stack(clips).reshape((batch, seg, length + 1, h, w, 3))  # uint8
+  tp_lr = np.asarray(degrade.bicubic_downsample(tp_hr, 4)).reshape((batch, seg, length + 1, 1, h // 4, w // 4, 3))
+  return {"sp_lr": tp_lr[:, :, length // 2], "sp_hr": tp_hr[:, :, length // 2], "tp_lr": tp_lr, "tp_hr": tp_hr,
+          "hr_flow": np.zeros((batch, seg, length, h, w, 2), np.float16)}
+
+
+def _load_videos(path, batch, seg, length, h, w):
+  """``--save_frames`` output, its videos repeated to ``batch``; checks the benchmark size."""
+  with np.load(path) as z:
+    host = {k: z[k] for k in ("sp_lr", "sp_hr", "tp_lr", "tp_hr")}
+  if host["tp_hr"].shape[1:] != (seg, length + 1, h, w, 3):
+    raise SystemExit(f"--frames {path}: frames of shape {host['tp_hr'].shape[1:]}, this size needs "
+                     f"{(seg, length + 1, h, w, 3)} (write them with the same --size)")
+  host = {k: np.resize(v, (batch,) + v.shape[1:]) for k, v in host.items()}
+  host["hr_flow"] = np.zeros((batch, seg, length, h, w, 2), np.float16)
+  return host
+
+
 def _opencv(rng, h, w, n, pairs_per_video, ours):
+  if n <= 0:
+    return None
   try:
     import cv2
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()

@@ -10,7 +10,8 @@ Runs, each part in its own process group under its own time budget (seconds, ``B
   infer    ``infer_bench.py``: VDSR / RRDBNet x4 inference at 80x60 -> 320x240;
   torch    ``torch_reference.py``: the same setups in PyTorch, in this run on this GPU;
   flow     ``flow_bench.py``: TV-L1 pairs/s at 320x240 (and OpenCV where cv2.optflow exists);
-  eval     ``eval_bench.py``: the evaluation protocol's videos/s at UCF101 size.
+  eval     ``eval_bench.py``: the evaluation protocol's videos/s at UCF101 size, on real frames
+           (``--eval_frames``; write them here first, see benchmarks/README.md).
 A part that runs past its budget is killed and reported ``"status": "timeout"``; time a part
 leaves unused goes to the next ones, and the whole run stays within ``--budget_s``. Statuses:
 ``ok``, ``timeout``, ``error`` (with the tail of its stderr), ``unavailable`` (torch missing or no
@@ -53,6 +54,9 @@ def parse_args(argv=None):
   p.add_argument("--parts", default="data,train,infer,torch,flow,eval")
   p.add_argument("--recipes", default=",".join(RECIPES))
   p.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "arsr_train_bench_tfds"))
+  p.add_argument("--eval_frames", default=str(HERE.parent / ".device" / "eval_frames.npz"),
+                 help="eval_bench --frames: real frames (.npz from eval_bench --save_frames, or a folder "
+                      "of videos); when the default .npz is absent, eval_bench's own default")
   p.add_argument("--torch_device", default="auto", help="torch_reference --device (cpu: a smoke check)")
   return p.parse_args(argv)
 
@@ -83,7 +87,10 @@ def commands(args) -> list[tuple[str, str, list[str]]]:
   if "eval" in parts:
     out.append(("eval", "eval", [py, str(HERE / "eval_bench.py"), "--size", "smoke" if smoke else "ucf101",
                                  "--rounds", "1" if smoke else "2",
-                                 *(["--tiny_tvl1"] if smoke else ["--no_stages"])]))
+                                 *(["--tiny_tvl1", "--frames", "noise"] if smoke else ["--no_stages"]),
+                                 *(["--frames", args.eval_frames] if not smoke and (
+                                     not args.eval_frames.endswith(".npz") or os.path.exists(args.eval_frames))
+                                   else [])]))
   return out
 
 

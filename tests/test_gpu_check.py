@@ -108,3 +108,32 @@ def test_roofline_counts_loop_bodies_by_their_trip_counts():
   assert bounded["bound"] == "upper" and bounded["flops"] == pytest.approx(7 * matmul, rel=0.02)
   pred = roofline.predict(bounded, "bfloat16")
   assert pred["h200"]["s"] <= pred["h100"]["s"] == max(pred["h100"]["flops_s"], pred["h100"]["bytes_s"])
+
+
+SHARED_CLIPS = ROOT.parent / "shared" / "data" / "clips"
+
+
+@pytest.mark.skipif(not SHARED_CLIPS.is_dir(), reason="needs ../shared/data/clips")
+def test_eval_bench_runs_on_real_frames_saved_for_a_device(tmp_path):
+  """--save_frames writes the shared clips' frames (what a lent GPU without PyAV gets); --frames reads them."""
+  import numpy as np
+  env = dict(os.environ, XLA_FLAGS=" ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                                               if "device_count" not in f), JAX_PLATFORMS="cpu",
+             PYTHONPATH=str(ROOT))
+  bench = [sys.executable, str(ROOT / "benchmarks" / "eval_bench.py"), "--size", "smoke", "--batch", "2"]
+  npz = tmp_path / "frames.npz"
+  proc = subprocess.run([*bench, "--frames", str(SHARED_CLIPS), "--save_frames", str(npz)],
+                        capture_output=True, text=True, timeout=600, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with np.load(npz) as z:
+    tp_hr, tp_lr = z["tp_hr"], z["tp_lr"]
+  assert tp_hr.dtype == np.uint8 and tp_hr.shape == (2, 3, 4, 64, 64, 3) and tp_lr.shape == (2, 3, 4, 1, 16, 16, 3)
+  assert tp_hr.std() > 10 and not np.array_equal(tp_hr[0], tp_hr[1])  # real content, two different clips
+  proc = subprocess.run([*bench, "--frames", str(npz), "--rounds", "1", "--tiny_tvl1", "--no_stages",
+                         "--opencv-pairs", "0"], capture_output=True, text=True, timeout=600, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout)
+  assert result["frames"] == "real (frames.npz)" and result["videos_per_s"] > 0
+  bad = subprocess.run([*bench, "--size", "ucf101", "--frames", str(npz)], capture_output=True, text=True,
+                       timeout=600, env=env)
+  assert bad.returncode != 0 and "write them with the same --size" in bad.stderr
