@@ -2,7 +2,9 @@
 
 Datasets store clips as uint8 HR (T, H, W, 3), uint8 LR (T, H/s, W/s, 3) and
 forward HR flow (T-1, H, W, 2) in pixels. The pipelines turn them into
-batches of float32 frames in [0, 1]:
+batches whose frames stay uint8 (4x fewer bytes from host to device; the
+steps convert them to float32 in [0, 1] on the device, ``steps.sr.as_float``)
+and whose flow is float32 in pixels:
 
   train: {'lr', 'hr', 'flow'} batches of random aligned patches (random clip,
          frame(s), crop and flips), shaped by the sampler (see SamplePatch);
@@ -88,7 +90,7 @@ def lr_window(num_frames: int, centres: np.ndarray, k: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class SamplePatch(grain.transforms.RandomMap):
-  """Clip example -> one aligned (LR, HR, flow) training example; frames float32 in [0, 1]."""
+  """Clip example -> one aligned (LR, HR, flow) training example; frames uint8, flow float32 px."""
   scale: int
   patch_size: int  # HR patch side; 0 = whole (square) frame
   sampler: str = "frame"
@@ -137,7 +139,7 @@ class SamplePatch(grain.transforms.RandomMap):
       out[key] = out[key][0]
     if self.sampler == "frame":
       out["hr"], out["lr"] = out["hr"][0], out["lr"][0]
-    out = {k: _to_float(k, v) for k, v in out.items()}
+    out = {k: np.ascontiguousarray(v) for k, v in out.items()}
     if self.labels:
       out["label"] = (np.asarray(example["labels"], np.float32) if "labels" in example
                       else np.asarray(example["label"], np.int32))
@@ -171,12 +173,6 @@ def _flow_or_pairs(example: dict[str, Any], flows: np.ndarray, flow_source: str)
     raise ValueError(f"Example {example.get('id', '?')} has no 'flow' feature; set "
                      "data.flow_source='tvl1' to compute TV-L1 flow from the HR frames on the accelerator")
   return example["flow"][flows].astype(np.float32)
-
-
-def _to_float(key: str, value: np.ndarray) -> np.ndarray:
-  """uint8 frames -> float32 in [0, 1]; flow stays in pixels."""
-  value = np.ascontiguousarray(value, np.float32)
-  return value if key == "flow" else value / 255.0
 
 
 def sample_patch(config: ml_collections.ConfigDict) -> SamplePatch:
@@ -216,7 +212,7 @@ def eval_items(config: ml_collections.ConfigDict, max_clips: int | None = None
 
   Items are single frames for the 'frame'/'pair' samplers (LR windows of
   data.input_frames) and consecutive, non-overlapping chunks of
-  data.clip_length frames for 'clip': dicts of 'lr', 'hr' and 'flow' (float32;
+  data.clip_length frames for 'clip': dicts of 'lr', 'hr' (uint8) and 'flow' (float32;
   one flow per HR frame, flow[min(t, T-2)], used for moving-pixel masks) and
   'index' (int32, the clip's index in the split). Batch them with
   ``evaluation.batched.padded_batches``.
@@ -248,9 +244,7 @@ def _eval_items(example: dict[str, np.ndarray], span: int, k: int,
     item_lr = lr[lr_window(num_frames, centres, k)]  # (span, K, h, w, 3)
     item_lr = item_lr[:, 0] if k == 1 else item_lr
     flows = _flow_or_pairs(example, np.minimum(centres, num_frames - 2), flow_source)
-    item = {"hr": hr[centres].astype(np.float32) / 255.0,
-            "lr": item_lr.astype(np.float32) / 255.0,
-            _flow_key(flow_source): _to_float(_flow_key(flow_source), flows)}
+    item = {"hr": hr[centres], "lr": item_lr, _flow_key(flow_source): np.asarray(flows)}
     if span == 1:
       item = {k_: v[0] for k_, v in item.items()}
     yield item
