@@ -56,7 +56,7 @@ SIZES = {
     "smoke": dict(steps=4, dvsr_steps=2, layers=2, features=8, data="demo", batch=8),
     "cpu": dict(steps=600, dvsr_steps=150, layers=8, features=32, data="demo", batch=16),
     "full": dict(steps=20000, dvsr_steps=20000, data=""),
-    "corpus": dict(steps=200, consistency_steps=20, layers=8, features=16, data="corpus", batch=8),
+    "corpus": dict(steps=200, consistency_steps=120, layers=8, features=16, data="corpus", batch=8),
 }
 SIZE_HELP = ("smoke: plumbing only; cpu: the recipes' smoke variants with small networks (8-layer VDSR, "
              "8-feature DVSR on 4-frame clips, 64 px patches) on cdvl_sr/demo; full: the recipes' own full "
@@ -124,7 +124,7 @@ def corpus_runs(scale: int, data: dict[str, Any], scale_dir: str, size: str = "c
       "consistency": _config("sosr_vdsr_consistency", "", dict(common, **{
           "train.num_steps": s["consistency_steps"], "train.init_from": os.path.join(scale_dir, "vdsr"),
           "train.batch_size": 1,
-          "train.log_every": 1, "train.checkpoint_every": 5, "optimizer.learning_rate": 3e-4})),
+          "train.log_every": 5, "train.checkpoint_every": 20, "optimizer.learning_rate": 3e-4})),
   }
 
 

@@ -8,6 +8,7 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
+import flax.linen as nn
 import pytest
 
 from arsr_jax import checkpointing, losses, main, sharding
@@ -314,3 +315,32 @@ def test_mcnemar_exact():
   b = np.array([False] * 6 + [False] * 4)
   assert study.mcnemar_p(a, b) == pytest.approx(2 / 64)  # 6 discordant pairs, all one way
   assert study.mcnemar_p(a, a) == 1.0
+
+
+def test_recognizer_inputs_travel_as_uint8_and_step_like_floats(small_data_dir):
+  """The recognition sampler keeps frames uint8 (flow float32); the jitted step maps uint8 to [0, 1]
+  exactly as the host did before, for TSN RGB and for I3D's (-1, 1) input range."""
+  config = recognizer.get_config("tsn_rgb,smoke")
+  config.data.data_dir = small_data_dir
+  source = recognition_data.recognition_source(config, config.data.train_split, "rgb")
+  item = recognition_data.sampler(config, "rgb", train=True).sample(source[0], np.random.default_rng(0))
+  assert item["rgb"].dtype == np.uint8
+  two = recognition_data.sampler(config, "two_stream", train=False).sample(source[0], None)
+  assert two["rgb"].dtype == np.uint8 and two["flow"].dtype == np.float32
+  rng = np.random.default_rng(0)
+  for net, kind, shape in ((tsn.TSN(modality="rgb", num_classes=3, depth=18, width=8), "rgb", (2, 2, 32, 32, 3)),
+                           (_SignedClipNet(), "clip", (2, 4, 8, 8, 3))):
+    u8 = rng.integers(0, 256, shape, np.uint8)
+    variables = net.init({"params": jax.random.key(0), "dropout": jax.random.key(0)}, jnp.zeros(shape), train=False)
+    run = jax.jit(lambda v, x: rec_steps.apply(net, v, kind, {kind: x}, train=False)["logits"])
+    np.testing.assert_allclose(run(variables, u8), run(variables, u8.astype(np.float32) / 255.0), rtol=1e-5, atol=1e-5)
+  assert float(jnp.min(rec_steps.model_inputs(_SignedClipNet(), "clip", {"clip": np.zeros((1, 2, 2, 2, 3), np.uint8)})[0])) == -1.0
+
+
+class _SignedClipNet(nn.Module):
+  """A clip network that, like I3D, declares its input range (-1, 1)."""
+  INPUT_RANGE = (-1.0, 1.0)
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    return nn.Dense(3)(jnp.mean(x, axis=(1, 2, 3)))

@@ -1,8 +1,8 @@
 """Recognizer train and eval steps (pure; the recognition job jits them with shardings).
 
 Batches come from ``data/recognition_data.py``: 'rgb' (B, S, H, W, 3) and/or
-'flow' (B, S, H, W, 2L) segments, or 'clip' (B, T, H, W, 3), frames in [0, 1]
-and flow in pixels, plus 'label' (B,) int32 or (B, C) multi-hot float32.
+'flow' (B, S, H, W, 2L) segments, or 'clip' (B, T, H, W, 3), frames uint8 (or
+float in [0, 1]) and flow in pixels, plus 'label' (B,) int32 or (B, C) multi-hot float32.
 The recognizer's parameters live under ``params['recognizer']`` of the same
 ``TrainState`` the SR recipes use (steps/state.py), so the update, checkpoints
 and the loop are shared.
@@ -29,10 +29,12 @@ INPUT_KEYS = {"rgb": ("rgb",), "flow": ("flow",), "two_stream": ("rgb", "flow"),
 def model_inputs(model: nn.Module, kind: str, batch: dict[str, jax.Array]) -> tuple[jax.Array, ...]:
   """The positional inputs of ``model`` for an input ``kind``.
 
-  Frames arrive in [0, 1]; a network whose class declares ``INPUT_RANGE = (lo, hi)``
-  (I3D: (-1, 1)) gets RGB mapped to that range. Flow stays in pixels.
+  Frames arrive as uint8 (mapped to float32 [0, 1] here, on the device) or in [0, 1]; a network
+  whose class declares ``INPUT_RANGE = (lo, hi)`` (I3D: (-1, 1)) gets RGB mapped to that range.
+  Flow stays in pixels.
   """
-  inputs = tuple(batch[k] for k in INPUT_KEYS[kind])
+  inputs = tuple(batch[k].astype(jnp.float32) / 255.0 if k != "flow" and batch[k].dtype == jnp.uint8 else batch[k]
+                 for k in INPUT_KEYS[kind])
   lo, hi = getattr(type(model), "INPUT_RANGE", (0.0, 1.0))
   if (lo, hi) != (0.0, 1.0):
     inputs = tuple(lo + (hi - lo) * x if k != "flow" else x for k, x in zip(INPUT_KEYS[kind], inputs))
