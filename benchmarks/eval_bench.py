@@ -105,7 +105,7 @@ def main():
     host = _real_videos(args.frames, batch, seg, length, h, w)
   if args.save_frames:
     pathlib.Path(args.save_frames).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.save_frames, **{k: v for k, v in host.items() if k != "hr_flow"})
+    np.savez_compressed(args.save_frames, tp_hr=host["tp_hr"], tp_lr=host["tp_lr"])  # sp_* are their centres
     print(json.dumps({"saved_frames": args.save_frames, "videos": batch}))
     return
 
@@ -203,13 +203,13 @@ def _real_videos(folder, batch, seg, length, h, w):
 def _load_videos(path, batch, seg, length, h, w):
   """``--save_frames`` output, its videos repeated to ``batch``; checks the benchmark size."""
   with np.load(path) as z:
-    host = {k: z[k] for k in ("sp_lr", "sp_hr", "tp_lr", "tp_hr")}
-  if host["tp_hr"].shape[1:] != (seg, length + 1, h, w, 3):
-    raise SystemExit(f"--frames {path}: frames of shape {host['tp_hr'].shape[1:]}, this size needs "
+    tp_hr, tp_lr = z["tp_hr"], z["tp_lr"]
+  if tp_hr.shape[1:] != (seg, length + 1, h, w, 3):
+    raise SystemExit(f"--frames {path}: frames of shape {tp_hr.shape[1:]}, this size needs "
                      f"{(seg, length + 1, h, w, 3)} (write them with the same --size)")
-  host = {k: np.resize(v, (batch,) + v.shape[1:]) for k, v in host.items()}
-  host["hr_flow"] = np.zeros((batch, seg, length, h, w, 2), np.float16)
-  return host
+  tp_hr, tp_lr = (np.resize(v, (batch,) + v.shape[1:]) for v in (tp_hr, tp_lr))
+  return {"sp_lr": tp_lr[:, :, length // 2], "sp_hr": tp_hr[:, :, length // 2], "tp_lr": tp_lr, "tp_hr": tp_hr,
+          "hr_flow": np.zeros((batch, seg, length, h, w, 2), np.float16)}
 
 
 def _opencv(rng, h, w, n, pairs_per_video, ours):

@@ -1,9 +1,4 @@
-"""The recognition-consistency objective: KL + feature terms through a frozen recognizer.
-
-Named to run last: after these tests, a later CPU training loop in the same pytest process dies with
-"Fatal Python error: Aborted" inside its jitted step (reproduced: this file, then tests/test_train.py).
-Not yet understood; see the #13 notes. Run alone, or last, every test passes.
-"""
+"""The recognition-consistency objective: KL + feature terms through a frozen recognizer."""
 
 import importlib.util
 
