@@ -318,7 +318,7 @@ def test_mcnemar_exact():
 
 
 def test_recognizer_inputs_travel_as_uint8_and_step_like_floats(small_data_dir):
-  """The recognition sampler keeps frames uint8 (flow float32); the jitted step maps uint8 to [0, 1]
+  """The recognition sampler keeps frames uint8 and flow float16 (as stored); the jitted step maps uint8 to [0, 1]
   exactly as the host did before, for TSN RGB and for I3D's (-1, 1) input range."""
   config = recognizer.get_config("tsn_rgb,smoke")
   config.data.data_dir = small_data_dir
@@ -326,7 +326,7 @@ def test_recognizer_inputs_travel_as_uint8_and_step_like_floats(small_data_dir):
   item = recognition_data.sampler(config, "rgb", train=True).sample(source[0], np.random.default_rng(0))
   assert item["rgb"].dtype == np.uint8
   two = recognition_data.sampler(config, "two_stream", train=False).sample(source[0], None)
-  assert two["rgb"].dtype == np.uint8 and two["flow"].dtype == np.float32
+  assert two["rgb"].dtype == np.uint8 and two["flow"].dtype == np.float16  # as stored
   rng = np.random.default_rng(0)
   for net, kind, shape in ((tsn.TSN(modality="rgb", num_classes=3, depth=18, width=8), "rgb", (2, 2, 32, 32, 3)),
                            (_SignedClipNet(), "clip", (2, 4, 8, 8, 3))):

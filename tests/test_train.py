@@ -149,19 +149,22 @@ def test_eval_batches_cover_clips_of_different_lengths(monkeypatch):
   assert len(batches) == 4 and valid.sum() == 14 and not valid[14:].any()
   hr = np.concatenate([b["hr"] for b in batches])[valid]
   assert hr.dtype == np.uint8  # frames travel as uint8; the eval step converts them on the device
+  assert batches[0]["flow"].dtype == np.float16  # flow as stored
   np.testing.assert_array_equal(hr, np.concatenate([c["hr"] for c in clips]))
 
 
 def test_uint8_batches_train_exactly_like_float_batches():
-  """The pipeline sends uint8 frames (4x fewer bytes); the step's conversion equals the float path."""
+  """The pipeline sends uint8 frames (4x fewer bytes) and float16 flow as stored (2x); the step's
+  conversion on the device equals the float32 path."""
   config = tiny_config(None)
   b, _ = sr_job.build(config)
   state = jax.jit(sr_steps.make_init_fn(b, (1, 8, 8, 3)))(jax.random.key(0))
   step = jax.jit(sr_steps.make_train_step(b))
   rng = np.random.default_rng(0)
   u8 = {"lr": rng.integers(0, 256, (4, 8, 8, 3), np.uint8), "hr": rng.integers(0, 256, (4, 32, 32, 3), np.uint8),
-        "flow": rng.normal(size=(4, 32, 32, 2)).astype(np.float32)}
-  f32 = dict(u8, lr=u8["lr"].astype(np.float32) / 255.0, hr=u8["hr"].astype(np.float32) / 255.0)
+        "flow": rng.normal(size=(4, 32, 32, 2)).astype(np.float16)}
+  f32 = dict(lr=u8["lr"].astype(np.float32) / 255.0, hr=u8["hr"].astype(np.float32) / 255.0,
+             flow=u8["flow"].astype(np.float32))
   (s_u8, m_u8), (s_f32, m_f32) = (step(state, x, {}, jax.random.key(1)) for x in (u8, f32))
   np.testing.assert_allclose(m_u8["loss"], m_f32["loss"], rtol=1e-6)
   _params_close(s_u8.params, s_f32.params)

@@ -4,7 +4,8 @@ Datasets store clips as uint8 HR (T, H, W, 3), uint8 LR (T, H/s, W/s, 3) and
 forward HR flow (T-1, H, W, 2) in pixels. The pipelines turn them into
 batches whose frames stay uint8 (4x fewer bytes from host to device; the
 steps convert them to float32 in [0, 1] on the device, ``steps.sr.as_float``)
-and whose flow is float32 in pixels:
+and whose flow is in pixels, in the dataset's dtype (float16 for this project's
+builders: half the bytes of float32, converted to float32 on the device too):
 
   train: {'lr', 'hr', 'flow'} batches of random aligned patches (random clip,
          frame(s), crop and flips), shaped by the sampler (see SamplePatch);
@@ -90,7 +91,7 @@ def lr_window(num_frames: int, centres: np.ndarray, k: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class SamplePatch(grain.transforms.RandomMap):
-  """Clip example -> one aligned (LR, HR, flow) training example; frames uint8, flow float32 px."""
+  """Clip example -> one aligned (LR, HR, flow) training example; frames uint8, flow in px (stored dtype)."""
   scale: int
   patch_size: int  # HR patch side; 0 = whole (square) frame
   sampler: str = "frame"
@@ -128,11 +129,11 @@ class SamplePatch(grain.transforms.RandomMap):
     if self.flip and rng.random() < 0.5:  # horizontal: u changes sign
       out = {k: v[..., :, ::-1, :] for k, v in out.items()}
       if key == "flow":
-        out["flow"] = out["flow"] * np.float32([-1, 1])
+        out["flow"] = out["flow"] * np.asarray([-1, 1], out["flow"].dtype)
     if self.flip and rng.random() < 0.5:  # vertical: v changes sign
       out = {k: v[..., ::-1, :, :] for k, v in out.items()}
       if key == "flow":
-        out["flow"] = out["flow"] * np.float32([1, -1])
+        out["flow"] = out["flow"] * np.asarray([1, -1], out["flow"].dtype)
     if self.input_frames == 1:
       out["lr"] = out["lr"][:, 0]
     if self.sampler != "clip":
@@ -172,7 +173,7 @@ def _flow_or_pairs(example: dict[str, Any], flows: np.ndarray, flow_source: str)
   if "flow" not in example:
     raise ValueError(f"Example {example.get('id', '?')} has no 'flow' feature; set "
                      "data.flow_source='tvl1' to compute TV-L1 flow from the HR frames on the accelerator")
-  return example["flow"][flows].astype(np.float32)
+  return np.asarray(example["flow"][flows])  # the stored dtype (float16): exact, half of float32's bytes
 
 
 def sample_patch(config: ml_collections.ConfigDict) -> SamplePatch:
@@ -212,7 +213,7 @@ def eval_items(config: ml_collections.ConfigDict, max_clips: int | None = None
 
   Items are single frames for the 'frame'/'pair' samplers (LR windows of
   data.input_frames) and consecutive, non-overlapping chunks of
-  data.clip_length frames for 'clip': dicts of 'lr', 'hr' (uint8) and 'flow' (float32;
+  data.clip_length frames for 'clip': dicts of 'lr', 'hr' (uint8) and 'flow' (stored dtype;
   one flow per HR frame, flow[min(t, T-2)], used for moving-pixel masks) and
   'index' (int32, the clip's index in the split). Batch them with
   ``evaluation.batched.padded_batches``.

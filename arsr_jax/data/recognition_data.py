@@ -5,7 +5,7 @@ A clip example holds 'hr' (T, H, W, 3) uint8 frames, optionally 'flow'
 (multi-hot, multi-label data such as TinyVIRAT). ``SampleRecognition`` turns
 it into one recognizer input; frames stay uint8 (4x fewer bytes from host to
 device; ``steps.recognition.model_inputs`` maps them to [0, 1] in the jitted
-step), flow is float32 in pixels:
+step), flow stays in its stored dtype (float16 here; float32 on the device), in pixels:
 
   'rgb':        'rgb'  (S, H, W, 3), one frame per segment;
   'flow':       'flow' (S, H, W, 2L) in pixels, a stack of L consecutive flows
@@ -80,7 +80,7 @@ class SampleRecognition(grain.transforms.RandomMap):
           raise ValueError("it has no 'flow' feature (set data.flow_source='tvl1')")
         starts = tsn.segment_indices(flow.shape[0], self.num_segments, self.new_length,
                                      train=rng is not None, rng=rng)
-        stacks = flow[starts[:, None] + np.arange(self.new_length)].astype(np.float32)  # (S, L, H, W, 2)
+        stacks = flow[starts[:, None] + np.arange(self.new_length)]  # (S, L, H, W, 2), stored dtype
         out["flow"] = tsn.stack_flow(stacks)
         if self.kind == "two_stream":
           out["rgb"] = hr[starts + self.new_length // 2]
@@ -96,7 +96,8 @@ class SampleRecognition(grain.transforms.RandomMap):
     if self.resize:
       out = {k: resize_frames(v, self.resize, flow=k == "flow") for k, v in out.items()}
     out = _crop(out, self.crop_size, rng)
-    out = {k: np.ascontiguousarray(v if v.dtype == np.uint8 else v.astype(np.float32)) for k, v in out.items()}
+    out = {k: np.ascontiguousarray(v if v.dtype in (np.uint8, np.float16) else v.astype(np.float32))
+           for k, v in out.items()}
     out["label"] = label_of(example)
     return out
 

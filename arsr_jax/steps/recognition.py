@@ -31,10 +31,13 @@ def model_inputs(model: nn.Module, kind: str, batch: dict[str, jax.Array]) -> tu
 
   Frames arrive as uint8 (mapped to float32 [0, 1] here, on the device) or in [0, 1]; a network
   whose class declares ``INPUT_RANGE = (lo, hi)`` (I3D: (-1, 1)) gets RGB mapped to that range.
-  Flow stays in pixels.
+  Flow stays in pixels (float16 becomes float32).
   """
-  inputs = tuple(batch[k].astype(jnp.float32) / 255.0 if k != "flow" and batch[k].dtype == jnp.uint8 else batch[k]
-                 for k in INPUT_KEYS[kind])
+  def convert(k, x):
+    if k != "flow" and x.dtype == jnp.uint8:
+      return x.astype(jnp.float32) / 255.0
+    return x.astype(jnp.float32) if x.dtype == jnp.float16 else x
+  inputs = tuple(convert(k, batch[k]) for k in INPUT_KEYS[kind])
   lo, hi = getattr(type(model), "INPUT_RANGE", (0.0, 1.0))
   if (lo, hi) != (0.0, 1.0):
     inputs = tuple(lo + (hi - lo) * x if k != "flow" else x for k, x in zip(INPUT_KEYS[kind], inputs))
