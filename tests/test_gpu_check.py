@@ -137,3 +137,16 @@ def test_eval_bench_runs_on_real_frames_saved_for_a_device(tmp_path):
   bad = subprocess.run([*bench, "--size", "ucf101", "--frames", str(npz)], capture_output=True, text=True,
                        timeout=600, env=env)
   assert bad.returncode != 0 and "write them with the same --size" in bad.stderr
+
+
+def test_input_bench_reports_the_bytes_the_pipeline_moves(small_data_dir):
+  """input_bench on the smoke SoSR recipe: uint8 frames and float16 flow, counted per sample."""
+  import input_bench  # noqa: E402
+  args = input_bench.parse_args(["--size", "smoke", "--batches", "2", "--recipes", "sosr_vdsr",
+                                 "--data_dir", small_data_dir])
+  r = input_bench.bench_input("sosr_vdsr", args)
+  p, s = 32, 4  # the smoke recipe's HR patch and scale
+  frames = p * p * 3 + (p // s) ** 2 * 3  # uint8 HR + LR
+  assert r["host_to_device_bytes_per_sample"] == frames + p * p * 2 * 2  # + float16 (u, v) flow
+  assert r["float32_frames_bytes_per_sample"] == 4 * frames + p * p * 2 * 2
+  assert r["input_samples_per_s_per_core"] > 0
