@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import config_lib, io, main as main_lib, precision, sharding, writers
+from arsr_jax import checkpointing, config_lib, io, main as main_lib, precision, sharding, writers
 from arsr_jax.config_lib import recipe as _config
 from arsr_jax.data import degrade, pipeline, video
 from arsr_jax.evaluation import frozen, real_judge
@@ -218,7 +218,8 @@ def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[in
   """Judging of ``--size corpus`` (module doc). Each (set, scale) is written to
   ``summary_{set}_x{s}.json`` when done; results.json / results.md gather every summary present, so
   several processes (e.g. one per set) can judge into one workdir. Methods already in a set's
-  ``windows_*.json`` record are not judged again (``only``: judge just these now)."""
+  ``windows_*.json`` record are not judged again unless their run has a newer checkpoint than the
+  one judged (``only``: judge just these now)."""
   repl = sharding.replicated(sharding.make_mesh())
   judge = real_judge.Judge(jax.device_put(i3d.load_kinetics400(), repl))
   paths_of = {"corpus_test": lambda s: test_videos(videos, s, "corpus"),
@@ -231,7 +232,7 @@ def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[in
     for scale in scales:
       rec_path = out / f"windows_{name}_x{scale}.json"
       old = io.read_json(rec_path) if rec_path.exists() else None
-      todo = [m for m in ("bicubic", *CORPUS_METHODS) if (old is None or m not in old) and (not only or m in only)]
+      todo = [m for m in ("bicubic", *CORPUS_METHODS) if _stale(old, m, workdir, scale) and (not only or m in only)]
       if not todo:
         continue
       methods = {m: ps.BICUBIC if m == "bicubic" else frozen.load_sr(os.path.join(workdir, f"x{scale}", m), repl,
@@ -246,6 +247,16 @@ def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[in
       io.write_json(out / f"summary_{name}_x{scale}.json", summary)
       real_judge.kl_figure(os.path.join(workdir, f"kl_{name}_x{scale}.png"), rec, summary, f"{name} x{scale}")
       gather(workdir, num_windows)
+
+
+def _stale(old: dict[str, Any] | None, method: str, workdir: str, scale: int) -> bool:
+  """Whether ``method`` needs judging: absent from the record, or judged at an older checkpoint."""
+  if old is None or method not in old:
+    return True
+  if method == "bicubic":
+    return False
+  found = checkpointing.steps(io.path(workdir) / f"x{scale}" / method / "checkpoints")
+  return bool(found) and old.get("steps", {}).get(method) != found[-1]
 
 
 def gather(workdir: str, num_windows: int) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def test_summarize_table_and_figure(tmp_path):
   hr = rng.normal(size=(8, 400)) * 3
   rec = {"clips": [0] * 4 + [1] * 4, "videos": ["a.mp4", "v_Biking_g01.mp4"], "gt": [None] * 4 + ["riding a bike"] * 4,
          "hr": hr.tolist()}
-  for m, noise in (("bicubic", 2.0), ("vdsr", 0.5)):
+  for m, noise in (("bicubic", 2.0), ("vdsr", 0.5), ("consistency", 0.25)):
     rec[m] = {"logits": (hr + noise * rng.normal(size=hr.shape)).tolist(), "psnr": [25.0 + noise] * 8,
               "ssim": [0.8] * 8}
   s = real_judge.summarize(rec)
@@ -43,8 +43,12 @@ def test_summarize_table_and_figure(tmp_path):
   assert v["kl_from_hr"] < s["methods"]["bicubic"]["kl_from_hr"] and v["vs_bicubic"]["kl"]["mean"] < 0
   assert v["vs_bicubic"]["psnr"]["mean"] == pytest.approx(-1.5) and s["gt_windows"] == 4
   assert "vs_bicubic" not in s["methods"]["bicubic"] and s["clips"] == 2
+  c = s["methods"]["consistency"]["vs_vdsr"]  # the third target: consistency vs pixel-loss VDSR
+  assert c["kl"]["mean"] < 0 and c["psnr"]["mean"] == pytest.approx(-0.25)
+  assert "vs_vdsr" not in s["methods"]["vdsr"] and "vs_vdsr" not in s["methods"]["bicubic"]
   md = real_judge.table({"corpus_test": {"x4": s}})
   assert "| corpus_test | x4 | vdsr |" in md and "| corpus_test | x4 | bicubic |" in md
+  assert "Paired differences to the pixel-loss VDSR" in md and md.count("| corpus_test | x4 | consistency |") == 2
   real_judge.kl_figure(str(tmp_path / "kl.png"), rec, s, "x4")
   assert (tmp_path / "kl.png").stat().st_size > 1000
 

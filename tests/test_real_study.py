@@ -66,3 +66,15 @@ def test_export_chooses_lowest_kl_among_methods_beating_bicubic():
   rows["vdsr"]["psnr_y"] = rows["sosr"]["psnr_y"] = 20.0
   with pytest.raises(ValueError, match="nothing to ship"):
     export_pretrained.choose(res, 4)
+
+
+def test_judging_redoes_a_method_retrained_since(tmp_path):
+  """A windows record judged at step 20 is stale once the run has a step-120 checkpoint."""
+  (tmp_path / "x4" / "consistency" / "checkpoints" / "20").mkdir(parents=True)
+  old = {"bicubic": {}, "vdsr": {}, "consistency": {}, "steps": {"vdsr": 200, "consistency": 20}}
+  assert not real_study._stale(old, "consistency", str(tmp_path), 4)
+  assert not real_study._stale(old, "bicubic", str(tmp_path), 4)
+  assert not real_study._stale(old, "vdsr", str(tmp_path), 4)  # no run here: nothing newer to judge
+  assert real_study._stale(old, "sosr", str(tmp_path), 4) and real_study._stale(None, "vdsr", str(tmp_path), 4)
+  (tmp_path / "x4" / "consistency" / "checkpoints" / "120").mkdir()
+  assert real_study._stale(old, "consistency", str(tmp_path), 4)

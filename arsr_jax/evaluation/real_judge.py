@@ -30,6 +30,7 @@ from arsr_jax.steps import sr as sr_steps
 
 CLIP, SIZE = 16, 224
 BASELINE = "bicubic"
+PIXEL_BASELINE = "vdsr"  # the pixel-loss network the other objectives are compared with (issue 13)
 # Kinetics-400 class of a held-out clip, by file-name prefix (UCF101 names: v_<Class>_...); UCF101
 # "Basketball" is the shooting class; Fencing has no Kinetics-400 class (no ground truth).
 KINETICS_CLASS = {
@@ -133,7 +134,8 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def summarize(rec: dict[str, Any], seed: int = 0) -> dict[str, Any]:
   """Per method: top-1/top-5 agreement with HR, KL(HR||method), ground-truth top-1 (windows of
   clips with a Kinetics class), PSNR/SSIM-Y, and for learned methods paired differences to
-  bicubic ({'mean', 'low', 'high'}, clip bootstrap) of KL, top-1 agreement and PSNR-Y."""
+  bicubic ({'mean', 'low', 'high'}, clip bootstrap) of KL, top-1 agreement and PSNR-Y, and the
+  same to the pixel-loss VDSR ('vs_vdsr') for the other learned methods."""
   ref, clips = np.asarray(rec["hr"]), np.asarray(rec["clips"])
   labels = list(i3d.KINETICS400_LABELS)
   gt = np.asarray([labels.index(g) if g in labels else -1 for g in rec["gt"]])
@@ -148,9 +150,10 @@ def summarize(rec: dict[str, Any], seed: int = 0) -> dict[str, Any]:
               "ssim_y": float(per_window[m]["ssim"].mean()),
               "gt_top1": float(np.mean(x[has_gt].argmax(-1) == gt[has_gt])) if has_gt.any() else None}
   for m in out:
-    if m != BASELINE and BASELINE in per_window:
-      out[m]["vs_bicubic"] = {k: paired.clip_bootstrap(per_window[m][k] - per_window[BASELINE][k], clips, seed=seed)
-                              for k in ("kl", "top1", "psnr")}
+    for base in (BASELINE, PIXEL_BASELINE):
+      if m not in (BASELINE, base) and base in per_window:
+        out[m][f"vs_{base}"] = {k: paired.clip_bootstrap(per_window[m][k] - per_window[base][k], clips, seed=seed)
+                                for k in ("kl", "top1", "psnr")}
   hr_gt = float(np.mean(ref[has_gt].argmax(-1) == gt[has_gt])) if has_gt.any() else None
   return {"methods": out, "hr_gt_top1": hr_gt, "windows": int(len(ref)), "clips": int(len(set(clips.tolist()))),
           "gt_windows": int(has_gt.sum()), "per_window_kl": {m: v["kl"].tolist() for m, v in per_window.items()}}
@@ -183,4 +186,13 @@ def table(results: dict[str, Any]) -> str:
                     f"{r['kl_from_hr']:.3f} | {ci(d['kl'], lambda v: f'{v:+.3f}') if d else '-'} | "
                     f"{ci(d['top1'], lambda v: f'{100 * v:+.1f}') if d else '-'} | {gt} | {r['psnr_y']:.2f} | "
                     f"{ci(d['psnr'], lambda v: f'{v:+.2f}') if d else '-'} | {r['ssim_y']:.3f} |")
+  rows += ["", f"Paired differences to the pixel-loss {PIXEL_BASELINE.upper()} (method - {PIXEL_BASELINE}, 95% CI over clips):",
+           "", "| set | scale | method | ΔKL [95% CI] | Δtop-1 [95% CI] | ΔPSNR-Y [95% CI] |", "|---|---|---|---|---|---|"]
+  for name, scales in results.items():
+    for scale, s in scales.items():
+      for m, r in s["methods"].items():
+        d = r.get(f"vs_{PIXEL_BASELINE}")
+        if d:
+          rows.append(f"| {name} | {scale} | {m} | {ci(d['kl'], lambda v: f'{v:+.3f}')} | "
+                      f"{ci(d['top1'], lambda v: f'{100 * v:+.1f}')} | {ci(d['psnr'], lambda v: f'{v:+.2f}')} |")
   return "\n".join(rows)
