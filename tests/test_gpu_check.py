@@ -150,3 +150,12 @@ def test_input_bench_reports_the_bytes_the_pipeline_moves(small_data_dir):
   assert r["host_to_device_bytes_per_sample"] == frames + p * p * 2 * 2  # + float16 (u, v) flow
   assert r["float32_frames_bytes_per_sample"] == 4 * frames + p * p * 2 * 2
   assert r["input_samples_per_s_per_core"] > 0
+
+
+def test_train_bench_model_opts_reach_the_generator():
+  """--model_opts sets options the generator has (scan, remat) and skips those it lacks."""
+  import train_bench  # noqa: E402
+  config, spec = train_bench.load_config("rrdbnet", "smoke", None, "/nonexistent", "scan=false,remat=true")
+  assert config.model.scan is False and config.model.remat is True and spec == "configs/esrgan.py:psnr,smoke"
+  config, _ = train_bench.load_config("duf16", "smoke", None, "/nonexistent", "scan=false")
+  assert "scan" not in config.model

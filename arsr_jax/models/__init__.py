@@ -64,6 +64,10 @@ def build_discriminator(name: str, **kwargs: Any) -> nn.Module:
   return build(DISCRIMINATORS, "discriminator", name, **kwargs)
 
 
+def accepts(name: str, field: str, family: dict[str, type[nn.Module]] = MODELS) -> bool:
+  """Whether network ``name`` of ``family`` has the option ``field`` (e.g. 'scan', 'remat')."""
+  return name in family and field in _fields(family[name])
+
 
 def input_ndim(model: nn.Module) -> int:
   """Rank of one SR network input: 4 for frame models (N, h, w, C), 5 for video models."""
