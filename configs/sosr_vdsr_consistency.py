@@ -23,9 +23,10 @@ I3D runs with global pooling on 112 px crops (its 2x7x7 head needs 224 px). Comp
 (loss.recognizer_dtype): XLA's CPU bf16 is emulated; benchmarks/i3d_consistency_bench.py compares
 the two, but on the shared 2-core CPU of issue 13 it did not finish (see the report there), so
 the choice is not backed by a measurement yet -- run it on the target machine.
-Step time (batch 1, 16 x 112 x 112 clips, 8 x 16 VDSR, f32): about 22 s on the 2-core CPU when
-nearly idle (steps 15-20 of the issue-13 x4 run: 113 s), about 4 min to compile; under the shared
-load of 12-20 a run did not reach step 10 in 23 min. 160 steps at batch 1 ~ one hour.
+Step time (batch 1, 16 x 112 x 112 clips, 8 x 16 VDSR, f32) on the 2-core CPU: about 20 s when
+the CPU is free (steps 65-120 of the issue-13 x4 run: 0.05 steps/s), first step 49-67 s with
+compilation; the study's 120-step fine-tune took 59 min in all, partly sharing the CPU. 160 steps
+at batch 1 ~ one hour.
 
 Training: fine-tunes a pixel-loss VDSR (train.init_from) on cdvl_sr/corpus_x4 (or corpus_x8 with
 scale=8), batch 1 clip, Adam 1e-4, 160 steps (CPU size; use larger batches on an accelerator).
