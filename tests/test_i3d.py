@@ -85,6 +85,14 @@ def test_preprocess_shapes_and_range():
     i3d.preprocess(np.zeros((4, 8, 8), np.uint8))
 
 
+def test_kinetics_labels_ship_with_the_package(monkeypatch):
+  """Without $ARSR_KINETICS400_LABELS or ../shared, the class names come from the package."""
+  monkeypatch.delenv("ARSR_KINETICS400_LABELS", raising=False)
+  labels = i3d._LazyLabels()
+  assert labels.path().parent.name == "data" and labels.path().parent.parent.name == "arsr_jax"
+  assert len(labels) == 400 and labels[0] == "abseiling" and "arm wrestling" in list(labels)
+
+
 @pytest.mark.skipif(not LABEL_MAP.exists(), reason="shared Kinetics-400 label map absent")
 def test_kinetics_labels():
   labels = i3d.load_labels(LABEL_MAP)

@@ -242,8 +242,9 @@ def load_labels(path: str | os.PathLike) -> list[str]:
 
 
 class _LazyLabels:
-  """Kinetics-400 class names, read on first use from ``$ARSR_KINETICS400_LABELS`` or the
-  shared data directory (``<checkout>/../shared/data/kinetics400_label_map.txt``)."""
+  """Kinetics-400 class names, read on first use from ``$ARSR_KINETICS400_LABELS``, else the copy
+  shipped in the package (``arsr_jax/data/kinetics400_labels.txt``), else the shared data
+  directory (``<checkout>/../shared/data/kinetics400_label_map.txt``)."""
 
   def __init__(self):
     self._labels = None
@@ -252,6 +253,9 @@ class _LazyLabels:
     env = os.environ.get("ARSR_KINETICS400_LABELS")
     if env:
       return pathlib.Path(env)
+    shipped = pathlib.Path(__file__).resolve().parents[1] / "data" / "kinetics400_labels.txt"
+    if shipped.exists():
+      return shipped
     return pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kinetics400_label_map.txt"
 
   def _get(self) -> list[str]:
