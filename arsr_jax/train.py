@@ -13,6 +13,7 @@ checkpoint in ``workdir`` together with the input iterator. After training
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import signal
@@ -183,8 +184,17 @@ class _StopSignals:
     return self.SIGNALS[int(np.max(codes)) - 1].name if np.max(codes) else None
 
 
+MAX_STEPS_IN_FLIGHT = 2  # dispatched steps the host may run ahead of the devices
+
+
 def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
-  """Runs the steps; returns (state, name of the signal that stopped it or None)."""
+  """Runs the steps; returns (state, name of the signal that stopped it or None).
+
+  The host dispatches at most ``MAX_STEPS_IN_FLIGHT`` steps ahead of the devices (it waits for
+  the step before last): enough to keep an accelerator's queue full, and a bound on the work
+  queued in the runtime (unbounded queues of small CPU computations have aborted XLA's CPU
+  client in long test runs).
+  """
   tcfg = config.train
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   p_train_step = jax.jit(job.train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
@@ -197,10 +207,14 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
   stop = tcfg.num_steps if not tcfg.get("steps_per_run") else min(tcfg.num_steps, start + tcfg.steps_per_run)
   progress = Progress(tcfg.num_steps, start)
   acc, count, checked, stopped_by = None, 0, start, None
+  in_flight: collections.deque = collections.deque()
   with _StopSignals() as signals:
     for step in range(start, stop):
       batch = sharding.to_global(next(data_iter), mesh)
       state, m = p_train_step(state, batch, frozen, rng)
+      in_flight.append(jax.tree.leaves(m)[0])
+      if len(in_flight) > MAX_STEPS_IN_FLIGHT:
+        in_flight.popleft().block_until_ready()
       acc = m if acc is None else jax.tree.map(jnp.add, acc, m)  # on the device, asynchronously
       count += 1
       done = step + 1
