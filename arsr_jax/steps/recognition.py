@@ -33,11 +33,7 @@ def model_inputs(model: nn.Module, kind: str, batch: dict[str, jax.Array]) -> tu
   whose class declares ``INPUT_RANGE = (lo, hi)`` (I3D: (-1, 1)) gets RGB mapped to that range.
   Flow stays in pixels (float16 becomes float32).
   """
-  def convert(k, x):
-    if k != "flow" and x.dtype == jnp.uint8:
-      return x.astype(jnp.float32) / 255.0
-    return x.astype(jnp.float32) if x.dtype == jnp.float16 else x
-  inputs = tuple(convert(k, batch[k]) for k in INPUT_KEYS[kind])
+  inputs = tuple(state_lib.device_float(batch[k], k != "flow") for k in INPUT_KEYS[kind])
   lo, hi = getattr(type(model), "INPUT_RANGE", (0.0, 1.0))
   if (lo, hi) != (0.0, 1.0):
     inputs = tuple(lo + (hi - lo) * x if k != "flow" else x for k, x in zip(INPUT_KEYS[kind], inputs))

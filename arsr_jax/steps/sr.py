@@ -61,11 +61,8 @@ FRAME_KEYS = ("lr", "hr", "flow_frames")
 def as_float(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
   """uint8 frames ('lr', 'hr', 'flow_frames') -> float32 in [0, 1] and float16 flow (pixels) ->
   float32, on the device; other keys (labels) and float32 inputs pass through unchanged."""
-  def convert(k, v):
-    if k in FRAME_KEYS and v.dtype == jnp.uint8:
-      return v.astype(jnp.float32) / 255.0
-    return v.astype(jnp.float32) if k == "flow" and v.dtype == jnp.float16 else v
-  return {k: convert(k, v) for k, v in batch.items()}
+  return {k: state_lib.device_float(v, k in FRAME_KEYS) if k in FRAME_KEYS or k == "flow" else v
+          for k, v in batch.items()}
 
 
 def with_flow(batch: dict[str, jax.Array], flow_fn: Callable | None) -> dict[str, jax.Array]:

@@ -84,3 +84,11 @@ def apply_gradients(state: TrainState, grads: Any, loss: jax.Array, tx: optax.Gr
 def scalar_metrics(**values: jax.Array) -> dict[str, jax.Array]:
   """Named float32 scalars, the train step's metrics (averaged over logged steps by the loop)."""
   return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+
+
+def device_float(x: jax.Array, frame: bool) -> jax.Array:
+  """One input array as the step computes on it: uint8 frames -> float32 in [0, 1]; float16
+  (flow in pixels, as stored) -> float32; anything else unchanged. Runs inside the jitted step."""
+  if frame and x.dtype == jnp.uint8:
+    return x.astype(jnp.float32) / 255.0
+  return x.astype(jnp.float32) if x.dtype == jnp.float16 else x
