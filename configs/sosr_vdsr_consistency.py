@@ -18,18 +18,19 @@ Temperature T = 2 (softened targets carry the HR prediction's ranking beyond top
 Weights: each consistency term about the size of the pixel term at initialisation, measured on the
 corpus' validation clips at 4x (benchmarks/consistency_terms.py, 3 batches of 2 clips, 8 x 16
 VDSR at init): MSE 2.69e-3, T^2 KL 7.03, feature 0.158 -> kl_weight 4e-4 (1.05 x MSE), feature_weight
-1e-2 (0.59 x MSE). No search over weights was run (CPU time); see the issue-13 report.
-I3D runs with global pooling on 112 px crops (its 2x7x7 head needs 224 px). Compute dtype float32
-(loss.recognizer_dtype): XLA's CPU bf16 is emulated; benchmarks/i3d_consistency_bench.py compares
-the two, but on the shared 2-core CPU of issue 13 it did not finish (see the report there), so
-the choice is not backed by a measurement yet -- run it on the target machine.
-Step time (batch 1, 16 x 112 x 112 clips, 8 x 16 VDSR, f32) on the 2-core CPU: about 20 s when
-the CPU is free (steps 65-120 of the issue-13 x4 run: 0.05 steps/s), first step 49-67 s with
-compilation; the study's 120-step fine-tune took 59 min in all, partly sharing the CPU. 160 steps
-at batch 1 ~ one hour.
+1e-2 (0.59 x MSE). ``real_study --size corpus`` searches a common multiplier of both (x0.3, x1, x3)
+on the corpus' validation videos and records it in its ``search.json``.
+I3D runs with global pooling on 112 px crops (its 2x7x7 head needs 224 px); its strided stem is a
+space-to-depth convolution (recognition/i3d.strided_conv_same: XLA's CPU input gradient of a
+strided 3D convolution took 22 s, nearly all of the step). Compute dtype float32 (loss.recognizer_dtype):
+measured on the 2-core CPU (benchmarks/i3d_consistency_bench.py, batch 1 of 16 x 112 px), I3D
+forward + backward to the input takes 0.55 s in float32 and 0.61 s in bfloat16 (emulated on CPU);
+try bfloat16 on an accelerator.
+Step time (batch 2 clips of 16 x 112 x 112, 8 x 16 VDSR, f32) on the 2-core CPU: 1.75 s (0.57
+steps/s), first step 9 s with compilation; 2000 steps ~ one hour.
 
 Training: fine-tunes a pixel-loss VDSR (train.init_from) on cdvl_sr/corpus_x4 (or corpus_x8 with
-scale=8), batch 1 clip, Adam 1e-4, 160 steps (CPU size; use larger batches on an accelerator).
+scale=8), batch 2 clips, Adam 1e-4, 2000 steps (CPU size; use larger batches on an accelerator).
 
   python -m arsr_jax.main --config configs/sosr_vdsr_consistency.py --workdir DIR \
       --config.data.data_dir=TFDS_DIR --config.train.init_from=VDSR_DIR
@@ -63,10 +64,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.clip_length = 16
   c.data.patch_size = 112
   c.data.eval_split = "validation"
-  c.train.batch_size = 1  # 2-core CPU: ~22 s a step (measured, 8 x 16 VDSR, issue 13) -> ~1 h
-  c.train.num_steps = 160
-  c.train.log_every = 20
-  c.train.checkpoint_every = 100
+  c.train.batch_size = 2  # 2-core CPU: 1.75 s a step (measured, 8 x 16 VDSR, issue 13) -> ~1 h
+  c.train.num_steps = 2000
+  c.train.log_every = 50
+  c.train.checkpoint_every = 500
   c.eval.batch_size = 4
   c.optimizer.learning_rate = 1e-4
   c.optimizer.warmup_steps = 0

@@ -78,3 +78,16 @@ def test_judging_redoes_a_method_retrained_since(tmp_path):
   assert real_study._stale(old, "sosr", str(tmp_path), 4) and real_study._stale(None, "vdsr", str(tmp_path), 4)
   (tmp_path / "x4" / "consistency" / "checkpoints" / "120").mkdir()
   assert real_study._stale(old, "consistency", str(tmp_path), 4)
+
+
+def test_consistency_weight_search_scales_both_weights_and_picks_lowest_kl_above_bicubic():
+  base = real_study.corpus_runs(4, {"scale": 4}, "/tmp/w/x4")["consistency"]
+  triple = real_study.corpus_runs(4, {"scale": 4}, "/tmp/w/x4", multiplier=3.0, consistency_steps=7)["consistency"]
+  assert triple.loss.kl_weight == pytest.approx(3 * base.loss.kl_weight) and triple.train.num_steps == 7
+  assert triple.loss.feature_weight == pytest.approx(3 * base.loss.feature_weight)
+  assert base.train.num_steps == real_study.SIZES["corpus"]["consistency_steps"]
+  row = lambda kl, psnr: {"kl_from_hr": kl, "psnr_y": psnr}  # noqa: E731
+  rows = {"bicubic": row(0.9, 30.0), "x0.3": row(0.7, 30.6), "x1": row(0.6, 30.5), "x3": row(0.4, 29.9)}
+  assert real_study.choose_multiplier(rows, (0.3, 1.0, 3.0)) == 1.0  # x3: lowest KL but below bicubic PSNR
+  rows["x1"]["psnr_y"] = rows["x0.3"]["psnr_y"] = 29.0
+  assert real_study.choose_multiplier(rows, (0.3, 1.0, 3.0)) == 3.0  # none above bicubic: lowest KL
