@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Callable
 
 import grain
 import jax
@@ -167,7 +167,7 @@ def _brief(e: Exception) -> str:
 
 
 def _restore_step(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
-                  data_iter: grain.DatasetIterator | None) -> Any:
+                  data_iter: grain.DatasetIterator | None, convert: Callable[[Any], Any] | None = None) -> Any:
   where = io.path(mngr.directory) / str(step)
   meta = read_meta(mngr.directory, step)
   items = {"state": ocp.args.StandardRestore(abstract_state)}
@@ -176,18 +176,59 @@ def _restore_step(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
   try:
     state = mngr.restore(step, args=ocp.args.Composite(**items))["state"]
   except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report damage in many types
+    converted = _restore_converted(mngr, step, abstract_state, data_iter, convert, meta) if convert else None
+    if converted is not None:
+      return converted
     raise CheckpointDamaged(f"{where}: cannot be restored into this model's state "
                             f"({_brief(e)})") from e
   verify(state, meta.get("checksums"), where)
   return state
 
 
+def _restore_converted(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
+                       data_iter: grain.DatasetIterator | None, convert: Callable[[Any], Any],
+                       meta: dict[str, Any]) -> Any | None:
+  """The checkpoint at ``step`` restored in its own tree (verified against its checksums), passed
+  through ``convert`` (e.g. an unrolled net's per-block parameters -> stacked ones) and placed like
+  ``abstract_state``; None when it cannot be read or the converted tree still differs."""
+  where = io.path(mngr.directory) / str(step)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  try:
+    tree = ocp.StandardCheckpointer().metadata(where / "state").item_metadata
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+    raw = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+  except Exception:  # noqa: BLE001 - unreadable: reported by the caller as damage
+    return None
+  verify(raw, meta.get("checksums"), where)
+  have = {_path_name(p): x for p, x in jax.tree_util.tree_flatten_with_path(convert(raw))[0]}
+  want, treedef = jax.tree_util.tree_flatten_with_path(abstract_state)
+  names = [_path_name(p) for p, _ in want]
+  if set(have) != set(names) or any(np.shape(have[n]) != a.shape for n, (_, a) in zip(names, want)):
+    logging.warning("%s: not this model's state even after conversion (missing %s, unexpected %s)", where,
+                    sorted(set(names) - set(have))[:5], sorted(set(have) - set(names))[:5])
+    return None
+  leaves = []
+  for n, (_, a) in zip(names, want):
+    x = np.asarray(have[n])
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      leaves.append(jax.device_put(jax.random.wrap_key_data(x), a.sharding))
+    else:
+      leaves.append(jax.make_array_from_callback(a.shape, a.sharding, lambda idx, x=x, d=a.dtype: x[idx].astype(d)))
+  if data_iter is not None:
+    mngr.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(data_iter)))
+  logging.warning("Checkpoint %s was written in another parameter layout (per-block names of an unrolled "
+                  "net); converted on restore. New checkpoints use this model's layout.", where)
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any, data_iter: grain.DatasetIterator | None,
-                   *, strict: bool = False) -> tuple[Any, list[int]]:
+                   *, strict: bool = False, convert: Callable[[Any], Any] | None = None) -> tuple[Any, list[int]]:
   """(state of the newest intact checkpoint, damaged newer steps); restores ``data_iter`` in place.
 
   The state gets the shardings of ``abstract_state``. A damaged checkpoint is logged with its
   path and skipped, or raises with ``strict``; none intact raises, listing each one's problem.
+  ``convert`` (raw restored tree -> this state's tree) is tried on a checkpoint whose tree differs
+  (an older parameter layout) before it counts as damaged.
   """
   found = steps(mngr.directory)
   if not found:
@@ -195,7 +236,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any, data_iter: 
   damaged, problems = [], []
   for step in reversed(found):
     try:
-      state = _restore_step(mngr, step, abstract_state, data_iter)
+      state = _restore_step(mngr, step, abstract_state, data_iter, convert)
     except CheckpointDamaged as e:
       if strict:
         raise CheckpointDamaged(f"Damaged checkpoint {e} (train.strict_restore=True: no fallback)") from e

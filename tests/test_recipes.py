@@ -175,3 +175,39 @@ def test_init_from_an_unrolled_run_into_scanned_blocks(small_data_dir, tmp_path)
   old_setup, _ = sr_job.build(old)
   np.testing.assert_allclose(b.model.apply({"params": state.params["generator"]}, lr),
                              old_setup.model.apply({"params": source["params"]["generator"]}, lr), atol=1e-5)
+
+
+def test_resume_an_unrolled_run_with_scanned_blocks(small_data_dir, tmp_path):
+  """A run whose checkpoints predate the scan change (per-block names; same config keys) resumes:
+  parameters, EMA and Adam moments are converted to the stacked layout on restore, then it trains on."""
+  import json
+  old = _recipe("vdsr", "smoke", small_data_dir, num_steps=2)
+  old.model.num_layers, old.model.features, old.model.scan = 4, 8, False
+  main.run(old, str(tmp_path))
+  meta_file = tmp_path / "checkpoints" / "2" / "meta" / checkpointing.META_FILE
+  meta = json.loads(meta_file.read_text())
+  del meta["model"]["scan"]  # what the code of that time recorded (the key did not exist)
+  meta_file.write_text(json.dumps(meta))
+  _, source = checkpointing.load_latest_state(str(tmp_path))
+
+  new = _recipe("vdsr", "smoke", small_data_dir, num_steps=4)
+  new.model.num_layers, new.model.features = 4, 8
+  job = sr_job.sr_job(new)
+  repl = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = checkpointing.abstract(jax.eval_shape(job.init_fn, jax.random.key(0)), repl)
+  with checkpointing.manager(tmp_path, max_to_keep=3) as mngr:
+    with pytest.raises(checkpointing.CheckpointDamaged, match="cannot be restored"):
+      checkpointing.restore_latest(mngr, abstract, None, strict=True)  # without the conversion
+    state, _ = checkpointing.restore_latest(mngr, abstract, None, convert=job.upgrade)
+  assert int(state.step) == 2 and "body" in state.params["generator"]
+  mu = state.opt_state.inner_states["generator"].inner_state[0].mu["generator"]
+  np.testing.assert_array_equal(mu["body"]["kernel"][1], source["opt_state"]["inner_states"]["generator"][
+      "inner_state"][0]["mu"]["generator"]["conv2"]["kernel"])
+  lr = np.random.default_rng(0).uniform(size=(1, 8, 8, 3)).astype(np.float32)
+  old_setup, _ = sr_job.build(old)
+  b, _ = sr_job.build(new)
+  np.testing.assert_allclose(b.model.apply({"params": state.params["generator"]}, lr),
+                             old_setup.model.apply({"params": source["params"]["generator"]}, lr), atol=1e-5)
+  main.run(new, str(tmp_path))  # resumes at step 2, trains to 4, evaluates
+  step, latest = checkpointing.load_latest_state(str(tmp_path))
+  assert step == 4 and "body" in latest["params"]["generator"] and "conv1" not in latest["params"]["generator"]

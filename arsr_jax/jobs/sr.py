@@ -162,6 +162,20 @@ def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding,
   return state.replace(params=dict(state.params, generator=params), ema_params=ema)
 
 
+def upgrade_state(raw: Any, layouts: tuple) -> Any:
+  """A raw restored SR train state (nested dicts) whose generator was written unrolled (per-block
+  names, older runs) -> the stacked layout of ``layouts``: parameters, EMA and optimizer moments."""
+  def walk(tree, key=None):
+    if isinstance(tree, dict):
+      if key in ("generator", "ema_params"):
+        return models_layers.upgrade(tree, layouts)
+      return {k: walk(v, k) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+      return type(tree)(walk(v) for v in tree)
+    return tree
+  return walk(raw)
+
+
 def sr_job(config: ml_collections.ConfigDict) -> Job:
   """The Job of an SR recipe: generator (+ discriminator), objective, SR-quality evaluation."""
   setup, frozen = build(config)
@@ -175,12 +189,13 @@ def sr_job(config: ml_collections.ConfigDict) -> Job:
     n = sum(x.size for x in jax.tree.leaves(state.params["generator"]))
     return f"{config.model.name}: {n} generator parameters"
 
+  layouts = setup.model.layout() if hasattr(setup.model, "layout") else ()
+
   def from_source(state, source):
-    layouts = setup.model.layout() if hasattr(setup.model, "layout") else ()
     return init_from(state, source, jax.tree.leaves(state.params)[0].sharding, layouts)
 
   return Job(init_fn=sr_steps.make_init_fn(setup, lr_shape, hr_shape),
              train_step=sr_steps.make_train_step(setup), frozen=frozen,
              iterator=lambda batch: pipeline.train_iterator(config, batch, config.seed),
              evaluator=SREvaluator(config, setup.model), eval_variables=eval_variables, describe=describe,
-             init_from=from_source)
+             init_from=from_source, upgrade=(lambda raw: upgrade_state(raw, layouts)) if layouts else None)
