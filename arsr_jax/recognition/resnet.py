@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from arsr_jax.models import layers
+from arsr_jax.recognition import conv
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "STAGES", "conv_init", "cross_modality_init",
            "normalize"]
@@ -72,10 +73,9 @@ def conv_init() -> layers.Initializer:
   return nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def _conv(features: int, kernel: int, strides: int, nd: int, dtype: Any, name: str) -> nn.Conv:
+def _conv(features: int, kernel: int, strides: int, nd: int, dtype: Any, name: str) -> nn.Module:
   """Bias-free conv with a ``kernel``^nd window and PyTorch's padding (kernel // 2)."""
-  return nn.Conv(features, (kernel,) * nd, strides=(strides,) * nd, padding=[(kernel // 2,) * 2] * nd,
-                 use_bias=False, dtype=dtype, kernel_init=conv_init(), name=name)
+  return conv.conv(features, (kernel,) * nd, (strides,) * nd, [(kernel // 2,) * 2] * nd, dtype, conv_init(), name)
 
 
 def _bn(train: bool, dtype: Any, name: str) -> nn.BatchNorm:

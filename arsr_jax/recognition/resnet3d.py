@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from arsr_jax.models import layers
-from arsr_jax.recognition import resnet
+from arsr_jax.recognition import conv, resnet
 
 __all__ = ["ResNet3D", "WideResNet3D", "STAGES_3D"]
 
@@ -65,9 +65,8 @@ class ResNet3D(nn.Module):
     kind, counts = STAGES_3D[self.depth]
     x = resnet.normalize(x.astype(jnp.float32), self.normalize_input).astype(self.dtype)
     t = self.conv1_t_size
-    x = nn.Conv(self.width, (t, 7, 7), strides=(self.conv1_t_stride, 2, 2),
-                padding=[(t // 2, t // 2), (3, 3), (3, 3)], use_bias=False, dtype=self.dtype,
-                kernel_init=resnet.conv_init(), name="conv1")(x)
+    x = conv.conv(self.width, (t, 7, 7), (self.conv1_t_stride, 2, 2), [(t // 2, t // 2), (3, 3), (3, 3)],
+                  self.dtype, resnet.conv_init(), name="conv1")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
                      name="bn1")(x)
     x = nn.relu(x)
