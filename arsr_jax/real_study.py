@@ -58,7 +58,7 @@ SIZES = {
     "full": dict(steps=20000, dvsr_steps=20000, data=""),
     # consistency: batch 2 clips of 16 x 112 px (about 1.8 s a step on 2 CPU cores); its loss weights are
     # the recipe's times the multiplier of SEARCH that gives the lowest KL on the validation videos.
-    "corpus": dict(steps=200, consistency_steps=300, consistency_batch=2, search_steps=100,
+    "corpus": dict(steps=1000, consistency_steps=300, consistency_batch=2, search_steps=100,
                    search=(0.3, 1.0, 3.0), layers=8, features=16, data="corpus", batch=8),
 }
 SIZE_HELP = ("smoke: plumbing only; cpu: the recipes' smoke variants with small networks (8-layer VDSR, "
