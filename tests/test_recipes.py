@@ -211,3 +211,36 @@ def test_resume_an_unrolled_run_with_scanned_blocks(small_data_dir, tmp_path):
   main.run(new, str(tmp_path))  # resumes at step 2, trains to 4, evaluates
   step, latest = checkpointing.load_latest_state(str(tmp_path))
   assert step == 4 and "body" in latest["params"]["generator"] and "conv1" not in latest["params"]["generator"]
+
+
+def test_gan_terms_equal_the_four_pass_formulation():
+  """_gan_terms reuses D(hr) for the generator's view; loss, gradients (discriminator parameters and SR
+  frames) and BatchNorm state equal the textbook four discriminator passes."""
+  import flax
+  from arsr_jax import losses
+  b, _ = sr_job.build(_recipe("esrgan"))
+  disc, (g_fn, d_fn) = b.discriminator, losses.gan_losses(b.gan_type)
+  rng = np.random.default_rng(0)
+  hr, sr = (rng.uniform(size=(3, 32, 32, 3)).astype(np.float32) for _ in range(2))
+  v = disc.init(jax.random.key(0), hr)
+  params, state = v["params"], {k: x for k, x in v.items() if k != "params"}
+
+  def run(p, x, s):
+    return disc.apply({"params": p, **s}, x, train=True, mutable=list(s))
+
+  def reference(p, x):
+    fixed = jax.lax.stop_gradient(p)
+    real_g, _ = run(fixed, hr, state)
+    fake_g, _ = run(fixed, x, state)
+    real_d, s = run(p, hr, state)
+    fake_d, s = run(p, jax.lax.stop_gradient(x), s)
+    return 0.1 * g_fn(jax.lax.stop_gradient(real_g), fake_g) + d_fn(real_d, fake_d), flax.core.unfreeze(s)
+
+  def ours(p, x):
+    loss, _, s = sr_steps._gan_terms(disc, p, state, x, hr, 0.0, {}, 0.1, (g_fn, d_fn))  # noqa: SLF001
+    return loss, s
+  (want, want_s), want_g = jax.value_and_grad(reference, (0, 1), has_aux=True)(params, sr)
+  (got, got_s), got_g = jax.value_and_grad(ours, (0, 1), has_aux=True)(params, sr)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  for a, c in zip(jax.tree.leaves((got_g, got_s)), jax.tree.leaves((want_g, want_s))):
+    np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-7)
