@@ -196,6 +196,13 @@ def _real_videos(folder, batch, seg, length, h, w):
     clips.append(np.asarray(degrade.resize(stacks.reshape((-1,) + frames.shape[1:]), h, w)))
   tp_hr = np.stack(clips).reshape((batch, seg, length + 1, h, w, 3))  # uint8
   tp_lr = np.asarray(degrade.bicubic_downsample(tp_hr, 4)).reshape((batch, seg, length + 1, 1, h // 4, w // 4, 3))
+  return _inputs(tp_hr, tp_lr, length)
+
+
+def _inputs(tp_hr, tp_lr, length):
+  """The step's input dict from (batch, seg, length + 1, ...) HR and LR stacks; the spatial stream's
+  frames are the stacks' centres."""
+  batch, seg, _, h, w, _ = tp_hr.shape
   return {"sp_lr": tp_lr[:, :, length // 2], "sp_hr": tp_hr[:, :, length // 2], "tp_lr": tp_lr, "tp_hr": tp_hr,
           "hr_flow": np.zeros((batch, seg, length, h, w, 2), np.float16)}
 
@@ -207,9 +214,7 @@ def _load_videos(path, batch, seg, length, h, w):
   if tp_hr.shape[1:] != (seg, length + 1, h, w, 3):
     raise SystemExit(f"--frames {path}: frames of shape {tp_hr.shape[1:]}, this size needs "
                      f"{(seg, length + 1, h, w, 3)} (write them with the same --size)")
-  tp_hr, tp_lr = (np.resize(v, (batch,) + v.shape[1:]) for v in (tp_hr, tp_lr))
-  return {"sp_lr": tp_lr[:, :, length // 2], "sp_hr": tp_hr[:, :, length // 2], "tp_lr": tp_lr, "tp_hr": tp_hr,
-          "hr_flow": np.zeros((batch, seg, length, h, w, 2), np.float16)}
+  return _inputs(*(np.resize(v, (batch,) + v.shape[1:]) for v in (tp_hr, tp_lr)), length)
 
 
 def _opencv(rng, h, w, n, pairs_per_video, ours):
