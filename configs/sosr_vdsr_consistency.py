@@ -26,11 +26,12 @@ strided 3D convolution took 22 s, nearly all of the step). Compute dtype float32
 measured on the 2-core CPU (benchmarks/i3d_consistency_bench.py, batch 1 of 16 x 112 px), I3D
 forward + backward to the input takes 0.55 s in float32 and 0.61 s in bfloat16 (emulated on CPU);
 try bfloat16 on an accelerator.
-Step time (batch 2 clips of 16 x 112 x 112, 8 x 16 VDSR, f32) on the 2-core CPU: 1.75 s (0.57
-steps/s), first step 9 s with compilation; 2000 steps ~ one hour.
+Step time (batch 2 clips of 16 x 112 x 112, f32) on the idle 2-core CPU: 3.7 s with this recipe's
+10 x 32 VDSR (0.27 steps/s; first step 11 s with compilation), so 1000 steps ~ one hour; 1.75 s
+with the 8 x 16 VDSR of real_study's corpus size.
 
 Training: fine-tunes a pixel-loss VDSR (train.init_from) on cdvl_sr/corpus_x4 (or corpus_x8 with
-scale=8), batch 2 clips, Adam 1e-4, 2000 steps (CPU size; use larger batches on an accelerator).
+scale=8), batch 2 clips, Adam 1e-4, 1000 steps (CPU size; use larger batches on an accelerator).
 
   python -m arsr_jax.main --config configs/sosr_vdsr_consistency.py --workdir DIR \
       --config.data.data_dir=TFDS_DIR --config.train.init_from=VDSR_DIR
@@ -64,10 +65,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.clip_length = 16
   c.data.patch_size = 112
   c.data.eval_split = "validation"
-  c.train.batch_size = 2  # 2-core CPU: 1.75 s a step (measured, 8 x 16 VDSR, issue 13) -> ~1 h
-  c.train.num_steps = 2000
+  c.train.batch_size = 2  # 2-core CPU: 3.7 s a step (measured, 10 x 32 VDSR) -> ~1 h
+  c.train.num_steps = 1000
   c.train.log_every = 50
-  c.train.checkpoint_every = 500
+  c.train.checkpoint_every = 250
   c.eval.batch_size = 4
   c.optimizer.learning_rate = 1e-4
   c.optimizer.warmup_steps = 0
