@@ -192,11 +192,8 @@ def _restore_converted(mngr: ocp.CheckpointManager, step: int, abstract_state: A
   through ``convert`` (e.g. an unrolled net's per-block parameters -> stacked ones) and placed like
   ``abstract_state``; None when it cannot be read or the converted tree still differs."""
   where = io.path(mngr.directory) / str(step)
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   try:
-    tree = ocp.StandardCheckpointer().metadata(where / "state").item_metadata
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
-    raw = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    raw = _restore_as_saved(mngr, step)
   except Exception:  # noqa: BLE001 - unreadable: reported by the caller as damage
     return None
   verify(raw, meta.get("checksums"), where)
@@ -219,6 +216,15 @@ def _restore_converted(mngr: ocp.CheckpointManager, step: int, abstract_state: A
   logging.warning("Checkpoint %s was written in another parameter layout (per-block names of an unrolled "
                   "net); converted on restore. New checkpoints use this model's layout.", where)
   return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _restore_as_saved(mngr: ocp.CheckpointManager, step: int) -> Any:
+  """The state item at ``step`` in the tree it was saved with, on this process's first device
+  (whatever topology wrote it); raises what Orbax/TensorStore raise."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  tree = ocp.StandardCheckpointer().metadata(io.path(mngr.directory) / str(step) / "state").item_metadata
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+  return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any, data_iter: grain.DatasetIterator | None,
@@ -289,16 +295,13 @@ def load_latest_state(workdir: io.PathLike, *, strict: bool = False) -> tuple[in
     found = steps(directory)
     if not found:
       raise FileNotFoundError(f"No checkpoint in {directory}")
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     problems = []
     for step in reversed(found):
       where = directory / str(step)
       try:
         meta = read_meta(directory, step)
         try:
-          tree = ocp.StandardCheckpointer().metadata(where / "state").item_metadata
-          target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
-          state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+          state = _restore_as_saved(mngr, step)
         except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report damage in many types
           raise CheckpointDamaged(f"{where}: cannot be restored ({_brief(e)})") from e
         verify(state, meta.get("checksums"), where)

@@ -123,17 +123,17 @@ def corpus_runs(scale: int, data: dict[str, Any], scale_dir: str, size: str = "c
                          "model.num_layers": s["layers"], "model.features": s["features"],
                          "train.log_every": 50, "train.checkpoint_every": 200})
   pix = dict(common, **{"train.num_steps": s["steps"], "train.batch_size": s["batch"], "data.patch_size": 64})
-  cons = _config("sosr_vdsr_consistency", "", {})
+  consistency = _config("sosr_vdsr_consistency", "", dict(common, **{
+      "train.num_steps": consistency_steps or s["consistency_steps"],
+      "train.init_from": os.path.join(scale_dir, "vdsr"), "train.batch_size": s["consistency_batch"],
+      "train.log_every": 10, "train.checkpoint_every": 100, "optimizer.learning_rate": 3e-4}))
+  consistency.loss.kl_weight *= multiplier
+  consistency.loss.feature_weight *= multiplier
   return {
       "vdsr": _config("vdsr", "smoke", pix),
       "sosr": _config("sosr_vdsr", "smoke", pix),
       "tosr": _config("tosr1_vdsr", "smoke", dict(pix, **{"train.batch_size": s["batch"] // 2})),
-      "consistency": _config("sosr_vdsr_consistency", "", dict(common, **{
-          "train.num_steps": consistency_steps or s["consistency_steps"],
-          "train.init_from": os.path.join(scale_dir, "vdsr"), "train.batch_size": s["consistency_batch"],
-          "loss.kl_weight": cons.loss.kl_weight * multiplier,
-          "loss.feature_weight": cons.loss.feature_weight * multiplier,
-          "train.log_every": 10, "train.checkpoint_every": 100, "optimizer.learning_rate": 3e-4})),
+      "consistency": consistency,
   }
 
 
