@@ -26,12 +26,17 @@ frames: the speed does not depend on them). Prints ONE JSON object:
                      a few pairs -> videos/s for 125 pairs per video, and our ratio over it;
   roofline           ``roofline.summary`` of the full step and of each stage: predicted seconds and
                      videos/s on an H100 / H200 (measured/predicted on a GPU); TV-L1's early-stopping
-                     loops counted at their maximum trips, so an upper bound on the work.
+                     loops counted at their maximum trips, so an upper bound on the work;
+  roofline_at_measured_work  the full step and the TV-L1 stage with TV-L1's loops counted at the
+                     work the TV-L1 stage measured on these frames (``flow_bench.measured_cost``;
+                     the step runs TV-L1 on the SR frames, the stage on the HR ones); not with
+                     --no_stages or --compile_only.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -41,6 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import flow_bench  # noqa: E402
 import roofline  # noqa: E402
 
 SHARED_CLIPS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
@@ -65,7 +71,7 @@ def parse_args():
 
 
 def timed(fn, args, rounds, trips=()):
-  """(compile seconds, seconds per call after a warm-up, compiled program's ``roofline.cost``)."""
+  """(compile seconds, seconds per call after a warm-up, compiled program's ``roofline.cost``, program)."""
   import jax
   start = time.perf_counter()
   compiled = fn.lower(*args).compile()
@@ -74,7 +80,7 @@ def timed(fn, args, rounds, trips=()):
   start = time.perf_counter()
   for _ in range(rounds):
     jax.block_until_ready(compiled(*args))
-  return compile_s, (time.perf_counter() - start) / rounds, roofline.safe_cost(compiled, trips)
+  return compile_s, (time.perf_counter() - start) / rounds, roofline.safe_cost(compiled, trips), compiled
 
 
 def main():
@@ -136,7 +142,7 @@ def main():
                                                             batch / mesh.devices.size, "videos")},
                       "roofline_peaks": roofline.peaks()}))
     return
-  compile_s, sec, cost = timed(full, (data,), args.rounds, trips)
+  compile_s, sec, cost, full_program = timed(full, (data,), args.rounds, trips)
   out = {"size": args.size, "device": str(jax.devices()[0].device_kind), "devices": mesh.devices.size,
          "batch_videos": batch, "frame": f"{w}x{h}", "segments": seg, "flows_per_stack": length,
          "frames": "noise" if args.frames == "noise" else f"real ({pathlib.Path(args.frames).name})",
@@ -148,26 +154,51 @@ def main():
     frames = jax.device_put(host["tp_hr"].reshape((-1, h, w, 3)).astype(np.float32) / 255.0, batched)
     sr_only = jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3))))
     lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
-    timings.append(("sr", *timed(sr_only, (lr_frames,), args.rounds)[1:]))
+    timings.append(("sr", *timed(sr_only, (lr_frames,), args.rounds)[1:3]))
 
-    def flow_only(f):  # the consecutive pairs of every stack: batch * seg * length of them
+    compact = mesh.devices.size == 1  # as tvl1_flow decides inside the step
+
+    def flow_only(f, compact=compact):  # the consecutive pairs of every stack: batch * seg * length of them
       stacks = f.reshape((-1, length + 1, h, w, 3))
-      return tvl1.tvl1_flow(stacks[:, :-1].reshape((-1, h, w, 3)), stacks[:, 1:].reshape((-1, h, w, 3)), params)
-    flow_only = jax.jit(flow_only)
-    timings.append(("tvl1", *timed(flow_only, (frames,), args.rounds, trips)[1:]))
+      return tvl1.tvl1_flow(stacks[:, :-1].reshape((-1, h, w, 3)), stacks[:, 1:].reshape((-1, h, w, 3)), params,
+                            compact=compact, return_stats=True)
+    *flow_timing, flow_program = timed(jax.jit(flow_only), (frames,), args.rounds, trips)
+    timings.append(("tvl1", *flow_timing[1:]))
+    at_work = _tvl1_at_work(flow_program, jax.jit(functools.partial(flow_only, compact=False)), frames,
+                            {"full": full_program, "tvl1": flow_program}, params, compact, h, w)
     stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
     rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
     rec_only = jax.jit(lambda r, f: [rec_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
                                                        {"rgb": r, "flow": f}, train=False) for k in recs])
-    timings.append(("recognition", *timed(rec_only, (rgb, stacks), args.rounds)[1:]))
+    timings.append(("recognition", *timed(rec_only, (rgb, stacks), args.rounds)[1:3]))
     out["stage_videos_per_s"] = {name: batch / t for name, t, _ in timings[1:]}
   out["roofline"] = {name: roofline.summary(c, dtype.name, per_device, "videos", t, on_gpu)
                      for name, t, c in timings}
+  if not args.no_stages:
+    seconds = {name: t for name, t, _ in timings}
+    out["roofline_at_measured_work"] = {
+        name: roofline.summary(c, dtype.name, per_device, "videos", seconds[name], on_gpu) if c else None
+        for name, c in at_work.items()}
   out["roofline_peaks"] = roofline.peaks()
   out["ucf101_split1_min"] = 3783 / out["videos_per_s"] / 60
   out["target_videos_per_s"] = 6.3
   out["opencv_tvl1"] = _opencv(rng, h, w, args.opencv_pairs, seg * length, out["videos_per_s"])
   print(json.dumps(out, indent=2))
+
+
+def _tvl1_at_work(flow_program, flow_full_width, frames, programs, params, compact, h, w) -> dict:
+  """{name: roofline cost of ``programs[name]`` with TV-L1's loops at the work measured on ``frames``}."""
+  _, stats = flow_program(frames)
+  pairs = int(stats["steps"].shape[0])
+  level_px = [a * b for a, b in flow_bench.tvl1.pyramid_shapes(h, w, params)]
+  done = flow_bench.work(stats, pairs, compact, params, level_px)
+  width = flow_full_width.lower(frames).compile()  # every pair at every trip: the per-trip costs
+  parts = {t: roofline.safe_cost(width, t) for t in ((0, 0), (1, 0), (1, 1))}
+  if not all(parts.values()):
+    return {name: None for name in programs}
+  fixed = {name: roofline.safe_cost(p, (0, 0)) for name, p in programs.items()}
+  return {name: flow_bench.measured_cost(parts, f, done, params, level_px) if f else None
+          for name, f in fixed.items()}
 
 
 def _noise_videos(rng, batch, seg, length, h, w):

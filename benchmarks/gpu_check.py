@@ -9,7 +9,8 @@ Runs, each part in its own process group under its own time budget (seconds, ``B
            tosr1_vdsr, dvsr): step alone and fed by the grain pipeline, conv ceiling, roofline;
   infer    ``infer_bench.py``: VDSR / RRDBNet x4 inference at 80x60 -> 320x240;
   torch    ``torch_reference.py``: the same setups in PyTorch, in this run on this GPU;
-  flow     ``flow_bench.py``: TV-L1 pairs/s at 320x240 (and OpenCV where cv2.optflow exists);
+  flow     ``flow_bench.py``: TV-L1 pairs/s at 320x240, compacting and at full batch width, on
+           real pairs (``--flow_pairs``, written here first), with roofline at the measured work;
   eval     ``eval_bench.py``: the evaluation protocol's videos/s at UCF101 size, on real frames
            (``--eval_frames``; write them here first, see benchmarks/README.md).
 A part that runs past its budget is killed and reported ``"status": "timeout"``; time a part
@@ -57,6 +58,9 @@ def parse_args(argv=None):
   p.add_argument("--eval_frames", default=str(HERE.parent / ".device" / "eval_frames.npz"),
                  help="eval_bench --frames: real frames (.npz from eval_bench --save_frames, or a folder "
                       "of videos); when the default .npz is absent, eval_bench's own default")
+  p.add_argument("--flow_pairs", default=str(HERE.parent / ".device" / "flow_pairs.npz"),
+                 help="flow_bench --pairs: real pairs (.npz from flow_bench --save_pairs, or a folder of "
+                      "videos); when the default .npz is absent, flow_bench's own default")
   p.add_argument("--torch_device", default="auto", help="torch_reference --device (cpu: a smoke check)")
   return p.parse_args(argv)
 
@@ -83,7 +87,9 @@ def commands(args) -> list[tuple[str, str, list[str]]]:
   if "flow" in parts:
     out.append(("flow", "flow", [py, str(HERE / "flow_bench.py"), *(
         ["--size", "48x32", "--batch", "2", "--rounds", "1", "--opencv-pairs", "1", "--no-chairs", "--tiny"]
-        if smoke else ["--batch", "32", "--rounds", "2"])]))
+        if smoke else ["--batch", "32", "--rounds", "2"]),
+        *(["--pairs", args.flow_pairs] if not smoke and (
+            not args.flow_pairs.endswith(".npz") or os.path.exists(args.flow_pairs)) else [])]))
   if "eval" in parts:
     out.append(("eval", "eval", [py, str(HERE / "eval_bench.py"), "--size", "smoke" if smoke else "ucf101",
                                  "--rounds", "1" if smoke else "2",
@@ -158,11 +164,18 @@ def summarize(parts: dict) -> dict:
       row[f"vs_torch_{dtype}"] = r["frames_per_s"] / theirs if theirs and r.get("frames_per_s") else None
     out["infer"][net] = row
   flow, ev = get("flow"), get("eval")
+  at_work = (flow.get("roofline_at_measured_work") or {}).get("compact") or {}
   out["flow"] = {"jax_pairs_per_s": flow.get("jax_pairs_per_s"), "opencv_pairs_per_s": flow.get("opencv_pairs_per_s"),
-                 "predicted_h100_pairs_per_s": (flow.get("roofline") or {}).get("h100_pairs_per_s"),
+                 "jax_pairs_per_s_full_batch": flow.get("jax_pairs_per_s_full_batch"),
+                 "predicted_h100_pairs_per_s_upper_bound_work": (flow.get("roofline") or {}).get("h100_pairs_per_s"),
+                 "predicted_h100_pairs_per_s": at_work.get("h100_pairs_per_s"),
+                 "predicted_h200_pairs_per_s": at_work.get("h200_pairs_per_s"),
                  "target_pairs_per_s": 500}
+  ev_work = (ev.get("roofline_at_measured_work") or {}).get("full") or {}
   out["eval"] = {"videos_per_s": ev.get("videos_per_s"), "ucf101_split1_min": ev.get("ucf101_split1_min"),
-                 "predicted_h100_videos_per_s": ((ev.get("roofline") or {}).get("full") or {}).get("h100_videos_per_s"),
+                 "predicted_h100_videos_per_s_upper_bound_work":
+                     ((ev.get("roofline") or {}).get("full") or {}).get("h100_videos_per_s"),
+                 "predicted_h100_videos_per_s": ev_work.get("h100_videos_per_s"),
                  "target_videos_per_s": 6.3}
   return out
 

@@ -270,3 +270,65 @@ def test_cli_writes_tsn_flow_pngs(tmp_path, capsys):
   corrupt.write_bytes(b"\x00\x01not a video" * 50)
   assert flow_cli.main([str(corrupt), str(tmp_path / "x")]) == 2
   assert str(corrupt) in capsys.readouterr().err
+
+
+def test_compaction_gives_the_same_flow_and_does_less_work():
+  """Pairs that converge at different steps: stepping only the running ones changes nothing per pair.
+
+  The eight pairs (textures moving 0-3.6 px) stop after 1 to 20 steps per warp,
+  so the solver narrows the batch 8 -> 4 -> 2 -> 1, also in the middle of an
+  outer iteration (where the median filter must not run again).
+  """
+  params = TVL1Params(nscales=2, warps=2, outer_iterations=4, inner_iterations=5, epsilon=0.02)
+  y, x = np.mgrid[0:40, 0:48].astype(np.float64)
+  shifts = [(0, 0), (0.4, 0), (0.9, 0.3), (1.5, -0.7), (2.2, 0.5), (0, 2.8), (3.1, 1.7), (-1.2, 0.6)]
+  frame0 = np.stack([texture(x, y, seed=k) for k in range(8)]).astype(np.uint8)
+  frame1 = np.stack([texture(x - dx, y - dy, seed=k) for k, (dx, dy) in enumerate(shifts)]).astype(np.uint8)
+  full, full_stats = tvl1_flow(frame0, frame1, params, compact=False, return_stats=True)
+  lean, lean_stats = tvl1_flow(frame0, frame1, params, compact=True, return_stats=True)
+  # Same arithmetic per pair; only rounding may differ where XLA reduces a narrower batch in
+  # another order (bitwise equal at the default optimisation level, not at the tests' level 0).
+  np.testing.assert_allclose(np.asarray(lean), np.asarray(full), rtol=0, atol=1e-3)
+  steps = np.asarray(full_stats["steps"])  # (8, levels, warps)
+  np.testing.assert_array_equal(np.asarray(lean_stats["steps"]), steps)
+  assert len(np.unique(steps)) >= 4, steps  # the pairs really stop at different steps
+  ends = np.asarray(lean_stats["stage_ends"])  # (levels, warps, stages)
+  widths = tvl1.stage_widths(8)
+  assert widths == [8, 4, 2, 1] and ends.shape == steps.shape[1:] + (4,)
+  np.testing.assert_array_equal(ends[..., -1], steps.max(axis=0))
+  np.testing.assert_array_equal(np.asarray(full_stats["stage_ends"])[..., 0], steps.max(axis=0))
+  assert (np.diff(ends, axis=-1) >= 0).all()
+  assert ((ends[..., :-1] % params.inner_iterations != 0) & (ends[..., :-1] < ends[..., -1:])).any()
+  work = (np.diff(ends, axis=-1, prepend=0) * widths).sum()
+  assert work < 8 * steps.max(axis=0).sum(), (work, steps)
+  assert work >= steps.sum()  # every step of every pair ran
+
+
+@pytest.mark.parametrize("components", [2, 3])
+def test_fused_step_equals_split_step(components):
+  """The accelerator form of the iteration (new u recomputed at the neighbours) equals the CPU form,
+  borders included; 3 components = with the illumination term (a float coefficient)."""
+  from arsr_jax.flow import tvl1_step
+  rng = np.random.default_rng(components)
+  arr = lambda scale: jnp.asarray(rng.normal(size=(2, 17, 23)) * scale, jnp.float32)  # noqa: E731
+  u = tuple(arr(1.0) for _ in range(components))
+  p = tuple((arr(0.3), arr(0.3)) for _ in range(components))
+  ix, iy, rho_c = arr(4.0), arr(4.0), arr(10.0)
+  grad = (ix ** 2 + iy ** 2).at[0, 3:6, 4:9].set(0.0)  # a flat patch: the |grad|^2 <= eps case
+  coeffs = (ix, iy) + ((0.2,) if components == 3 else ())
+  params = TVL1Params(gamma=0.2 if components == 3 else 0.0)
+  split = tvl1_step.step_split(u, p, coeffs, grad, rho_c, params)
+  fused = tvl1_step.step_fused(u, p, coeffs, grad, rho_c, params)
+  for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(split)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+  assert np.abs(np.asarray(split[1][0][0]) - np.asarray(p[0][0])).max() > 0.01  # p really moved
+  # On CPU the solver takes the split form; the whole solver with the fused one gives the same flow.
+  frames = np.stack([texture(*np.mgrid[0:32, 0:40][::-1].astype(np.float64) - np.array([k, 0.5 * k])[:, None, None],
+                             seed=k) for k in range(3)]).astype(np.float32)
+  run = lambda: jax.jit(lambda a, b: tvl1._tvl1_impl(a, b, TINY, compact=False))(frames[:2], frames[1:])  # noqa: E731
+  ours = np.asarray(run())
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(tvl1, "primal_dual_step", tvl1_step.step_fused)
+    fused_flow = np.asarray(run())
+  np.testing.assert_allclose(fused_flow, ours, rtol=0, atol=1e-4)
+  assert np.abs(ours).max() > 0.3

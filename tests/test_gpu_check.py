@@ -51,7 +51,10 @@ def _figures(name, result):
             "infer": lambda: all(n["frames_per_s"] > 0 and n["roofline"]["h200_s"] > 0
                                  for n in result["nets"].values()),
             "torch": lambda: all(v["samples_per_s"] > 0 for d in result["train"].values() for v in d.values()),
-            "flow": lambda: result["jax_pairs_per_s"] > 0 and result["roofline"]["bound"] == "upper",
+            "flow": lambda: (result["jax_pairs_per_s"] > 0 and result["jax_pairs_per_s_full_batch"] > 0
+                             and result["roofline"]["bound"] == "upper"
+                             and result["roofline_at_measured_work"]["compact"]["h100_s"] > 0
+                             and result["steps"]["work_over_useful"]["compact"] >= 1),
             "eval": lambda: result["videos_per_s"] > 0 and result["roofline"]["full"]["h100_s"] > 0}[name]()
   assert figure, (name, result)
   return figure
@@ -159,3 +162,25 @@ def test_train_bench_model_opts_reach_the_generator():
   assert config.model.scan is False and config.model.remat is True and spec == "configs/esrgan.py:psnr,smoke"
   config, _ = train_bench.load_config("duf16", "smoke", None, "/nonexistent", "scan=false")
   assert "scan" not in config.model
+
+
+def test_flow_bench_counts_the_work_each_batch_width_did():
+  """flow_bench.work reads tvl1_flow's stats as the compacting solver runs; measured_cost scales the
+  per-trip costs by it. Four pairs that stop after 12, 9, 3 and 7 steps (inner loop of 5): width 4
+  runs steps 0-7 (until two pairs run), width 2 steps 7-9, width 1 steps 9-12."""
+  import flow_bench
+  from arsr_jax.flow import tvl1
+  params = tvl1.TVL1Params(nscales=1, warps=1, inner_iterations=5, outer_iterations=3)
+  stats = {"steps": jnp.asarray([12, 9, 3, 7]).reshape(4, 1, 1), "stage_ends": jnp.asarray([[[7, 9, 12]]])}
+  assert tvl1.stage_widths(4) == [4, 2, 1]
+  done = flow_bench.work(stats, 4, True, params, [10])
+  # steps: 4*7 + 2*2 + 1*3 = 35; outer iterations (median filters): 4*2 (t 0-7) + 2*1 (7-9) + 1*2 (9-12)
+  assert done == {"px_steps": 10 * 35 / 4, "px_outer": 10 * 12 / 4, "useful_px_steps": 10 * 31 / 4}
+  full = flow_bench.work({"steps": stats["steps"], "stage_ends": jnp.asarray([[[12]]])}, 4, False, params, [10])
+  assert full["px_steps"] == 10 * 12 and full["px_outer"] == 10 * 3
+  parts = {(0, 0): {"flops": 100.0, "bytes": 1000.0}, (1, 0): {"flops": 130.0, "bytes": 1200.0},
+           (1, 1): {"flops": 150.0, "bytes": 1500.0}}
+  cost = flow_bench.measured_cost(parts, {"flops": 90.0, "bytes": 900.0}, done, params, [10])
+  # a trip of every loop is warps * sum(level px) = 10 pixel-trips
+  assert cost["flops"] == pytest.approx(90 + 30 * 3.0 + 20 * 8.75)
+  assert cost["bytes"] == pytest.approx(900 + 200 * 3.0 + 300 * 8.75)

@@ -192,7 +192,7 @@ def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pair
   first = source[0]["hr"]
   pairs_per_clip = first.shape[0] - 1
   flows = np.zeros((len(source), pairs_per_clip, *first.shape[1:3], 2), np.float16)
-  fn = jax.jit(lambda a, b: tvl1.tvl1_flow(a, b, params))
+  fn = jax.jit(lambda a, b: tvl1.tvl1_flow(a, b, params, compact=True))  # host arrays: one device
   clips_per_batch = max(1, batch_pairs // pairs_per_clip)
   logging.info("TV-L1 flow of %s:%s (%d clips, %d pairs each), once; cached in %s", config.data.name, split,
                len(source), pairs_per_clip, path)

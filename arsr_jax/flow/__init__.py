@@ -5,6 +5,7 @@ Flow arrays follow the package convention (see ``arsr_jax/__init__.py``):
 t to frame t + 1.
 
   tvl1.py   TV-L1 (OpenCV DualTVL1 equivalent) in JAX, batched and shardable
+  tvl1_step.py  its primal-dual iteration (a one-kernel form for accelerators)
   ops.py    OpenCV-compatible median filter, gradients, resizing, bicubic remap
   warp.py   differentiable backward warping
   io.py     Middlebury .flo files, TSN uint8 quantisation, resizing
