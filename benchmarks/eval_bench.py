@@ -156,7 +156,7 @@ def main():
     lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
     timings.append(("sr", *timed(sr_only, (lr_frames,), args.rounds)[1:3]))
 
-    compact = mesh.devices.size == 1  # as tvl1_flow decides inside the step
+    compact = mesh.devices.size == 1  # the step compacts per device (tvl1_flow_sharded); here one device does
 
     def flow_only(f, compact=compact):  # the consecutive pairs of every stack: batch * seg * length of them
       stacks = f.reshape((-1, length + 1, h, w, 3))

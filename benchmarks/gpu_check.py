@@ -87,7 +87,7 @@ def commands(args) -> list[tuple[str, str, list[str]]]:
   if "flow" in parts:
     out.append(("flow", "flow", [py, str(HERE / "flow_bench.py"), *(
         ["--size", "48x32", "--batch", "2", "--rounds", "1", "--opencv-pairs", "1", "--no-chairs", "--tiny"]
-        if smoke else ["--batch", "32", "--rounds", "2"]),
+        if smoke else ["--batch", "32", "--rounds", "1", "--no-chairs"]),
         *(["--pairs", args.flow_pairs] if not smoke and (
             not args.flow_pairs.endswith(".npz") or os.path.exists(args.flow_pairs)) else [])]))
   if "eval" in parts:

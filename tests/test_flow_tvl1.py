@@ -243,6 +243,10 @@ def test_sharded_batch():
   flow_jit = jax.jit(functools.partial(tvl1_flow, params=TINY))(put(frame0), put(frame1))
   assert flow_jit.sharding.spec == jax.sharding.PartitionSpec("data")
   np.testing.assert_array_equal(np.asarray(flow_jit)[:3], np.asarray(flow))
+  # Inside a batch-sharded jit (the protocol and training steps), per device: no data moves.
+  in_step = jax.jit(lambda a, b: tvl1.tvl1_flow_sharded(a, b, TINY))(put(frame0), put(frame1))
+  assert in_step.sharding.spec == jax.sharding.PartitionSpec("data")
+  np.testing.assert_array_equal(np.asarray(in_step)[:3], np.asarray(flow))
 
 
 def test_cli_writes_tsn_flow_pngs(tmp_path, capsys):

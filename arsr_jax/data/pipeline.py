@@ -153,7 +153,7 @@ def flow_fn(config: ml_collections.ConfigDict):
   if config.data.flow_source != "tvl1":
     return None
   params = tvl1.TVL1Params.from_config(config.data.tvl1)
-  return lambda f0, f1: tvl1.tvl1_flow(f0, f1, params)
+  return lambda f0, f1: tvl1.tvl1_flow_sharded(f0, f1, params)  # in the batch-sharded step: per device
 
 
 def _flow_key(flow_source: str) -> str:

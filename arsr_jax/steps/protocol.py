@@ -95,7 +95,7 @@ def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], t
   Outputs: 'spatial'/'temporal' logits (B, C) for the streams present, 'psnr', 'ssim'
   (spatial frames vs HR, mean over segments) and 'warp_error' (temporal SR frames).
   """
-  flow_fn = lambda a, b: tvl1.tvl1_flow(a, b, tvl1_params)  # noqa: E731
+  flow_fn = lambda a, b: tvl1.tvl1_flow_sharded(a, b, tvl1_params)  # noqa: E731  per device, compacting
 
   def flows_of(frames):  # (B, S, L+1, H, W, 3) -> (B, S, L, H, W, 2)
     lead = frames.shape[:3]
