@@ -40,6 +40,7 @@ _TRIPS = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
 _CALLS = re.compile(r"\b(?:calls|to_apply|true_computation|false_computation)=%?([\w.\-]+)"
                     r"|\bbranch_computations=\{([^}]*)\}")
 _HEADER = re.compile(r"^(ENTRY )?%?([\w.\-]+) \(.*\{$")
+_TOKEN = re.compile(r"[\w.\-]+")
 
 
 def cost(compiled, unknown_trips: Sequence[int] = ()) -> dict:
@@ -183,6 +184,7 @@ class _Corrector:
     self.text, self.comps, self.client = text, comps, client
     self.unknown, self.loops, self.given, self.undercounted = unknown_trips, [], False, False
     self._once: dict[str, tuple[float, float]] = {}
+    self._callees: dict[str, set[str]] | None = None
 
   def total(self, comp: str, raw_once=None, depth: int = 0) -> tuple[float, float]:
     flops, nbytes = raw_once or self.once(comp)
@@ -219,20 +221,39 @@ class _Corrector:
         for callee in ([m[1]] if m[1] else [s.strip().lstrip("%") for s in m[2].split(",")]):
           yield from self._lines_reached(callee, seen)
 
+  def _reachable(self, comp: str) -> set[str]:
+    """``comp`` and every computation it calls, directly or not (fusions, loops, reducers, ...)."""
+    if self._callees is None:
+      names = set(self.comps)
+      self._callees = {name: {t for line in lines for t in _TOKEN.findall(line)} & names - {name}
+                       for name, (_, lines) in self.comps.items()}
+    seen, todo = set(), [comp]
+    while todo:
+      name = todo.pop()
+      if name not in seen:
+        seen.add(name)
+        todo.extend(self._callees.get(name, ()))
+    return seen
+
   def once(self, comp: str) -> tuple[float, float]:
     """XLA's cost of ``comp`` as the entry of a copy of the module (its own loops counted once)."""
     if comp not in self._once:
       from jax._src.lib import xla_client
       from jaxlib import _hlo
-      lines = []
-      for line in self.text.split("\n"):
-        if line.startswith("HloModule "):
-          line = "HloModule roofline_part"
-        elif line.startswith("ENTRY "):
-          line = line[len("ENTRY "):]
-        elif (m := _HEADER.match(line)) and m[2] == comp:
-          line = "ENTRY " + line
-        lines.append(line)
+      keep, lines, inside = self._reachable(comp), [], None
+      for line in self.text.split("\n"):  # only the computations ``comp`` reaches: a smaller module to parse
+        if m := _HEADER.match(line):
+          inside = m[2]
+        if inside is None or inside in keep:
+          if line.startswith("HloModule "):
+            line = "HloModule roofline_part"
+          elif line.startswith("ENTRY "):
+            line = line[len("ENTRY "):]
+          elif m and m[2] == comp:
+            line = "ENTRY " + line
+          lines.append(line)
+        if inside is not None and line.startswith("}"):
+          inside = None
       module = _hlo.hlo_module_from_text("\n".join(lines))
       ca = xla_client._xla.hlo_module_cost_analysis(self.client, module)  # noqa: SLF001
       self._once[comp] = (float(ca.get("flops", 0.0)), float(ca.get("bytes accessed", 0.0)))
