@@ -71,16 +71,17 @@ def parse_args():
 
 
 def timed(fn, args, rounds, trips=()):
-  """(compile seconds, seconds per call after a warm-up, compiled program's ``roofline.cost``, program)."""
+  """(compile seconds, seconds per call after a warm-up, compiled program's ``roofline.cost``, program,
+  the last call's output)."""
   import jax
   start = time.perf_counter()
   compiled = fn.lower(*args).compile()
   compile_s = time.perf_counter() - start
-  jax.block_until_ready(compiled(*args))
+  out = jax.block_until_ready(compiled(*args))  # warm-up
   start = time.perf_counter()
   for _ in range(rounds):
-    jax.block_until_ready(compiled(*args))
-  return compile_s, (time.perf_counter() - start) / rounds, roofline.safe_cost(compiled, trips), compiled
+    out = jax.block_until_ready(compiled(*args))
+  return compile_s, (time.perf_counter() - start) / rounds, roofline.safe_cost(compiled, trips), compiled, out
 
 
 def main():
@@ -142,7 +143,7 @@ def main():
                                                             batch / mesh.devices.size, "videos")},
                       "roofline_peaks": roofline.peaks()}))
     return
-  compile_s, sec, cost, full_program = timed(full, (data,), args.rounds, trips)
+  compile_s, sec, cost, full_program, _ = timed(full, (data,), args.rounds, trips)
   out = {"size": args.size, "device": str(jax.devices()[0].device_kind), "devices": mesh.devices.size,
          "batch_videos": batch, "frame": f"{w}x{h}", "segments": seg, "flows_per_stack": length,
          "frames": "noise" if args.frames == "noise" else f"real ({pathlib.Path(args.frames).name})",
@@ -162,9 +163,9 @@ def main():
       stacks = f.reshape((-1, length + 1, h, w, 3))
       return tvl1.tvl1_flow(stacks[:, :-1].reshape((-1, h, w, 3)), stacks[:, 1:].reshape((-1, h, w, 3)), params,
                             compact=compact, return_stats=True)
-    *flow_timing, flow_program = timed(jax.jit(flow_only), (frames,), args.rounds, trips)
+    *flow_timing, flow_program, (_, stats) = timed(jax.jit(flow_only), (frames,), args.rounds, trips)
     timings.append(("tvl1", *flow_timing[1:]))
-    at_work = _tvl1_at_work(flow_program, jax.jit(functools.partial(flow_only, compact=False)), frames,
+    at_work = _tvl1_at_work(stats, jax.jit(functools.partial(flow_only, compact=False)), frames,
                             {"full": full_program, "tvl1": flow_program}, params, compact, h, w)
     stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
     rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
@@ -186,9 +187,8 @@ def main():
   print(json.dumps(out, indent=2))
 
 
-def _tvl1_at_work(flow_program, flow_full_width, frames, programs, params, compact, h, w) -> dict:
-  """{name: roofline cost of ``programs[name]`` with TV-L1's loops at the work measured on ``frames``}."""
-  _, stats = flow_program(frames)
+def _tvl1_at_work(stats, flow_full_width, frames, programs, params, compact, h, w) -> dict:
+  """{name: roofline cost of ``programs[name]`` with TV-L1's loops at the work ``stats`` measured on ``frames``}."""
   pairs = int(stats["steps"].shape[0])
   level_px = [a * b for a, b in flow_bench.tvl1.pyramid_shapes(h, w, params)]
   done = flow_bench.work(stats, pairs, compact, params, level_px)

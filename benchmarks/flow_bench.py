@@ -210,18 +210,19 @@ def main(args) -> None:
   batches = [(pairs[r * args.batch:(r + 1) * args.batch, 0], pairs[r * args.batch:(r + 1) * args.batch, 1])
              for r in range(args.rounds)]
   level_px = [h * w for h, w in tvl1.pyramid_shapes(height, width, params)]
+  modes = {"compact": True, "full_batch": False}
+  program = lambda mode: jax.jit(  # noqa: E731
+      lambda a, b: tvl1.tvl1_flow(a, b, params, compact=modes[mode], return_stats=True))
   fns, compile_s = {}, {}
-  for mode, compact in (("compact", True), ("full_batch", False)):
+  for mode in modes:
     t0 = time.perf_counter()
-    fns[mode] = jax.jit(lambda a, b, c=compact: tvl1.tvl1_flow(a, b, params, compact=c, return_stats=True)
-                        ).lower(*batches[0]).compile()
+    fns[mode] = program(mode).lower(*batches[0]).compile()
     compile_s[mode] = round(time.perf_counter() - t0, 2)
   on_gpu = jax.default_backend() == "gpu"
   costed = fns
   if args.aot:  # the same programs, compiled for a GPU this host does not have
     target = aot.target(args.aot)
-    costed = {m: jax.jit(lambda a, b, c=m == "compact": tvl1.tvl1_flow(a, b, params, compact=c, return_stats=True)
-                         ).lower(*aot.specs(batches[0], target)).compile() for m in fns}
+    costed = {m: program(m).lower(*aot.specs(batches[0], target)).compile() for m in modes}
   upper = roofline.safe_cost(costed["full_batch"], tvl1_trips(params))
   base = {"device": jax.devices()[0].device_kind, "platform": jax.default_backend(), "frame_size_wh": [width, height],
           "batch": args.batch, "params": "tiny" if args.tiny else "OpenCV defaults", "pairs": what,
@@ -234,7 +235,7 @@ def main(args) -> None:
   for fn in fns.values():
     jax.block_until_ready(fn(*batches[0]))  # warm-up
 
-  seconds, done = {m: 0.0 for m in fns}, {m: [] for m in fns}
+  seconds, done, steps = {m: 0.0 for m in fns}, {m: [] for m in fns}, None
   cv_time, cv_pairs = 0.0, 0
   cv_tvl1 = opencv_tvl1(params) if cv2 is not None else None
   for r in range(args.rounds):
@@ -243,6 +244,8 @@ def main(args) -> None:
       _, stats = jax.block_until_ready(fn(*batches[r]))
       seconds[mode] += time.perf_counter() - t0
       done[mode].append(work(stats, args.batch, mode == "compact", params, level_px))
+      if steps is None:  # the first batch's steps per pair, level and warp
+        steps = np.asarray(stats["steps"])
     if cv_tvl1 is not None:
       for k in range(args.opencv_pairs):
         a, b = pairs[(r * args.opencv_pairs + k) % len(pairs)]
@@ -253,7 +256,6 @@ def main(args) -> None:
   rate = {m: args.batch * args.rounds / s for m, s in seconds.items()}
   cv_rate = cv_pairs / cv_time if cv_pairs else None
   mean = {m: {k: float(np.mean([d[k] for d in v])) for k in v[0]} for m, v in done.items()}
-  steps = np.asarray(fns["compact"](*batches[0])[1]["steps"])
   max_steps = params.outer_iterations * params.inner_iterations
   parts = {t: roofline.safe_cost(costed["full_batch"], t) for t in ((0, 0), (1, 0), (1, 1))}
   at_work = {}
@@ -284,7 +286,7 @@ def main(args) -> None:
   if chairs:
     grey0 = np.stack([g0 for _, g0, _, _ in chairs])
     grey1 = np.stack([g1 for _, _, g1, _ in chairs])
-    flows = {m: np.asarray(tvl1.tvl1_flow(grey0, grey1, params, compact=m == "compact")) for m in fns}
+    flows = {m: np.asarray(tvl1.tvl1_flow(grey0, grey1, params, compact=c)) for m, c in modes.items()}
     result["flyingchairs_epe"] = {
         name: {"jax": round(epe(flows["compact"][i], gt), 4), "jax_full_batch": round(epe(flows["full_batch"][i], gt), 4),
                "opencv": round(epe(cv_tvl1.calc(g0, g1, None), gt), 4) if cv_tvl1 else None,

@@ -181,7 +181,7 @@ class _Corrector:
   """Loop-aware totals: total(C) = once(C) + sum over C's whiles of (trips * total(body) - once(body))."""
 
   def __init__(self, text, comps, client, unknown_trips):
-    self.text, self.comps, self.client = text, comps, client
+    self.lines, self.comps, self.client = text.split("\n"), comps, client
     self.unknown, self.loops, self.given, self.undercounted = unknown_trips, [], False, False
     self._once: dict[str, tuple[float, float]] = {}
     self._callees: dict[str, set[str]] | None = None
@@ -241,7 +241,7 @@ class _Corrector:
       from jax._src.lib import xla_client
       from jaxlib import _hlo
       keep, lines, inside = self._reachable(comp), [], None
-      for line in self.text.split("\n"):  # only the computations ``comp`` reaches: a smaller module to parse
+      for line in self.lines:  # only the computations ``comp`` reaches: a smaller module to parse
         if m := _HEADER.match(line):
           inside = m[2]
         if inside is None or inside in keep:

@@ -40,8 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from arsr_jax.flow.ops import (centered_gradient, divergence, forward_gradient, median_filter,  # noqa: F401
-                               remap_cubic, resize_bilinear)
+from arsr_jax.flow.ops import centered_gradient, median_filter, remap_cubic, resize_bilinear
 from arsr_jax.flow.tvl1_step import primal_dual_step
 
 MIN_LEVEL_SIZE = 16  # OpenCV stops the pyramid before a level below 16 px.
