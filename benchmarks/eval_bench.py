@@ -36,6 +36,7 @@ frames: the speed does not depend on them). Prints ONE JSON object:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import pathlib
@@ -61,12 +62,15 @@ def parse_args():
   p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--opencv-pairs", type=int, default=2)
   p.add_argument("--dtype", default="auto")
-  p.add_argument("--compile_only", action="store_true", help="compile and roofline figures of the full step only")
+  p.add_argument("--compile_only", action="store_true",
+                 help="compile only: roofline upper bounds of the full step and the SR and recognition stages")
   p.add_argument("--no_stages", action="store_true", help="time the full step only")
   p.add_argument("--frames", default=str(SHARED_CLIPS) if SHARED_CLIPS.is_dir() else "noise",
                  help="folder of videos, an .npz from --save_frames, or 'noise' (default: the shared clips if present)")
   p.add_argument("--save_frames", default="", help="write the step's input frames to this .npz and exit")
   p.add_argument("--tiny_tvl1", action="store_true", help="1 scale, 1 warp, 2 x 5 iterations (a smoke check)")
+  p.add_argument("--tvl1_storage", choices=("float32", "float16"), default="float32",
+                 help="TVL1Params.storage: dtype of p and the data term between TV-L1 steps")
   return p.parse_args()
 
 
@@ -128,33 +132,43 @@ def main():
   params = tvl1.TVL1Params()  # OpenCV defaults, as the reference pipeline (denseflow) runs them
   if args.tiny_tvl1:
     params = tvl1.TVL1Params(nscales=1, warps=1, inner_iterations=5, outer_iterations=2)
+  params = dataclasses.replace(params, storage=args.tvl1_storage)
 
   data = jax.device_put(host, batched)
   step = ps.make_two_stream_step(sr, sr, recs, params, 20.0, 4, True)
   full = jax.jit(step, in_shardings=(batched,), out_shardings=batched)
   print(f"timing the full step on {batch} videos ...", file=sys.stderr)
-  trips = (params.outer_iterations, params.inner_iterations)  # TV-L1's early-stopping loops, at most
-  if args.compile_only:
+  trips = flow_bench.tvl1_trips(params)  # TV-L1's early-stopping loops, at most
+  per_device = batch / mesh.devices.size
+  frames = jax.device_put(host["tp_hr"].reshape((-1, h, w, 3)).astype(np.float32) / 255.0, batched)
+  sr_only = jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3))))
+  lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
+  stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
+  rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
+  rec_only = jax.jit(lambda r, f: [rec_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
+                                                     {"rgb": r, "flow": f}, train=False) for k in recs])
+  if args.compile_only:  # roofline upper bounds of the full step and of the SR and recognition stages
     start = time.perf_counter()
-    compiled = full.lower(data).compile()
+    programs = {"full": (full, (data,), trips)}
+    if not args.no_stages:
+      programs.update(sr=(sr_only, (lr_frames,), ()), recognition=(rec_only, (rgb, stacks), ()))
+    costs = {name: roofline.safe_cost(fn.lower(*a).compile(), t) for name, (fn, a, t) in programs.items()}
     print(json.dumps({"size": args.size, "batch_videos": batch, "dtype": dtype.name,
                       "compile_s": round(time.perf_counter() - start, 2),
-                      "roofline": {"full": roofline.summary(roofline.safe_cost(compiled, trips), dtype.name,
-                                                            batch / mesh.devices.size, "videos")},
+                      "roofline": {name: roofline.summary(c, dtype.name, per_device, "videos")
+                                   for name, c in costs.items()},
                       "roofline_peaks": roofline.peaks()}))
     return
   compile_s, sec, cost, full_program, _ = timed(full, (data,), args.rounds, trips)
   out = {"size": args.size, "device": str(jax.devices()[0].device_kind), "devices": mesh.devices.size,
+         "tvl1_storage": params.storage,
          "batch_videos": batch, "frame": f"{w}x{h}", "segments": seg, "flows_per_stack": length,
          "frames": "noise" if args.frames == "noise" else f"real ({pathlib.Path(args.frames).name})",
          "dtype": str(dtype), "compile_s": round(compile_s, 2), "videos_per_s": batch / sec}
 
-  on_gpu, per_device = jax.default_backend() == "gpu", batch / mesh.devices.size
+  on_gpu = jax.default_backend() == "gpu"
   timings = [("full", sec, cost)]  # (name, seconds per call, roofline.cost)
   if not args.no_stages:  # stages, separately jitted on the same shapes
-    frames = jax.device_put(host["tp_hr"].reshape((-1, h, w, 3)).astype(np.float32) / 255.0, batched)
-    sr_only = jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3))))
-    lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
     timings.append(("sr", *timed(sr_only, (lr_frames,), args.rounds)[1:3]))
 
     compact = mesh.devices.size == 1  # the step compacts per device (tvl1_flow_sharded); here one device does
@@ -167,10 +181,6 @@ def main():
     timings.append(("tvl1", *flow_timing[1:]))
     at_work = _tvl1_at_work(stats, jax.jit(functools.partial(flow_only, compact=False)), frames,
                             {"full": full_program, "tvl1": flow_program}, params, compact, h, w)
-    stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
-    rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
-    rec_only = jax.jit(lambda r, f: [rec_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
-                                                       {"rgb": r, "flow": f}, train=False) for k in recs])
     timings.append(("recognition", *timed(rec_only, (rgb, stacks), args.rounds)[1:3]))
     out["stage_videos_per_s"] = {name: batch / t for name, t, _ in timings[1:]}
   out["roofline"] = {name: roofline.summary(c, dtype.name, per_device, "videos", t, on_gpu)

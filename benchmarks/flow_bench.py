@@ -32,8 +32,9 @@ fusions instead of XLA:CPU's); the timings and the measured work stay this host'
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
-import math
 import os
 import pathlib
 import sys
@@ -81,6 +82,8 @@ def parse_args(argv=None):
   parser.add_argument("--aot", default="", help="h100 | h200: roofline of the programs compiled for that GPU")
   parser.add_argument("--step", choices=("auto", "split", "fused"), default="auto",
                       help="TV-L1 iteration form (tvl1_step.py); auto: the platform's (split on CPU)")
+  parser.add_argument("--storage", choices=tvl1.STORAGE_DTYPES, default="float32",
+                      help="TVL1Params.storage: dtype of p and the data term between steps")
   return parser.parse_args(argv)
 
 
@@ -150,7 +153,7 @@ def load_pairs(source: str, count: int, width: int, height: int) -> tuple[np.nda
 
 def tvl1_trips(params: tvl1.TVL1Params) -> tuple[int, int]:
   """Maximum trips of TV-L1's early-stopping loops, outermost first (for ``roofline.cost``)."""
-  return params.outer_iterations, params.inner_iterations
+  return params.outer_iterations, -(-params.inner_iterations // tvl1.STEPS_PER_TRIP)
 
 
 def epe(flow, gt) -> float:
@@ -180,14 +183,16 @@ def measured_cost(parts: dict, fixed: dict, done: dict, params: tvl1.TVL1Params,
 
   ``parts``: the full-width program's costs at (outer, inner) trips (0, 0), (1, 0), (1, 1): one
   trip of every loop of every level and warp at full width. ``fixed``: the program's own cost at
-  (0, 0). ``done``: ``work`` averaged over batches. Per pair and pixel, a trip of all loops is
+  (0, 0); a trip of the innermost loop runs ``tvl1.STEPS_PER_TRIP`` steps (with an odd
+  inner_iterations, the last trip of an outer iteration runs one, counted as one). ``done``:
+  ``work`` averaged over batches. Per pair and pixel, a trip of all loops is
   ``warps * sum(level_px)`` pixel-trips, which the measured pixel-trips scale.
   """
   unit = params.warps * float(np.sum(level_px))
   out, split = {}, {}
   for key in ("flops", "bytes"):
     per_outer = parts[(1, 0)][key] - parts[(0, 0)][key]
-    per_step = parts[(1, 1)][key] - parts[(1, 0)][key]
+    per_step = (parts[(1, 1)][key] - parts[(1, 0)][key]) / tvl1.STEPS_PER_TRIP  # a trip runs 2 steps
     split[key] = {"fixed": fixed[key], "outer": per_outer * done["px_outer"] / unit,
                   "steps": per_step * done["px_steps"] / unit}
     out[key] = sum(split[key].values())
@@ -197,9 +202,9 @@ def measured_cost(parts: dict, fixed: dict, done: dict, params: tvl1.TVL1Params,
 def main(args) -> None:
   if args.step != "auto":  # for before/after comparisons of the iteration's two forms
     from arsr_jax.flow import tvl1_step
-    tvl1.primal_dual_step = getattr(tvl1_step, f"step_{args.step}")
+    tvl1.primal_dual_step = functools.partial(tvl1_step.primal_dual_step, form=args.step)
   width, height = (int(v) for v in args.size.split("x"))
-  params = TINY_PARAMS if args.tiny else tvl1.TVL1Params()
+  params = dataclasses.replace(TINY_PARAMS if args.tiny else tvl1.TVL1Params(), storage=args.storage)
   n_pairs = args.batch * max(args.rounds, 1)
   pairs, what = load_pairs(args.pairs, n_pairs, width, height)
   if args.save_pairs:
@@ -228,7 +233,7 @@ def main(args) -> None:
           "batch": args.batch, "params": "tiny" if args.tiny else "OpenCV defaults", "pairs": what,
           "jax_compile_s": compile_s, "roofline_peaks": roofline.peaks(),
           "roofline_program": f"compiled for {args.aot} (deviceless)" if args.aot else "compiled here",
-          "step_form": args.step}
+          "step_form": args.step, "storage": params.storage}
   if args.compile_only:
     print(json.dumps({**base, "roofline": roofline.summary(upper, "float32", args.batch, "pairs")}))
     return
@@ -265,6 +270,11 @@ def main(args) -> None:
       cost = measured_cost(parts, fixed, mean[mode], params, level_px)
       at_work[mode] = roofline.summary(cost, "float32", args.batch, "pairs", seconds[mode] / args.rounds, on_gpu)
       at_work[mode]["bytes_by_part"] = cost["by_part"]["bytes"]  # fixed (pyramid, warping), median filters, steps
+  per_px = args.batch * params.warps * float(np.sum(level_px))  # pixels of one trip of every loop
+  bytes_per_pixel = {  # of one primal-dual step; of one outer iteration (median filter and loop entry)
+      "step": round((parts[(1, 1)]["bytes"] - parts[(1, 0)]["bytes"]) / tvl1.STEPS_PER_TRIP / per_px, 1),
+      "outer_iteration": round((parts[(1, 0)]["bytes"] - parts[(0, 0)]["bytes"]) / per_px, 1),
+  } if all(parts.values()) else None
 
   result = {
       **base, "device_count_used": 1, "rounds": args.rounds,
@@ -281,6 +291,7 @@ def main(args) -> None:
                 "work_over_useful": {m: round(v["px_steps"] / v["useful_px_steps"], 3) for m, v in mean.items()}},
       "roofline": roofline.summary(upper, "float32", args.batch, "pairs"),
       "roofline_at_measured_work": at_work or None,
+      "bytes_per_pixel": bytes_per_pixel,
   }
   chairs = load_chairs() if not args.no_chairs else []
   if chairs:
@@ -288,7 +299,8 @@ def main(args) -> None:
     grey1 = np.stack([g1 for _, _, g1, _ in chairs])
     flows = {m: np.asarray(tvl1.tvl1_flow(grey0, grey1, params, compact=c)) for m, c in modes.items()}
     result["flyingchairs_epe"] = {
-        name: {"jax": round(epe(flows["compact"][i], gt), 4), "jax_full_batch": round(epe(flows["full_batch"][i], gt), 4),
+        name: {"jax": round(epe(flows["compact"][i], gt), 4),
+               "jax_full_batch": round(epe(flows["full_batch"][i], gt), 4),
                "opencv": round(epe(cv_tvl1.calc(g0, g1, None), gt), 4) if cv_tvl1 else None,
                "zero_flow": round(epe(np.zeros_like(gt), gt), 4)}
         for i, (name, g0, g1, gt) in enumerate(chairs)}

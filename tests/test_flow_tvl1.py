@@ -18,7 +18,7 @@ from PIL import Image
 
 from arsr_jax.data.video import write_video
 from arsr_jax.flow import __main__ as flow_cli
-from arsr_jax.flow import dequantize_flow, read_flo, tvl1
+from arsr_jax.flow import dequantize_flow, ops, read_flo, tvl1
 from arsr_jax.flow.tvl1 import TVL1Params, tvl1_flow
 
 FLOW_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flow"
@@ -90,6 +90,18 @@ def test_synthetic_motion_recovered(index, name):
   assert flow.shape == (2, 64, 64, 2) and flow.dtype == np.float32
   assert epe(flow[index], gt[index], margin=8) < 0.1, name
   assert epe(flow[index], gt[index], margin=8) < 0.1 * epe(0 * gt[index], gt[index], margin=8)
+
+
+def test_float16_storage_keeps_the_flow():
+  """``storage='float16'`` (p and the data term stored in 16 bits between steps) is a small
+  perturbation: same accuracy on the synthetic motions, flow within a few hundredths of a pixel."""
+  frame0, frame1, gt = synthetic_pairs()
+  ours = synthetic_flow()
+  half = np.asarray(tvl1_flow(frame0, frame1, dataclasses.replace(SMALL, storage="float16")))
+  assert half.dtype == np.float32
+  for i in range(2):
+    assert epe(half[i], gt[i], margin=8) < epe(ours[i], gt[i], margin=8) + 0.01
+    assert 0 < epe(half[i], ours[i]) < 0.05  # really stored in 16 bits, and close
 
 
 @needs_cv2
@@ -166,12 +178,14 @@ def test_params_defaults_and_config():
   assert (p.tau, p.lambda_, p.theta, p.nscales, p.warps, p.epsilon) == (0.25, 0.15, 0.3, 5, 5, 0.01)
   assert (p.inner_iterations, p.outer_iterations, p.scale_step, p.gamma, p.median_filtering) == (
       30, 10, 0.8, 0.0, 5)
+  assert p.storage == "float32"  # OpenCV's precision; 'float16' is opt-in
   assert TVL1Params.from_config({"lambda": 0.1, "warps": 3}) == TVL1Params(lambda_=0.1, warps=3)
   cfg = ml_collections.ConfigDict({"tau": 0.2, "median_filtering": 3})
   assert TVL1Params.from_config(cfg) == dataclasses.replace(p, tau=0.2, median_filtering=3)
   with pytest.raises(ValueError, match="unknown keys.*'warp'"):
     TVL1Params.from_config({"warp": 3})
-  for bad in [dict(scale_step=1.0), dict(median_filtering=4), dict(warps=0), dict(nscales=2.5)]:
+  for bad in [dict(scale_step=1.0), dict(median_filtering=4), dict(warps=0), dict(nscales=2.5),
+              dict(storage="bfloat16")]:
     with pytest.raises(ValueError):
       TVL1Params(**bad)
   with pytest.raises(dataclasses.FrozenInstanceError):
@@ -218,6 +232,8 @@ def test_building_blocks_match_opencv():
   for size in (3, 5):
     ours = np.asarray(jax.jit(tvl1.median_filter, static_argnums=1)(img, size))
     np.testing.assert_array_equal(ours, np.stack([cv2.medianBlur(i, size) for i in img]))
+    shifted = jax.jit(functools.partial(ops._median, size=size, shifted=True))(img)  # the accelerators' form
+    np.testing.assert_array_equal(np.asarray(shifted), ours)
   ours = np.asarray(jax.jit(tvl1.resize_bilinear, static_argnums=(1, 2, 3))(img[0], 18, 25, 1.25))
   np.testing.assert_allclose(ours, cv2.resize(img[0], None, fx=0.8, fy=0.8), atol=1e-3)
   u, v = (rng.uniform(-4, 4, (23, 31)).astype(np.float32) for _ in range(2))
@@ -225,6 +241,8 @@ def test_building_blocks_match_opencv():
   ours = np.asarray(jax.jit(tvl1.remap_cubic)(img[:1, None], u[None], v[None]))
   theirs = cv2.remap(img[0], xx + u, yy + v, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
   np.testing.assert_allclose(ours[0, 0], theirs, atol=0.05)
+  per_tap = jax.jit(ops._remap_per_tap)(img[:1, None], u[None], v[None])  # the accelerators' form
+  np.testing.assert_allclose(np.asarray(per_tap), ours, rtol=0, atol=1e-3)
 
 
 def test_sharded_batch():
@@ -332,7 +350,7 @@ def test_fused_step_equals_split_step(components):
   run = lambda: jax.jit(lambda a, b: tvl1._tvl1_impl(a, b, TINY, compact=False))(frames[:2], frames[1:])  # noqa: E731
   ours = np.asarray(run())
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(tvl1, "primal_dual_step", tvl1_step.step_fused)
+    mp.setattr(tvl1, "primal_dual_step", functools.partial(tvl1_step.primal_dual_step, form="fused"))
     fused_flow = np.asarray(run())
   np.testing.assert_allclose(fused_flow, ours, rtol=0, atol=1e-4)
   assert np.abs(ours).max() > 0.3

@@ -181,6 +181,7 @@ def test_flow_bench_counts_the_work_each_batch_width_did():
   parts = {(0, 0): {"flops": 100.0, "bytes": 1000.0}, (1, 0): {"flops": 130.0, "bytes": 1200.0},
            (1, 1): {"flops": 150.0, "bytes": 1500.0}}
   cost = flow_bench.measured_cost(parts, {"flops": 90.0, "bytes": 900.0}, done, params, [10])
-  # a trip of every loop is warps * sum(level px) = 10 pixel-trips
-  assert cost["flops"] == pytest.approx(90 + 30 * 3.0 + 20 * 8.75)
-  assert cost["bytes"] == pytest.approx(900 + 200 * 3.0 + 300 * 8.75)
+  # a trip of every loop is warps * sum(level px) = 10 pixel-trips; an inner trip runs 2 steps
+  assert tvl1.STEPS_PER_TRIP == 2
+  assert cost["flops"] == pytest.approx(90 + 30 * 3.0 + 20 / 2 * 8.75)
+  assert cost["bytes"] == pytest.approx(900 + 200 * 3.0 + 300 / 2 * 8.75)

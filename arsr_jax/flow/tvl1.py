@@ -20,10 +20,12 @@ Everything runs batched over frame pairs with explicit (N, ...) arrays: the
 loops are ``lax.fori_loop`` / ``lax.while_loop``, so one compilation per
 (params, shape) serves any video. Pairs converge at very different steps (on
 real clips at 320x240: 10% of the maximum steps on average, single pairs up
-to all of them), so the solver steps only the pairs still running, moved to
-the front of the batch (``compact``; a batch of 8 then does 1.1x the useful
+to all of them), so the solver steps only the pairs still running, gathered
+into narrower batches (``compact``; a batch of 8 then does 1.1x the useful
 work instead of 2.3x, the protocol's 125 pairs 1.3x instead of 8x). The
-iteration itself is in ``tvl1_step.py``.
+iteration itself is in ``tvl1_step.py``; ``TVL1Params.storage='float16'``
+keeps its dual variable and data term in 16 bits between steps (fewer bytes
+per step; not OpenCV's precision, see the field).
 ``tvl1_flow`` is a pure function of arrays and may be wrapped in ``jax.jit``;
 ``tvl1_flow_sharded`` runs each device's shard independently under
 ``shard_map``.
@@ -44,6 +46,8 @@ from arsr_jax.flow.ops import centered_gradient, median_filter, remap_cubic, res
 from arsr_jax.flow.tvl1_step import primal_dual_step
 
 MIN_LEVEL_SIZE = 16  # OpenCV stops the pyramid before a level below 16 px.
+STORAGE_DTYPES = ("float32", "float16")
+STEPS_PER_TRIP = 2  # primal-dual steps per trip of the solver's innermost loop (see ``_run_stage``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +67,10 @@ class TVL1Params:
     scale_step: pyramid down-scaling factor in (0, 1).
     gamma: weight of the illumination-change term (0 = off, as in OpenCV).
     median_filtering: median window applied to the flow, 1 (off), 3 or 5.
+    storage: dtype of the dual variable p and the linearised data term (I1x,
+      I1y, rho_c) between primal-dual steps, 'float32' (OpenCV's) or
+      'float16' (fewer bytes per step; the arithmetic and the flow stay
+      float32). Not an OpenCV parameter.
   """
   tau: float = 0.25
   lambda_: float = 0.15
@@ -75,19 +83,22 @@ class TVL1Params:
   scale_step: float = 0.8
   gamma: float = 0.0
   median_filtering: int = 5
+  storage: str = "float32"
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
       value = getattr(self, field.name)
       if field.type == "int" and int(value) != value:
         raise ValueError(f"TVL1Params: {field.name} must be an integer, got {value!r}")
-      object.__setattr__(self, field.name, int(value) if field.type == "int" else float(value))
+      if field.type in ("int", "float"):
+        object.__setattr__(self, field.name, int(value) if field.type == "int" else float(value))
     rules = [(self.tau > 0 and self.lambda_ > 0 and self.theta > 0, "tau, lambda, theta > 0"),
              (min(self.nscales, self.warps, self.inner_iterations, self.outer_iterations) >= 1,
               "nscales, warps, inner/outer iterations >= 1"),
              (self.epsilon >= 0 and self.gamma >= 0, "epsilon, gamma >= 0"),
              (0 < self.scale_step < 1, "0 < scale_step < 1"),
-             (self.median_filtering in (0, 1, 3, 5), "median_filtering in {0, 1, 3, 5}")]
+             (self.median_filtering in (0, 1, 3, 5), "median_filtering in {0, 1, 3, 5}"),
+             (self.storage in STORAGE_DTYPES, f"storage in {STORAGE_DTYPES}")]
     broken = [rule for ok, rule in rules if not ok]
     if broken:
       raise ValueError(f"TVL1Params: need {'; '.join(broken)}; got {self}")
@@ -291,15 +302,15 @@ def _solve_scale(i0, i1, u, params: TVL1Params, compact: bool = True):
   h, w = i0.shape[1:]
   i1_and_grad = jnp.stack([i1, *centered_gradient(i1)], axis=1)  # (N, 3, H, W)
   stop = params.epsilon ** 2 * h * w
-  p = tuple((jnp.zeros_like(c), jnp.zeros_like(c)) for c in u)
+  store = jnp.dtype(params.storage)
+  p = tuple((jnp.zeros(c.shape, store), jnp.zeros(c.shape, store)) for c in u)
 
   def one_warp(k, carry):
     u, p, steps, ends = carry
     i1w, i1wx, i1wy = jnp.unstack(remap_cubic(i1_and_grad, u[0], u[1]), axis=1)
-    grad = i1wx ** 2 + i1wy ** 2
-    rho_c = i1w - i1wx * u[0] - i1wy * u[1] - i0
-    coeffs = (i1wx, i1wy) + ((params.gamma,) if params.gamma else ())
-    u, p, count, t_ends = _outer_loop(u, p, (coeffs, grad, rho_c), stop, params, compact)
+    rho_c = (i1w - i1wx * u[0] - i1wy * u[1] - i0).astype(store)
+    coeffs = (i1wx.astype(store), i1wy.astype(store)) + ((params.gamma,) if params.gamma else ())
+    u, p, count, t_ends = _outer_loop(u, p, (coeffs, rho_c), stop, params, compact)
     return u, p, steps.at[:, k].set(count), ends.at[k].set(t_ends)
 
   n = i0.shape[0]
@@ -315,11 +326,13 @@ def _outer_loop(u, p, data, stop, params: TVL1Params, compact: bool = True):
   A pair runs ``outer_iterations`` x (median filter, then up to
   ``inner_iterations`` steps) and stops for the rest of the warp once a step
   changes its flow by <= ``stop`` (summed squared pixels). In a batch, the
-  loop runs until the slowest pair stops; with ``compact`` the pairs that are
-  still running are moved to the front whenever they fit in half the current
-  width (``stage_widths``: N, N/2, ..., down to N/128 or 1), and the steps run
-  on that prefix only, so finished pairs stop costing work. Each pair's
-  arithmetic is the same either way.
+  loop runs until the slowest pair stops; with ``compact`` the steps run on
+  narrower batches (``stage_widths``: N, N/2, ..., down to N/128 or 1): once
+  the pairs still running fit in the next width, they are gathered, in order,
+  into a batch of that width (state and data term), and the finished pairs'
+  results are scattered back to their places, so finished pairs stop costing
+  work and only the narrower batch is copied. Each pair's arithmetic is the
+  same either way.
 
   Returns (u, p, steps, stage_ends): steps (N,) int32, the primal-dual steps
   each pair ran; stage_ends (stages,) int32, the warp's step count when each
@@ -329,24 +342,20 @@ def _outer_loop(u, p, data, stop, params: TVL1Params, compact: bool = True):
   total = params.outer_iterations * params.inner_iterations
   widths = stage_widths(n) if compact else [n]
   run = dict(u=u, p=p, active=jnp.ones((n,), bool), count=jnp.zeros((n,), jnp.int32))
-  order = jnp.arange(n, dtype=jnp.int32)  # run[k] is pair order[k]
+  result, order = None, None  # the pairs' (u, p, count) in batch order; run[k] is pair order[k]
   t = jnp.zeros((), jnp.int32)  # steps taken by the warp's longest-running pairs
   ends = []
   for i, width in enumerate(widths):
     rest = widths[i + 1] if i + 1 < len(widths) else 0  # go on while more pairs run than that
-    part = _batch_map(lambda a, w=width: a[:w], (run, data))
-    t, done = _run_stage(t, *part, rest, total, stop, params)
+    t, run = _run_stage(t, run, data, rest, total, stop, params)
     ends.append(t)
-    run = jax.tree.map(lambda a, b, w=width: a.at[:w].set(b), run, done)
-    if rest:  # running pairs first, stably. A whole permutation: XLA:CPU (jax 0.10.2)
-      # miscompiled `a.at[:w].set(a[:w][argsort(...)])`, a partial in-place update from a gather of itself.
-      perm = jnp.concatenate([jnp.argsort(~run["active"][:width], stable=True).astype(jnp.int32),
-                              jnp.arange(width, n, dtype=jnp.int32)])
-      run, data, order = _batch_map(lambda a: a[perm], (run, data, order))
-  if compact and n > 1:
-    back = jnp.argsort(order)
-    run = jax.tree.map(lambda a: a[back], run)
-  return run["u"], run["p"], run["count"], jnp.stack(ends)
+    done = {k: run[k] for k in ("u", "p", "count")}
+    result = done if order is None else jax.tree.map(lambda a, b: a.at[order].set(b), result, done)
+    if rest:  # the running pairs, in order, make the next (narrower) batch
+      keep = jnp.argsort(~run["active"], stable=True)[:rest].astype(jnp.int32)
+      run, data = _batch_map(lambda a: a[keep], (run, data))
+      order = keep if order is None else order[keep]
+  return result["u"], result["p"], result["count"], jnp.stack(ends)
 
 
 def stage_widths(n: int, stages: int = 8) -> list[int]:
@@ -365,7 +374,10 @@ def stage_widths(n: int, stages: int = 8) -> list[int]:
 
 
 def _run_stage(t, run, data, rest, total, stop, params: TVL1Params):
-  """Steps the pairs of ``run`` (u, p, active, count) while more than ``rest`` of them run and t < total."""
+  """Steps the pairs of ``run`` (u, p, active, count) while more than ``rest`` of them run and t < total.
+
+  Returns (t, run) at the end of the stage.
+  """
   inner = params.inner_iterations
 
   def running(t, s):
@@ -379,12 +391,18 @@ def _run_stage(t, run, data, rest, total, stop, params: TVL1Params):
       u = _where_pair(s["active"] & (t % inner == 0), filtered, u[:2]) + u[2:]
     end = (t // inner + 1) * inner
 
-    def inner_body(c):
-      t, s = c
+    def step(s, on):  # one primal-dual step of the pairs where ``on``; the others keep their state
       u_new, p_new, change = primal_dual_step(s["u"], s["p"], *data, params)
-      active = s["active"]
-      return t + 1, dict(s, u=_where_pair(active, u_new, s["u"]), p=_where_pair(active, p_new, s["p"]),
-                         active=active & (change > stop), count=s["count"] + active)
+      return dict(s, u=_where_pair(on, u_new, s["u"]), p=_where_pair(on, p_new, s["p"]),
+                  active=s["active"] & ~(on & (change <= stop)), count=s["count"] + on)
+
+    def inner_body(c):  # STEPS_PER_TRIP = 2: the second step writes where the first read, so the
+      # loop copies no state (one step a trip: XLA:GPU copied u and p back, 48 of 112 bytes/pixel)
+      t, s = c
+      s = step(s, s["active"])
+      second = t + 1 < end  # (always, for an even inner_iterations) also when the stage could end
+      s = step(s, s["active"] & second)  # here: its pairs' arithmetic does not depend on the width
+      return t + 1 + second.astype(t.dtype), s
 
     return lax.while_loop(lambda c: (c[0] < end) & running(*c), inner_body, (t, dict(s, u=u)))
 
