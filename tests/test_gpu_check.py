@@ -142,6 +142,23 @@ def test_eval_bench_runs_on_real_frames_saved_for_a_device(tmp_path):
   assert bad.returncode != 0 and "write them with the same --size" in bad.stderr
 
 
+@pytest.mark.plumbing
+def test_eval_bench_compile_only_costs_each_stage():
+  """--compile_only compiles, runs nothing, and prints the roofline of the full step and of the SR and
+  recognition stages (the figures the protocol's composite prediction takes)."""
+  env = dict(os.environ, XLA_FLAGS=" ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                                               if "device_count" not in f), JAX_PLATFORMS="cpu",
+             PYTHONPATH=str(ROOT))
+  proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "eval_bench.py"), "--size", "smoke", "--batch", "1",
+                         "--frames", "noise", "--compile_only", "--tiny_tvl1", "--tvl1_storage", "float16"],
+                        capture_output=True, text=True, timeout=600, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout)
+  assert set(result["roofline"]) == {"full", "sr", "recognition"}
+  assert all(r["h100_s"] > 0 and r["h200_s"] <= r["h100_s"] for r in result["roofline"].values())
+  assert result["roofline"]["full"]["h100_s"] > result["roofline"]["sr"]["h100_s"]
+
+
 def test_input_bench_reports_the_bytes_the_pipeline_moves(small_data_dir):
   """input_bench on the smoke SoSR recipe: uint8 frames and float16 flow, counted per sample."""
   import input_bench  # noqa: E402
