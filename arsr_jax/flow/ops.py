@@ -46,10 +46,21 @@ def _median(x: jax.Array, size: int, shifted: bool) -> jax.Array:
   return _kth_of_two(merged[0], cols[-1], size * size // 2)
 
 
+def shift(a, dy: int, dx: int):
+  """a[..., y + dy, x + dx] with zeros outside the frame, for (..., H, W) arrays (scalars pass).
+
+  A ``lax.pad`` with a negative low pad: XLA fuses it into its consumer's loop.
+  """
+  if jnp.ndim(a) < 2 or (dy == 0 and dx == 0):
+    return a
+  config = [(0, 0, 0)] * (jnp.ndim(a) - 2) + [(-dy, dy, 0), (-dx, dx, 0)]
+  return jax.lax.pad(a, jnp.zeros((), a.dtype), config)
+
+
 def _edge_shift(x: jax.Array, dy: int, dx: int) -> jax.Array:
   """x at (clip(y + dy), clip(x + dx)): a shift with replicated borders.
 
-  Zero-filling ``lax.pad`` plus a ``where`` with the edge row / column, rather than an edge-mode
+  ``shift`` (zero-filled) plus a ``where`` with the edge row / column, rather than an edge-mode
   ``jnp.pad`` (concatenations, which XLA:GPU writes to memory: 8 padded copies of the flow per
   filter in the solver), so that the whole filter fuses into the loop that reads its input once.
   """
@@ -57,9 +68,7 @@ def _edge_shift(x: jax.Array, dy: int, dx: int) -> jax.Array:
   for axis, d, n in ((-2, dy, h), (-1, dx, w)):
     if d == 0:
       continue
-    config = [(0, 0, 0)] * x.ndim
-    config[axis] = (-d, d, 0)
-    shifted = jax.lax.pad(x, jnp.zeros((), x.dtype), config)
+    shifted = shift(x, d, 0) if axis == -2 else shift(x, 0, d)
     edge = jax.lax.slice_in_dim(x, n - 1, n, axis=axis) if d > 0 else jax.lax.slice_in_dim(x, 0, 1, axis=axis)
     index = jnp.arange(n) + d
     outside = (index > n - 1) if d > 0 else (index < 0)
@@ -192,8 +201,8 @@ def _remap_taps(h: int, w: int, u: jax.Array, v: jax.Array):
   for s, n in ((xs + u, w), (ys + v, h)):
     s0 = jnp.floor(s)
     weights, i0 = _cubic_weights(s - s0), s0.astype(jnp.int32)
-    taps.append([(jnp.clip(i0 + (k - 1), 0, n - 1),
-                  jnp.where((i0 + (k - 1) >= 0) & (i0 + (k - 1) < n), weights[k], 0.0)) for k in range(4)])
+    index = [i0 + (k - 1) for k in range(4)]
+    taps.append([(jnp.clip(i, 0, n - 1), jnp.where((i >= 0) & (i < n), wk, 0.0)) for i, wk in zip(index, weights)])
   return taps
 
 

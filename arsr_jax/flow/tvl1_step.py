@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from arsr_jax.flow.ops import divergence, forward_gradient
+from arsr_jax.flow.ops import divergence, forward_gradient, shift
 
 FLT_EPSILON = float(np.finfo(np.float32).eps)
 
@@ -83,13 +83,6 @@ def step_split(u, p, coeffs, grad, rho_c, params):
   return tuple(u_new), tuple(p_new), change
 
 
-def _shift(a, dy: int, dx: int):
-  """a[..., y + dy, x + dx] with zeros outside the frame; (N, H, W) arrays (scalars, e.g. gamma, pass)."""
-  if jnp.ndim(a) < 3 or (dy == 0 and dx == 0):
-    return a
-  return lax.pad(a, jnp.zeros((), a.dtype), [(0, 0, 0), (-dy, dy, 0), (-dx, dx, 0)])
-
-
 def step_fused(u, p, coeffs, grad, rho_c, params):
   """``primal_dual_step`` with the new u recomputed at the right and lower neighbours."""
   lt = params.lambda_ * params.theta
@@ -97,7 +90,7 @@ def step_fused(u, p, coeffs, grad, rho_c, params):
   h, w = grad.shape[-2:]
 
   def u_new_at(dy, dx):  # the new u at (y + dy, x + dx); zero-padded divergence as in ``divergence``
-    at = lambda a, ddy=0, ddx=0: _shift(a, dy + ddy, dx + ddx)  # noqa: E731
+    at = lambda a, ddy=0, ddx=0: shift(a, dy + ddy, dx + ddx)  # noqa: E731
     step = _threshold(at(rho_c) + sum(at(a) * at(c) for a, c in zip(coeffs, u)), at(grad), lt)
     return [at(uc) + step * at(a) + params.theta * (at(px) - at(px, 0, -1) + at(py) - at(py, -1, 0))
             for uc, (px, py), a in zip(u, p, coeffs)]
