@@ -191,12 +191,18 @@ def measured_cost(parts: dict, fixed: dict, done: dict, params: tvl1.TVL1Params,
   unit = params.warps * float(np.sum(level_px))
   out, split = {}, {}
   for key in ("flops", "bytes"):
-    per_outer = parts[(1, 0)][key] - parts[(0, 0)][key]
-    per_step = (parts[(1, 1)][key] - parts[(1, 0)][key]) / tvl1.STEPS_PER_TRIP  # a trip runs 2 steps
+    per_outer, per_step = loop_costs(parts, key)
     split[key] = {"fixed": fixed[key], "outer": per_outer * done["px_outer"] / unit,
                   "steps": per_step * done["px_steps"] / unit}
     out[key] = sum(split[key].values())
   return {**out, "loops": "measured work", "bound": "measured", "by_part": split}
+
+
+def loop_costs(parts: dict, key: str) -> tuple[float, float]:
+  """(one outer iteration, one primal-dual step) of ``key`` from ``measured_cost``'s ``parts``; a trip
+  of the innermost loop runs ``tvl1.STEPS_PER_TRIP`` steps."""
+  return (parts[(1, 0)][key] - parts[(0, 0)][key],
+          (parts[(1, 1)][key] - parts[(1, 0)][key]) / tvl1.STEPS_PER_TRIP)
 
 
 def main(args) -> None:
@@ -270,11 +276,11 @@ def main(args) -> None:
       cost = measured_cost(parts, fixed, mean[mode], params, level_px)
       at_work[mode] = roofline.summary(cost, "float32", args.batch, "pairs", seconds[mode] / args.rounds, on_gpu)
       at_work[mode]["bytes_by_part"] = cost["by_part"]["bytes"]  # fixed (pyramid, warping), median filters, steps
-  per_px = args.batch * params.warps * float(np.sum(level_px))  # pixels of one trip of every loop
-  bytes_per_pixel = {  # of one primal-dual step; of one outer iteration (median filter and loop entry)
-      "step": round((parts[(1, 1)]["bytes"] - parts[(1, 0)]["bytes"]) / tvl1.STEPS_PER_TRIP / per_px, 1),
-      "outer_iteration": round((parts[(1, 0)]["bytes"] - parts[(0, 0)]["bytes"]) / per_px, 1),
-  } if all(parts.values()) else None
+  bytes_per_pixel = None  # of one primal-dual step; of one outer iteration (median filter and loop entry)
+  if all(parts.values()):
+    per_px = args.batch * params.warps * float(np.sum(level_px))  # pixels of one trip of every loop
+    outer, step = loop_costs(parts, "bytes")
+    bytes_per_pixel = {"step": round(step / per_px, 1), "outer_iteration": round(outer / per_px, 1)}
 
   result = {
       **base, "device_count_used": 1, "rounds": args.rounds,
