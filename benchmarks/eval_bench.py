@@ -140,18 +140,19 @@ def main():
   print(f"timing the full step on {batch} videos ...", file=sys.stderr)
   trips = flow_bench.tvl1_trips(params)  # TV-L1's early-stopping loops, at most
   per_device = batch / mesh.devices.size
-  frames = jax.device_put(host["tp_hr"].reshape((-1, h, w, 3)).astype(np.float32) / 255.0, batched)
-  sr_only = jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3))))
-  lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
-  stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
-  rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
-  rec_only = jax.jit(lambda r, f: [rec_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
-                                                     {"rgb": r, "flow": f}, train=False) for k in recs])
+  if not args.no_stages:  # the SR and recognition stages alone, on the step's shapes: (program, inputs)
+    lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
+    stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
+    rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
+    stages = {"sr": (jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3)))), (lr_frames,)),
+              "recognition": (jax.jit(lambda r, f: [rec_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
+                                                                     {"rgb": r, "flow": f}, train=False)
+                                                     for k in recs]), (rgb, stacks))}
   if args.compile_only:  # roofline upper bounds of the full step and of the SR and recognition stages
     start = time.perf_counter()
     programs = {"full": (full, (data,), trips)}
     if not args.no_stages:
-      programs.update(sr=(sr_only, (lr_frames,), ()), recognition=(rec_only, (rgb, stacks), ()))
+      programs.update({name: (fn, a, ()) for name, (fn, a) in stages.items()})
     costs = {name: roofline.safe_cost(fn.lower(*a).compile(), t) for name, (fn, a, t) in programs.items()}
     print(json.dumps({"size": args.size, "batch_videos": batch, "dtype": dtype.name,
                       "compile_s": round(time.perf_counter() - start, 2),
@@ -169,7 +170,8 @@ def main():
   on_gpu = jax.default_backend() == "gpu"
   timings = [("full", sec, cost)]  # (name, seconds per call, roofline.cost)
   if not args.no_stages:  # stages, separately jitted on the same shapes
-    timings.append(("sr", *timed(sr_only, (lr_frames,), args.rounds)[1:3]))
+    timings.append(("sr", *timed(*stages["sr"], args.rounds)[1:3]))
+    frames = jax.device_put(host["tp_hr"].reshape((-1, h, w, 3)).astype(np.float32) / 255.0, batched)
 
     compact = mesh.devices.size == 1  # the step compacts per device (tvl1_flow_sharded); here one device does
 
@@ -181,7 +183,7 @@ def main():
     timings.append(("tvl1", *flow_timing[1:]))
     at_work = _tvl1_at_work(stats, jax.jit(functools.partial(flow_only, compact=False)), frames,
                             {"full": full_program, "tvl1": flow_program}, params, compact, h, w)
-    timings.append(("recognition", *timed(rec_only, (rgb, stacks), args.rounds)[1:3]))
+    timings.append(("recognition", *timed(*stages["recognition"], args.rounds)[1:3]))
     out["stage_videos_per_s"] = {name: batch / t for name, t, _ in timings[1:]}
   out["roofline"] = {name: roofline.summary(c, dtype.name, per_device, "videos", t, on_gpu)
                      for name, t, c in timings}
