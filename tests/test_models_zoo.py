@@ -341,11 +341,42 @@ def test_scanned_blocks_keep_unrolled_trees_loadable(name):
   def outputs(stacked, legacy, x):
     looped = model.clone(scan_unroll=1, remat=True)  # a real loop (as on GPU/TPU; CPUs unroll by default)
     grad = jax.grad(lambda p: jnp.sum(looped.apply({"params": p}, x)))(stacked)
+    two = model.clone(scan_unroll=2)  # two blocks an iteration (accelerators' inference), odd lengths too
     return (model.apply({"params": stacked}, x), model.apply({"params": legacy}, x),
-            model.clone(scan=False).apply({"params": legacy}, x), looped.apply({"params": stacked}, x)), grad
+            model.clone(scan=False).apply({"params": legacy}, x), looped.apply({"params": stacked}, x),
+            two.apply({"params": stacked}, x)), grad
 
   (out, *others), grad = outputs(stacked, legacy, x)
   assert jax.tree.structure(grad) == jax.tree.structure(stacked)
 
   for other in others:
     np.testing.assert_allclose(other, out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(SCANNED))
+def test_accelerators_loop_one_block_when_training_and_two_at_inference(name, monkeypatch):
+  """``layers.repeat``'s default: unrolled on a CPU; on a GPU/TPU a loop of ACCELERATOR_UNROLL[train]
+  blocks an iteration (read from the scan in the traced program)."""
+  model, shape, _ = SCANNED[name]
+  x = jnp.zeros(shape)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+
+  def unrolls(train):
+    jaxpr = jax.make_jaxpr(lambda p: model.apply(p, x, train=train))(params)
+    return {e.params["unroll"] for e in _equations(jaxpr.jaxpr) if e.primitive.name == "scan"}
+
+  lengths = {"vdsr": 3, "rrdbnet": 3, "rcan": 2}  # the outer scan's blocks: fully unrolled on a CPU
+  assert lengths[name] in unrolls(True) and lengths[name] in unrolls(False)
+  monkeypatch.setattr(layers.jax, "default_backend", lambda: "gpu")
+  assert layers.ACCELERATOR_UNROLL == {True: 1, False: 2}
+  assert unrolls(True) == {1}
+  assert 2 in unrolls(False)  # RCAN's inner RCAB scan keeps one block an iteration
+
+
+def _equations(jaxpr):
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for value in eqn.params.values():  # scan / pjit / remat bodies (closed jaxprs or jaxprs)
+      inner = getattr(value, "jaxpr", value)
+      if hasattr(inner, "eqns"):
+        yield from _equations(inner)

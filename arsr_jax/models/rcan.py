@@ -61,7 +61,7 @@ class ResidualGroup(nn.Module):
   dtype: Any = jnp.float32
   scan: bool = True
   remat: bool = False
-  scan_unroll: int | None = None  # blocks per scan iteration; None: all on CPU (see layers.repeat), else 1
+  scan_unroll: int | None = None  # blocks per loop iteration; None: layers.repeat's default
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -91,7 +91,7 @@ class RCAN(nn.Module):
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
   scan: bool = True  # nested nn.scan over groups and RCABs (stacked); False: unrolled, group_i names
   remat: bool = False  # recompute RCAB activations in the backward pass (less memory)
-  scan_unroll: int | None = None  # blocks per scan iteration; None: all on CPU (see layers.repeat), else 1
+  scan_unroll: int | None = None  # blocks per loop iteration; None: layers.repeat's default
 
   def layout(self) -> tuple[layers.Layout, ...]:
     return LAYOUT
@@ -99,7 +99,6 @@ class RCAN(nn.Module):
   @nn.compact
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
     """(N, h, w, 3) -> (N, h*scale, w*scale, 3), float32."""
-    del train
     init = layers.torch_default_init()
     mean = jnp.asarray(self.rgb_mean, jnp.float32)
     x = ((lr.astype(jnp.float32) - mean) * self.img_range).astype(self.dtype)
@@ -107,7 +106,8 @@ class RCAN(nn.Module):
     group = dict(num_blocks=self.num_blocks, reduction=self.reduction, res_scale=self.res_scale,
                  dtype=self.dtype, scan=self.scan, remat=self.remat, scan_unroll=self.scan_unroll)
     if self.scan and not layers.is_legacy(self.variables.get("params"), LAYOUT):
-      body = layers.repeat(ResidualGroup, group, self.num_groups, feat, name="groups", unroll=self.scan_unroll)
+      body = layers.repeat(ResidualGroup, group, self.num_groups, feat, name="groups", unroll=self.scan_unroll,
+                           train=train)
     else:
       body = feat
       for i in range(self.num_groups):

@@ -46,7 +46,7 @@ class RRDBNet(nn.Module):
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
   scan: bool = True  # one nn.scan over the RRDBs (stacked parameters); False: unrolled, body_i names
   remat: bool = False  # recompute RRDB activations in the backward pass (less memory)
-  scan_unroll: int | None = None  # blocks per scan iteration; None: all on CPU (see layers.repeat), else 1
+  scan_unroll: int | None = None  # blocks per loop iteration; None: layers.repeat's default
 
   def layout(self) -> tuple[layers.Layout, ...]:
     return LAYOUT
@@ -54,7 +54,6 @@ class RRDBNet(nn.Module):
   @nn.compact
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
     """(N, h, w, C) -> (N, h*scale, w*scale, out_channels), float32."""
-    del train
     unshuffle = {4: 1, 2: 2, 1: 4}
     if self.scale not in unshuffle:
       raise ValueError(f"RRDBNet supports scales 1, 2 and 4, got {self.scale}")
@@ -68,7 +67,7 @@ class RRDBNet(nn.Module):
     rrdb = dict(growth=self.growth, kernel_size=(3, 3), dtype=self.dtype)
     if self.scan and not layers.is_legacy(self.variables.get("params"), LAYOUT):
       body = layers.repeat(layers.RRDB, rrdb, self.num_blocks, feat, name="body", remat=self.remat,
-                           unroll=self.scan_unroll)
+                           unroll=self.scan_unroll, train=train)
     else:
       block, body = nn.remat(layers.RRDB) if self.remat else layers.RRDB, feat
       for i in range(self.num_blocks):

@@ -27,14 +27,13 @@ class VDSR(nn.Module):
   dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
   scan: bool = True  # one nn.scan over the middle layers (stacked); False: unrolled, conv_i names
   remat: bool = False  # recompute middle-layer activations in the backward pass (less memory)
-  scan_unroll: int | None = None  # blocks per scan iteration; None: all on CPU (see layers.repeat), else 1
+  scan_unroll: int | None = None  # blocks per loop iteration; None: layers.repeat's default
 
   def layout(self) -> tuple[layers.Layout, ...]:
     return (layers.Layout("body", "conv{}", start=1, length=self.num_layers - 2),)
 
   @nn.compact
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
-    del train
     base = degrade.bicubic_upsample(lr.astype(jnp.float32), self.scale)
     x = base.astype(self.dtype)
     he = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
@@ -44,7 +43,7 @@ class VDSR(nn.Module):
     middle = self.num_layers - 2
     if self.scan and middle > 0 and not layers.is_legacy(self.variables.get("params"), self.layout()):
       x = layers.repeat(layers.ConvReLU, conv, middle, x, name="body", remat=self.remat,
-                         unroll=self.scan_unroll)
+                        unroll=self.scan_unroll, train=train)
     else:
       block = nn.remat(layers.ConvReLU) if self.remat else layers.ConvReLU
       for i in range(1, middle + 1):
