@@ -41,20 +41,32 @@ TARGETS = {
 
 
 def setup() -> None:
-  """Environment for deviceless compilation; call before importing jax."""
+  """Environment for deviceless compilation; call before importing jax.
+
+  Matrix products go to cuBLAS, not Triton: without a device to autotune on, XLA:GPU cannot pick
+  tile sizes for some Triton GEMMs (e.g. the bicubic resize's f32[24576,128] dot fails to
+  compile). ``roofline.cost`` costs a cuBLAS call from its shapes, as it would cost the Triton
+  fusion's dot, so the figures change little; a real GPU may pick Triton.
+  """
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
   os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
   os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_gpu_enable_triton_gemm" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_enable_triton_gemm=false".strip()
 
 
 def available() -> bool:
   """Whether JAX's CUDA plugin is installed (deviceless compilation needs nothing else)."""
   import importlib.util
-  return importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+  try:
+    return importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+  except ModuleNotFoundError:  # no jax_plugins package at all
+    return False
 
 
 def target(name: str):
-  """A ``NamedSharding`` on one compile-only ``name`` GPU (see ``TARGETS``)."""
+  """A ``NamedSharding`` on one compile-only ``name`` GPU (see ``TARGETS``); its mesh's axis is ``data``."""
   if name not in TARGETS:
     raise SystemExit(f"--aot {name}: unknown target; known: {sorted(TARGETS)}")
   if not available():
@@ -63,7 +75,7 @@ def target(name: str):
   import jax
   from jax.experimental import topologies
   topology = topologies.get_topology_desc(platform="cuda", target_config=TARGETS[name], topology="1x1x1")
-  mesh = topologies.make_mesh(topology, (1,), ("d",))
+  mesh = topologies.make_mesh(topology, (1,), ("data",))
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
 

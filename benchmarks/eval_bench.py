@@ -47,6 +47,10 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import aot  # noqa: E402
+
+if __name__ == "__main__" and any(a.startswith("--aot") for a in sys.argv):
+  aot.setup()  # before jax is imported (flow_bench imports it)
 import flow_bench  # noqa: E402
 import roofline  # noqa: E402
 
@@ -64,6 +68,8 @@ def parse_args():
   p.add_argument("--dtype", default="auto")
   p.add_argument("--compile_only", action="store_true",
                  help="compile only: roofline upper bounds of the full step and the SR and recognition stages")
+  p.add_argument("--aot", default="", choices=("", "h100", "h200"),
+                 help="with --compile_only: the programs compiled for this GPU without one (aot.py)")
   p.add_argument("--no_stages", action="store_true", help="time the full step only")
   p.add_argument("--frames", default=str(SHARED_CLIPS) if SHARED_CLIPS.is_dir() else "noise",
                  help="folder of videos, an .npz from --save_frames, or 'noise' (default: the shared clips if present)")
@@ -71,7 +77,12 @@ def parse_args():
   p.add_argument("--tiny_tvl1", action="store_true", help="1 scale, 1 warp, 2 x 5 iterations (a smoke check)")
   p.add_argument("--tvl1_storage", choices=("float32", "float16"), default="float32",
                  help="TVL1Params.storage: dtype of p and the data term between TV-L1 steps")
-  return p.parse_args()
+  args = p.parse_args()
+  if args.aot and not args.compile_only:
+    p.error("--aot needs --compile_only (nothing runs on a GPU this host does not have)")
+  if args.aot and not aot.available():
+    p.error("--aot needs JAX's CUDA plugin for deviceless compilation: see benchmarks/aot.py for the pip command")
+  return args
 
 
 def timed(fn, args, rounds, trips=()):
@@ -95,6 +106,7 @@ def main():
   from arsr_jax import models, precision, sharding
   from arsr_jax.evaluation import frozen
   from arsr_jax.flow import tvl1
+  from arsr_jax.models import layers
   from arsr_jax.recognition import TSN
   from arsr_jax.steps import protocol as ps
   from arsr_jax.steps import recognition as rec_steps
@@ -103,7 +115,7 @@ def main():
   mesh = sharding.make_mesh()
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   batch = args.batch or mesh.devices.size
-  dtype = precision.compute_dtype(args.dtype)
+  dtype = precision.compute_dtype("bfloat16" if args.aot and args.dtype == "auto" else args.dtype)
   h, w, seg, length = s["h"], s["w"], s["segments"], s["new_length"]
   rng = np.random.default_rng(0)
   key = jax.random.key(0)
@@ -120,7 +132,8 @@ def main():
     print(json.dumps({"saved_frames": args.save_frames, "videos": batch}))
     return
 
-  sr_model = models.build_model("vdsr", 4, num_layers=s["layers"], features=s["features"], dtype=dtype)
+  gpu_opts = {"scan_unroll": layers.ACCELERATOR_UNROLL[False]} if args.aot else {}  # the loop a GPU runs
+  sr_model = models.build_model("vdsr", 4, num_layers=s["layers"], features=s["features"], dtype=dtype, **gpu_opts)
   sr_vars = jax.device_put(sr_model.init(key, jnp.zeros((1, h // 4, w // 4, 3)), train=False), repl)
   sr = frozen.FrozenSR("vdsr", sr_model, sr_vars, 4, 1, {}, 0)
   recs = {}
@@ -135,8 +148,9 @@ def main():
   params = dataclasses.replace(params, storage=args.tvl1_storage)
 
   data = jax.device_put(host, batched)
-  step = ps.make_two_stream_step(sr, sr, recs, params, 20.0, 4, True)
-  full = jax.jit(step, in_shardings=(batched,), out_shardings=batched)
+  target = aot.target(args.aot) if args.aot else None  # a compile-only GPU
+  step = ps.make_two_stream_step(sr, sr, recs, params, 20.0, 4, True, mesh=target.mesh if target else None)
+  full = jax.jit(step) if args.aot else jax.jit(step, in_shardings=(batched,), out_shardings=batched)
   print(f"timing the full step on {batch} videos ...", file=sys.stderr)
   trips = flow_bench.tvl1_trips(params)  # TV-L1's early-stopping loops, at most
   per_device = batch / mesh.devices.size
@@ -153,8 +167,11 @@ def main():
     programs = {"full": (full, (data,), trips)}
     if not args.no_stages:
       programs.update({name: (fn, a, ()) for name, (fn, a) in stages.items()})
+    if target:  # the same programs, compiled by XLA:GPU for a GPU this host does not have
+      programs = {name: (fn, aot.specs(a, target), t) for name, (fn, a, t) in programs.items()}
     costs = {name: roofline.safe_cost(fn.lower(*a).compile(), t) for name, (fn, a, t) in programs.items()}
     print(json.dumps({"size": args.size, "batch_videos": batch, "dtype": dtype.name,
+                      "compiled_for": f"{args.aot} (deviceless)" if args.aot else "this host",
                       "compile_s": round(time.perf_counter() - start, 2),
                       "roofline": {name: roofline.summary(c, dtype.name, per_device, "videos")
                                    for name, c in costs.items()},

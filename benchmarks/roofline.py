@@ -21,8 +21,11 @@ HBM3e. float32 programs use the tf32 peak (XLA's default precision on Hopper). A
 floor on time: launch gaps, non-matmul work and imperfect fusion add to it. Bytes of a program
 compiled on a CPU differ from a GPU compilation's (other fusion decisions): they are an estimate.
 A program compiled for a GPU this host does not have (``aot.py``, deviceless) has no cost analysis
-of its own; its optimised HLO, with XLA:GPU's fusions, is costed by the CPU backend's analysis
-(refused if it holds custom calls, e.g. cuDNN convolutions, which that cannot cost).
+of its own; its optimised HLO, with XLA:GPU's fusions, is costed by the CPU backend's analysis, and
+its library calls (which that analysis counts as -1 FLOPs and -1 bytes each) from their shapes:
+cuDNN convolutions (forward, fused bias + activation, backward input / filter) 2 x (forward output
+elements) x (filter elements / output features) FLOPs, cuBLAS GEMMs 2 x (result elements) x
+(contracted size); bytes = operands + result, not the workspace. Other custom calls are refused.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ _CALLS = re.compile(r"\b(?:calls|to_apply|true_computation|false_computation)=%?
                     r"|\bbranch_computations=\{([^}]*)\}")
 _HEADER = re.compile(r"^(ENTRY )?%?([\w.\-]+) \(.*\{$")
 _TOKEN = re.compile(r"[\w.\-]+")
+_DEF = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\(.*?\)|[\w\[\]{},:]+) ")
+_ARRAY = re.compile(r"\b([a-z]+\d*[a-z0-9]*)\[([\d,]*)\]")
+_CUSTOM = re.compile(r"custom-call\(([^)]*)\).*custom_call_target=\"([^\"]+)\"")
+_LABELS = re.compile(r"dim_labels=(\w+)_(\w+)->(\w+)")
+_CONTRACTING = re.compile(r'"lhs_contracting_dimensions":\[([^\]]*)\]')
+_ITEM_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4, "f32": 4,
+               "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
 
 
 def cost(compiled, unknown_trips: Sequence[int] = ()) -> dict:
@@ -58,12 +68,10 @@ def cost(compiled, unknown_trips: Sequence[int] = ()) -> dict:
     if not deviceless and not any(_WHILE.search(line) for body in comps.values() for line in body[1]):
       return out
     client = _cpu_client() if deviceless else _client(compiled)
-    corrected = _Corrector(text, comps, client, list(unknown_trips))
+    corrected = _Corrector(text, comps, client, list(unknown_trips), library_calls=deviceless)
     entry = next(name for name, (is_entry, _) in comps.items() if is_entry)
     recost = corrected.once(entry)
     if deviceless:
-      if "custom-call(" in text:  # cuBLAS / cuDNN calls: the CPU's analysis cannot cost them
-        raise ValueError("a deviceless program with custom calls cannot be costed on this host")
       out.update(flops=recost[0], bytes=recost[1])
     elif abs(recost[0] - out["flops"]) > 0.02 * max(out["flops"], 1.0):  # e.g. custom calls it cannot cost
       raise ValueError(f"re-costed entry has {recost[0]:.4g} FLOPs, XLA's analysis {out['flops']:.4g}")
@@ -180,8 +188,8 @@ def _computations(text: str) -> dict[str, tuple[bool, list[str]]]:
 class _Corrector:
   """Loop-aware totals: total(C) = once(C) + sum over C's whiles of (trips * total(body) - once(body))."""
 
-  def __init__(self, text, comps, client, unknown_trips):
-    self.lines, self.comps, self.client = text.split("\n"), comps, client
+  def __init__(self, text, comps, client, unknown_trips, library_calls=False):
+    self.lines, self.comps, self.client, self.library_calls = text.split("\n"), comps, client, library_calls
     self.unknown, self.loops, self.given, self.undercounted = unknown_trips, [], False, False
     self._once: dict[str, tuple[float, float]] = {}
     self._callees: dict[str, set[str]] | None = None
@@ -256,6 +264,58 @@ class _Corrector:
           inside = None
       module = _hlo.hlo_module_from_text("\n".join(lines))
       ca = xla_client._xla.hlo_module_cost_analysis(self.client, module)  # noqa: SLF001
-      self._once[comp] = (float(ca.get("flops", 0.0)), float(ca.get("bytes accessed", 0.0)))
+      flops, nbytes = float(ca.get("flops", 0.0)), float(ca.get("bytes accessed", 0.0))
+      if self.library_calls:  # the CPU's analysis counted each library call as -1 FLOPs, -1 bytes
+        for name in keep:
+          for call in library_call_costs(self.comps.get(name, (False, []))[1]):
+            flops, nbytes = flops + 1 + call[0], nbytes + 1 + call[1]
+      self._once[comp] = (flops, nbytes)
     return self._once[comp]
+
+
+def library_call_costs(lines: Sequence[str]) -> list[tuple[float, float]]:
+  """(FLOPs, bytes) of each cuDNN convolution / cuBLAS GEMM custom call among one computation's
+  HLO lines, from its operand and result shapes (see the module docstring); other custom calls raise."""
+  types = {m[1]: m[2] for line in lines if (m := _DEF.match(line))}
+  costs = []
+  for line in lines:
+    if not (m := _CUSTOM.search(line)):
+      continue
+    operands, target = [_arrays(types[o.strip().lstrip("%")])[0] for o in m[1].split(",") if o.strip()], m[2]
+    result = _arrays(_DEF.match(line)[2])[0]  # a library call's (result, workspace) tuple: the result
+    nbytes = sum(_nbytes(a) for a in operands) + _nbytes(result)
+    if target.startswith("__cudnn$conv"):
+      rhs = _LABELS.search(line)[2]
+      if "BackwardFilter" in target:
+        filt, out = result, operands[1]
+      else:
+        filt, out = operands[1], operands[0] if "BackwardInput" in target else result
+      flops = 2.0 * _count(out) * _count(filt) / filt[1][rhs.index("o")]
+    elif target.startswith("__cublas$"):
+      lhs = operands[0][1]
+      contracted = [int(d.strip('" ')) for d in _CONTRACTING.search(line)[1].split(",") if d.strip('" ')]
+      flops = 2.0 * _count(result) * _prod(lhs[d] for d in contracted)
+    else:
+      raise ValueError(f"custom call {target!r} cannot be costed from its shapes")
+    costs.append((flops, float(nbytes)))
+  return costs
+
+
+def _arrays(type_str: str) -> list[tuple[str, list[int]]]:
+  return [(dt, [int(d) for d in dims.split(",") if d]) for dt, dims in _ARRAY.findall(type_str)]
+
+
+def _prod(values) -> int:
+  out = 1
+  for v in values:
+    out *= v
+  return out
+
+
+def _count(array: tuple[str, list[int]]) -> int:
+  return _prod(array[1])
+
+
+def _nbytes(array: tuple[str, list[int]]) -> int:
+  return _count(array) * _ITEM_BYTES[array[0]]
 

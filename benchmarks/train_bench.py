@@ -41,7 +41,11 @@ replicated on ``sharding.make_mesh()``, batch sharded on ``data``, state donated
     recipes' datasets in ``--data_dir`` (prints ``data_prepare_s``);
   * ``--model_opts``: generator options, applied where the net has them, e.g.
     ``scan=false`` (the unrolled nets, as before the scan change), ``remat=true``,
-    ``scan_unroll=1`` (the scan as a loop on a CPU too, i.e. the program a GPU compiles).
+    ``scan_unroll=1`` (the scan as a loop on a CPU too, i.e. the program a GPU compiles);
+  * ``--aot h100`` (or h200; implies ``--compile_only --no_pipeline``): the step compiled by XLA:GPU
+    for that GPU on this host (``aot.py``: JAX's CUDA plugin, no GPU), as a GPU would run it
+    (compute dtype 'auto' -> bfloat16, scans as loops of ``layers.ACCELERATOR_UNROLL`` blocks,
+    cuDNN / cuBLAS calls costed from their shapes): the roofline of XLA:GPU's own fusions.
 PyTorch comparisons: ``torch_reference.py``, joined by ``gpu_check.py``.
 
 ``--size paper`` uses each recipe's own config (VDSR: 64 x 128^2 HR; RRDBNet =
@@ -94,9 +98,16 @@ def parse_args(argv=None):
   p.add_argument("--prepare_only", action="store_true", help="only generate the recipes' datasets")
   p.add_argument("--model_opts", default="", help="generator options NAME=VALUE,... (e.g. scan=false)")
   p.add_argument("--recipe_timeout", type=float, default=3600, help="seconds per recipe subprocess")
+  p.add_argument("--aot", default="", choices=("", "h100", "h200"),
+                 help="compile for this GPU without one (deviceless; implies --compile_only --no_pipeline)")
   p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one recipe, print its JSON
   args = p.parse_args(argv)
   args.steps = args.steps or DEFAULT_STEPS[args.size]
+  if args.aot:
+    import aot
+    if not aot.available():
+      p.error("--aot needs JAX's CUDA plugin for deviceless compilation: see benchmarks/aot.py for the pip command")
+    args.compile_only = args.no_pipeline = True
   args.data_dir = args.data_dir or os.path.join(tempfile.gettempdir(), "arsr_train_bench_tfds")
   return args
 
@@ -104,16 +115,21 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------
 # One recipe (runs in a child process).
 
-def load_config(name: str, size: str, dtype: str | None, data_dir: str, model_opts: str = ""):
-  """(config, 'configs/FILE.py:VARIANT') of recipe ``name`` at ``size``, with ``model_opts`` applied."""
+def load_config(name: str, size: str, dtype: str | None, data_dir: str, model_opts: str = "", gpu: bool = False):
+  """(config, 'configs/FILE.py:VARIANT') of recipe ``name`` at ``size``, with ``model_opts`` applied;
+  ``gpu``: the settings a GPU's 'auto' picks (bfloat16, scans as loops), for a deviceless compile."""
   from arsr_jax import config_lib, models
+  from arsr_jax.models import layers
   file, variant = RECIPES[name]
   variant = ",".join(v for v in (variant, "smoke" if size == "smoke" else "") if v)
   config = config_lib.recipe(file, variant)
   config.compute_dtype = dtype or config.compute_dtype
   config.data.data_dir = data_dir
-  for opt in filter(None, model_opts.split(",")):
-    key, value = opt.split("=")
+  opts = dict(opt.split("=") for opt in filter(None, model_opts.split(",")))
+  if gpu:
+    config.compute_dtype = "bfloat16" if config.compute_dtype == "auto" else config.compute_dtype
+    opts.setdefault("scan_unroll", str(layers.ACCELERATOR_UNROLL[True]))  # training
+  for key, value in opts.items():
     if models.accepts(config.model.name, key):
       config.model[key] = json.loads(value.lower())
   return config, f"configs/{file}.py:{variant}"
@@ -214,7 +230,7 @@ def bench_recipe(name: str, args) -> dict:
   from arsr_jax.jobs import sr as sr_job
   from arsr_jax.steps import sr as sr_steps
 
-  config, spec = load_config(name, args.size, args.dtype, args.data_dir, args.model_opts)
+  config, spec = load_config(name, args.size, args.dtype, args.data_dir, args.model_opts, gpu=bool(args.aot))
   dtype = precision.compute_dtype(config.compute_dtype)
   setup, frozen = sr_job.build(config)
   mesh = sharding.make_mesh()
@@ -238,6 +254,12 @@ def bench_recipe(name: str, args) -> dict:
          "generator_params": int(sum(x.size for x in jax.tree.leaves(state.params["generator"])))}
 
   t0, cpu0 = time.perf_counter(), time.process_time()
+  if args.aot:  # the same step, compiled by XLA:GPU for a GPU this host does not have
+    import aot
+    target = aot.target(args.aot)
+    jitted = jax.jit(train_step, out_shardings=(target, target), donate_argnums=(0,))
+    state, batch, frozen, rng = aot.specs((state, batch, frozen, rng), target)
+    out["compiled_for"] = f"{args.aot} (deviceless)"
   step = jitted.lower(state, batch, frozen, rng).compile()
   out["compile_s"] = round(time.perf_counter() - t0, 3)
   out["compile_cpu_s"] = round(time.process_time() - cpu0, 3)  # less sensitive to a busy host
@@ -299,6 +321,9 @@ def time_pipeline(config, step, state, frozen, rng, mesh, per_process: int, n: i
 
 
 def child_main(args) -> None:
+  if args.aot:
+    import aot
+    aot.setup()  # before jax is imported
   import jax
   from arsr_jax import sharding
   sharding.maybe_initialize_distributed()  # multi-host: every host runs this script
@@ -348,7 +373,7 @@ def main(args) -> None:
     cmd = [sys.executable, __file__, "--child", name, "--size", args.size, "--steps", str(args.steps),
            "--data_dir", args.data_dir, "--model_opts", args.model_opts,
            *(["--dtype", args.dtype] if args.dtype else []), *(["--no_pipeline"] if args.no_pipeline else []),
-           *(["--compile_only"] if args.compile_only else [])]
+           *(["--compile_only"] if args.compile_only else []), *(["--aot", args.aot] if args.aot else [])]
     t0 = time.perf_counter()
     try:
       proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.recipe_timeout)
@@ -368,7 +393,8 @@ def main(args) -> None:
       "size": args.size, "dtype_override": args.dtype, "steps_timed": args.steps,
       "warmup_steps": WARMUP_STEPS, "data_dir": None if args.no_pipeline else args.data_dir,
       **(env or {}), "host_cpus": os.cpu_count(), "host_load_avg_1min": round(os.getloadavg()[0], 2),
-      "compile_only": args.compile_only, "model_opts": args.model_opts, "roofline_peaks": roofline.peaks(),
+      "compile_only": args.compile_only, "model_opts": args.model_opts, "aot": args.aot or None,
+      "roofline_peaks": roofline.peaks(),
       "recipes": results, "total_s": round(time.perf_counter() - start, 1)}))
 
 

@@ -19,6 +19,7 @@ from jax import lax
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import aot  # noqa: E402
 import gpu_check  # noqa: E402
 import roofline  # noqa: E402
 
@@ -113,6 +114,45 @@ def test_roofline_counts_loop_bodies_by_their_trip_counts():
   assert pred["h200"]["s"] <= pred["h100"]["s"] == max(pred["h100"]["flops_s"], pred["h100"]["bytes_s"])
 
 
+_GEMM_CONFIG = ('backend_config={"gemm_backend_config":{"dot_dimension_numbers":{"lhs_contracting_dimensions":'
+                '["1"],"rhs_contracting_dimensions":["0"],"lhs_batch_dimensions":[],"rhs_batch_dimensions":[]}}}')
+_DEVICELESS_MODULE = """HloModule deviceless
+
+ENTRY %main (x: f32[2,8,8,4], w: f32[16,3,3,4], a: f32[32,64], b: f32[64,128]) -> f32[2,8,8,4] {
+  %x = f32[2,8,8,4]{3,2,1,0} parameter(0)
+  %w = f32[16,3,3,4]{3,2,1,0} parameter(1)
+  %a = f32[32,64]{1,0} parameter(2)
+  %b = f32[64,128]{1,0} parameter(3)
+  %fwd = (f32[2,8,8,16]{3,2,1,0}, u8[0]{0}) custom-call(%x, %w), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_o01i->b01f, custom_call_target="__cudnn$convForward"
+  %y = f32[2,8,8,16]{3,2,1,0} get-tuple-element(%fwd), index=0
+  %bwd = (f32[2,8,8,4]{3,2,1,0}, u8[0]{0}) custom-call(%y, %w), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_o01i->b01f, custom_call_target="__cudnn$convBackwardInput"
+  %filt = (f32[16,3,3,4]{3,2,1,0}, u8[0]{0}) custom-call(%x, %y), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_o01i->b01f, custom_call_target="__cudnn$convBackwardFilter"
+  %gemm = (f32[32,128]{1,0}, s8[4194304]{0}) custom-call(%a, %b), custom_call_target="__cublas$lt$matmul", GEMM
+  %dx = f32[2,8,8,4]{3,2,1,0} get-tuple-element(%bwd), index=0
+  ROOT %sum = f32[2,8,8,4]{3,2,1,0} add(%dx, %x)
+}
+""".replace("GEMM", _GEMM_CONFIG)
+
+
+def test_roofline_costs_library_calls_of_a_deviceless_program_from_their_shapes():
+  """A program compiled for an absent GPU (benchmarks/aot.py) holds cuDNN/cuBLAS custom calls that the
+  CPU's cost analysis cannot cost: each is costed from its shapes (2 FLOPs per multiply-add)."""
+  conv = 2 * (2 * 8 * 8 * 16) * (3 * 3 * 4)  # forward output elements x multiply-adds per element
+  x, w, y = 2 * 8 * 8 * 4 * 4, 16 * 3 * 3 * 4 * 4, 2 * 8 * 8 * 16 * 4  # bytes
+  gemm, gemm_bytes = 2 * 32 * 128 * 64, (32 * 64 + 64 * 128 + 32 * 128) * 4
+  comps = roofline._computations(_DEVICELESS_MODULE)
+  calls = roofline.library_call_costs(comps["main"][1])
+  assert calls == [(conv, x + w + y), (conv, y + w + x), (conv, x + y + w), (gemm, gemm_bytes)]
+  # The whole module: the calls above plus the add (2*8*8*4 FLOPs; reads two arrays, writes one).
+  corrector = roofline._Corrector(_DEVICELESS_MODULE, comps, jax.devices("cpu")[0].client, [], library_calls=True)
+  flops, nbytes = corrector.once("main")
+  assert flops == 3 * conv + gemm + 2 * 8 * 8 * 4
+  assert nbytes == sum(b for _, b in calls) + 3 * x
+  unknown = _DEVICELESS_MODULE.replace("__cudnn$convForward", "__my$kernel")
+  with pytest.raises(ValueError, match="__my\\$kernel"):
+    roofline.library_call_costs(roofline._computations(unknown)["main"][1])
+
+
 SHARED_CLIPS = ROOT.parent / "shared" / "data" / "clips"
 
 
@@ -179,6 +219,25 @@ def test_train_bench_model_opts_reach_the_generator():
   assert config.model.scan is False and config.model.remat is True and spec == "configs/esrgan.py:psnr,smoke"
   config, _ = train_bench.load_config("duf16", "smoke", None, "/nonexistent", "scan=false")
   assert "scan" not in config.model
+  # A deviceless GPU compile (--aot) takes the settings a GPU's 'auto' picks; explicit options win.
+  config, _ = train_bench.load_config("rrdbnet", "smoke", None, "/nonexistent", "", gpu=True)
+  assert config.compute_dtype == "bfloat16" and config.model.scan_unroll == 1
+  config, _ = train_bench.load_config("rrdbnet", "smoke", "float32", "/nonexistent", "scan_unroll=3", gpu=True)
+  assert config.compute_dtype == "float32" and config.model.scan_unroll == 3
+
+
+@pytest.mark.skipif(aot.available(), reason="JAX's CUDA plugin is installed: --aot would compile")
+@pytest.mark.parametrize("script, extra", [("train_bench.py", []), ("eval_bench.py", ["--compile_only"])])
+def test_aot_without_the_cuda_plugin_says_what_to_install(script, extra):
+  proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--aot", "h100", *extra],
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and "CUDA plugin" in proc.stderr and "aot.py" in proc.stderr
+
+
+def test_eval_bench_aot_needs_compile_only():
+  proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "eval_bench.py"), "--aot", "h100"],
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and "--aot needs --compile_only" in proc.stderr
 
 
 def test_flow_bench_counts_the_work_each_batch_width_did():

@@ -88,14 +88,15 @@ def centre_crop(x: jax.Array, size: int) -> jax.Array:
 
 
 def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], tvl1_params: tvl1.TVL1Params,
-                         flow_bound: float, border: int, hr_flow_stored: bool) -> Callable:
+                         flow_bound: float, border: int, hr_flow_stored: bool, mesh=None) -> Callable:
   """``step(batch) -> dict`` of per-video outputs (B, ...) for one method.
 
   ``recognizers``: {'spatial': FrozenRecognizer, 'temporal': ...} or {'two_stream': ...}.
   Outputs: 'spatial'/'temporal' logits (B, C) for the streams present, 'psnr', 'ssim'
-  (spatial frames vs HR, mean over segments) and 'warp_error' (temporal SR frames).
+  (spatial frames vs HR, mean over segments) and 'warp_error' (temporal SR frames). ``mesh``: the
+  devices whose ``data`` axis TV-L1 splits the batch over (default: all, ``sharding.make_mesh``).
   """
-  flow_fn = lambda a, b: tvl1.tvl1_flow_sharded(a, b, tvl1_params)  # noqa: E731  per device, compacting
+  flow_fn = lambda a, b: tvl1.tvl1_flow_sharded(a, b, tvl1_params, mesh)  # noqa: E731  per device, compacting
 
   def flows_of(frames):  # (B, S, L+1, H, W, 3) -> (B, S, L, H, W, 2)
     lead = frames.shape[:3]
