@@ -159,7 +159,6 @@ def test_clear_errors(tmp_path):
 
 
 def test_esrgan_recipe_starts_from_a_pth_via_init_from(tmp_path):
-  import pathlib
   from arsr_jax import config_lib
   from arsr_jax.jobs import sr as sr_job
   from arsr_jax.steps import sr as sr_steps

@@ -3,7 +3,6 @@
 import pathlib
 
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from arsr_jax import pretrained

@@ -1,6 +1,5 @@
 """The training loop: data parallelism, exact resume, checkpoint safety, end-to-end smoke run."""
 
-import dataclasses
 import json
 import os
 

@@ -25,7 +25,6 @@ from arsr_jax.metrics import image as iq
 from arsr_jax.metrics import paired
 from arsr_jax.metrics import recognition as rm
 from arsr_jax.recognition import i3d
-from arsr_jax.steps import protocol as ps
 from arsr_jax.steps import sr as sr_steps
 
 CLIP, SIZE = 16, 224
