@@ -15,10 +15,11 @@ import ml_collections
 DTYPES = ("float32", "bfloat16")
 
 
-def compute_dtype(name: str) -> jnp.dtype:
-  """'auto' = bfloat16 on GPU/TPU, float32 on CPU; else 'float32' or 'bfloat16'."""
+def compute_dtype(name: str, platform: str | None = None) -> jnp.dtype:
+  """'auto' = bfloat16 on GPU/TPU, float32 on CPU; else 'float32' or 'bfloat16'. ``platform``: the
+  one 'auto' decides for (default: ``jax.default_backend()``; e.g. 'gpu' for a deviceless compile)."""
   if name == "auto":
-    name = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+    name = "float32" if (platform or jax.default_backend()) == "cpu" else "bfloat16"
   if name not in DTYPES:
     raise ValueError(f"Unknown compute_dtype {name!r}; use auto, float32 or bfloat16")
   return jnp.dtype(name)

@@ -56,6 +56,27 @@ def setup() -> None:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_enable_triton_gemm=false".strip()
 
 
+MISSING = ("--aot needs JAX's CUDA plugin for deviceless compilation: "
+           "see benchmarks/aot.py for the pip command")
+
+
+def requested(argv=None) -> bool:
+  """Whether the command line asks for ``--aot`` (a script then calls ``setup()`` before importing jax)."""
+  import sys
+  return any(a.startswith("--aot") for a in (sys.argv if argv is None else argv))
+
+
+def add_argument(parser, help: str) -> None:
+  """The scripts' ``--aot`` option: '' (off) or a name in ``TARGETS``."""
+  parser.add_argument("--aot", default="", choices=("", *TARGETS), help=help)
+
+
+def check(parser, args) -> None:
+  """A parser error naming the missing plugin when ``--aot`` is asked for without it."""
+  if args.aot and not available():
+    parser.error(MISSING)
+
+
 def available() -> bool:
   """Whether JAX's CUDA plugin is installed (deviceless compilation needs nothing else)."""
   import importlib.util
@@ -70,8 +91,7 @@ def target(name: str):
   if name not in TARGETS:
     raise SystemExit(f"--aot {name}: unknown target; known: {sorted(TARGETS)}")
   if not available():
-    raise SystemExit("--aot needs JAX's CUDA plugin for deviceless compilation: "
-                     "see benchmarks/aot.py for the pip command")
+    raise SystemExit(MISSING)
   import jax
   from jax.experimental import topologies
   topology = topologies.get_topology_desc(platform="cuda", target_config=TARGETS[name], topology="1x1x1")

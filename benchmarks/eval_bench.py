@@ -49,7 +49,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import aot  # noqa: E402
 
-if __name__ == "__main__" and any(a.startswith("--aot") for a in sys.argv):
+if __name__ == "__main__" and aot.requested():
   aot.setup()  # before jax is imported (flow_bench imports it)
 import flow_bench  # noqa: E402
 import roofline  # noqa: E402
@@ -68,8 +68,7 @@ def parse_args():
   p.add_argument("--dtype", default="auto")
   p.add_argument("--compile_only", action="store_true",
                  help="compile only: roofline upper bounds of the full step and the SR and recognition stages")
-  p.add_argument("--aot", default="", choices=("", "h100", "h200"),
-                 help="with --compile_only: the programs compiled for this GPU without one (aot.py)")
+  aot.add_argument(p, "with --compile_only: the programs compiled for this GPU without one (aot.py)")
   p.add_argument("--no_stages", action="store_true", help="time the full step only")
   p.add_argument("--frames", default=str(SHARED_CLIPS) if SHARED_CLIPS.is_dir() else "noise",
                  help="folder of videos, an .npz from --save_frames, or 'noise' (default: the shared clips if present)")
@@ -80,8 +79,7 @@ def parse_args():
   args = p.parse_args()
   if args.aot and not args.compile_only:
     p.error("--aot needs --compile_only (nothing runs on a GPU this host does not have)")
-  if args.aot and not aot.available():
-    p.error("--aot needs JAX's CUDA plugin for deviceless compilation: see benchmarks/aot.py for the pip command")
+  aot.check(p, args)
   return args
 
 
@@ -115,7 +113,7 @@ def main():
   mesh = sharding.make_mesh()
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   batch = args.batch or mesh.devices.size
-  dtype = precision.compute_dtype("bfloat16" if args.aot and args.dtype == "auto" else args.dtype)
+  dtype = precision.compute_dtype(args.dtype, "gpu" if args.aot else None)
   h, w, seg, length = s["h"], s["w"], s["segments"], s["new_length"]
   rng = np.random.default_rng(0)
   key = jax.random.key(0)

@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import aot  # noqa: E402
 
-if __name__ == "__main__" and any(a.startswith("--aot") for a in sys.argv):
+if __name__ == "__main__" and aot.requested():
   aot.setup()  # before jax is imported
 import jax  # noqa: E402
 import roofline  # noqa: E402
@@ -79,12 +79,14 @@ def parse_args(argv=None):
   parser.add_argument("--no-chairs", action="store_true", help="skip the full-size EPE comparison")
   parser.add_argument("--compile_only", action="store_true", help="compile and upper-bound roofline only")
   parser.add_argument("--tiny", action="store_true", help="TINY_PARAMS instead of OpenCV's (a smoke check)")
-  parser.add_argument("--aot", default="", help="h100 | h200: roofline of the programs compiled for that GPU")
+  aot.add_argument(parser, "roofline of the programs compiled for that GPU (deviceless)")
   parser.add_argument("--step", choices=("auto", "split", "fused"), default="auto",
                       help="TV-L1 iteration form (tvl1_step.py); auto: the platform's (split on CPU)")
   parser.add_argument("--storage", choices=tvl1.STORAGE_DTYPES, default="float32",
                       help="TVL1Params.storage: dtype of p and the data term between steps")
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  aot.check(parser, args)
+  return args
 
 
 def opencv_tvl1(params: tvl1.TVL1Params):

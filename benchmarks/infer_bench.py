@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import aot  # noqa: E402
 import roofline  # noqa: E402
 
-if __name__ == "__main__" and any(a.startswith("--aot") for a in sys.argv):
+if __name__ == "__main__" and aot.requested():
   aot.setup()  # before jax is imported
 
 SIZES = {  # (LR height, width, batch, {net: options})
@@ -46,11 +46,10 @@ def parse_args(argv=None):
   p.add_argument("--batch", type=int, default=0, help="LR frames per call (0: the size's)")
   p.add_argument("--dtype", default="auto", help="compute dtype: auto (bf16 on GPU/TPU), float32, bfloat16")
   p.add_argument("--seconds", type=float, default=2.0)
-  p.add_argument("--aot", default="", choices=("", "h100", "h200"), help="compile only, for this GPU without one")
+  aot.add_argument(p, "compile only, for this GPU without one")
   p.add_argument("--unroll", type=int, default=0, help="blocks per scan iteration (0: the platform's default)")
   args = p.parse_args(argv)
-  if args.aot and not aot.available():
-    p.error("--aot needs JAX's CUDA plugin for deviceless compilation: see benchmarks/aot.py for the pip command")
+  aot.check(p, args)
   return args
 
 
@@ -94,7 +93,7 @@ def main(args) -> dict:
   from arsr_jax.models import layers
   h, w, batch, nets = SIZES[args.size]
   batch = args.batch or batch
-  dtype = precision.compute_dtype("bfloat16" if args.aot and args.dtype == "auto" else args.dtype)
+  dtype = precision.compute_dtype(args.dtype, "gpu" if args.aot else None)
   target = aot.target(args.aot) if args.aot else None
   unroll = args.unroll or (layers.ACCELERATOR_UNROLL[False] if args.aot else None)
   lr = np.random.default_rng(0).random((batch, h, w, 3), np.float32)

@@ -30,6 +30,7 @@ elements) x (filter elements / output features) FLOPs, cuBLAS GEMMs 2 x (result 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -192,6 +193,7 @@ class _Corrector:
     self.lines, self.comps, self.client, self.library_calls = text.split("\n"), comps, client, library_calls
     self.unknown, self.loops, self.given, self.undercounted = unknown_trips, [], False, False
     self._once: dict[str, tuple[float, float]] = {}
+    self._calls: dict[str, list[tuple[float, float]]] = {}  # library calls' costs per computation
     self._callees: dict[str, set[str]] | None = None
 
   def total(self, comp: str, raw_once=None, depth: int = 0) -> tuple[float, float]:
@@ -267,7 +269,9 @@ class _Corrector:
       flops, nbytes = float(ca.get("flops", 0.0)), float(ca.get("bytes accessed", 0.0))
       if self.library_calls:  # the CPU's analysis counted each library call as -1 FLOPs, -1 bytes
         for name in keep:
-          for call in library_call_costs(self.comps.get(name, (False, []))[1]):
+          if name not in self._calls:  # a computation reached from several loops is parsed once
+            self._calls[name] = library_call_costs(self.comps.get(name, (False, []))[1])
+          for call in self._calls[name]:
             flops, nbytes = flops + 1 + call[0], nbytes + 1 + call[1]
       self._once[comp] = (flops, nbytes)
     return self._once[comp]
@@ -290,11 +294,11 @@ def library_call_costs(lines: Sequence[str]) -> list[tuple[float, float]]:
         filt, out = result, operands[1]
       else:
         filt, out = operands[1], operands[0] if "BackwardInput" in target else result
-      flops = 2.0 * _count(out) * _count(filt) / filt[1][rhs.index("o")]
+      flops = 2.0 * math.prod(out[1]) * math.prod(filt[1]) / filt[1][rhs.index("o")]
     elif target.startswith("__cublas$"):
       lhs = operands[0][1]
       contracted = [int(d.strip('" ')) for d in _CONTRACTING.search(line)[1].split(",") if d.strip('" ')]
-      flops = 2.0 * _count(result) * _prod(lhs[d] for d in contracted)
+      flops = 2.0 * math.prod(result[1]) * math.prod(lhs[d] for d in contracted)
     else:
       raise ValueError(f"custom call {target!r} cannot be costed from its shapes")
     costs.append((flops, float(nbytes)))
@@ -305,17 +309,6 @@ def _arrays(type_str: str) -> list[tuple[str, list[int]]]:
   return [(dt, [int(d) for d in dims.split(",") if d]) for dt, dims in _ARRAY.findall(type_str)]
 
 
-def _prod(values) -> int:
-  out = 1
-  for v in values:
-    out *= v
-  return out
-
-
-def _count(array: tuple[str, list[int]]) -> int:
-  return _prod(array[1])
-
-
 def _nbytes(array: tuple[str, list[int]]) -> int:
-  return _count(array) * _ITEM_BYTES[array[0]]
+  return math.prod(array[1]) * _ITEM_BYTES[array[0]]
 

@@ -74,6 +74,7 @@ import traceback
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import aot  # noqa: E402
 import roofline  # noqa: E402
 
 # name -> (recipe file in configs/, variant)
@@ -98,15 +99,12 @@ def parse_args(argv=None):
   p.add_argument("--prepare_only", action="store_true", help="only generate the recipes' datasets")
   p.add_argument("--model_opts", default="", help="generator options NAME=VALUE,... (e.g. scan=false)")
   p.add_argument("--recipe_timeout", type=float, default=3600, help="seconds per recipe subprocess")
-  p.add_argument("--aot", default="", choices=("", "h100", "h200"),
-                 help="compile for this GPU without one (deviceless; implies --compile_only --no_pipeline)")
+  aot.add_argument(p, "compile for this GPU without one (deviceless; implies --compile_only --no_pipeline)")
   p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one recipe, print its JSON
   args = p.parse_args(argv)
   args.steps = args.steps or DEFAULT_STEPS[args.size]
+  aot.check(p, args)
   if args.aot:
-    import aot
-    if not aot.available():
-      p.error("--aot needs JAX's CUDA plugin for deviceless compilation: see benchmarks/aot.py for the pip command")
     args.compile_only = args.no_pipeline = True
   args.data_dir = args.data_dir or os.path.join(tempfile.gettempdir(), "arsr_train_bench_tfds")
   return args
@@ -118,7 +116,7 @@ def parse_args(argv=None):
 def load_config(name: str, size: str, dtype: str | None, data_dir: str, model_opts: str = "", gpu: bool = False):
   """(config, 'configs/FILE.py:VARIANT') of recipe ``name`` at ``size``, with ``model_opts`` applied;
   ``gpu``: the settings a GPU's 'auto' picks (bfloat16, scans as loops), for a deviceless compile."""
-  from arsr_jax import config_lib, models
+  from arsr_jax import config_lib, models, precision
   from arsr_jax.models import layers
   file, variant = RECIPES[name]
   variant = ",".join(v for v in (variant, "smoke" if size == "smoke" else "") if v)
@@ -127,7 +125,7 @@ def load_config(name: str, size: str, dtype: str | None, data_dir: str, model_op
   config.data.data_dir = data_dir
   opts = dict(opt.split("=") for opt in filter(None, model_opts.split(",")))
   if gpu:
-    config.compute_dtype = "bfloat16" if config.compute_dtype == "auto" else config.compute_dtype
+    config.compute_dtype = precision.compute_dtype(config.compute_dtype, "gpu").name
     opts.setdefault("scan_unroll", str(layers.ACCELERATOR_UNROLL[True]))  # training
   for key, value in opts.items():
     if models.accepts(config.model.name, key):
@@ -255,7 +253,6 @@ def bench_recipe(name: str, args) -> dict:
 
   t0, cpu0 = time.perf_counter(), time.process_time()
   if args.aot:  # the same step, compiled by XLA:GPU for a GPU this host does not have
-    import aot
     target = aot.target(args.aot)
     jitted = jax.jit(train_step, out_shardings=(target, target), donate_argnums=(0,))
     state, batch, frozen, rng = aot.specs((state, batch, frozen, rng), target)
@@ -322,7 +319,6 @@ def time_pipeline(config, step, state, frozen, rng, mesh, per_process: int, n: i
 
 def child_main(args) -> None:
   if args.aot:
-    import aot
     aot.setup()  # before jax is imported
   import jax
   from arsr_jax import sharding
