@@ -224,10 +224,14 @@ def test_train_bench_model_opts_reach_the_generator():
   assert config.compute_dtype == "bfloat16" and config.model.scan_unroll == 1
   config, _ = train_bench.load_config("rrdbnet", "smoke", "float32", "/nonexistent", "scan_unroll=3", gpu=True)
   assert config.compute_dtype == "float32" and config.model.scan_unroll == 3
+  from arsr_jax import precision  # 'auto' as decided for a named platform, whatever this host is
+  assert precision.compute_dtype("auto", "gpu") == "bfloat16" and precision.compute_dtype("auto", "cpu") == "float32"
+  assert precision.compute_dtype("float32", "gpu") == "float32"
 
 
 @pytest.mark.skipif(aot.available(), reason="JAX's CUDA plugin is installed: --aot would compile")
-@pytest.mark.parametrize("script, extra", [("train_bench.py", []), ("eval_bench.py", ["--compile_only"])])
+@pytest.mark.parametrize("script, extra", [("train_bench.py", []), ("eval_bench.py", ["--compile_only"]),
+                                           ("flow_bench.py", []), ("infer_bench.py", [])])
 def test_aot_without_the_cuda_plugin_says_what_to_install(script, extra):
   proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--aot", "h100", *extra],
                         capture_output=True, text=True, timeout=120)
