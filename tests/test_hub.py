@@ -158,6 +158,14 @@ def _publish(monkeypatch, url, body):
   monkeypatch.setitem(perceptual.TORCHVISION, "vgg19", (url, _sha(body), len(body)))
 
 
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_published_files_name_their_hash_prefix(arch):
+  """torchvision's file names end in the first 8 hex digits of the file's sha256 (its check_hash)."""
+  url, sha256, size = perceptual.TORCHVISION[arch]
+  assert url == f"https://download.pytorch.org/models/{hub.filename(url)}" and hub.filename(url).startswith(arch + "-")
+  assert hub.filename(url) == f"{arch}-{sha256[:8]}.pth" and len(sha256) == 64 and size > 500 * 2**20
+
+
 def test_download_checks_the_hash_caches_and_loads_the_written_weights(server, cache, monkeypatch, capsys):
   base, body = server
   _publish(monkeypatch, f"{base}/ok/{NAME}", body)
