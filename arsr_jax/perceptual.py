@@ -36,6 +36,7 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 # torchvision's ImageNet VGG weights (torchvision/models/vgg.py: VGG16_Weights / VGG19_Weights
 # .IMAGENET1K_V1; the file name carries the first 8 hex digits of the sha256): (url, sha256, bytes).
+# Both are torch's pre-1.6 magic-number format (not tar: pytorch/vision#125), read by weights.py.
 TORCHVISION = {
     "vgg16": ("https://download.pytorch.org/models/vgg16-397923af.pth",
               "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0", 553_433_881),
