@@ -129,7 +129,10 @@ def load_params(module: VGGFeatures, spec: str) -> dict[str, Any]:
   if spec == "auto":
     spec = _auto_path(module.arch)
   elif spec == "lpips":
-    spec = lpips_vgg16_path()
+    try:
+      spec = lpips_vgg16_path()
+    except ModuleNotFoundError as e:
+      raise WeightsUnavailable(f"loss.perceptual_weights=lpips: {e}") from e
   if spec == "random":
     logging.warning("The perceptual loss runs on RANDOM %s features (loss.perceptual_weights=random).", module.arch)
     return jax.tree.map(np.asarray, module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"])
@@ -137,7 +140,7 @@ def load_params(module: VGGFeatures, spec: str) -> dict[str, Any]:
     raise WeightsUnavailable(f"loss.perceptual_weights: no such file {spec}")
   if spec.endswith(".ckpt"):
     if module.arch != "vgg16":
-      raise ValueError(f"{spec} holds VGG16 weights; the loss asks for {module.arch}")
+      raise WeightsUnavailable(f"{spec} holds VGG16 weights; the loss asks for {module.arch}")
     values = convert_lpips(weights.load_numpy_pickle(spec))
   else:
     values = convert_torchvision(weights.load_torch_state_dict(spec), module.arch, module.layer)

