@@ -1,0 +1,179 @@
+"""Cluster paths simulated on one machine: SLURM jobs (local processes with SLURM's environment
+variables, the sbatch script run by bash with a fake srun and scontrol) and Cloud TPU slices (tpu_pod.sh
+against a fake gcloud that logs its arguments and runs the remote scripts on a fake host)."""
+
+import json
+import os
+import pathlib
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER = pathlib.Path(__file__).with_name("cluster_worker.py")
+SBATCH = ROOT / "launch" / "slurm_multi_gpu.sbatch"
+TPU_POD = ROOT / "launch" / "tpu_pod.sh"
+SLURM_PORT_BASE = 65536 - 2**12  # jax/_src/clusters/slurm_cluster.py: port = 61440 + SLURM_JOB_ID % 4096
+
+
+def _slurm_job_id() -> int:
+  """A SLURM_JOB_ID whose derived coordinator port is free on 127.0.0.1."""
+  for _ in range(100):
+    job = random.randrange(10**5, 10**6)
+    with socket.socket() as s:
+      try:
+        s.bind(("127.0.0.1", SLURM_PORT_BASE + job % 2**12))
+      except OSError:
+        continue
+    return job
+  pytest.skip("no free port in SLURM's coordinator range")
+
+
+def _slurm_env(job: int, ntasks: int, **extra) -> dict[str, str]:
+  """The variables SLURM sets in a one-node job (and its step: srun) of ``ntasks`` tasks."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "XLA_", "JAX_"))}
+  env.update(SLURM_JOB_ID=str(job), SLURM_JOB_NUM_NODES="1", SLURM_NTASKS=str(ntasks),
+             SLURM_STEP_NODELIST="localhost", SLURM_STEP_NUM_NODES="1", SLURM_NODELIST="localhost",
+             PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+  env.update(extra)
+  return env
+
+
+def _task_env(env: dict[str, str], task: int) -> dict[str, str]:
+  return dict(env, SLURM_PROCID=str(task), SLURM_LOCALID=str(task))
+
+
+def _run_tasks(args, env, ntasks=2, timeout=600):
+  procs = [subprocess.Popen([sys.executable, str(WORKER), *[a.format(task=i) for a in args]],
+                            env=_task_env(env, i), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(ntasks)]
+  try:
+    errs = [p.communicate(timeout=timeout)[1] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  for p, err in zip(procs, errs):
+    assert p.returncode == 0, err[-3000:]
+  return errs
+
+
+# --- SLURM: devices, coordinator, the same step as one process ------------------------------------
+
+def test_slurm_tasks_find_the_coordinator_see_every_device_and_match_one_process(tmp_path):
+  single = subprocess.run([sys.executable, str(WORKER.with_name("multiprocess_worker.py")), "0", "1", "0",
+                           str(tmp_path / "single.npz")], capture_output=True, text=True, timeout=300)
+  assert single.returncode == 0, single.stderr[-2000:]
+  job = _slurm_job_id()
+  errs = _run_tasks(["step", str(tmp_path / "p{task}.json"), "2", str(tmp_path / "p{task}.npz")],
+                    _slurm_env(job, 2))
+  for i in range(2):
+    got = json.loads((tmp_path / f"p{i}.json").read_text())
+    assert got["coordinator"] == f"localhost:{SLURM_PORT_BASE + job % 4096}"  # from SLURM's variables alone
+    assert (got["process"], got["processes"], got["local"], got["global"]) == (i, 2, 2, 4)
+    # Under SLURM JAX gives task i GPU i of its node (SLURM_LOCALID): one task per GPU is needed to use them all.
+    assert got["cuda_visible_devices"] == str(i)
+    assert "the job sees 4 devices" in got["wrong_count"] and "allocated 16" in got["wrong_count"]
+    assert f"process {i} of 2 sees 2 local cpu device(s); the job sees 4" in errs[i]
+  want = np.load(tmp_path / "single.npz")
+  for i in range(2):
+    got = np.load(tmp_path / f"p{i}.npz")
+    assert set(got.files) == set(want.files)
+    for k in want.files:
+      np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-7)
+
+
+def _sbatch_options(text: str) -> dict[str, str]:
+  opts = {}
+  for line in text.splitlines():
+    if line.startswith("#SBATCH"):
+      key, _, value = line.split(None, 1)[1].lstrip("-").partition("=")
+      opts[key] = value
+  return opts
+
+
+def _seconds(limit: str) -> int:
+  days, _, hms = limit.rpartition("-")
+  h, m, s = (int(x) for x in hms.split(":"))
+  return int(days or 0) * 86400 + h * 3600 + m * 60 + s
+
+
+def test_sbatch_layout_one_task_per_gpu_time_limit_signal_requeue():
+  text = SBATCH.read_text()
+  opts = _sbatch_options(text)
+  assert opts["ntasks-per-node"] == opts["gpus-per-node"]  # JAX: task i drives GPU SLURM_LOCALID = i
+  assert int(opts["cpus-per-task"]) >= 8  # the input pipeline (benchmarks/README.md: 3-19 cores per GPU)
+  warn = re.fullmatch(r"B:USR1@(\d+)", opts["signal"])
+  assert warn and 60 <= int(warn.group(1)) < _seconds(opts["time"])
+  assert "requeue" in opts and opts["open-mode"] == "append"
+  # The #SBATCH block must come before the first command, or sbatch ignores it.
+  first_command = next(i for i, line in enumerate(text.splitlines()) if line and not line.startswith("#"))
+  assert max(i for i, line in enumerate(text.splitlines()) if line.startswith("#SBATCH")) < first_command
+  assert "--expect_devices=" in text and "--distributed" in text and "--gpu-bind=none" in text
+
+
+def _fake_slurm(tmp_path: pathlib.Path) -> pathlib.Path:
+  """srun: starts SLURM_NTASKS local tasks with SLURM's per-task variables, forwards SIGTERM to them
+  and exits with the highest status (as srun); scontrol: logs its arguments."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir(exist_ok=True)
+  (bin_dir / "srun").write_text(f"""#!{sys.executable}
+import os, signal, subprocess, sys
+log = os.environ["FAKE_SLURM_LOG"]
+args = sys.argv[1:]
+with open(log + ".srun", "w") as f:
+  f.write(" ".join(args))
+while args[0].startswith("--"):
+  args = args[1:]
+procs = []
+for i in range(int(os.environ["SLURM_NTASKS"])):
+  env = dict(os.environ, SLURM_PROCID=str(i), SLURM_LOCALID=str(i), SLURM_STEP_NODELIST=os.environ["SLURM_NODELIST"],
+             SLURM_STEP_NUM_NODES=os.environ["SLURM_JOB_NUM_NODES"])
+  procs.append(subprocess.Popen(args, env=env, stderr=open(f"{{log}}.task{{i}}", "w")))
+with open(log + ".pids", "w") as f:
+  f.write(" ".join(str(p.pid) for p in procs))
+signal.signal(signal.SIGTERM, lambda *_: [p.send_signal(signal.SIGTERM) for p in procs])
+sys.exit(max(p.wait() for p in procs))
+""")
+  (bin_dir / "scontrol").write_text('#!/bin/sh\necho "$@" >> "$FAKE_SLURM_LOG.scontrol"\n')
+  for tool in ("srun", "scontrol"):
+    (bin_dir / tool).chmod(0o755)
+  return bin_dir
+
+
+def test_sbatch_refuses_a_layout_that_leaves_gpus_idle(tmp_path):
+  bin_dir = _fake_slurm(tmp_path)
+  env = _slurm_env(1, 2, SLURM_JOB_NUM_NODES="2", SLURM_GPUS_ON_NODE="8", FAKE_SLURM_LOG=str(tmp_path / "log"),
+                   PATH=f"{bin_dir}:{os.environ['PATH']}")
+  out = subprocess.run(["bash", str(SBATCH), "configs/sosr_vdsr.py", str(tmp_path / "w")], env=env,
+                       capture_output=True, text=True, timeout=60)
+  assert out.returncode == 2 and "2 tasks for 16 GPUs" in out.stderr
+  assert not (tmp_path / "log.srun").exists()
+  no_gpus = dict(env)
+  del no_gpus["SLURM_GPUS_ON_NODE"]
+  out = subprocess.run(["bash", str(SBATCH), "configs/sosr_vdsr.py", str(tmp_path / "w")], env=no_gpus,
+                       capture_output=True, text=True, timeout=60)
+  assert out.returncode != 0 and "no GPUs allocated" in out.stderr
+
+
+# --- data prepared once -------------------------------------------------------------------------
+
+def test_two_processes_prepare_the_data_and_the_tvl1_cache_once(tmp_path):
+  data_dir = tmp_path / "tfds"  # empty: process 0 generates, process 1 waits
+  errs = _run_tasks(["data", str(tmp_path / "p{task}.json"), str(data_dir)], _slurm_env(_slurm_job_id(), 2))
+  p0, p1 = (json.loads((tmp_path / f"p{i}.json").read_text()) for i in range(2))
+  assert p0["generated"] == ["synthetic_actions"] and p1["generated"] == []
+  assert "process 1 waits for process 0 generating synthetic_actions/small" in errs[1]
+  assert p0["ids"] == p1["ids"] and p0["num_examples"] == p1["num_examples"] > 0
+  # TV-L1 of 4 clips: two each, joined once into the shared cache, read back by both.
+  assert (p0["computed"], p1["computed"]) == ([0, 1], [2, 3])
+  assert p0["flows_shape"] == p1["flows_shape"] == [4, 7, 64, 64, 2] and p0["flows_sum"] == p1["flows_sum"]
+  cache = list((data_dir / "synthetic_actions" / "small").glob("*/tvl1/*"))
+  assert len(cache) == 1 and cache[0].name.startswith("train-") and cache[0].suffix == ".npy"
+  assert np.abs(np.load(cache[0]).astype(np.float64)).sum() > 0
