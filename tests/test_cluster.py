@@ -177,3 +177,144 @@ def test_two_processes_prepare_the_data_and_the_tvl1_cache_once(tmp_path):
   cache = list((data_dir / "synthetic_actions" / "small").glob("*/tvl1/*"))
   assert len(cache) == 1 and cache[0].name.startswith("train-") and cache[0].suffix == ".npy"
   assert np.abs(np.load(cache[0]).astype(np.float64)).sum() > 0
+
+
+# --- Cloud TPU: tpu_pod.sh against a fake gcloud and a fake host --------------------------------
+
+TPU_ENV = {"BUCKET": "gs://my-bucket", "ZONE": "us-central2-b", "TPU_NAME": "arsr-tpu", "RUN": "sosr_vdsr",
+           "ACCELERATOR_TYPE": "v4-32", "POLL_S": "0"}
+
+FAKE_GCLOUD = f"""#!{sys.executable}
+# Logs its arguments. Queued resources: 'state' holds the states describe reports in turn (the last one
+# stays; NONE = does not exist); create fails while one exists, as gcloud does; delete removes it.
+# tpu-vm ssh runs --command on the fake host (HOME=host/), except setup's package installation.
+import json, os, pathlib, subprocess, sys
+args, fake = sys.argv[1:], pathlib.Path(os.environ["FAKE_GCLOUD_DIR"])
+with open(fake / "calls", "a") as f:
+  f.write(json.dumps(args) + "\\n")
+state = fake / "state"
+states = state.read_text().split() if state.exists() else ["NONE"]
+if args[:3] == ["compute", "tpus", "queued-resources"]:
+  if args[3] == "describe":
+    if states[0] == "NONE":
+      sys.exit(print("ERROR: (gcloud.compute.tpus.queued-resources.describe) NOT_FOUND: Resource not found", file=sys.stderr) or 1)
+    print(states[0])
+    state.write_text(" ".join(states[1:] or states))
+  elif args[3] == "create":
+    if states[0] != "NONE":
+      sys.exit(print("ERROR: (gcloud.compute.tpus.queued-resources.create) ALREADY_EXISTS", file=sys.stderr) or 1)
+    state.write_text("WAITING_FOR_RESOURCES PROVISIONING ACTIVE")
+  elif args[3] == "delete":
+    state.write_text("NONE")
+elif args[:4] == ["compute", "tpus", "tpu-vm", "ssh"]:
+  script = next(a for a in args if a.startswith("--command="))[len("--command="):]
+  if "apt-get" not in script:
+    sys.exit(subprocess.run(["bash", "-c", script], env=dict(os.environ, HOME=str(fake / "host"))).returncode)
+"""
+
+FAKE_PYTHON = """#!/bin/sh
+echo "JAX_PLATFORMS=${JAX_PLATFORMS:-} $*" >> "$HOME/python.log"
+"""
+
+
+@pytest.fixture()
+def tpu(tmp_path):
+  """(run, fake dir): run(*args, mounted=True, **env) runs tpu_pod.sh against the fake gcloud and host."""
+  fake = tmp_path / "fake"
+  (fake / "bin").mkdir(parents=True)
+  (fake / "host" / "arsr_jax").mkdir(parents=True)
+  (fake / "host" / "arsr_venv" / "bin").mkdir(parents=True)
+  for path, text in ((fake / "bin" / "gcloud", FAKE_GCLOUD), (fake / "host" / "arsr_venv" / "bin" / "python", FAKE_PYTHON),
+                     (fake / "bin" / "mountpoint", '#!/bin/sh\nexit "$FAKE_UNMOUNTED"\n')):
+    path.write_text(text)
+    path.chmod(0o755)
+
+  def run(*args, mounted=True, **extra):
+    env = dict({k: os.environ[k] for k in ("LANG", "TMPDIR") if k in os.environ}, **TPU_ENV,
+               PATH=f"{fake / 'bin'}:/usr/bin:/bin", HOME=str(tmp_path), FAKE_GCLOUD_DIR=str(fake),
+               FAKE_UNMOUNTED="0" if mounted else "1")
+    return subprocess.run(["bash", str(TPU_POD), *args], env=dict(env, **extra), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+  return run, fake
+
+
+def _calls(fake):
+  path = fake / "calls"
+  return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _verbs(fake):
+  """'describe', 'create', 'ssh', ... in call order."""
+  return [c[3] if c[2] == "queued-resources" else c[3] if c[2] == "tpu-vm" else c[1] for c in _calls(fake)]
+
+
+def _python_calls(fake, count, timeout=10):
+  """The fake host's python invocations (train runs in the background: wait for them)."""
+  log, deadline = fake / "host" / "python.log", time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    lines = log.read_text().splitlines() if log.exists() else []
+    if len(lines) >= count:
+      return lines
+    time.sleep(0.1)
+  return lines
+
+
+@pytest.mark.parametrize("states,verbs", [
+    ("SUSPENDED", ["describe", "delete", "describe", "create", "describe", "describe", "describe"]),
+    ("FAILED", ["describe", "delete", "describe", "create", "describe", "describe", "describe"]),
+    ("NONE", ["describe", "create", "describe", "describe", "describe"]),
+    ("ACTIVE", ["describe"]),
+    ("SUSPENDING SUSPENDED", ["describe", "describe", "delete", "describe", "create", "describe", "describe",
+                              "describe"]),
+    ("PROVISIONING ACTIVE", ["describe", "describe"]),
+])
+def test_tpu_create_deletes_a_preempted_queued_resource_before_requesting_it_again(tpu, states, verbs):
+  run, fake = tpu
+  (fake / "state").write_text(states)
+  out = run("create", SPOT="1")
+  assert out.returncode == 0, out.stderr
+  assert _verbs(fake) == verbs
+  assert (fake / "state").read_text() == "ACTIVE"
+  if "create" in verbs:
+    create = _calls(fake)[verbs.index("create")]
+    assert create[4] == "arsr-tpu-qr" and "--spot" in create and "--node-id=arsr-tpu" in create
+  if "delete" in verbs:
+    assert {"--force", "--quiet"} <= set(_calls(fake)[verbs.index("delete")])
+
+
+def test_tpu_resume_after_a_spot_preemption_recreates_sets_up_and_trains(tpu):
+  run, fake = tpu
+  (fake / "state").write_text("SUSPENDED")
+  out = run("resume", "--config.train.num_steps=100")
+  assert out.returncode == 0, out.stderr
+  verbs = _verbs(fake)
+  assert verbs[:4] == ["describe", "delete", "describe", "create"] and verbs[-4:] == ["scp", "ssh", "ssh", "ssh"]
+  train, = _python_calls(fake, 1)
+  assert train == ("JAX_PLATFORMS= -m arsr_jax.main --config configs/sosr_vdsr.py --workdir gs://my-bucket/runs/"
+                   "sosr_vdsr --distributed --config.data.name=synthetic_actions/default "
+                   "--config.data.data_dir=/gcs/tfds --config.train.num_steps=100")
+
+
+def test_tpu_train_and_data_refuse_an_unmounted_bucket(tpu):
+  run, fake = tpu
+  for command in ("train", "data"):
+    out = run(command, mounted=False)
+    assert out.returncode != 0 and "/gcs is not mounted" in out.stderr and "run launch/tpu_pod.sh setup" in out.stderr
+    assert _verbs(fake) == ["ssh"]  # train: the check on every host; nothing started
+    assert not (fake / "host" / "python.log").exists()
+    (fake / "calls").unlink()
+  out = run("train", WORKDIR="/gcs/runs/sosr_vdsr")
+  assert out.returncode == 1 and "WORKDIR must be a gs:// URL" in out.stderr and not _calls(fake)
+
+
+def test_tpu_data_steps_run_jax_on_the_cpu(tpu):
+  run, fake = tpu
+  assert run("data").returncode == 0
+  real = run("data", DATASET="ucf101_sr/split1", MANUAL_DIR="/gcs/raw/ucf101", NUM_HOSTS="2")
+  assert real.returncode == 0, real.stderr
+  calls = _python_calls(fake, 4)
+  assert len(calls) == 4 and all(c.startswith("JAX_PLATFORMS=cpu ") for c in calls)
+  assert 'synthetic_actions.prepare("default", data_dir="/gcs/tfds")' in calls[0]
+  assert sorted(c.split(" ", 1)[1] for c in calls[1:]) == sorted(
+      f"-m tfds_builders.prepare --dataset ucf101_sr/split1 --manual_dir /gcs/raw/ucf101 --data_dir /gcs/tfds{s}"
+      for s in (" --num_shards 2 --shard_index 0", " --num_shards 2 --shard_index 1", ""))
