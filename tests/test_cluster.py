@@ -318,3 +318,81 @@ def test_tpu_data_steps_run_jax_on_the_cpu(tpu):
   assert sorted(c.split(" ", 1)[1] for c in calls[1:]) == sorted(
       f"-m tfds_builders.prepare --dataset ucf101_sr/split1 --manual_dir /gcs/raw/ucf101 --data_dir /gcs/tfds{s}"
       for s in (" --num_shards 2 --shard_index 0", " --num_shards 2 --shard_index 1", ""))
+
+
+# --- SLURM end to end: the sbatch script, 2 training tasks, stops and requeues -------------------
+
+TINY_FLAGS = ["--config.model.num_layers=3", "--config.model.features=8", "--config.optimizer.schedule=constant",
+              "--config.optimizer.warmup_steps=0", "--config.train.batch_size=8", "--config.eval.batch_size=8",
+              "--config.eval.max_clips=2", "--config.train.log_every=1", "--config.train.checkpoint_every=1000"]
+
+
+def _sbatch(tmp_path, data_dir, job, num_steps, **extra):
+  """Starts the sbatch script as SLURM would (one node, 2 'GPUs', 2 tasks of one CPU device each)."""
+  bin_dir = _fake_slurm(tmp_path)
+  env = _slurm_env(job, 2, SLURM_GPUS_ON_NODE="2", FAKE_SLURM_LOG=str(tmp_path / "log"),
+                   PATH=f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+                   XLA_FLAGS="--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false", **extra)
+  return subprocess.Popen(["bash", str(SBATCH), "configs/sosr_vdsr.py:smoke", str(tmp_path / "workdir"),
+                           f"--config.data.data_dir={data_dir}", *TINY_FLAGS, f"--config.train.num_steps={num_steps}"],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _task_logs(tmp_path):
+  return [(tmp_path / f"log.task{i}").read_text() if (tmp_path / f"log.task{i}").exists() else "" for i in range(2)]
+
+
+def _wait_for_step(tmp_path, proc, step, timeout=400):
+  deadline = time.monotonic() + timeout
+  while f"step {step}/" not in _task_logs(tmp_path)[0]:
+    if proc.poll() is not None or time.monotonic() > deadline:
+      proc.kill()
+      pytest.fail(f"no step {step} logged (sbatch status {proc.returncode}):\n" + "\n".join(_task_logs(tmp_path))[-4000:])
+    time.sleep(0.5)
+
+
+def _stopped_step(tmp_path) -> int:
+  """The step at which both tasks stopped on SIGTERM (the same in both), with its checkpoint."""
+  from arsr_jax import checkpointing
+  logs = _task_logs(tmp_path)
+  steps = [re.findall(r"stopped by SIGTERM at step (\d+) ", log) for log in logs]
+  assert all(len(s) == 1 for s in steps), "\n".join(log[-2000:] for log in logs)
+  assert steps[0] == steps[1], steps
+  stopped = int(steps[0][0])
+  assert stopped >= 3 and checkpointing.steps(tmp_path / "workdir" / "checkpoints")[-1] == stopped
+  return stopped
+
+
+@pytest.mark.slow
+def test_sbatch_time_limit_stops_every_task_at_one_checkpoint_requeues_and_resumes(small_data_dir, tmp_path):
+  job = _slurm_job_id()
+  proc = _sbatch(tmp_path, small_data_dir, job, 100000)
+  _wait_for_step(tmp_path, proc, 3)
+  proc.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@300 sends 300 s before the time limit
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 143, out + err
+  assert "time limit near" in out and (tmp_path / "log.scontrol").read_text() == f"requeue {job}\n"
+  srun = (tmp_path / "log.srun").read_text()
+  assert srun.startswith("--gpu-bind=none python -m arsr_jax.main") and "--distributed --expect_devices=2" in srun
+  for i, log in enumerate(_task_logs(tmp_path)):
+    assert f"process {i} of 2 sees 1 local cpu device(s); the job sees 2" in log
+  stopped = _stopped_step(tmp_path)
+  # SLURM starts the requeued job again: it resumes from that checkpoint and finishes (no requeue).
+  (tmp_path / "log.scontrol").unlink()
+  proc = _sbatch(tmp_path, small_data_dir, job, stopped + 1, SLURM_RESTART_COUNT="1")
+  out, err = proc.communicate(timeout=400)
+  assert proc.returncode == 0, out + err + "\n".join(_task_logs(tmp_path))[-4000:]
+  assert f"Resuming from step {stopped}" in _task_logs(tmp_path)[0] and not (tmp_path / "log.scontrol").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_tasks_stops_both_at_the_same_checkpointed_step(small_data_dir, tmp_path):
+  job = _slurm_job_id()
+  proc = _sbatch(tmp_path, small_data_dir, job, 100000)
+  _wait_for_step(tmp_path, proc, 3)
+  _, task1 = (tmp_path / "log.pids").read_text().split()
+  os.kill(int(task1), signal.SIGTERM)  # e.g. a preempted node: only its task is told
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 143, out + err
+  _stopped_step(tmp_path)
+  assert (tmp_path / "log.scontrol").read_text() == f"requeue {job}\n"
