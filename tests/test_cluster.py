@@ -164,6 +164,7 @@ def test_sbatch_refuses_a_layout_that_leaves_gpus_idle(tmp_path):
 
 # --- data prepared once -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_processes_prepare_the_data_and_the_tvl1_cache_once(tmp_path):
   data_dir = tmp_path / "tfds"  # empty: process 0 generates, process 1 waits
   errs = _run_tasks(["data", str(tmp_path / "p{task}.json"), str(data_dir)], _slurm_env(_slurm_job_id(), 2))
@@ -176,7 +177,44 @@ def test_two_processes_prepare_the_data_and_the_tvl1_cache_once(tmp_path):
   assert p0["flows_shape"] == p1["flows_shape"] == [4, 7, 64, 64, 2] and p0["flows_sum"] == p1["flows_sum"]
   cache = list((data_dir / "synthetic_actions" / "small").glob("*/tvl1/*"))
   assert len(cache) == 1 and cache[0].name.startswith("train-") and cache[0].suffix == ".npy"
-  assert np.abs(np.load(cache[0]).astype(np.float64)).sum() > 0
+  # The joined cache is the flow of clips 0-3 in order, as one process computes it.
+  from arsr_jax.data import pipeline, recognition_data
+  from arsr_jax.flow import tvl1
+  config = _tvl1_config(str(data_dir))
+  source = pipeline.get_source("synthetic_actions/small", "train", str(data_dir))
+  want = recognition_data._compute_flows(config, "train", source, range(4),
+                                         tvl1.TVL1Params.from_config(config.data.tvl1), 64)
+  np.testing.assert_allclose(np.load(cache[0]).astype(np.float32), want.astype(np.float32), atol=2e-2)
+  assert np.abs(want.astype(np.float64)).sum() > 0
+
+
+def _tvl1_config(data_dir):
+  import ml_collections
+  return ml_collections.ConfigDict({"data": {  # as cluster_worker.py
+      "name": "synthetic_actions/small", "data_dir": data_dir,
+      "tvl1": {"nscales": 1, "warps": 1, "outer_iterations": 1, "inner_iterations": 2}}})
+
+
+def test_tvl1_cache_one_process_computes_once_then_reads_the_cache(small_data_dir, tmp_path, monkeypatch):
+  import shutil
+  from arsr_jax.data import pipeline, recognition_data
+  data_dir = tmp_path / "tfds"
+  shutil.copytree(small_data_dir, data_dir)
+  full = pipeline.get_source("synthetic_actions/small", "train", str(data_dir))
+  source = [full[i] for i in range(3)]  # 3 clips: fast
+  config, compute, computed = _tvl1_config(str(data_dir)), recognition_data._compute_flows, []
+
+  def recording(config, split, source, clips, *args):
+    computed.append(list(clips))
+    return compute(config, split, source, clips, *args)
+
+  monkeypatch.setattr(recognition_data, "_compute_flows", recording)
+  first = recognition_data.tvl1_flows(config, "train", source, batch_pairs=7)
+  again = recognition_data.tvl1_flows(config, "train", source, batch_pairs=7)
+  assert computed == [[0, 1, 2]] and first.shape == (3, 7, 64, 64, 2)
+  np.testing.assert_array_equal(first, again)
+  assert [f.name for f in (data_dir / "synthetic_actions" / "small").glob("*/tvl1/*")] == [
+      pathlib.Path(recognition_data.os.path.basename(again.filename)).name]
 
 
 # --- Cloud TPU: tpu_pod.sh against a fake gcloud and a fake host --------------------------------
