@@ -235,12 +235,14 @@ states = state.read_text().split() if state.exists() else ["NONE"]
 if args[:3] == ["compute", "tpus", "queued-resources"]:
   if args[3] == "describe":
     if states[0] == "NONE":
-      sys.exit(print("ERROR: (gcloud.compute.tpus.queued-resources.describe) NOT_FOUND: Resource not found", file=sys.stderr) or 1)
+      print("ERROR: (gcloud.compute.tpus.queued-resources.describe) NOT_FOUND: not found", file=sys.stderr)
+      sys.exit(1)
     print(states[0])
     state.write_text(" ".join(states[1:] or states))
   elif args[3] == "create":
     if states[0] != "NONE":
-      sys.exit(print("ERROR: (gcloud.compute.tpus.queued-resources.create) ALREADY_EXISTS", file=sys.stderr) or 1)
+      print("ERROR: (gcloud.compute.tpus.queued-resources.create) ALREADY_EXISTS", file=sys.stderr)
+      sys.exit(1)
     state.write_text("WAITING_FOR_RESOURCES PROVISIONING ACTIVE")
   elif args[3] == "delete":
     state.write_text("NONE")
@@ -262,7 +264,8 @@ def tpu(tmp_path):
   (fake / "bin").mkdir(parents=True)
   (fake / "host" / "arsr_jax").mkdir(parents=True)
   (fake / "host" / "arsr_venv" / "bin").mkdir(parents=True)
-  for path, text in ((fake / "bin" / "gcloud", FAKE_GCLOUD), (fake / "host" / "arsr_venv" / "bin" / "python", FAKE_PYTHON),
+  for path, text in ((fake / "bin" / "gcloud", FAKE_GCLOUD),
+                     (fake / "host" / "arsr_venv" / "bin" / "python", FAKE_PYTHON),
                      (fake / "bin" / "mountpoint", '#!/bin/sh\nexit "$FAKE_UNMOUNTED"\n')):
     path.write_text(text)
     path.chmod(0o755)
@@ -385,7 +388,8 @@ def _wait_for_step(tmp_path, proc, step, timeout=400):
   while f"step {step}/" not in _task_logs(tmp_path)[0]:
     if proc.poll() is not None or time.monotonic() > deadline:
       proc.kill()
-      pytest.fail(f"no step {step} logged (sbatch status {proc.returncode}):\n" + "\n".join(_task_logs(tmp_path))[-4000:])
+      logs = "\n".join(_task_logs(tmp_path))
+      pytest.fail(f"no step {step} logged (sbatch status {proc.returncode}):\n{logs[-4000:]}")
     time.sleep(0.5)
 
 

@@ -205,9 +205,16 @@ def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pair
     def join():
       for k in range(1, n):
         sharding.wait_for(f"{done_key}/{k}", f"process {k}'s TV-L1 flow of {split}")
-      parts = [f"{path}.part{k}of{n}.npy" for k in range(n)]
-      _save(path, np.concatenate([np.load(f) for f in parts]))
-      for f in parts:
+      files = [f"{path}.part{k}of{n}.npy" for k in range(n)]
+      parts = [np.load(f, mmap_mode="r") for f in files]
+      tmp = path + f".tmp{os.getpid()}.npy"  # written part by part: never the whole split in memory
+      joined = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(source), *parts[0].shape[1:]))
+      for k, part in enumerate(parts):
+        joined[k * len(source) // n:(k + 1) * len(source) // n] = part
+      joined.flush()
+      del joined, parts
+      os.replace(tmp, path)
+      for f in files:
         os.remove(f)
     sharding.report(done_key, join)
   else:
