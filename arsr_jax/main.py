@@ -7,8 +7,8 @@ Any config value can be overridden on the command line, e.g.
 ``--config.train.batch_size=8`` or ``--config.mode=eval``.
 
 Exit status: 0 done; 2 a config that cannot work (a missing config file, an unknown key or
-variant, a bad value, a misspelled dataset config, inputs that do not fit together such as a
-recognizer trained on other data: one line on stderr);
+variant, a bad value, a misspelled dataset config, another device count than --expect_devices,
+inputs that do not fit together such as a recognizer trained on other data: one line on stderr);
 128 + signal number (143 SIGTERM, 130 SIGINT) when a signal stopped training cleanly at a
 checkpoint: rerun the same command to resume.
 """
@@ -52,8 +52,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   writers.quiet_libraries()
-  sharding.maybe_initialize_distributed(FLAGS.distributed)
   try:
+    sharding.maybe_initialize_distributed(FLAGS.distributed, FLAGS.expect_devices)
     config_lib.validate(FLAGS.config)
     tfds_builders.check_name(FLAGS.config.data.name)
   except ValueError as e:
@@ -119,6 +119,9 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Directory (or gs:// URL) for checkpoints, TensorBoard events and results.")
   flags.DEFINE_bool("distributed", False,
                     "Multi-process run: call jax.distributed.initialize() (TPU pods, SLURM).")
+  flags.DEFINE_integer("expect_devices", 0,
+                       "Exit (status 2) unless the job sees exactly this many devices (0: any); launchers "
+                       "pass what they allocated, so a process that sees fewer never trains silently.")
   flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -53,7 +53,8 @@ def test_tpu_pod_dry_run_all(env, tmp_path):
   out = run("tpu_pod.sh", "--dry-run", "all", "--config.train.num_steps=1000", env=env, cwd=tmp_path)
   assert out.returncode == 0, out.stderr
   cmds = commands(out.stdout)
-  create, describe, pack, scp, setup, data, train, logs = cmds
+  state, create, describe, pack, scp, setup, data, check, train, logs = cmds
+  assert state == describe  # the state first: a SUSPENDED (preempted) one is deleted (test_cluster.py)
   assert create[:5] == ["gcloud", "compute", "tpus", "queued-resources", "create"] and create[5] == "arsr-tpu-qr"
   assert (flag(create, "node-id"), flag(create, "zone"), flag(create, "accelerator-type"),
           flag(create, "runtime-version")) == ("arsr-tpu", "us-central2-b", "v4-32", "tpu-ubuntu2204-base")
@@ -61,16 +62,22 @@ def test_tpu_pod_dry_run_all(env, tmp_path):
   assert describe[:6] == ["gcloud", "compute", "tpus", "queued-resources", "describe", "arsr-tpu-qr"]
   assert pack[:2] == ["git", "-C"] and "|" in pack and "tar" in pack
   assert scp[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "scp"] and flag(scp, "worker") == "all"
-  for ssh in (setup, data, train, logs):
+  for ssh in (setup, data, check, train, logs):
     assert ssh[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "arsr-tpu"]
     assert flag(ssh, "zone") == "us-central2-b"
     assert_valid_bash(flag(ssh, "command"))
-  assert [flag(c, "worker") for c in (setup, data, train, logs)] == ["all", "0", "all", "0"]
+  assert [flag(c, "worker") for c in (setup, data, check, train, logs)] == ["all", "0", "all", "all", "0"]
+  assert flag(check, "command").startswith("mountpoint -q /gcs ||")
+  assert flag(train, "command").startswith("mountpoint -q /gcs ||")
   assert "gcsfuse --implicit-dirs" in flag(setup, "command") and " my-bucket /gcs" in flag(setup, "command")
-  assert "'jax[tpu]'" in flag(setup, "command")
+  assert "'jax[tpu]'" in flag(setup, "command") and "pip install -q -e ~/arsr_jax'[gcs]'" in flag(setup, "command")
+  # gcsfuse serves the data (file cache on); checkpoints go to gs:// directly, not through its renames.
+  assert "--file-cache-max-size-mb=" in flag(setup, "command") and "--cache-dir=" in flag(setup, "command")
+  assert "rename-dir-limit" not in flag(setup, "command")
   assert 'synthetic_actions.prepare("default", data_dir="/gcs/tfds")' in flag(data, "command")
+  assert "JAX_PLATFORMS=cpu ~/arsr_venv/bin/python" in flag(data, "command")  # host 0 alone: not the TPU
   main = flag(train, "command")
-  assert ("python -m arsr_jax.main --config configs/sosr_vdsr.py --workdir /gcs/runs/sosr_vdsr --distributed "
+  assert ("python -m arsr_jax.main --config configs/sosr_vdsr.py --workdir gs://my-bucket/runs/sosr_vdsr --distributed "
           "--config.data.name=synthetic_actions/default --config.data.data_dir=/gcs/tfds "
           "--config.train.num_steps=1000 > ~/arsr_logs/sosr_vdsr.log") in main
   assert "setsid nohup" in main
@@ -86,7 +93,7 @@ def test_tpu_pod_copy_delete_real_data_and_spot(env, tmp_path):
   delete, = commands(run("tpu_pod.sh", "--dry-run", "delete", env=dict(env, YES="1", PROJECT="p1")).stdout)
   assert delete[:6] == ["gcloud", "compute", "tpus", "queued-resources", "delete", "arsr-tpu-qr"]
   assert {"--force", "--quiet", "--project=p1", "--zone=us-central2-b"} <= set(delete)
-  spot, _ = commands(run("tpu_pod.sh", "--dry-run", "create", env=dict(env, SPOT="1")).stdout)
+  _, spot, _ = commands(run("tpu_pod.sh", "--dry-run", "create", env=dict(env, SPOT="1")).stdout)
   assert "--spot" in spot
 
   real = dict(env, DATASET="ucf101_sr/split1", MANUAL_DIR="/gcs/raw/ucf101", NUM_HOSTS="2")

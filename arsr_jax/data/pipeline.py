@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 import tfds_builders
+from arsr_jax import sharding
 from arsr_jax.flow import tvl1
 
 # Datasets that this package can generate on the fly (no manual download).
@@ -37,21 +38,36 @@ _GENERATED = ("synthetic_actions",)
 
 
 def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-  """The TFDS builder for ``name`` ('dataset/config'), prepared if we can generate it."""
+  """The TFDS builder for ``name`` ('dataset/config'), prepared if we can generate it.
+
+  In a multi-process run, process 0 generates it while the others wait (data_dir must be shared).
+  """
   tfds_builders.check_name(name)  # a misspelled config: one line, no empty folder left behind
   tfds_builders.load(name)  # imports (registers) the project's builder for ``name``
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   except Exception as e:  # TFDS raises several types for unknown names/configs.
     raise ValueError(f"Unknown dataset {name!r} (data_dir={data_dir}): {e}") from e
-  if not builder.is_prepared():
-    if name.split("/")[0] not in _GENERATED:
-      raise FileNotFoundError(
-          f"Dataset {name!r} is not prepared in {builder.data_dir}. Prepare it first: "
-          f"`python -m tfds_builders.prepare --dataset {name} --manual_dir DIR --data_dir {data_dir or '~/tensorflow_datasets'}` "
-          "(see tfds_builders/README.md).")
+  key = f"arsr_jax/prepared/{builder.data_dir}"
+  if builder.is_prepared():
+    sharding.mark_done(key)
+    return builder
+  if name.split("/")[0] not in _GENERATED:
+    raise FileNotFoundError(
+        f"Dataset {name!r} is not prepared in {builder.data_dir}. Prepare it first: "
+        f"`python -m tfds_builders.prepare --dataset {name} --manual_dir DIR --data_dir {data_dir or '~/tensorflow_datasets'}` "
+        "(see tfds_builders/README.md).")
+
+  def generate():
     logging.info("Generating %s into %s ...", name, builder.data_dir)
     builder.download_and_prepare(file_format="array_record")
+
+  sharding.run_once(key, generate, f"generating {name} into {builder.data_dir}")
+  if jax.process_index() > 0:
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    if not builder.is_prepared():
+      raise FileNotFoundError(f"Process 0 generated {name!r} into {builder.data_dir}, but process "
+                              f"{jax.process_index()} does not see it there: data_dir must be shared by all processes")
   return builder
 
 

@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from arsr_jax import recognition, writers
+from arsr_jax import recognition, sharding, writers
 from arsr_jax.data import degrade, pipeline
 from arsr_jax.flow import tvl1
 from arsr_jax.recognition import tsn
@@ -178,27 +178,76 @@ def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pair
   """TV-L1 flow (N, T-1, H, W, 2) float16 of every clip of ``split`` (fixed-size clips).
 
   Cached as ``tvl1/<split>-<params hash>.npy`` in the dataset directory, so
-  the recognizers and the evaluation of one dataset share it.
+  the recognizers and the evaluation of one dataset share it. In a multi-process
+  run each process computes a contiguous 1/P of the clips into a part file; process 0
+  joins them into the cache while the others wait (the data_dir must be shared).
   """
   params = tvl1.TVL1Params.from_config(config.data.tvl1)
   key = hashlib.sha1(json.dumps(dataclasses.asdict(params), sort_keys=True).encode()).hexdigest()[:10]
   builder = pipeline.get_builder(config.data.name, config.data.get("data_dir"))
   path = os.path.join(builder.data_dir, "tvl1", f"{split}-{key}.npy")
-  if os.path.exists(path):
-    flows = np.load(path, mmap_mode="r")
-    if flows.shape[0] == len(source):
-      return flows
-    logging.warning("Ignoring %s: %d clips cached, split has %d", path, flows.shape[0], len(source))
+  done_key = f"arsr_jax/tvl1/{path}"
+  flows = _cached_flows(path, len(source), warn=True)
+  if flows is not None:
+    sharding.mark_done(done_key)
+    return flows
+  n, i = jax.process_count(), jax.process_index()
+  lo, hi = i * len(source) // n, (i + 1) * len(source) // n
+  logging.info("TV-L1 flow of %s:%s (clips %d-%d of %d), once; cached in %s", config.data.name, split, lo, hi,
+               len(source), path)
+  if n == 1:
+    _save(path, _compute_flows(config, split, source, range(lo, hi), params, batch_pairs))
+    return np.load(path, mmap_mode="r")
+  part = f"{path}.part{i}of{n}.npy"
+  sharding.report(f"{done_key}/{i}", lambda: _save(part, _compute_flows(config, split, source, range(lo, hi),
+                                                                           params, batch_pairs)))
+  if i == 0:
+    def join():
+      for k in range(1, n):
+        sharding.wait_for(f"{done_key}/{k}", f"process {k}'s TV-L1 flow of {split}")
+      files = [f"{path}.part{k}of{n}.npy" for k in range(n)]
+      parts = [np.load(f, mmap_mode="r") for f in files]
+      tmp = path + f".tmp{os.getpid()}.npy"  # written part by part: never the whole split in memory
+      joined = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(source), *parts[0].shape[1:]))
+      for k, part in enumerate(parts):
+        joined[k * len(source) // n:(k + 1) * len(source) // n] = part
+      joined.flush()
+      del joined, parts
+      os.replace(tmp, path)
+      for f in files:
+        os.remove(f)
+    sharding.report(done_key, join)
+  else:
+    sharding.wait_for(done_key, f"process 0 joining the TV-L1 flow of {split}")
+  flows = _cached_flows(path, len(source))
+  if flows is None:
+    raise FileNotFoundError(f"Process 0 wrote {path}, but process {i} does not see it: the data_dir must be "
+                            "shared by all processes")
+  return flows
+
+
+def _cached_flows(path: str, num_clips: int, warn: bool = False) -> np.ndarray | None:
+  if not os.path.exists(path):
+    return None
+  flows = np.load(path, mmap_mode="r")
+  if flows.shape[0] == num_clips:
+    return flows
+  if warn:
+    logging.warning("Ignoring %s: %d clips cached, split has %d", path, flows.shape[0], num_clips)
+  return None
+
+
+def _compute_flows(config: ml_collections.ConfigDict, split: str, source, clips: range, params,
+                   batch_pairs: int) -> np.ndarray:
+  """TV-L1 flow (len(clips), T-1, H, W, 2) float16 of ``source[clips]``, on this process's default device."""
   first = source[0]["hr"]
   pairs_per_clip = first.shape[0] - 1
-  flows = np.zeros((len(source), pairs_per_clip, *first.shape[1:3], 2), np.float16)
+  flows = np.zeros((len(clips), pairs_per_clip, *first.shape[1:3], 2), np.float16)
   fn = jax.jit(lambda a, b: tvl1.tvl1_flow(a, b, params, compact=True))  # host arrays: one device
   clips_per_batch = max(1, batch_pairs // pairs_per_clip)
-  logging.info("TV-L1 flow of %s:%s (%d clips, %d pairs each), once; cached in %s", config.data.name, split,
-               len(source), pairs_per_clip, path)
-  bar = writers.ProgressBar(len(source), desc=f"TV-L1 flow of {config.data.name}:{split}", unit="clips")
-  for lo in range(0, len(source), clips_per_batch):
-    idx = list(range(lo, min(len(source), lo + clips_per_batch)))
+  bar = writers.ProgressBar(len(clips), desc=f"TV-L1 flow of {config.data.name}:{split}", unit="clips")
+  for lo in range(0, len(clips), clips_per_batch):
+    idx = list(clips[lo:lo + clips_per_batch])
     padded = idx + idx[-1:] * (clips_per_batch - len(idx))  # one batch shape: compiled once
     hr = np.stack([_fixed(source[i]["hr"], first.shape, i) for i in padded]).astype(np.float32) / 255.0
     a, b = hr[:, :-1].reshape((-1, *hr.shape[2:])), hr[:, 1:].reshape((-1, *hr.shape[2:]))
@@ -206,11 +255,15 @@ def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pair
     flows[lo:lo + len(idx)] = out[:len(idx)]
     bar.update(len(idx))
   bar.close()
+  return flows
+
+
+def _save(path: str, array: np.ndarray) -> None:
+  """np.save through a temporary name and a rename: readers see the whole file or none."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + f".tmp{os.getpid()}.npy"
-  np.save(tmp, flows)
+  np.save(tmp, array)
   os.replace(tmp, path)
-  return flows
 
 
 def _fixed(hr: np.ndarray, shape: tuple[int, ...], index: int) -> np.ndarray:
