@@ -6,7 +6,11 @@ A checkpoint step directory holds three items:
   meta:  JSON with the run's identity (model, discriminator, scale, loss, data for
          SR; recognizer and data for recognizers), used to refuse restoring a
          checkpoint of another run, and the sha256 of every array of ``state``.
-Saving is asynchronous; retention follows ``max_to_keep`` only.
+Saving is asynchronous; retention follows ``max_to_keep`` only. A save that fails (e.g. a full
+disk) raises ``SaveFailed`` at the first ``check_saves`` after it failed (the train loop calls it
+every step; it does not block) or at ``wait``: one line naming the checkpoint path and, for a full
+disk, the free space and the space a checkpoint needs; the save's temporary directory is removed
+and Orbax's own tracebacks for it are not logged. The previous checkpoints stay intact.
 
 Restoring verifies the checksums. A damaged checkpoint (unreadable, truncated,
 bytes changed, empty) is reported with its path and the newest intact one is
@@ -17,8 +21,12 @@ left exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import logging as pylogging
+import shutil
 from typing import Any, Callable
 
 import grain
@@ -30,7 +38,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from arsr_jax import io
+from arsr_jax import config_lib, io
 
 # Config sections whose values must match for a checkpoint to be restored, per config.task.
 IDENTITY_KEYS = {"sr": ("model", "discriminator", "scale", "loss", "data"),
@@ -44,6 +52,10 @@ META_FILE = "metadata"  # what ocp.JsonCheckpointHandler names its file inside t
 
 class CheckpointDamaged(ValueError):
   """A checkpoint that cannot be read back as it was written."""
+
+
+class SaveFailed(OSError):
+  """A checkpoint could not be written (e.g. no space left); its temporary directory was removed."""
 
 
 def identity_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -116,7 +128,98 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter: grain.Da
   items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
   if data_iter is not None:
     items["data"] = grain.checkpoint.CheckpointSave(data_iter)
-  mngr.save(step, args=ocp.args.Composite(**items))
+  wait(mngr)  # the previous save (Orbax waits for it anyway): its failure is reported as its own
+  mngr.arsr_pending = (step, sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state)))
+  _HELD_ORBAX_ERRORS.pending = True
+  try:
+    mngr.save(step, args=ocp.args.Composite(**items))
+  except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report write errors in many types
+    raise _save_failed(mngr, e) from e
+
+
+def check_saves(mngr: ocp.CheckpointManager) -> None:
+  """Raises SaveFailed if an asynchronous save has failed by now; does not block."""
+  try:
+    mngr.check_for_errors()
+  except Exception as e:  # noqa: BLE001
+    raise _save_failed(mngr, e) from e
+
+
+def wait(mngr: ocp.CheckpointManager) -> None:
+  """Waits for the pending save; SaveFailed (one line) if it failed."""
+  try:
+    mngr.wait_until_finished()
+  except Exception as e:  # noqa: BLE001
+    raise _save_failed(mngr, e) from e
+  _HELD_ORBAX_ERRORS.release()
+
+
+class _HoldOrbaxErrors(pylogging.Filter):
+  """Holds Orbax's ERROR records while a save is pending (a failed save logs several tracebacks from
+  its threads before the error reaches the loop); dropped when the failure becomes SaveFailed,
+  logged as they were when the save turns out to have succeeded."""
+
+  def __init__(self):
+    super().__init__()
+    self.pending, self.held = False, []
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    if self.pending and record.levelno >= pylogging.ERROR and "orbax" in record.pathname:
+      self.held.append(record)
+      return False
+    return True
+
+  def release(self) -> None:
+    held, self.held, self.pending = self.held, [], False
+    for record in held:
+      pylogging.getLogger(record.name).handle(record)
+
+  def drop(self) -> None:
+    self.held, self.pending = [], False
+
+
+_HELD_ORBAX_ERRORS = _HoldOrbaxErrors()
+pylogging.getLogger("absl").addFilter(_HELD_ORBAX_ERRORS)
+
+
+def _is_disk_full(e: BaseException) -> bool:
+  while e is not None:
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+def _size(n: int) -> str:
+  return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
+def _save_failed(mngr: ocp.CheckpointManager, e: Exception) -> SaveFailed:
+  """SaveFailed for the pending save of ``mngr``, after removing its temporary directory."""
+  step, nbytes = getattr(mngr, "arsr_pending", (None, 0))
+  directory = io.path(mngr.directory)
+  with contextlib.suppress(Exception):  # the failed save's threads are done; nothing else to report
+    mngr.wait_until_finished()
+  _HELD_ORBAX_ERRORS.drop()
+  if jax.process_index() == 0:
+    for tmp in directory.glob(f"{step}.orbax-checkpoint-tmp*") if step is not None else ():
+      shutil.rmtree(tmp, ignore_errors=True) if io.is_local(tmp) else tmp.rmtree(missing_ok=True)
+  where = directory / str(step) if step is not None else directory
+  last = [s for s in steps(directory) if s != step]
+  kept = (f"the last good checkpoint (step {last[-1]}) is intact" if last else "no earlier checkpoint")
+  if _is_disk_full(e):
+    free = ""
+    if io.is_local(directory):
+      free = f"{_size(shutil.disk_usage(directory).free)} free there, "
+      if last:  # what the last checkpoint takes on this file system (blocks), if more than the arrays
+        nbytes = max(nbytes, sum(f.stat().st_blocks * 512 for f in (directory / str(last[-1])).rglob("*")))
+    return SaveFailed(f"cannot write the checkpoint {where}: no space left on the device "
+                      f"({free}a checkpoint needs about {_size(nbytes)}); {kept}. Free space "
+                      "and rerun the same command to resume")
+  return SaveFailed(f"cannot write the checkpoint {where}: {_brief(e)}; {kept}. Rerun the same command "
+                    "to resume")
 
 
 def steps(directory: io.PathLike) -> list[int]:
@@ -154,7 +257,7 @@ def check_identity(directory: io.PathLike, config: ml_collections.ConfigDict) ->
       continue
     diffs = {k: (meta[k], want[k]) for k in want if k in meta and meta[k] != want[k]}
     if diffs:
-      raise ValueError(
+      raise config_lib.Mismatch(
           f"The checkpoint at step {step} in {directory} was written for a different run: "
           + "; ".join(f"{k}: checkpoint has {h}, config asks for {w}" for k, (h, w) in diffs.items())
           + ". Use another --workdir (nothing was changed in this one).")
