@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging as pylogging
 import shutil
+import time
 from typing import Any, Callable
 
 import grain
@@ -138,11 +139,11 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter: grain.Da
 
 
 def check_saves(mngr: ocp.CheckpointManager) -> None:
-  """Raises SaveFailed if an asynchronous save has failed by now; does not block."""
-  try:
-    mngr.check_for_errors()
-  except Exception as e:  # noqa: BLE001
-    raise _save_failed(mngr, e) from e
+  """Raises SaveFailed if an asynchronous save has failed by now; does not block (a finished
+  save's errors are held by Orbax's finalize thread until someone waits for it)."""
+  if getattr(mngr, "arsr_pending", None) and not mngr.is_saving_in_progress():
+    wait(mngr)  # the save has finished: returns at once, or raises its error
+    mngr.arsr_pending = None
 
 
 def wait(mngr: ocp.CheckpointManager) -> None:
@@ -196,16 +197,30 @@ def _size(n: int) -> str:
   return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
+def _remove_temporary(directory: epath.Path, step: int, settle_s: float = 0.5, limit_s: float = 10.0) -> None:
+  """Removes the failed save's temporary directory. Writes of the save that were still in flight
+  when its first error surfaced may recreate parts of it: removed until none reappears for ``settle_s``."""
+  deadline, quiet_since = time.monotonic() + limit_s, None
+  while time.monotonic() < deadline:
+    found = list(directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+    for tmp in found:
+      shutil.rmtree(tmp, ignore_errors=True) if io.is_local(tmp) else tmp.rmtree(missing_ok=True)
+    now = time.monotonic()
+    quiet_since = (quiet_since or now) if not found else None
+    if quiet_since is not None and now - quiet_since >= settle_s:
+      return
+    time.sleep(0.05)
+
+
 def _save_failed(mngr: ocp.CheckpointManager, e: Exception) -> SaveFailed:
   """SaveFailed for the pending save of ``mngr``, after removing its temporary directory."""
-  step, nbytes = getattr(mngr, "arsr_pending", (None, 0))
+  step, nbytes = getattr(mngr, "arsr_pending", None) or (None, 0)
   directory = io.path(mngr.directory)
   with contextlib.suppress(Exception):  # the failed save's threads are done; nothing else to report
     mngr.wait_until_finished()
   _HELD_ORBAX_ERRORS.drop()
-  if jax.process_index() == 0:
-    for tmp in directory.glob(f"{step}.orbax-checkpoint-tmp*") if step is not None else ():
-      shutil.rmtree(tmp, ignore_errors=True) if io.is_local(tmp) else tmp.rmtree(missing_ok=True)
+  if jax.process_index() == 0 and step is not None:
+    _remove_temporary(directory, step)
   where = directory / str(step) if step is not None else directory
   last = [s for s in steps(directory) if s != step]
   kept = (f"the last good checkpoint (step {last[-1]}) is intact" if last else "no earlier checkpoint")

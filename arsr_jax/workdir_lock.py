@@ -123,9 +123,9 @@ class _GcsLock:
   """A lock object on gs:// with generation preconditions and a heartbeat thread."""
 
   def __init__(self, workdir):
-    import gcsfs  # pylint: disable=import-outside-toplevel  # the `gcs` extra, as for any gs:// workdir
+    import fsspec  # pylint: disable=import-outside-toplevel  # gcsfs: the `gcs` extra, as for any gs:// workdir
     self.workdir = io.path(workdir)
-    self.fs = gcsfs.GCSFileSystem()
+    self.fs = fsspec.filesystem("gs")
     self.bucket, _, prefix = os.fspath(self.workdir).removeprefix("gs://").partition("/")
     self.key = f"{prefix.rstrip('/')}/{LOCK_NAME}" if prefix else LOCK_NAME
     self.holder = _holder()
@@ -151,11 +151,14 @@ class _GcsLock:
 
   def _write(self, if_generation_match) -> str:
     """Uploads the holder record if the object's generation is ``if_generation_match`` (0: absent);
-    returns the new generation; FileExistsError (HTTP 412) when the precondition fails."""
+    returns the new generation; FileExistsError (HTTP 412) when the precondition fails. A multipart
+    upload, as gcsfs's own create-only write (GCS honours the precondition on every upload type)."""
+    meta = json.dumps({"name": self.key, "contentType": "application/json"})
+    body = (f"--==0==\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--==0==\r\n"
+            "Content-Type: application/json\r\n\r\n").encode() + json.dumps(self.holder).encode() + b"\r\n--==0==--\r\n"
     out = self.fs.call("POST", f"{self.fs._location}/upload/storage/v1/b/{urllib.parse.quote(self.bucket)}/o",
-                       uploadType="media", name=self.key, ifGenerationMatch=str(if_generation_match),
-                       data=json.dumps(self.holder).encode(), headers={"Content-Type": "application/json"},
-                       json_out=True)
+                       uploadType="multipart", ifGenerationMatch=str(if_generation_match), data=body,
+                       headers={"Content-Type": 'multipart/related; boundary="==0=="'}, json_out=True)
     return out["generation"]
 
   def _read(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
