@@ -26,6 +26,7 @@ import errno
 import hashlib
 import json
 import logging as pylogging
+import os
 import shutil
 import time
 from typing import Any, Callable
@@ -229,7 +230,8 @@ def _save_failed(mngr: ocp.CheckpointManager, e: Exception) -> SaveFailed:
     if io.is_local(directory):
       free = f"{_size(shutil.disk_usage(directory).free)} free there, "
       if last:  # what the last checkpoint takes on this file system (blocks), if more than the arrays
-        nbytes = max(nbytes, sum(f.stat().st_blocks * 512 for f in (directory / str(last[-1])).rglob("*")))
+        nbytes = max(nbytes, sum(os.stat(os.path.join(d, f)).st_blocks * 512
+                                 for d, _, files in os.walk(directory / str(last[-1])) for f in files))
     return SaveFailed(f"cannot write the checkpoint {where}: no space left on the device "
                       f"({free}a checkpoint needs about {_size(nbytes)}); {kept}. Free space "
                       "and rerun the same command to resume")
