@@ -22,13 +22,8 @@ left exactly as it was.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
-import logging as pylogging
-import os
-import shutil
-import time
 from typing import Any, Callable
 
 import grain
@@ -40,7 +35,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from arsr_jax import config_lib, io
+from arsr_jax import config_lib, io, save_failures
 
 # Config sections whose values must match for a checkpoint to be restored, per config.task.
 IDENTITY_KEYS = {"sr": ("model", "discriminator", "scale", "loss", "data"),
@@ -56,8 +51,7 @@ class CheckpointDamaged(ValueError):
   """A checkpoint that cannot be read back as it was written."""
 
 
-class SaveFailed(OSError):
-  """A checkpoint could not be written (e.g. no space left); its temporary directory was removed."""
+SaveFailed = save_failures.SaveFailed
 
 
 def identity_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -132,7 +126,7 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter: grain.Da
     items["data"] = grain.checkpoint.CheckpointSave(data_iter)
   wait(mngr)  # the previous save (Orbax waits for it anyway): its failure is reported as its own
   mngr.arsr_pending = (step, sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state)))
-  _HELD_ORBAX_ERRORS.pending = True
+  save_failures.HELD_ORBAX_ERRORS.pending = True
   try:
     mngr.save(step, args=ocp.args.Composite(**items))
   except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report write errors in many types
@@ -153,64 +147,7 @@ def wait(mngr: ocp.CheckpointManager) -> None:
     mngr.wait_until_finished()
   except Exception as e:  # noqa: BLE001
     raise _save_failed(mngr, e) from e
-  _HELD_ORBAX_ERRORS.release()
-
-
-class _HoldOrbaxErrors(pylogging.Filter):
-  """Holds Orbax's ERROR records while a save is pending (a failed save logs several tracebacks from
-  its threads before the error reaches the loop); dropped when the failure becomes SaveFailed,
-  logged as they were when the save turns out to have succeeded."""
-
-  def __init__(self):
-    super().__init__()
-    self.pending, self.held = False, []
-
-  def filter(self, record: pylogging.LogRecord) -> bool:
-    if self.pending and record.levelno >= pylogging.ERROR and "orbax" in record.pathname:
-      self.held.append(record)
-      return False
-    return True
-
-  def release(self) -> None:
-    held, self.held, self.pending = self.held, [], False
-    for record in held:
-      pylogging.getLogger(record.name).handle(record)
-
-  def drop(self) -> None:
-    self.held, self.pending = [], False
-
-
-_HELD_ORBAX_ERRORS = _HoldOrbaxErrors()
-pylogging.getLogger("absl").addFilter(_HELD_ORBAX_ERRORS)
-
-
-def _is_disk_full(e: BaseException) -> bool:
-  while e is not None:
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-      return True
-    if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
-      return True
-    e = e.__cause__ or e.__context__
-  return False
-
-
-def _size(n: int) -> str:
-  return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
-
-
-def _remove_temporary(directory: epath.Path, step: int, settle_s: float = 0.5, limit_s: float = 10.0) -> None:
-  """Removes the failed save's temporary directory. Writes of the save that were still in flight
-  when its first error surfaced may recreate parts of it: removed until none reappears for ``settle_s``."""
-  deadline, quiet_since = time.monotonic() + limit_s, None
-  while time.monotonic() < deadline:
-    found = list(directory.glob(f"{step}.orbax-checkpoint-tmp*"))
-    for tmp in found:
-      shutil.rmtree(tmp, ignore_errors=True) if io.is_local(tmp) else tmp.rmtree(missing_ok=True)
-    now = time.monotonic()
-    quiet_since = (quiet_since or now) if not found else None
-    if quiet_since is not None and now - quiet_since >= settle_s:
-      return
-    time.sleep(0.05)
+  save_failures.HELD_ORBAX_ERRORS.release()
 
 
 def _save_failed(mngr: ocp.CheckpointManager, e: Exception) -> SaveFailed:
@@ -219,24 +156,10 @@ def _save_failed(mngr: ocp.CheckpointManager, e: Exception) -> SaveFailed:
   directory = io.path(mngr.directory)
   with contextlib.suppress(Exception):  # the failed save's threads are done; nothing else to report
     mngr.wait_until_finished()
-  _HELD_ORBAX_ERRORS.drop()
+  save_failures.HELD_ORBAX_ERRORS.drop()
   if jax.process_index() == 0 and step is not None:
-    _remove_temporary(directory, step)
-  where = directory / str(step) if step is not None else directory
-  last = [s for s in steps(directory) if s != step]
-  kept = (f"the last good checkpoint (step {last[-1]}) is intact" if last else "no earlier checkpoint")
-  if _is_disk_full(e):
-    free = ""
-    if io.is_local(directory):
-      free = f"{_size(shutil.disk_usage(directory).free)} free there, "
-      if last:  # what the last checkpoint takes on this file system (blocks), if more than the arrays
-        nbytes = max(nbytes, sum(os.stat(os.path.join(d, f)).st_blocks * 512
-                                 for d, _, files in os.walk(directory / str(last[-1])) for f in files))
-    return SaveFailed(f"cannot write the checkpoint {where}: no space left on the device "
-                      f"({free}a checkpoint needs about {_size(nbytes)}); {kept}. Free space "
-                      "and rerun the same command to resume")
-  return SaveFailed(f"cannot write the checkpoint {where}: {_brief(e)}; {kept}. Rerun the same command "
-                    "to resume")
+    save_failures.remove_temporary(directory, step)
+  return save_failures.describe(e, directory, step, nbytes, [s for s in steps(directory) if s != step])
 
 
 def steps(directory: io.PathLike) -> list[int]:
