@@ -6,7 +6,11 @@ A checkpoint step directory holds three items:
   meta:  JSON with the run's identity (model, discriminator, scale, loss, data for
          SR; recognizer and data for recognizers), used to refuse restoring a
          checkpoint of another run, and the sha256 of every array of ``state``.
-Saving is asynchronous; retention follows ``max_to_keep`` only.
+Saving is asynchronous; retention follows ``max_to_keep`` only. A save that fails (e.g. a full
+disk) raises ``SaveFailed`` at the first ``check_saves`` after it failed (the train loop calls it
+every step; it does not block) or at ``wait``: one line naming the checkpoint path and, for a full
+disk, the free space and the space a checkpoint needs; the save's temporary directory is removed
+and Orbax's own tracebacks for it are not logged. The previous checkpoints stay intact.
 
 Restoring verifies the checksums. A damaged checkpoint (unreadable, truncated,
 bytes changed, empty) is reported with its path and the newest intact one is
@@ -17,6 +21,7 @@ left exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from typing import Any, Callable
@@ -30,7 +35,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from arsr_jax import io
+from arsr_jax import config_lib, io, save_failures
 
 # Config sections whose values must match for a checkpoint to be restored, per config.task.
 IDENTITY_KEYS = {"sr": ("model", "discriminator", "scale", "loss", "data"),
@@ -44,6 +49,9 @@ META_FILE = "metadata"  # what ocp.JsonCheckpointHandler names its file inside t
 
 class CheckpointDamaged(ValueError):
   """A checkpoint that cannot be read back as it was written."""
+
+
+SaveFailed = save_failures.SaveFailed
 
 
 def identity_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -116,7 +124,42 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter: grain.Da
   items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
   if data_iter is not None:
     items["data"] = grain.checkpoint.CheckpointSave(data_iter)
-  mngr.save(step, args=ocp.args.Composite(**items))
+  wait(mngr)  # the previous save (Orbax waits for it anyway): its failure is reported as its own
+  mngr.arsr_pending = (step, sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state)))
+  save_failures.HELD_ORBAX_ERRORS.pending = True
+  try:
+    mngr.save(step, args=ocp.args.Composite(**items))
+  except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report write errors in many types
+    raise _save_failed(mngr, e) from e
+
+
+def check_saves(mngr: ocp.CheckpointManager) -> None:
+  """Raises SaveFailed if an asynchronous save has failed by now; does not block (a finished
+  save's errors are held by Orbax's finalize thread until someone waits for it)."""
+  if getattr(mngr, "arsr_pending", None) and not mngr.is_saving_in_progress():
+    wait(mngr)  # the save has finished: returns at once, or raises its error
+    mngr.arsr_pending = None
+
+
+def wait(mngr: ocp.CheckpointManager) -> None:
+  """Waits for the pending save; SaveFailed (one line) if it failed."""
+  try:
+    mngr.wait_until_finished()
+  except Exception as e:  # noqa: BLE001
+    raise _save_failed(mngr, e) from e
+  save_failures.HELD_ORBAX_ERRORS.release()
+
+
+def _save_failed(mngr: ocp.CheckpointManager, e: Exception) -> SaveFailed:
+  """SaveFailed for the pending save of ``mngr``, after removing its temporary directory."""
+  step, nbytes = getattr(mngr, "arsr_pending", None) or (None, 0)
+  directory = io.path(mngr.directory)
+  with contextlib.suppress(Exception):  # the failed save's threads are done; nothing else to report
+    mngr.wait_until_finished()
+  save_failures.HELD_ORBAX_ERRORS.drop()
+  if jax.process_index() == 0 and step is not None:
+    save_failures.remove_temporary(directory, step)
+  return save_failures.describe(e, directory, step, nbytes, [s for s in steps(directory) if s != step])
 
 
 def steps(directory: io.PathLike) -> list[int]:
@@ -154,7 +197,7 @@ def check_identity(directory: io.PathLike, config: ml_collections.ConfigDict) ->
       continue
     diffs = {k: (meta[k], want[k]) for k in want if k in meta and meta[k] != want[k]}
     if diffs:
-      raise ValueError(
+      raise config_lib.Mismatch(
           f"The checkpoint at step {step} in {directory} was written for a different run: "
           + "; ".join(f"{k}: checkpoint has {h}, config asks for {w}" for k, (h, w) in diffs.items())
           + ". Use another --workdir (nothing was changed in this one).")

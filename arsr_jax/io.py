@@ -37,12 +37,20 @@ def is_local(p: PathLike) -> bool:
 
 
 def write_bytes(p: PathLike, data: bytes) -> epath.Path:
-  """Atomically writes ``data`` to ``p`` (parents created)."""
+  """Atomically writes ``data`` to ``p`` (parents created); a failed write (e.g. a full disk)
+  removes its temporary file and leaves ``p`` as it was."""
   p = path(p)
   p.parent.mkdir(parents=True, exist_ok=True)
   tmp = p.parent / f".{p.name}.{uuid.uuid4().hex[:8]}.tmp"
-  tmp.write_bytes(data)
-  tmp.replace(p)
+  try:
+    tmp.write_bytes(data)
+    tmp.replace(p)
+  except BaseException:
+    try:
+      tmp.unlink(missing_ok=True)
+    except OSError:
+      pass
+    raise
   return p
 
 

@@ -8,7 +8,10 @@ Any config value can be overridden on the command line, e.g.
 
 Exit status: 0 done; 2 a config that cannot work (a missing config file, an unknown key or
 variant, a bad value, a misspelled dataset config, another device count than --expect_devices,
-inputs that do not fit together such as a recognizer trained on other data: one line on stderr);
+inputs that do not fit together such as a recognizer trained on other data, a batch the device count
+does not divide, a workdir another run is using: one line on stderr); 1 with one line on stderr when
+the data is missing or damaged (the file is named) or a checkpoint could not be written (e.g. disk
+full: the path and the space needed);
 128 + signal number (143 SIGTERM, 130 SIGINT) when a signal stopped training cleanly at a
 checkpoint: rerun the same command to resume.
 """
@@ -26,7 +29,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import tfds_builders
-from arsr_jax import config_lib, io, sharding, train, writers
+from arsr_jax import checkpointing, config_lib, io, sharding, train, workdir_lock, writers
+from arsr_jax.data import pipeline
 from arsr_jax.evaluation import protocol
 from arsr_jax.jobs import recognition as recognition_job
 from arsr_jax.jobs import sr as sr_job
@@ -43,9 +47,15 @@ TASKS: dict[str, Callable[[ml_collections.ConfigDict, io.PathLike], dict[str, An
 
 
 def run(config: ml_collections.ConfigDict, workdir: io.PathLike) -> dict[str, Any]:
-  """Runs ``config.task`` in ``workdir`` (train + evaluate, or the protocol); returns its results."""
+  """Runs ``config.task`` in ``workdir`` (train + evaluate, or the protocol); returns its results.
+
+  The workdir is locked for the run (``workdir_lock``: a second run raises WorkdirInUse), and every
+  dataset split the run reads is opened and checked before any work (``pipeline.check_splits``).
+  """
   config_lib.validate(config)
-  return TASKS[config.task](config, workdir)
+  with workdir_lock.hold(workdir):
+    pipeline.check_splits(config)
+    return TASKS[config.task](config, workdir)
 
 
 def main(argv):
@@ -61,8 +71,11 @@ def main(argv):
   logging.info("Config:\n%s", FLAGS.config)
   try:
     result = run(FLAGS.config, FLAGS.workdir)
-  except config_lib.Mismatch as e:
+  except (config_lib.Mismatch, workdir_lock.WorkdirInUse) as e:
     _exit_usage(str(e))
+  except (pipeline.DataError, checkpointing.SaveFailed) as e:
+    print(f"arsr_jax.main: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(1)
   if result.get("stopped_by"):
     print(f"arsr_jax.main: stopped by {result['stopped_by']} at step {result['step']} with a checkpoint in "
           f"{FLAGS.workdir}; rerun the same command to resume.", file=sys.stderr)

@@ -19,6 +19,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from arsr_jax import config_lib
+
 DATA_AXIS = "data"
 
 
@@ -108,10 +110,11 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(global_batch: int, mesh: Mesh, what: str = "train.batch_size") -> int:
-  """Returns the per-process batch size, or raises if it does not divide evenly."""
+  """Returns the per-process batch size; config_lib.Mismatch (one line, exit 2 in the CLI) if the
+  devices do not divide it."""
   n = mesh.devices.size
   if global_batch % n:
-    raise ValueError(f"{what}={global_batch} is not divisible by the {n} devices of the mesh; "
+    raise config_lib.Mismatch(f"{what}={global_batch} is not divisible by the {n} devices of the mesh; "
                      f"use a multiple of {n}")
   local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
   return global_batch // n * local_devices

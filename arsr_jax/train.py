@@ -110,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
       logging.info("Resuming from step %d", int(state.step))
     _write_config(workdir, config)
     state, stopped_by = _train(config, job, mesh, state, data_iter, step_rng, mngr, writer)
-  mngr.wait_until_finished()
+  checkpointing.wait(mngr)
   mngr.close()
 
   if stopped_by:
@@ -217,6 +217,7 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
       batch = sharding.to_global(next(data_iter), mesh)
       state, m = p_train_step(state, batch, frozen, rng)
       in_flight.append(jax.tree.leaves(m)[0])
+      checkpointing.check_saves(mngr)  # a failed asynchronous save stops the run here, not a save later
       if len(in_flight) > MAX_STEPS_IN_FLIGHT:
         in_flight.popleft().block_until_ready()
       acc = m if acc is None else jax.tree.map(jnp.add, acc, m)  # on the device, asynchronously
@@ -243,7 +244,7 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
           checkpointing.save(mngr, done, state, data_iter, config)
       if stopped_by:
         break
-    mngr.wait_until_finished()  # a signal arriving now is still caught: the checkpoint completes
+    checkpointing.wait(mngr)  # a signal arriving now is still caught: the checkpoint completes
     stopped_by = stopped_by or signals.requested()  # e.g. during the last save: skip the evaluation
   writer.flush()
   return state, stopped_by

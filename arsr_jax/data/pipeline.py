@@ -15,11 +15,17 @@ builders: half the bytes of float32, converted to float32 on the device too):
 
 Both are deterministic functions of (seed, step): a restored grain iterator
 continues exactly where it stopped.
+
+Damaged or missing data is a ``DataError`` naming the file and how to prepare it again:
+``check_splits`` opens every shard of every split a run reads before any work (each file's index,
+record count and first and last records; every record the evaluation reads), and a record that
+fails to read later (damage inside a training shard) names its file too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Iterator
 
 import grain
@@ -28,6 +34,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
+from etils import epath
 
 import tfds_builders
 from arsr_jax import sharding
@@ -35,6 +42,22 @@ from arsr_jax.flow import tvl1
 
 # Datasets that this package can generate on the fly (no manual download).
 _GENERATED = ("synthetic_actions",)
+
+
+class DataError(OSError):
+  """A prepared dataset that cannot be read: a missing, truncated or damaged file (named)."""
+
+
+class DataNotPrepared(DataError, FileNotFoundError):
+  """The dataset has not been prepared in data_dir."""
+
+
+def _prepare_hint(name: str, builder: tfds.core.DatasetBuilder) -> str:
+  if name.split("/")[0] in _GENERATED:
+    return f"delete {builder.data_dir} and run again (it is generated again)"
+  parent = os.path.dirname(os.path.dirname(os.path.dirname(os.fspath(builder.data_dir))))
+  return (f"delete {builder.data_dir} and prepare it again: `python -m tfds_builders.prepare --dataset {name} "
+          f"--manual_dir DIR --data_dir {parent}`")
 
 
 def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
@@ -53,7 +76,7 @@ def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     sharding.mark_done(key)
     return builder
   if name.split("/")[0] not in _GENERATED:
-    raise FileNotFoundError(
+    raise DataNotPrepared(
         f"Dataset {name!r} is not prepared in {builder.data_dir}. Prepare it first: "
         f"`python -m tfds_builders.prepare --dataset {name} --manual_dir DIR --data_dir {data_dir or '~/tensorflow_datasets'}` "
         "(see tfds_builders/README.md).")
@@ -72,11 +95,105 @@ def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
 
 
 def get_source(name: str, split: str, data_dir: str | None):
-  """A random-access source (``__len__``/``__getitem__``) over one split."""
+  """A random-access source (``__len__``/``__getitem__``) over one split; a record that cannot be
+  read raises DataError naming its file."""
   builder = get_builder(name, data_dir)
   if split not in builder.info.splits:
     raise ValueError(f"Dataset {name!r} has no split {split!r}; it has {list(builder.info.splits)}")
-  return builder.as_data_source(split=split)
+  return _NamedSource(builder.as_data_source(split=split), name, split, _shards(builder, split),
+                      _prepare_hint(name, builder))
+
+
+def _shards(builder: tfds.core.DatasetBuilder, split: str) -> list[tuple[str, int, int, int]]:
+  """(file, first record read, records read, records in the file) of each shard of ``split``."""
+  return [(f.filename, f.skip, f.take, f.examples_in_shard)
+          for f in builder.info.splits[split].file_instructions]
+
+
+@dataclasses.dataclass
+class _NamedSource:
+  """A TFDS data source whose read errors name the shard file (grain reads through it; picklable)."""
+  source: Any
+  name: str
+  split: str
+  shards: list[tuple[str, int, int, int]]
+  hint: str
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> Any:
+    try:
+      return self.source[index]
+    except Exception as e:  # noqa: BLE001 - array_record/Riegeli raise RuntimeError, decoding others
+      raise self._error(int(index), e) from e
+
+  def __getitems__(self, indices) -> list[Any]:
+    if not hasattr(self.source, "__getitems__"):
+      return [self[i] for i in indices]
+    try:
+      return self.source.__getitems__(indices)
+    except Exception as e:  # noqa: BLE001
+      for index in indices:  # which record: read them one by one
+        self[index]
+      raise self._error(int(indices[0]), e) from e
+
+  def _error(self, index: int, e: Exception) -> DataError:
+    where, i = f"record {index}", index
+    for filename, _, take, _ in self.shards:
+      if 0 <= i < take:
+        where = f"{filename} (record {index} of split {self.split!r})"
+        break
+      i -= take
+    return DataError(f"Dataset {self.name!r}: cannot read {where}: {' '.join(str(e).split())[:300]}; {self.hint}")
+
+
+def check_splits(config: ml_collections.ConfigDict) -> None:
+  """Opens and checks every split the run reads (train unless mode=eval or task=evaluate; eval);
+  DataError names the first missing, truncated or damaged file. Reads each shard's index and its
+  first and last records, and every record of the evaluated clips (eval.max_clips)."""
+  d = config.data
+  splits = [d.eval_split]
+  if config.get("mode", "train") == "train" and config.get("task", "sr") != "evaluate":
+    splits.insert(0, d.train_split)
+  builder = get_builder(d.name, d.get("data_dir"))
+  for split in splits:
+    if split not in builder.info.splits:
+      raise ValueError(f"Dataset {d.name!r} has no split {split!r}; it has {list(builder.info.splits)}")
+    remaining = None
+    if split == d.eval_split and split not in splits[:-1]:
+      remaining = config.eval.get("max_clips") or builder.info.splits[split].num_examples
+    for filename, skip, take, count in _shards(builder, split):
+      every = None if remaining is None else max(0, min(take, remaining))
+      _check_shard(d.name, split, filename, skip, take, count, every, builder)
+      if remaining is not None:
+        remaining -= take
+
+
+def _check_shard(name, split, filename, skip, take, count, every, builder) -> None:
+  """Opens one array_record shard: its index, its record count, its first and last records (and the
+  first ``every`` records read in full); DataError naming the file on any failure."""
+  from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
+
+  def fail(problem: str) -> DataError:
+    return DataError(f"Dataset {name!r} split {split!r}: {filename} {problem}; {_prepare_hint(name, builder)}")
+
+  if not epath.Path(filename).exists():
+    raise fail("is missing")
+  try:
+    reader = array_record_module.ArrayRecordReader(filename, "readahead_buffer_size:0,max_parallelism:0")
+    try:
+      if reader.num_records() != count:
+        raise fail(f"has {reader.num_records()} records; the dataset's info says {count}")
+      reader.read(sorted({skip, skip + take - 1}) if take else [])
+      for start in range(skip, skip + (every or 0), 64):
+        reader.read(list(range(start, min(start + 64, skip + every))))
+    finally:
+      reader.close()
+  except DataError:
+    raise
+  except Exception as e:  # noqa: BLE001 - Riegeli reports damage as RuntimeError
+    raise fail(f"is damaged ({' '.join(str(e).split())[:200]})") from e
 
 
 # ---------------------------------------------------------------------------
