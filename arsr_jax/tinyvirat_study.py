@@ -23,11 +23,12 @@ from scratch unless the recognizer recipe loads weights (deliberate: no such che
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from absl import app, flags, logging
 
-from arsr_jax import io, main as main_lib, writers
+from arsr_jax import config_lib, io, main as main_lib, writers
 from arsr_jax.config_lib import recipe as _config
 from arsr_jax.evaluation import frozen
 
@@ -63,7 +64,8 @@ def scale_of(src: str, default: int) -> int:
 
 
 def runs(classifiers: list[str], methods: dict[str, str], size: str, dataset: str, data_dir: str | None,
-         workdir: str, scale: int = 4, steps: int | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+         workdir: str, scale: int = 4, steps: int | None = None, eval_split: str = "test"
+         ) -> dict[tuple[str, str], dict[str, Any]]:
   """(classifier, method) -> {'train': recognizer config, 'eval': evaluate config, 'workdir': ...}."""
   s = SIZES[size]
   out = {}
@@ -73,7 +75,7 @@ def runs(classifiers: list[str], methods: dict[str, str], size: str, dataset: st
       if s["input_size"] % sc:
         raise ValueError(f"Method {name}: scale {sc} does not divide the {s['input_size']} px classifier input")
       lr_size = s["input_size"] // sc
-      data = {"data.name": dataset, "data.data_dir": data_dir, "scale": sc}
+      data = {"data.name": dataset, "data.data_dir": data_dir, "scale": sc, "data.eval_split": eval_split}
       over = dict(data, **{"data.sr_input": src, "data.lr_size": lr_size, "data.clip_length": s["clip_length"],
                            "data.crop_size": 0})
       if steps or s["steps"]:
@@ -81,6 +83,8 @@ def runs(classifiers: list[str], methods: dict[str, str], size: str, dataset: st
         over.update({"train.num_steps": n, "train.checkpoint_every": n, "train.log_every": max(1, n // 4)})
       if s["batch"]:
         over.update({"train.batch_size": s["batch"], "eval.batch_size": s["batch"]})
+      if size == "smoke" and clf in ("resnet3d", "wide_resnet3d"):
+        over["recognizer.width"] = 4  # tiny, for speed: plumbing only
       rec = _config("recognizer", clf + s["variant"], over)
       # The SR output (input_size px) goes to the classifier at the recipe's own input size when it has
       # one (I3D: 224 px for its 7x7 pooling), else as it is.
@@ -89,7 +93,7 @@ def runs(classifiers: list[str], methods: dict[str, str], size: str, dataset: st
       ev = _config("evaluate", "", dict(data, **{
           "evaluate.clip": run_dir, "evaluate.methods": src if src == "bicubic" else f"{name}={src}",
           "evaluate.lr_size": lr_size, "evaluate.input_size": rec.data.resize,
-          "evaluate.clip_length": s["clip_length"], "data.eval_split": rec.data.eval_split,
+          "evaluate.clip_length": s["clip_length"],
           "eval.batch_size": rec.eval.batch_size, "evaluate.profiles": 0}))
       out[(clf, name)] = {"train": rec, "eval": ev, "workdir": run_dir}
   return out
@@ -97,15 +101,16 @@ def runs(classifiers: list[str], methods: dict[str, str], size: str, dataset: st
 
 def study(workdir: str, classifiers: list[str], methods: dict[str, str], size: str = "full",
           dataset: str = "tiny_virat/v1", data_dir: str | None = None, scale: int = 4,
-          steps: int | None = None) -> dict[str, Any]:
+          steps: int | None = None, eval_split: str = "test") -> dict[str, Any]:
   """Trains (or resumes) every classifier on every method's outputs, evaluates each, prints the table."""
   table: dict[str, dict[str, float]] = {name: {} for name in methods}
-  for (clf, name), r in runs(classifiers, methods, size, dataset, data_dir, workdir, scale, steps).items():
+  for (clf, name), r in runs(classifiers, methods, size, dataset, data_dir, workdir, scale, steps,
+                                         eval_split).items():
     logging.info("=== tinyvirat study: %s on %s outputs ===", clf, name)
     main_lib.run(r["train"], r["workdir"])
     res = main_lib.run(r["eval"], os.path.join(r["workdir"], "eval"))
     table[name][clf] = float(res["methods"][name if methods[name] != "bicubic" else "bicubic"]["clip_macro_f1"])
-  result = {"dataset": dataset, "size": size, "metric": "clip_macro_f1", "classifiers": classifiers,
+  result = {"dataset": dataset, "split": eval_split, "size": size, "metric": "clip_macro_f1", "classifiers": classifiers,
             "methods": methods, "table": table}
   io.write_json(io.path(workdir) / "table.json", result)
   print(format_table(table, classifiers, dataset))
@@ -122,18 +127,32 @@ def format_table(table: dict[str, dict[str, float]], classifiers: list[str], dat
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    _exit_usage(f"unexpected arguments {argv[1:]}")
   if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required")
-  try:
-    methods = parse_methods(FLAGS.methods)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
+    _exit_usage("--workdir is required")
   classifiers = [c for c in FLAGS.classifiers.split(",") if c]
-  if not classifiers:
-    raise app.UsageError("--classifiers is empty; e.g. i3d,resnet3d")
   writers.quiet_libraries()
-  study(FLAGS.workdir, classifiers, methods, FLAGS.size, FLAGS.dataset, FLAGS.data_dir, FLAGS.scale, FLAGS.steps)
+  try:  # every run's config before any training: bad methods, workdirs or classifiers fail here
+    if not classifiers:
+      raise ValueError("--classifiers is empty; e.g. i3d,resnet3d")
+    methods = parse_methods(FLAGS.methods)
+    for r in runs(classifiers, methods, FLAGS.size, FLAGS.dataset, FLAGS.data_dir, FLAGS.workdir, FLAGS.scale,
+                  FLAGS.steps, FLAGS.eval_split).values():
+      config_lib.validate(r["train"])
+      config_lib.validate(r["eval"])
+  except (ValueError, FileNotFoundError) as e:
+    _exit_usage(str(e).splitlines()[0] if str(e) else type(e).__name__)
+  try:
+    study(FLAGS.workdir, classifiers, methods, FLAGS.size, FLAGS.dataset, FLAGS.data_dir, FLAGS.scale,
+          FLAGS.steps, FLAGS.eval_split)
+  except config_lib.Mismatch as e:  # e.g. an SR workdir of another scale than the study's data
+    _exit_usage(str(e))
+
+
+def _exit_usage(message: str) -> None:
+  print(f"arsr_jax.tinyvirat_study: {message}", file=sys.stderr)
+  sys.exit(2)
 
 
 def define_flags() -> None:
@@ -144,6 +163,7 @@ def define_flags() -> None:
   flags.DEFINE_enum("size", "full", list(SIZES), "full: the recipes at the paper's sizes; smoke: plumbing.")
   flags.DEFINE_string("dataset", "tiny_virat/v1", "TFDS dataset (tiny_virat/v1 or v2).")
   flags.DEFINE_string("data_dir", None, "TFDS data_dir (None = TFDS default).")
+  flags.DEFINE_string("eval_split", "test", "Labelled split the table is measured on (v2: 'val').")
   flags.DEFINE_integer("scale", 4, "Bicubic's factor (SR methods use their own; all must divide 112).")
   flags.DEFINE_integer("steps", None, "Training steps per classifier (default: the size's / recipe's).")
 

@@ -1,5 +1,7 @@
 """Classifiers trained on SR outputs (TinyVIRAT eq. 4) and the one-command macro-F1 table."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,7 @@ from arsr_jax.evaluation import frozen
 from arsr_jax.jobs import recognition as rec_job
 from arsr_jax.metrics import image as iq
 from arsr_jax.models import dvsr
+from arsr_jax.steps import protocol as ps
 from arsr_jax.steps import recognition as rec_steps
 
 
@@ -61,6 +64,14 @@ def test_sr_input_recognizer_sees_the_sr_output_not_hr():
   logits = rec_steps.make_eval_step(model, "clip", lambda b: prepare(frozen_vars, b))(
       {"params": state.params["recognizer"]}, batch)["logits"]
   np.testing.assert_allclose(np.asarray(logits), np.asarray(seen).reshape(1, -1)[:, :3], atol=1e-6)
+  # The evaluation protocol's clip path super-resolves the same way (one super-resolver).
+  rec = frozen.FrozenRecognizer(model, {"params": state.params["recognizer"]}, "clip", 3, 1, 0, "probe")
+  windows = {"lr": jnp.asarray(clip[None, :, None]), "hr": jnp.zeros((1, 4, 12, 12, 3), jnp.uint8)}
+  np.testing.assert_allclose(np.asarray(ps.make_clip_step(sr, rec, None)(windows)["logits"]), np.asarray(logits),
+                             atol=1e-6)
+  stage1 = dataclasses.replace(sr, model=dvsr.ProgressiveDVSR(scale=4, stage=1, features=4, growth=4))
+  with pytest.raises(ValueError, match="not x4 with every frame"):
+    rec_job.make_prepare(stage1, 4, 0)(frozen_vars, batch)
   step = rec_steps.make_train_step(model, tx, optax.constant_schedule(0.0), "clip", prepare)
   _, metrics = step(state, batch, frozen_vars, jax.random.key(1))
   ce = optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(seen).reshape(1, -1)[:, :3], jnp.asarray([1]))

@@ -88,7 +88,11 @@ def super_resolve_clips(sr, lr: jax.Array, scale: int, size: int = 0) -> jax.Arr
   elif sr.is_clip_model or sr.input_frames == 1:
     flat = x if sr.is_clip_model else x.reshape((-1,) + x.shape[2:])
     out, _ = sr_steps.split_output(sr_steps.apply_sr(sr.model, sr.variables, flat, train=False, **sr.call_kwargs))
-    out = out.astype(jnp.float32).reshape(x.shape[:2] + out.shape[-3:])
+    out = out.astype(jnp.float32)
+    out = out if sr.is_clip_model else out.reshape(x.shape[:2] + out.shape[-3:])
+    if out.shape[:4] != x.shape[:2] + (x.shape[2] * scale, x.shape[3] * scale):
+      raise ValueError(f"SR network {sr.name} maps clips {x.shape[1:4]} to {out.shape[1:4]}, not x{scale} "
+                       "with every frame (an intermediate progressive stage?)")
   else:
     raise ValueError(f"SR network {sr.name} consumes {sr.input_frames}-frame windows; clip inputs take clip "
                      "or frame models")
