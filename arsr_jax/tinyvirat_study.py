@@ -104,22 +104,31 @@ def study(workdir: str, classifiers: list[str], methods: dict[str, str], size: s
           steps: int | None = None, eval_split: str = "test") -> dict[str, Any]:
   """Trains (or resumes) every classifier on every method's outputs, evaluates each, prints the table."""
   table: dict[str, dict[str, float]] = {name: {} for name in methods}
+  metric = "clip_macro_f1"
   for (clf, name), r in runs(classifiers, methods, size, dataset, data_dir, workdir, scale, steps,
-                                         eval_split).items():
+                             eval_split).items():
     logging.info("=== tinyvirat study: %s on %s outputs ===", clf, name)
-    main_lib.run(r["train"], r["workdir"])
+    trained = main_lib.run(r["train"], r["workdir"])
+    if trained.get("finished") is False:  # stopped early (signal, steps_per_run): never evaluate half a run
+      print(f"Stopped while training {r['workdir']} (step {trained['step']}); rerun the same command to resume.")
+      return {"finished": False, "workdir": r["workdir"], "step": trained["step"]}
     res = main_lib.run(r["eval"], os.path.join(r["workdir"], "eval"))
-    table[name][clf] = float(res["methods"][name if methods[name] != "bicubic" else "bicubic"]["clip_macro_f1"])
-  result = {"dataset": dataset, "split": eval_split, "size": size, "metric": "clip_macro_f1", "classifiers": classifiers,
-            "methods": methods, "table": table}
+    scores = res["methods"]["bicubic" if methods[name] == "bicubic" else name]
+    # Multi-label data (TinyVIRAT): macro F1; single-label data (UCF101, HMDB51; Tables III-IV): accuracy.
+    metric = "clip_macro_f1" if "clip_macro_f1" in scores else "clip_accuracy"
+    table[name][clf] = float(scores[metric])
+  result = {"dataset": dataset, "split": eval_split, "size": size, "metric": metric,
+            "classifiers": classifiers, "methods": methods, "table": table}
   io.write_json(io.path(workdir) / "table.json", result)
-  print(format_table(table, classifiers, dataset))
+  print(format_table(table, classifiers, dataset, metric))
   return result
 
 
-def format_table(table: dict[str, dict[str, float]], classifiers: list[str], dataset: str) -> str:
-  """Markdown: one row per SR method, macro F1 (%) per classifier trained on that method's outputs."""
-  head = (f"\nTinyVIRAT protocol on {dataset}: macro F1 (%), classifier trained and tested on each "
+def format_table(table: dict[str, dict[str, float]], classifiers: list[str], dataset: str,
+                 metric: str = "clip_macro_f1") -> str:
+  """Markdown: one row per SR method, the metric (%) per classifier trained on that method's outputs."""
+  what = "macro F1" if metric == "clip_macro_f1" else "accuracy"
+  head = (f"\nTinyVIRAT protocol on {dataset}: {what} (%), classifier trained and tested on each "
           "method's outputs\n| SR method | " + " | ".join(classifiers) + " |\n|---|" + "---|" * len(classifiers))
   rows = [f"| {name} | " + " | ".join(f"{100 * scores[c]:.2f}" for c in classifiers) + " |"
           for name, scores in table.items()]
