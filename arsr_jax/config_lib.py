@@ -47,6 +47,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.new_length = 5
   c.data.crop_size = 0  # random crop side for recognizers (0 = whole frame)
   c.data.resize = 0  # recognizers: resize frames to resize x resize first (variable-size clips; 0 = off)
+  # Clip recognizers trained on SR output (TinyVIRAT eq. 4): '' = HR frames; 'bicubic' or an SR workdir:
+  # LR clips -> that frozen SR (eval mode, in the jitted step) -> [0, 1], 8-bit -> resize -> classifier.
+  c.data.sr_input = ""
+  c.data.lr_size = 0  # sr_input: LR frames resized to lr_size x lr_size first (0 = the stored 'lr' frames)
   c.data.worker_count = 0  # grain worker processes (0 = read in the main process)
   c.data.read_threads = 4
 
@@ -230,6 +234,7 @@ VALUE_RULES = {
     "data.new_length": (_INT(1), "an integer >= 1"),
     "data.crop_size": (_INT(0), "an integer >= 0"),
     "data.resize": (_INT(0), "an integer >= 0"),
+    "data.lr_size": (_INT(0), "an integer >= 0"),
     "data.worker_count": (_INT(0), "an integer >= 0"),
     "data.read_threads": (_INT(1), "an integer >= 1"),
 }
@@ -342,24 +347,32 @@ def duf_recipe(variant: set[str]) -> ml_collections.ConfigDict:
 
 
 def progressive_dvsr_recipe(variant: set[str]) -> ml_collections.ConfigDict:
-  """Progressive DVSR stage 1-3 ('stageN'): configs/dvsr_progressive.py and
-  configs/dvsr_progressive_attention.py."""
+  """Progressive DVSR stage 1-3 ('stageN', 'x8'): configs/dvsr_progressive.py and
+  configs/dvsr_progressive_attention.py. Stage 3 exists only at 8x (log2(8) = 3 x2 stages), so
+  'stage3' implies scale 8; 'x8' puts stages 1-2 on the 8x chain (TinyVIRAT Sec. III-B.2: 14x14 ->
+  28 -> 56 -> 112; released conf/*p.py 'scale_factor': 8)."""
   stages = [int(v[-1]) for v in variant if v.startswith("stage")]
   c = get_base_config()
   c.model.name = "progressive_dvsr"
   c.model.stage = stages[0] if stages else 2
+  c.scale = 8 if ("x8" in variant or c.model.stage == 3) else 4
   c.model.features = 32
   c.model.growth = 32
   c.model.temporal_growth = True
   c.data.sampler = "clip"
   c.data.clip_length = 16
-  c.data.patch_size = 64
+  # TinyVIRAT Sec. V-A: SR training clips "larger than 112x112"; released conf/228l.py 'crop_size': 112
+  # (of 'scale_size': 128): 112-px HR patches, so 28 px LR at 4x and 14 px at 8x.
+  c.data.patch_size = 112
   c.loss.name = "l1"
   c.train.batch_size = 8
   # TinyVIRAT Sec. IV-B: alpha "set to 0 initially and increased by 5e-3 after each iteration".
   c.train.fade_steps = 200 if c.model.stage > 1 else None
   c.optimizer.learning_rate = 2e-4
   c.optimizer.b1, c.optimizer.b2 = 0.5, 0.9
+  # No decay: Sec. V-B gives Adam lr 2e-4 and no schedule; released conf/228l.py 'lr_schedule':
+  # ExponentialLR with gamma 1.0 (a constant rate). Not the base config's cosine.
+  c.optimizer.schedule = "constant"
   if "smoke" in variant:
     apply_smoke(c, steps=150)
     c.data.clip_length = 4

@@ -249,6 +249,7 @@ def test_attention_objective_routes_gradients(workdirs, small_data_dir, tmp_path
   """The action term on sg(SR) * A trains only the map; the joint action term trains SR."""
   c = dvsr_progressive_attention.get_config("smoke,joint")
   c.loss.classifier = workdirs["resnet3d"]
+  c.loss.action_weight = 0.5  # the released joint runs' action CE on C(SR) (not in eq. 3's 'joint')
   objective, fz = losses.build_objective(c.loss, "float32", sr_job.restore_classifier(c.loss, jnp.float32))
   rng = np.random.default_rng(0)
   sr = jnp.asarray(rng.random((2, 4, 64, 64, 3)), jnp.float32)

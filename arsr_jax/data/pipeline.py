@@ -244,6 +244,9 @@ class SamplePatch(grain.transforms.RandomMap):
                        f"{self.sampler!r} needs {max(span, 2)}")
     t = int(rng.integers(last_start + 1))
     h, w = hr.shape[1:3]
+    if lr.shape[1:3] != (h // s, w // s):  # e.g. an 8x recipe (progressive stage 3) on 4x data
+      raise ValueError(f"Clip {example.get('id', '?')}: LR {lr.shape[1]}x{lr.shape[2]} for HR {h}x{w} is not "
+                       f"scale={s}; use a dataset prepared at {s}x (or set scale to the data's)")
     p = self.patch_size or h
     if p % s or p > min(h, w) or (self.patch_size == 0 and h != w):
       raise ValueError(f"data.patch_size={self.patch_size} does not fit frames {h}x{w} at scale {s}")

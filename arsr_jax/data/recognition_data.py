@@ -13,6 +13,10 @@ step), flow stays in its stored dtype (float16 here; float32 on the device), in 
   'two_stream': both, the RGB frame taken at the centre of each flow stack;
   'clip':       'clip' (L, H, W, 3), L consecutive frames (3D CNNs).
 
+With ``sr_input`` (data.sr_input set; clip kind only) 'clip' holds the LR frames (L, h, w, 3)
+instead: the stored 'lr', or the frames resized to lr_size x lr_size (natively small video,
+TinyVIRAT); the recognition step super-resolves them (TinyVIRAT eq. 4: A(G(V_LR))).
+
 Training draws one random start per segment (TSN) and a random crop; eval
 uses TSN's test sampling (eval.num_segments evenly spaced, centred starts).
 The temporal stream may learn from the dataset's flow or from TV-L1 flow of
@@ -62,6 +66,8 @@ class SampleRecognition(grain.transforms.RandomMap):
   crop_size: int = 0  # 0 = whole frame
   resize: int = 0  # frames resized to resize x resize first (variable-size clips, TinyVIRAT: 112)
   train: bool = True
+  sr_input: bool = False  # 'clip' holds LR frames for a frozen SR network (module docstring)
+  lr_size: int = 0  # sr_input: LR frames resized to lr_size x lr_size (0 = the stored 'lr')
 
   def random_map(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
     return self.sample(example, rng if self.train else None)
@@ -70,7 +76,11 @@ class SampleRecognition(grain.transforms.RandomMap):
     """``rng`` None = deterministic test sampling and a centre crop."""
     if self.kind not in KINDS:
       raise ValueError(f"Unknown recognizer input kind {self.kind!r}; use one of {KINDS}")
-    hr, name = frames_of(example), example.get("id", "?")
+    name = example.get("id", "?")
+    if self.sr_input and (self.kind != "clip" or self.crop_size):
+      raise ValueError(f"data.sr_input feeds clip recognizers on whole frames; got input kind {self.kind!r}, "
+                       f"crop_size={self.crop_size}")
+    hr = lr_frames_of(example, self.lr_size) if self.sr_input else frames_of(example)
     num_frames = hr.shape[0]
     out: dict[str, np.ndarray] = {}
     try:
@@ -93,7 +103,7 @@ class SampleRecognition(grain.transforms.RandomMap):
         out["clip"] = hr[np.minimum(np.arange(start, start + self.clip_length), num_frames - 1)]
     except ValueError as e:
       raise ValueError(f"Video {name}: {e}") from e
-    if self.resize:
+    if self.resize and not self.sr_input:  # sr_input: the step resizes the SR output instead
       out = {k: resize_frames(v, self.resize, flow=k == "flow") for k, v in out.items()}
     out = _crop(out, self.crop_size, rng)
     out = {k: np.ascontiguousarray(v if v.dtype in (np.uint8, np.float16) else v.astype(np.float32))
@@ -109,6 +119,19 @@ def frames_of(example: dict[str, Any]) -> np.ndarray:
   if "video" in example:
     return example["video"]
   raise ValueError(f"Example {example.get('id', '?')} has neither 'hr' nor 'video' frames")
+
+
+def lr_frames_of(example: dict[str, Any], lr_size: int) -> np.ndarray:
+  """A clip's LR frames (T, h, w, 3): the stored 'lr' (resized to lr_size when given), or, for natively
+  small video without 'lr' (TinyVIRAT), its frames resized to lr_size x lr_size (required then)."""
+  if "lr" in example:
+    lr = example["lr"]
+  elif lr_size:
+    lr = frames_of(example)
+  else:
+    raise ValueError(f"Example {example.get('id', '?')} has no 'lr' frames; set data.lr_size (the LR side "
+                     "its frames are resized to before SR)")
+  return resize_frames(lr, lr_size) if lr_size else lr
 
 
 def resize_frames(frames: np.ndarray, size: int, flow: bool = False) -> np.ndarray:
@@ -285,7 +308,8 @@ def sampler(config: ml_collections.ConfigDict, kind: str, train: bool) -> Sample
   d = config.data
   return SampleRecognition(kind=kind, num_segments=d.num_segments if train else config.eval.num_segments,
                            new_length=d.new_length, clip_length=d.clip_length, crop_size=d.crop_size,
-                           resize=d.resize, train=train)
+                           resize=d.resize, train=train, sr_input=bool(d.get("sr_input")),
+                           lr_size=d.get("lr_size", 0))
 
 
 def train_iterator(config: ml_collections.ConfigDict, kind: str, per_process_batch: int,

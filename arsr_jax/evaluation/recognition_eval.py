@@ -23,9 +23,10 @@ from arsr_jax.writers import EventWriter
 class RecognitionEvaluator:
   """``evaluator(variables, mesh, step, writer) -> results`` for a recognizer built from a config."""
 
-  def __init__(self, config: ml_collections.ConfigDict, model, kind: str):
+  def __init__(self, config: ml_collections.ConfigDict, model, kind: str, prepare=None):
+    """``prepare(batch) -> batch``: runs in the eval step first (the frozen SR of data.sr_input)."""
     self.config, self.model, self.kind = config, model, kind
-    self.eval_step = rec_steps.make_eval_step(model, kind)
+    self.eval_step = rec_steps.make_eval_step(model, kind, prepare)
 
   def logits(self, variables, mesh) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(logits per head (N, C), labels) of every eval video, in split order."""
@@ -45,6 +46,7 @@ class RecognitionEvaluator:
     fused = np.asarray(rec_steps.scores(logits, tuple(config.evaluate.fusion_weights)))
     results: dict[str, Any] = {"step": step, "dataset": config.data.name, "split": config.data.eval_split,
                                "recognizer": config.recognizer.name, "input": self.kind,
+                               "sr_input": config.data.get("sr_input", ""),
                                "num_videos": int(labels.shape[0]), "num_segments": config.eval.num_segments}
     results.update(score_summary(fused, labels, config.recognizer.num_classes, config.evaluate.threshold))
     if "spatial" in logits:
@@ -58,7 +60,8 @@ class RecognitionEvaluator:
 
   @staticmethod
   def table(results: dict[str, Any]) -> str:
-    head = (f"\n{results['recognizer']} ({results['input']}) on HR {results['dataset']}:{results['split']}, "
+    frames = f"{results['sr_input']} SR of" if results.get("sr_input") else "HR"
+    head = (f"\n{results['recognizer']} ({results['input']}) on {frames} {results['dataset']}:{results['split']}, "
             f"{results['num_videos']} videos, step {results['step']}\n")
     keys = [k for k in ("accuracy", "spatial_accuracy", "temporal_accuracy", "macro_f1")
             if results.get(k) is not None]

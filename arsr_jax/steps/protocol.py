@@ -76,6 +76,32 @@ def super_resolve(sr, lr_windows: jax.Array, hr: jax.Array) -> jax.Array:
   return iq.quantize(jnp.clip(out, 0.0, 1.0))
 
 
+def super_resolve_clips(sr, lr: jax.Array, scale: int, size: int = 0) -> jax.Array:
+  """SR clips (B, T, H, W, 3) in [0, 1], 8-bit levels, from LR clips (B, T, h, w, 3) (uint8 or [0, 1]).
+
+  ``sr``: 'bicubic' (x ``scale``) or a FrozenSR clip or frame model (frame models run frame by frame).
+  ``size`` > 0 resizes the output to size x size (bilinear, as the clip path's recognizer input).
+  """
+  x = lr.astype(jnp.float32) / 255.0 if lr.dtype == jnp.uint8 else lr.astype(jnp.float32)
+  if sr == BICUBIC:
+    out = degrade.bicubic_upsample(x, scale)
+  elif sr.is_clip_model or sr.input_frames == 1:
+    flat = x if sr.is_clip_model else x.reshape((-1,) + x.shape[2:])
+    out, _ = sr_steps.split_output(sr_steps.apply_sr(sr.model, sr.variables, flat, train=False, **sr.call_kwargs))
+    out = out.astype(jnp.float32)
+    out = out if sr.is_clip_model else out.reshape(x.shape[:2] + out.shape[-3:])
+    if out.shape[:4] != x.shape[:2] + (x.shape[2] * scale, x.shape[3] * scale):
+      raise ValueError(f"SR network {sr.name} maps clips {x.shape[1:4]} to {out.shape[1:4]}, not x{scale} "
+                       "with every frame (an intermediate progressive stage?)")
+  else:
+    raise ValueError(f"SR network {sr.name} consumes {sr.input_frames}-frame windows; clip inputs take clip "
+                     "or frame models")
+  out = iq.quantize(jnp.clip(out, 0.0, 1.0))
+  if size and out.shape[-2] != size:
+    out = jax.image.resize(out, out.shape[:-3] + (size, size, 3), "bilinear")
+  return out
+
+
 def centre_crop(x: jax.Array, size: int) -> jax.Array:
   """(..., H, W, C) -> (..., size, size, C) centre crop (TSN's test crop); size 0 = unchanged."""
   if not size:
@@ -162,14 +188,11 @@ def make_clip_step(sr, recognizer, input_size: int | None) -> Callable:
   def step(batch):
     lr, hr = batch["lr"], batch["hr"]
     if sr not in (BICUBIC, HR) and sr.is_clip_model:
-      frames, _ = sr_steps.split_output(sr_steps.apply_sr(
-          sr.model, sr.variables, lr[:, :, lr.shape[2] // 2].astype(jnp.float32) / 255.0, train=False,
-          **sr.call_kwargs))
-      frames = iq.quantize(jnp.clip(frames.astype(jnp.float32), 0.0, 1.0))
+      frames = super_resolve_clips(sr, lr[:, :, lr.shape[2] // 2], sr.scale, input_size or 0)
     else:
       frames = super_resolve(sr, lr, hr)
-    if input_size and frames.shape[-2] != input_size:
-      frames = jax.image.resize(frames, frames.shape[:-3] + (input_size, input_size, 3), "bilinear")
+      if input_size and frames.shape[-2] != input_size:
+        frames = jax.image.resize(frames, frames.shape[:-3] + (input_size, input_size, 3), "bilinear")
     logits = rec_steps.apply(recognizer.model, recognizer.variables, "clip", {"clip": frames}, train=False)
     return {"logits": logits["logits"].astype(jnp.float32)}
   return step

@@ -75,14 +75,19 @@ def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, kind: str,
   return state_lib.make_init_fn({"recognizer": (model, shapes)}, tx, split_rng=False)
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule, kind: str):
-  """``train_step(state, batch, frozen, rng) -> (state, metrics)`` (``frozen`` unused, for the loop).
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule, kind: str,
+                    prepare: Callable[[Any, dict], dict] | None = None):
+  """``train_step(state, batch, frozen, rng) -> (state, metrics)``.
+
+  ``prepare(frozen, batch) -> batch`` runs first, without gradients (e.g. a frozen SR network turning
+  LR clips into the classifier's input, TinyVIRAT eq. 4); without it ``frozen`` is unused.
 
   Metrics: loss (summed over the heads), accuracy (of the TSN fusion for
   two-head networks), grad_norm, nonfinite, learning_rate.
   """
   def train_step(state: state_lib.TrainState, batch, frozen, rng):
-    del frozen
+    if prepare is not None:
+      batch = jax.lax.stop_gradient(prepare(frozen, batch))
     rng = jax.random.fold_in(rng, state.step)
     mutable = list(state.model_state["recognizer"]) or False
 
@@ -101,8 +106,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   return train_step
 
 
-def make_eval_step(model: nn.Module, kind: str):
-  """``eval_step(variables, batch) -> logits dict``: frozen (running BatchNorm statistics)."""
+def make_eval_step(model: nn.Module, kind: str, prepare: Callable[[dict], dict] | None = None):
+  """``eval_step(variables, batch) -> logits dict``: frozen (running BatchNorm statistics);
+  ``prepare(batch) -> batch`` first (e.g. the frozen SR of an SR-input recognizer)."""
   def eval_step(variables, batch):
+    if prepare is not None:
+      batch = prepare(batch)
     return {k: v.astype(jnp.float32) for k, v in apply(model, variables, kind, batch, train=False).items()}
   return eval_step
