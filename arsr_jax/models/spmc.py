@@ -34,7 +34,8 @@ BT.601 Y only (its 1-channel graph), Cb/Cr of the output are the bicubic-upsampl
 and right to a multiple of 4 (as the released test script) and the output cropped back.
 
 No parameter count is published (paper or released code: the released graph .pb is not in the
-repository); at x4, luma, ``features=32``: 1,788,533 (counted layer by layer in tests/test_spmc.py).
+repository); at any scale, luma, ``features=32``: 1,722,161, which is Table 1 counted layer by layer
+(tests/test_spmc.py).
 
 With ``train=True`` the network returns {'sr': the SR frame, 'sr_steps': (N, K, H, W, C) every
 step's output, 'lr_flow': (N, K, h, w, 2) the flows F_i} for the paper's losses
