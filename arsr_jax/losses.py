@@ -24,6 +24,7 @@ import optax
 
 from arsr_jax import perceptual
 from arsr_jax.flow.warp import warp
+from arsr_jax.metrics import image as iq
 
 
 def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
@@ -135,6 +136,20 @@ def tosr_terms(sr: jax.Array, hr: jax.Array, flow: jax.Array, loss: Callable) ->
           "warp_hr": loss(m * hr[:, 0], m * warped)}
 
 
+def spmc_motion_terms(lr: jax.Array, flow: jax.Array) -> dict[str, jax.Array]:
+  """SPMC's motion-estimation terms (Tao et al. ICCV 2017, Sec. 3.1): L_ME = warp + lambda_1 smoothness.
+
+  lr (B, K, h, w, C) windows (reference: the centre frame 0); flow (B, K, h, w, 2) the flows F_i from
+  frame i to the reference, LR pixels. 'warp': sum over i of mean |I_i - W(I_0, F_i)|, W sampling I_0
+  at p + F_i(p) (I_0 moved onto frame i's grid); 'smoothness': sum over i of the mean |grad F_i|
+  (horizontal + vertical differences); both averaged over the batch.
+  """
+  k = lr.shape[1]
+  warped = warp(jnp.broadcast_to(lr[:, k // 2:k // 2 + 1], lr.shape), flow)
+  grad = jnp.mean(jnp.abs(jnp.diff(flow, axis=-2))) + jnp.mean(jnp.abs(jnp.diff(flow, axis=-3)))
+  return {"warp": k * jnp.mean(jnp.abs(lr - warped)), "smoothness": k * grad}
+
+
 # ---------------------------------------------------------------------------
 # Objectives.
 
@@ -184,6 +199,43 @@ def _tosr_objective(cfg: ml_collections.ConfigDict):
     terms = tosr_terms(sr, batch["hr"], batch["flow"], fn)
     loss = a * terms["content"] + b * terms["consistency"] + c * terms["warp_hr"]
     return loss, terms
+  return objective, {}
+
+
+def _spmc_objective(cfg: ml_collections.ConfigDict):
+  """SPMC's losses (Tao et al. ICCV 2017, Sec. 3-4); needs model.name='spmc' (its training outputs).
+
+    sr_weight * L_SR + flow_weight * (warp + smoothness_weight * smoothness)
+
+  L_SR = sum_i kappa_i MSE(I_0^(i), I_0^H) over the K ConvLSTM steps' outputs (``step_weights``
+  kappa, default 1/K each: the paper weights the steps but we could not read its values); warp and
+  smoothness are ``spmc_motion_terms``. ``space='y'`` (default) compares BT.601 luma in [0, 1],
+  as the paper trains on Y; 'rgb' all channels. The paper's phases: 1 motion only
+  (sr_weight 0, flow_weight 1, smoothness_weight lambda_1 = 0.01), 2 fusion only (motion frozen),
+  3 joint (flow_weight lambda_2).
+  """
+  sr_w, flow_w = float(cfg.get("sr_weight", 1.0)), float(cfg.get("flow_weight", 0.01))
+  smooth_w = float(cfg.get("smoothness_weight", 0.01))
+  space = cfg.get("space", "y")
+  if space not in ("y", "rgb"):
+    raise ValueError(f"loss.space must be 'y' or 'rgb', got {space!r}")
+  step_weights = cfg.get("step_weights")
+  to_space = (lambda x: iq.rgb_to_y(x)[..., None] / 255.0) if space == "y" else (lambda x: x)  # noqa: E731
+
+  def objective(sr, batch, frozen):
+    del frozen
+    if "sr_steps" not in batch or "lr_flow" not in batch:
+      raise ValueError("loss.name='spmc' needs the SPMC network's training outputs (model.name='spmc')")
+    steps, lr, hr = batch["sr_steps"], batch["lr"], batch["hr"]
+    k = steps.shape[-4]
+    kappa = jnp.full((k,), 1.0 / k) if step_weights is None else jnp.asarray(step_weights, jnp.float32)
+    if kappa.shape != (k,):
+      raise ValueError(f"loss.step_weights needs {k} weights (one per input frame), got {step_weights}")
+    per_step = jnp.mean(jnp.square(to_space(steps) - to_space(hr)[..., None, :, :, :]), axis=(-3, -2, -1))
+    aux = {"sr": jnp.mean(per_step @ kappa), "mse": mse(sr, hr)}
+    aux.update(spmc_motion_terms(to_space(lr), batch["lr_flow"]))
+    loss = sr_w * aux["sr"] + flow_w * (aux["warp"] + smooth_w * aux["smoothness"])
+    return loss, aux
   return objective, {}
 
 
@@ -340,6 +392,7 @@ OBJECTIVES: dict[str, Callable[..., tuple[Objective, Any]]] = {
     "huber": _pixel_objective,
     "sosr": _sosr_objective,
     "tosr": _tosr_objective,
+    "spmc": _spmc_objective,  # needs model.name='spmc'
     "pixel_perceptual": _l1_perceptual_objective,
     "attention": _attention_objective,  # recognition-guided (TinyVIRAT); needs a Classifier
     "consistency": _consistency_objective,  # frozen-recognizer consistency; needs a Recognizer

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from arsr_jax.models import duf, dvsr, layers, rcan, rrdbnet, srresnet, vdsr
+from arsr_jax.models import duf, dvsr, layers, rcan, rrdbnet, spmc, srresnet, vdsr
 
 
 def _fast_compile_options():
@@ -145,6 +145,8 @@ TINY = {
 SHAPES = {
     **TINY,
     "duf16": (duf.DUF(num_layers=16), (2, 7, 8, 8, 3), (2, 32, 32, 3)),
+    "spmc": (spmc.SPMC(features=8), (2, 3, 8, 8, 3), (2, 32, 32, 3)),  # trains in tests/test_spmc.py
+    "spmc_rgb_x2": (spmc.SPMC(scale=2, features=8, luma=False), (2, 5, 6, 7, 3), (2, 12, 14, 3)),
     "progressive_dvsr": (dvsr.ProgressiveDVSR(features=8, growth=8), (2, 4, 8, 8, 3), (2, 4, 32, 32, 3)),
     "rrdbnet_x2": (rrdbnet.RRDBNet(scale=2, num_blocks=1, features=8, growth=4), (2, 8, 8, 3), (2, 16, 16, 3)),
     "rrdbnet_x1": (rrdbnet.RRDBNet(scale=1, num_blocks=1, features=8, growth=4), (2, 8, 8, 3), (2, 8, 8, 3)),
@@ -159,7 +161,7 @@ SHAPES = {
     "progressive_dvsr_no_temporal_growth": (dvsr.ProgressiveDVSR(stage=1, temporal_growth=False),
                                             (2, 5, 8, 8, 3), (2, 5, 16, 16, 3)),
 }
-BF16 = [*TINY, "duf16", "progressive_dvsr"]  # one of each architecture with bfloat16 compute
+BF16 = [*TINY, "duf16", "spmc", "progressive_dvsr"]  # one of each architecture with bfloat16 compute
 
 
 @pytest.mark.parametrize("name,dtype", [(n, jnp.float32) for n in sorted(SHAPES)]

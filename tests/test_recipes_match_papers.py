@@ -272,3 +272,15 @@ def test_sosr_paper_variant_trains_two_steps(small_data_dir, tmp_path):
   c.model.num_layers, c.model.features = 2, 8
   res = main.run(c, str(tmp_path))
   assert res["step"] == 2 and np.isfinite(res["model"]["psnr"])
+
+
+def test_spmc():
+  """Tao et al. ICCV 2017 ('SPMC'), phases as in its Sec. 4; see configs/spmc.py for what was not found."""
+  c = _c("spmc")
+  assert (c.model.name, c.data.input_frames, c.model.features) == ("spmc", 3, 32)  # released 3f models; Table 1
+  assert c.loss.name == "spmc" and c.loss.space == "y"  # trained on Y (released graph is 1-channel)
+  assert c.loss.smoothness_weight == 0.01  # lambda_1
+  assert (c.optimizer.name, c.optimizer.learning_rate) == ("adam", 1e-4)
+  s1, s2 = _c("spmc", "stage1"), _c("spmc", "stage2")
+  assert (s1.loss.sr_weight, s1.loss.flow_weight, s1.train.num_steps) == (0.0, 1.0, 70_000)  # phase 1: L_ME only
+  assert (s2.model.freeze_motion, s2.loss.flow_weight, s2.train.num_steps) == (True, 0.0, 20_000)  # phase 2

@@ -11,7 +11,7 @@ import numpy as np
 import flax.linen as nn
 import pytest
 
-from arsr_jax import checkpointing, losses, main, sharding
+from arsr_jax import checkpointing, inference, losses, main, sharding
 from arsr_jax.data import recognition_data
 from arsr_jax.evaluation import batched, frozen, protocol
 from arsr_jax.steps import protocol as ps
@@ -19,7 +19,7 @@ from arsr_jax.evaluation.recognition_eval import RecognitionEvaluator
 from arsr_jax.recognition import tsn
 from arsr_jax.jobs import sr as sr_job
 from arsr_jax.steps import recognition as rec_steps
-from configs import dvsr_progressive_attention, evaluate, recognizer, vdsr
+from configs import dvsr_progressive_attention, evaluate, recognizer, spmc, vdsr
 
 
 def _rec_config(data_dir, name, steps=4, **data):
@@ -183,6 +183,27 @@ def test_short_video_error_names_the_video():
   sample = lambda ex: ps.sample_two_stream(ex, 25, 5, 1, 1, False)  # noqa: E731
   with pytest.raises(ValueError, match="Video 7 of"):
     protocol.map_videos(config, [example], 1, sample, lambda b: b, sharding.make_mesh())
+
+
+def test_protocol_runs_spmc_on_3_frame_windows(workdirs, small_data_dir, tmp_path):
+  """SPMC is a K-window method (as VSR-DUF): restored with its 3-frame input, the protocol feeds it
+  centred windows on both streams and the enhancement path windows a stream of frames."""
+  c = spmc.get_config("smoke")
+  c.data.data_dir = small_data_dir
+  c.train.num_steps = c.train.checkpoint_every = 2
+  c.train.batch_size, c.eval.max_clips = 8, 1
+  main.run(c, str(tmp_path / "spmc"))
+  sr = frozen.load_sr(str(tmp_path / "spmc"), sharding.replicated(sharding.make_mesh()), jnp.float32)
+  assert sr.input_frames == 3 and not sr.is_clip_model
+  assert inference.spec_for(sr, 16) == inference.WindowSpec("window", 3)
+  frames = [np.full((16, 16, 3), 40 * t, np.uint8) for t in range(4)]
+  out = [f for f, _ in inference.from_frozen(sr, 16)(iter(frames))]
+  assert len(out) == 4 and all(f.shape == (64, 64, 3) for f in out)
+  e = _eval_config(small_data_dir, workdirs, f"spmc={tmp_path / 'spmc'}")
+  e.eval.max_clips = 4  # CPU time: TV-L1 of every temporal stack
+  m = main.run(e, str(tmp_path / "eval"))["methods"]
+  for key in ("spatial_accuracy", "temporal_accuracy", "fusion_accuracy", "psnr", "ssim", "warp_error"):
+    assert m["spmc"][key] is not None and np.isfinite(m["spmc"][key]), key
 
 
 def test_map_videos_on_8_devices_equals_1_device():

@@ -4,6 +4,7 @@ SR networks map LR input to SR frames in [0, 1] (unclipped) with
 ``module.apply(variables, lr, train=...)``:
   frame models (INPUT_NDIM 4): (N, h, w, C) -> (N, h*s, w*s, C);
   DUF (INPUT_NDIM 5):          (N, K, h, w, C) -> (N, h*s, w*s, C), centre frame;
+  SPMC (INPUT_NDIM 5):         (N, K, h, w, C) -> (N, h*s, w*s, C), centre frame (train=True: a dict);
   DVSR (INPUT_NDIM 5):         (N, T, h, w, C) -> (N, T', h*s, w*s, C).
 Discriminators map HR frames (N, H, W, C) to logits (N, 1).
 """
@@ -19,6 +20,7 @@ from arsr_jax.models.duf import DUF
 from arsr_jax.models.dvsr import DVSR, ProgressiveDVSR
 from arsr_jax.models.rcan import RCAN
 from arsr_jax.models.rrdbnet import RRDBNet, VGGStyleDiscriminator
+from arsr_jax.models.spmc import SPMC
 from arsr_jax.models.srresnet import SRGANDiscriminator, SRResNet
 from arsr_jax.models.vdsr import VDSR
 
@@ -29,6 +31,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "rrdbnet": RRDBNet,
     "rcan": RCAN,
     "duf": DUF,
+    "spmc": SPMC,
     "dvsr": DVSR,
     "progressive_dvsr": ProgressiveDVSR,
 }
