@@ -1,6 +1,6 @@
 """The package's layering: every module imports only its own layer or those below, with no cycle.
 
-  1 core      config_lib, precision, io, sharding, checkpointing, writers, optim, weights
+  1 core      config_lib, precision, io, sharding, checkpointing, writers, optim, weights, preemption
   2 pure      models, flow, recognition (networks), losses, perceptual, data, metrics
   3 steps     steps (train/eval/protocol step functions)
   4 jobs      train (the loop), jobs, evaluation (evaluators, protocol, frozen restore, figures)
@@ -23,6 +23,7 @@ LAYERS = {  # module prefix -> layer; the longest matching prefix decides
     "arsr_jax": 1,
     "arsr_jax.config_lib": 1, "arsr_jax.precision": 1, "arsr_jax.io": 1, "arsr_jax.sharding": 1,
     "arsr_jax.checkpointing": 1, "arsr_jax.writers": 1, "arsr_jax.optim": 1, "arsr_jax.weights": 1,
+    "arsr_jax.preemption": 1,
     "arsr_jax.models": 2, "arsr_jax.flow": 2, "arsr_jax.recognition": 2, "arsr_jax.losses": 2,
     "arsr_jax.perceptual": 2, "arsr_jax.data": 2, "arsr_jax.metrics": 2, "arsr_jax.pretrained": 2,
     "arsr_jax.steps": 3,
