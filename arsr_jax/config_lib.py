@@ -97,6 +97,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval.moving_threshold = 0.5  # px of HR flow; 'moving' metrics use only those pixels
   c.eval.max_clips = ml_collections.config_dict.placeholder(int)  # None = whole split
   c.eval.num_segments = 25  # TSN test protocol: 25 frames (or flow stacks) per video
+  # Validation during training (evaluation/periodic.py): every N steps the evaluator runs on the
+  # eval split (capped by eval.max_clips) -> eval/step_N.json and eval/* TensorBoard scalars. 0 = off.
+  c.eval.every_steps = 5_000
 
   # task='evaluate': the recognition-based protocol (evaluation/protocol.py).
   c.evaluate = ml_collections.ConfigDict()
@@ -168,6 +171,7 @@ def apply_smoke(c: ml_collections.ConfigDict, *, patch_size: int = 32, steps: in
   c.train.log_every = 50
   c.train.checkpoint_every = 100
   c.eval.batch_size = 16
+  c.eval.every_steps = 0  # smoke runs evaluate once, at the end
 
 
 def set_run_length(c: ml_collections.ConfigDict, num_steps: int) -> ml_collections.ConfigDict:
@@ -221,6 +225,7 @@ VALUE_RULES = {
     "optimizer.grad_clip_norm": (lambda v: v >= 0, "a number >= 0"),
     "eval.batch_size": (_INT(1), "an integer >= 1"),
     "eval.max_clips": (_OPTIONAL(_INT(1)), "None or an integer >= 1"),
+    "eval.every_steps": (_INT(0), "an integer >= 0 (0 = off)"),
     "eval.num_segments": (_INT(1), "an integer >= 1"),
     "eval.moving_threshold": (lambda v: v >= 0, "a number >= 0"),
     "data.patch_size": (_INT(0), "an integer >= 0 (0 = whole frame)"),

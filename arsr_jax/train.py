@@ -23,6 +23,7 @@ import ml_collections
 from absl import logging
 
 from arsr_jax import checkpointing, config_lib, io, preemption, sharding
+from arsr_jax.evaluation.periodic import PeriodicEval
 from arsr_jax.steps.state import TrainState
 from arsr_jax.writers import EventWriter, Progress
 
@@ -104,7 +105,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
         checkpointing.set_aside(mngr, workdir, damaged)
       logging.info("Resuming from step %d", int(state.step))
     _write_config(workdir, config)
-    state, stopped_by = _train(config, job, mesh, state, data_iter, step_rng, mngr, writer)
+    periodic = PeriodicEval(config, workdir, job.evaluator, mesh, writer)  # eval.every_steps
+    state, stopped_by = _train(config, job, mesh, state, data_iter, step_rng, mngr, writer, periodic)
   mngr.wait_until_finished()
   mngr.close()
 
@@ -142,8 +144,10 @@ def _write_config(workdir, config: ml_collections.ConfigDict) -> None:
 MAX_STEPS_IN_FLIGHT = 2  # dispatched steps the host may run ahead of the devices
 
 
-def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
+def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer, periodic: PeriodicEval | None = None):
   """Runs the steps; returns (state, name of the signal that stopped it or None).
+
+  ``periodic`` evaluates at eval.every_steps (and, on resuming, a step a signal stopped before it).
 
   The host dispatches at most ``MAX_STEPS_IN_FLIGHT`` steps ahead of the devices (it waits for
   the step before last): enough to keep an accelerator's queue full, and a bound on the work
@@ -163,6 +167,8 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
   progress = Progress(tcfg.num_steps, start)
   acc, count, checked, stopped_by = None, 0, start, None
   in_flight: collections.deque = collections.deque()
+  if periodic and periodic.due(start):
+    periodic.run(job.eval_variables(state), start)
   with preemption.StopSignals(mesh, lag=MAX_STEPS_IN_FLIGHT) as signals:
     for step in range(start, stop):
       batch = sharding.to_global(next(data_iter), mesh)
@@ -194,6 +200,8 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
           checkpointing.save(mngr, done, state, data_iter, config)
       if stopped_by:
         break
+      if periodic and periodic.due(done):
+        progress.exclude(periodic.run(job.eval_variables(state), done))
     mngr.wait_until_finished()  # a signal arriving now is still caught: the checkpoint completes
     stopped_by = stopped_by or signals.requested()  # e.g. during the last save: skip the evaluation
   writer.flush()
