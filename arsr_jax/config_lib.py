@@ -47,7 +47,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.new_length = 5
   c.data.crop_size = 0  # random crop side for recognizers (0 = whole frame)
   c.data.resize = 0  # recognizers: resize frames to resize x resize first (variable-size clips; 0 = off)
-  c.data.worker_count = 0  # grain worker processes (0 = read in the main process)
+  # grain worker processes for the training input (0 = read in the main process); -1 = auto
+  # (data/pipeline.resolve_worker_count): min(16, host cores // local devices - 1) on GPU/TPU, 0 on CPU.
+  c.data.worker_count = -1
   c.data.read_threads = 4
 
   c.model = ml_collections.ConfigDict()
@@ -235,7 +237,7 @@ VALUE_RULES = {
     "data.new_length": (_INT(1), "an integer >= 1"),
     "data.crop_size": (_INT(0), "an integer >= 0"),
     "data.resize": (_INT(0), "an integer >= 0"),
-    "data.worker_count": (_INT(0), "an integer >= 0"),
+    "data.worker_count": (_INT(-1), "an integer >= 0, or -1 (auto)"),
     "data.read_threads": (_INT(1), "an integer >= 1"),
 }
 

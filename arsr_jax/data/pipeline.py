@@ -20,6 +20,7 @@ continues exactly where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Iterator
 
 import grain
@@ -199,9 +200,28 @@ def train_iterator(config: ml_collections.ConfigDict, per_process_batch: int, se
   ds = ds.batch(per_process_batch, drop_remainder=True)
   threads = d.get("read_threads", 4)
   it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, 2)))
-  if d.get("worker_count", 0) > 0:
-    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.worker_count))
+  workers = resolve_worker_count(d.get("worker_count", 0))
+  if workers > 0:
+    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return iter(it_ds)
+
+
+AUTO_WORKERS, MAX_AUTO_WORKERS = -1, 16
+
+
+def resolve_worker_count(setting: int) -> int:
+  """data.worker_count as a count: -1 (auto) = min(16, host cores // local devices - 1) on GPU/TPU
+  (a core per device left to the training process), 0 on CPU, where the devices are the host's
+  cores and worker processes would compete with the step for them."""
+  if setting != AUTO_WORKERS:
+    return int(setting)
+  if jax.default_backend() == "cpu":
+    return 0
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+  workers = min(MAX_AUTO_WORKERS, cores // jax.local_device_count() - 1)
+  logging.info("data.worker_count=-1 (auto): %d grain worker processes (%d cores, %d local devices)",
+               max(workers, 0), cores, jax.local_device_count())
+  return max(workers, 0)
 
 
 # ---------------------------------------------------------------------------
