@@ -110,8 +110,8 @@ class EventWriter:
       for name in names:
         local = os.path.join(self._staging, name)
         if os.path.exists(local):  # another sync may have uploaded it meanwhile
-          with open(local, "rb") as f:
-            io.write_bytes(self._remote / name, f.read())
+          with open(local, "rb") as f:  # written once, directly: a GCS object appears only when
+            (self._remote / name).write_bytes(f.read())  # complete; a temporary name would be read too
           os.remove(local)
 
 
