@@ -51,7 +51,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # LR clips -> that frozen SR (eval mode, in the jitted step) -> [0, 1], 8-bit -> resize -> classifier.
   c.data.sr_input = ""
   c.data.lr_size = 0  # sr_input: LR frames resized to lr_size x lr_size first (0 = the stored 'lr' frames)
-  c.data.worker_count = 0  # grain worker processes (0 = read in the main process)
+  # grain worker processes for the training input (0 = read in the main process); -1 = auto
+  # (data/pipeline.resolve_worker_count): min(16, host cores // local devices - 1) on GPU/TPU, 0 on CPU.
+  c.data.worker_count = -1
   c.data.read_threads = 4
 
   c.model = ml_collections.ConfigDict()
@@ -101,6 +103,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval.moving_threshold = 0.5  # px of HR flow; 'moving' metrics use only those pixels
   c.eval.max_clips = ml_collections.config_dict.placeholder(int)  # None = whole split
   c.eval.num_segments = 25  # TSN test protocol: 25 frames (or flow stacks) per video
+  # Validation during training (evaluation/periodic.py): every N steps the evaluator runs on the
+  # eval split (capped by eval.max_clips) -> eval/step_N.json and eval/* TensorBoard scalars. 0 = off.
+  c.eval.every_steps = 5_000
 
   # task='evaluate': the recognition-based protocol (evaluation/protocol.py).
   c.evaluate = ml_collections.ConfigDict()
@@ -172,6 +177,7 @@ def apply_smoke(c: ml_collections.ConfigDict, *, patch_size: int = 32, steps: in
   c.train.log_every = 50
   c.train.checkpoint_every = 100
   c.eval.batch_size = 16
+  c.eval.every_steps = 0  # smoke runs evaluate once, at the end
 
 
 def set_run_length(c: ml_collections.ConfigDict, num_steps: int) -> ml_collections.ConfigDict:
@@ -225,6 +231,7 @@ VALUE_RULES = {
     "optimizer.grad_clip_norm": (lambda v: v >= 0, "a number >= 0"),
     "eval.batch_size": (_INT(1), "an integer >= 1"),
     "eval.max_clips": (_OPTIONAL(_INT(1)), "None or an integer >= 1"),
+    "eval.every_steps": (_INT(0), "an integer >= 0 (0 = off)"),
     "eval.num_segments": (_INT(1), "an integer >= 1"),
     "eval.moving_threshold": (lambda v: v >= 0, "a number >= 0"),
     "data.patch_size": (_INT(0), "an integer >= 0 (0 = whole frame)"),
@@ -235,7 +242,7 @@ VALUE_RULES = {
     "data.crop_size": (_INT(0), "an integer >= 0"),
     "data.resize": (_INT(0), "an integer >= 0"),
     "data.lr_size": (_INT(0), "an integer >= 0"),
-    "data.worker_count": (_INT(0), "an integer >= 0"),
+    "data.worker_count": (_INT(-1), "an integer >= 0, or -1 (auto)"),
     "data.read_threads": (_INT(1), "an integer >= 1"),
 }
 

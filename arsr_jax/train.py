@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
-import signal
-import threading
 from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 
-from arsr_jax import checkpointing, config_lib, io, sharding
+from arsr_jax import checkpointing, config_lib, io, preemption, sharding
+from arsr_jax.evaluation.periodic import PeriodicEval
 from arsr_jax.steps.state import TrainState
 from arsr_jax.writers import EventWriter, Progress
 
@@ -109,7 +105,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
         checkpointing.set_aside(mngr, workdir, damaged)
       logging.info("Resuming from step %d", int(state.step))
     _write_config(workdir, config)
-    state, stopped_by = _train(config, job, mesh, state, data_iter, step_rng, mngr, writer)
+    periodic = PeriodicEval(config, workdir, job.evaluator, mesh, writer)  # eval.every_steps
+    state, stopped_by = _train(config, job, mesh, state, data_iter, step_rng, mngr, writer, periodic)
   checkpointing.wait(mngr)
   mngr.close()
 
@@ -144,55 +141,13 @@ def _write_config(workdir, config: ml_collections.ConfigDict) -> None:
     io.write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
 
 
-class _StopSignals:
-  """Within ``with``: SIGTERM/SIGINT set ``self.name`` instead of killing the run (main thread only).
-
-  A second signal of the same kind acts as the previous handler would (e.g. Ctrl-C twice). The
-  previous handlers are restored on exit. ``requested()`` agrees across processes.
-  """
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.name, self._previous = None, {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in self.SIGNALS:
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-  def _handle(self, signum, frame):
-    name = signal.Signals(signum).name
-    if self.name == name:  # asked twice: stop now, as without this handler
-      previous = self._previous[signum]
-      signal.signal(signum, previous)
-      if callable(previous):
-        previous(signum, frame)
-      else:
-        os.kill(os.getpid(), signum)
-      return
-    logging.warning("%s received: finishing this step and writing a checkpoint (send it again to stop now)",
-                    name)
-    self.name = name
-
-  def requested(self) -> str | None:
-    """The signal that asked to stop, in every process when any one received it (a collective)."""
-    if jax.process_count() == 1:
-      return self.name
-    code = self.SIGNALS.index(signal.Signals[self.name]) + 1 if self.name else 0
-    codes = multihost_utils.process_allgather(np.int32(code))
-    return self.SIGNALS[int(np.max(codes)) - 1].name if np.max(codes) else None
-
-
 MAX_STEPS_IN_FLIGHT = 2  # dispatched steps the host may run ahead of the devices
 
 
-def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
+def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer, periodic: PeriodicEval | None = None):
   """Runs the steps; returns (state, name of the signal that stopped it or None).
+
+  ``periodic`` evaluates at eval.every_steps (and, on resuming, a step a signal stopped before it).
 
   The host dispatches at most ``MAX_STEPS_IN_FLIGHT`` steps ahead of the devices (it waits for
   the step before last): enough to keep an accelerator's queue full, and a bound on the work
@@ -212,7 +167,9 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
   progress = Progress(tcfg.num_steps, start)
   acc, count, checked, stopped_by = None, 0, start, None
   in_flight: collections.deque = collections.deque()
-  with _StopSignals() as signals:
+  if periodic and periodic.due(start):
+    periodic.run(job.eval_variables(state), start)
+  with preemption.StopSignals(mesh, lag=MAX_STEPS_IN_FLIGHT) as signals:
     for step in range(start, stop):
       batch = sharding.to_global(next(data_iter), mesh)
       state, m = p_train_step(state, batch, frozen, rng)
@@ -223,7 +180,7 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
       acc = m if acc is None else jax.tree.map(jnp.add, acc, m)  # on the device, asynchronously
       count += 1
       done = step + 1
-      stopped_by = signals.requested()
+      stopped_by = signals.poll()  # agreed by all processes, a step or two late: no host sync
       is_log = done % tcfg.log_every == 0 or done == stop or done == start + 1 or stopped_by
       is_ckpt = done % tcfg.checkpoint_every == 0 or done == stop or stopped_by
       if is_log or is_ckpt:
@@ -244,6 +201,8 @@ def _train(config, job: Job, mesh, state, data_iter, rng, mngr, writer):
           checkpointing.save(mngr, done, state, data_iter, config)
       if stopped_by:
         break
+      if periodic and periodic.due(done):
+        progress.exclude(periodic.run(job.eval_variables(state), done))
     checkpointing.wait(mngr)  # a signal arriving now is still caught: the checkpoint completes
     stopped_by = stopped_by or signals.requested()  # e.g. during the last save: skip the evaluation
   writer.flush()

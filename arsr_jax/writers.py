@@ -1,17 +1,25 @@
 """Run outputs without TensorFlow: TensorBoard event files, progress lines and progress bars.
 
 Only process 0 writes. Images are uint8 (N, H, W, 3) or float in [0, 1].
-A remote ``logdir`` (gs://...) is written through a local staging folder whose
-files are copied there (``arsr_jax.io``) on every flush and on close.
+A remote ``logdir`` (gs://...) is written through a local staging folder and is live: every
+``REMOTE_SYNC_SECS`` (a background thread), on every ``flush`` (each evaluation) and on close, the
+current event file is closed, uploaded once (``arsr_jax.io``) and removed locally; the next value
+starts a new event file. GCS objects are immutable, so appending means re-uploading: rolling over
+to a new file per sync uploads each byte once (re-uploading a growing file every minute would cost
+O(run length^2) bytes, as tensorboardX's own gs:// writer does on every flush), and TensorBoard
+reads every event file of a directory in name (= time) order. A failed upload is retried at the
+next sync (the file stays staged) and raised on close.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging as pylogging
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from typing import Mapping, TextIO
 
@@ -23,51 +31,88 @@ from tensorboardX import SummaryWriter
 from arsr_jax import io
 
 
+REMOTE_SYNC_SECS = 60.0  # a remote logdir gets new events at least this often (and at each flush)
+
+
 class EventWriter:
   """TensorBoard scalars and images (tensorboardX backend); a no-op off process 0."""
 
   def __init__(self, logdir: io.PathLike):
     self._writer, self._remote, self._staging = None, None, None
     if jax.process_index() == 0:
-      local = os.fspath(logdir)
-      if not io.is_local(logdir):
-        self._remote = io.path(logdir)
-        self._staging = local = tempfile.mkdtemp(prefix="arsr_tb_")
-      self._writer = SummaryWriter(logdir=local, flush_secs=30)
+      if io.is_local(logdir):
+        self._writer = SummaryWriter(logdir=os.fspath(logdir), flush_secs=30)
+      else:
+        self._remote, self._staging = io.path(logdir), tempfile.mkdtemp(prefix="arsr_tb_")
+        self._lock, self._upload_lock, self._files = threading.Lock(), threading.Lock(), 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sync_every, args=(REMOTE_SYNC_SECS,), daemon=True,
+                                        name="tensorboard-sync")
+        self._thread.start()
+
+  def _active(self) -> SummaryWriter | None:
+    """The writer to add to (the caller holds the lock); a remote logdir opens a new file lazily."""
+    if self._writer is None and self._remote is not None and not self._stop.is_set():
+      self._files += 1  # the suffix keeps files of one second apart; names sort by time, then by it
+      self._writer = SummaryWriter(logdir=self._staging, flush_secs=30, filename_suffix=f".{self._files:06d}")
+    return self._writer
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
-    if self._writer:
-      for k, v in values.items():
-        self._writer.add_scalar(k, float(v), global_step=step)
+    with self._locked():
+      if writer := self._active():
+        for k, v in values.items():
+          writer.add_scalar(k, float(v), global_step=step)
 
   def images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-    if self._writer:
-      for k, v in images.items():
-        v = np.asarray(v)
-        if v.dtype != np.uint8:
-          v = np.round(np.clip(v, 0.0, 1.0) * 255).astype(np.uint8)
-        self._writer.add_images(k, v, global_step=step, dataformats="NHWC")
+    with self._locked():
+      if writer := self._active():
+        for k, v in images.items():
+          v = np.asarray(v)
+          if v.dtype != np.uint8:
+            v = np.round(np.clip(v, 0.0, 1.0) * 255).astype(np.uint8)
+          writer.add_images(k, v, global_step=step, dataformats="NHWC")
 
   def flush(self) -> None:
-    if self._writer:
-      self._writer.flush()
+    if self._remote is not None:
       self._sync()
+    elif self._writer:
+      self._writer.flush()
 
   def close(self) -> None:
-    if self._writer:
+    if self._remote is not None:
+      self._stop.set()
+      self._thread.join()
+      self._sync()
+      shutil.rmtree(self._staging, ignore_errors=True)
+      self._remote = None
+    elif self._writer:
       self._writer.close()
       self._writer = None
-      self._sync()
-      if self._staging:
-        shutil.rmtree(self._staging, ignore_errors=True)
+
+  def _locked(self):
+    return self._lock if self._remote is not None else contextlib.nullcontext()
+
+  def _sync_every(self, seconds: float) -> None:
+    while not self._stop.wait(seconds):
+      try:
+        self._sync()
+      except Exception as e:  # noqa: BLE001  (the files stay staged; close() raises)
+        logging.warning("TensorBoard upload to %s failed (retried at the next sync): %s", self._remote, e)
 
   def _sync(self) -> None:
-    """Copies the staged event files to the remote logdir (whole files; they only grow)."""
-    if self._remote is None:
-      return
-    for name in os.listdir(self._staging):
-      with open(os.path.join(self._staging, name), "rb") as f:
-        io.write_bytes(self._remote / name, f.read())
+    """Closes the current event file and uploads every closed one not yet uploaded, oldest first."""
+    with self._lock:
+      if self._writer is not None:
+        self._writer.close()
+        self._writer = None
+      names = sorted(os.listdir(self._staging))  # all closed: a new file opens only under the lock
+    with self._upload_lock:
+      for name in names:
+        local = os.path.join(self._staging, name)
+        if os.path.exists(local):  # another sync may have uploaded it meanwhile
+          with open(local, "rb") as f:  # written once, directly: a GCS object appears only when
+            (self._remote / name).write_bytes(f.read())  # complete; a temporary name would be read too
+          os.remove(local)
 
 
 class QuietLibraries(pylogging.Filter):
@@ -100,6 +145,10 @@ class Progress:
     self.total = total_steps
     self._t0, self._s0 = time.perf_counter(), first_step
     self._first = True
+
+  def exclude(self, seconds: float) -> None:
+    """Keeps ``seconds`` spent on something else (a validation) out of the next line's steps/s."""
+    self._t0 += seconds
 
   def line(self, step: int, values: Mapping[str, float]) -> str:
     now = time.perf_counter()

@@ -3,6 +3,7 @@
   python benchmarks/input_bench.py                      # paper-size recipes, one core each
   python benchmarks/input_bench.py --predict            # + roofline step rates (compiles each step on the CPU)
   python benchmarks/input_bench.py --size smoke --batches 5
+  python benchmarks/input_bench.py --workers auto       # the pipeline as training runs it (all cores)
 
 Per recipe, the recipe's own grain training iterator (``data/pipeline.train_iterator``: random
 clip, aligned LR/HR/flow crops and flips, batching) runs in this process with one read thread and
@@ -10,7 +11,9 @@ no worker processes, i.e. on about one core; after ``--warmup`` batches, ``--bat
   input_samples_per_s_per_core   training examples (frames, pairs or clips) per second;
   host_to_device_bytes_per_sample  what one example moves to the device (frames uint8, flow float32),
                                  and ``float32_frames_bytes_per_sample``, the same with float32 frames;
-with ``--predict``: ``predicted_step_samples_per_s`` (``train_bench.py --compile_only`` in bfloat16:
+with ``--workers N|auto``: the pipeline as a training run configures it instead (data.read_threads
+read threads, N grain worker processes or data.worker_count's auto rule, which is 0 on a CPU backend):
+``input_samples_per_s`` and the ``worker_count`` used; with ``--predict``: ``predicted_step_samples_per_s`` (``train_bench.py --compile_only`` in bfloat16:
 the roofline upper bound of the step on one H100 / H200) and ``cores_needed`` = predicted rate /
 per-core rate, against ``HOST_CORES_PER_GPU`` (a GCP a3-highgpu-8g: 208 vCPUs for 8 H100s = 26).
 The roofline is an upper bound on the step's speed, so ``cores_needed`` is one too; the issue-15
@@ -44,6 +47,8 @@ def parse_args(argv=None):
   p.add_argument("--batches", type=int, default=20, help="timed batches per recipe")
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--data_dir", default=None, help="TFDS data_dir (default: train_bench's)")
+  p.add_argument("--workers", default=None, help="N or 'auto': time the pipeline with its read threads and "
+                 "N worker processes (default: one core, no workers)")
   p.add_argument("--predict", action="store_true", help="compile each step for its roofline rate (slow on CPU)")
   args = p.parse_args(argv)
   args.data_dir = args.data_dir or train_bench.parse_args([]).data_dir
@@ -55,7 +60,10 @@ def bench_input(name: str, args) -> dict:
   import numpy as np
   from arsr_jax.data import pipeline
   config, spec = train_bench.load_config(name, args.size, None, args.data_dir)
-  config.data.worker_count, config.data.read_threads = 0, 1
+  if args.workers is None:
+    config.data.worker_count, config.data.read_threads = 0, 1
+  else:
+    config.data.worker_count = pipeline.AUTO_WORKERS if args.workers == "auto" else int(args.workers)
   batch = config.train.batch_size
   pipeline.get_builder(config.data.name, args.data_dir)  # generates the dataset on first use
   it = pipeline.train_iterator(config, batch, config.seed)
@@ -67,8 +75,11 @@ def bench_input(name: str, args) -> dict:
   seconds = time.perf_counter() - t0
   frames = sum(v.nbytes for k, v in first.items() if v.dtype == np.uint8)
   total = sum(v.nbytes for v in first.values())
-  return {"config": spec, "dataset": config.data.name, "sampler": config.data.sampler, "batch_size": batch,
-          "input_samples_per_s_per_core": round(args.batches * batch / seconds, 2),
+  rate = "input_samples_per_s_per_core" if args.workers is None else "input_samples_per_s"
+  extra = {} if args.workers is None else {"worker_count": pipeline.resolve_worker_count(config.data.worker_count),
+                                           "read_threads": config.data.read_threads}
+  return {"config": spec, "dataset": config.data.name, "sampler": config.data.sampler, "batch_size": batch, **extra,
+          rate: round(args.batches * batch / seconds, 2),
           "host_to_device_bytes_per_sample": total // batch,
           "float32_frames_bytes_per_sample": (total + 3 * frames) // batch}
 
@@ -90,13 +101,14 @@ def main(args) -> dict:
          "gpu_host": HOST_CORES_PER_GPU, "recipes": {}}
   for name in filter(None, args.recipes.split(",")):
     r = bench_input(name, args)
-    if args.predict:
+    if args.predict and args.workers is None:
       r["predicted_step_samples_per_s"] = pred = predicted_rate(name, args)
       if "error" not in pred:
         r["cores_needed"] = {gpu: round(rate / r["input_samples_per_s_per_core"], 2) for gpu, rate in pred.items()}
         r["fits_gpu_host"] = all(c <= HOST_CORES_PER_GPU["cores_per_gpu"] for c in r["cores_needed"].values())
     out["recipes"][name] = r
-    print(f"[input_bench] {name}: {r['input_samples_per_s_per_core']} samples/s per core", file=sys.stderr)
+    print(f"[input_bench] {name}: {r.get('input_samples_per_s_per_core', r.get('input_samples_per_s'))} samples/s",
+          file=sys.stderr)
   print(json.dumps(out, indent=2))
   return out
 

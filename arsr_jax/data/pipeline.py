@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zlib
 from typing import Any, Iterator
 
 import grain
@@ -324,20 +325,88 @@ def sample_patch(config: ml_collections.ConfigDict) -> SamplePatch:
 # ---------------------------------------------------------------------------
 # Train pipeline.
 
+class ZlibFrames:
+  """A zlib-encoded (T, ...) tensor (TFDS ``Tensor(encoding=ZLIB)``) decompressed only up to the last
+  frame indexed: a sample that takes flow t decompresses t + 1 frames, not T (a zlib stream can be
+  cut short, not entered in the middle, so on average half the work for a uniform t)."""
+
+  def __init__(self, data: bytes, frame_shape: tuple[int, ...], dtype):
+    self.data, self.frame_shape, self.dtype = data, tuple(frame_shape), np.dtype(dtype)
+
+  def __getitem__(self, frames) -> np.ndarray:
+    frames = np.asarray(frames)
+    n = int(frames.max()) + 1
+    size = self.dtype.itemsize * int(np.prod(self.frame_shape))
+    raw = zlib.decompressobj().decompress(self.data, n * size)
+    if len(raw) < n * size:
+      raise IndexError(f"frame {n - 1} is beyond the {len(raw) // size} stored frames")
+    return np.frombuffer(raw, self.dtype).reshape((n, *self.frame_shape))[frames]
+
+
+@dataclasses.dataclass(frozen=True)
+class LazyFlow(grain.transforms.Map):
+  """Wraps an example's undecoded zlib 'flow' bytes as ``ZlibFrames``."""
+  frame_shape: tuple[int, ...]
+  dtype: str
+
+  def map(self, example: dict[str, Any]) -> dict[str, Any]:
+    return dict(example, flow=ZlibFrames(example["flow"], self.frame_shape, self.dtype))
+
+
+def train_source(name: str, split: str, data_dir: str | None) -> tuple[Any, LazyFlow | None]:
+  """The training split decoding only what SamplePatch reads: no 'mask' (moving-pixel masks are not
+  trained on) and, for a zlib 'flow' of static shape, no flow until a sample indexes it (the map to
+  apply: ``LazyFlow``, else None). HR and LR frames are stored as raw bytes inside each record's
+  serialized tf.Example, so a record is read and parsed whole; only the frames a sample takes are copied."""
+  builder = get_builder(name, data_dir)
+  if split not in builder.info.splits:
+    raise ValueError(f"Dataset {name!r} has no split {split!r}; it has {list(builder.info.splits)}")
+  features = builder.info.features
+  decoders = {"mask": tfds.decode.SkipDecoding()} if "mask" in features else {}
+  lazy = None
+  flow = features["flow"] if "flow" in features else None
+  if (flow is not None and getattr(flow, "_encoding", None) == tfds.features.Encoding.ZLIB
+      and None not in flow.shape):
+    decoders["flow"] = tfds.decode.SkipDecoding()
+    lazy = LazyFlow(tuple(flow.shape[1:]), np.dtype(flow.np_dtype).name)
+  return builder.as_data_source(split=split, decoders=decoders or None), lazy
+
+
 def train_iterator(config: ml_collections.ConfigDict, per_process_batch: int, seed: int
                    ) -> grain.DatasetIterator:
   """An endless, checkpointable iterator of this process's training batches."""
   d = config.data
-  source = get_source(d.name, d.train_split, d.get("data_dir"))
+  source, lazy_flow = train_source(d.name, d.train_split, d.get("data_dir"))
   ds = grain.MapDataset.source(source).repeat(None).shuffle(seed=seed)
   ds = ds[jax.process_index()::jax.process_count()]
+  if lazy_flow is not None:
+    ds = ds.map(lazy_flow)
   ds = ds.random_map(sample_patch(config), seed=seed + 1)
   ds = ds.batch(per_process_batch, drop_remainder=True)
   threads = d.get("read_threads", 4)
   it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, 2)))
-  if d.get("worker_count", 0) > 0:
-    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.worker_count))
+  workers = resolve_worker_count(d.get("worker_count", 0))
+  if workers > 0:
+    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return iter(it_ds)
+
+
+AUTO_WORKERS, MAX_AUTO_WORKERS = -1, 16
+
+
+def resolve_worker_count(setting: int) -> int:
+  """data.worker_count as a count: -1 (auto) = min(16, host cores // local devices - 1) on GPU/TPU
+  (a core per device left to the training process), 0 on CPU, where the devices are the host's
+  cores and worker processes would compete with the step for them."""
+  if setting != AUTO_WORKERS:
+    return int(setting)
+  if jax.default_backend() == "cpu":
+    return 0
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+  workers = min(MAX_AUTO_WORKERS, cores // jax.local_device_count() - 1)
+  logging.info("data.worker_count=-1 (auto): %d grain worker processes (%d cores, %d local devices)",
+               max(workers, 0), cores, jax.local_device_count())
+  return max(workers, 0)
 
 
 # ---------------------------------------------------------------------------
