@@ -357,7 +357,8 @@ def train_source(name: str, split: str, data_dir: str | None) -> tuple[Any, Lazy
   """The training split decoding only what SamplePatch reads: no 'mask' (moving-pixel masks are not
   trained on) and, for a zlib 'flow' of static shape, no flow until a sample indexes it (the map to
   apply: ``LazyFlow``, else None). HR and LR frames are stored as raw bytes inside each record's
-  serialized tf.Example, so a record is read and parsed whole; only the frames a sample takes are copied."""
+  serialized tf.Example, so a record is read and parsed whole; only the frames a sample takes are copied.
+  A record that cannot be read raises DataError naming its file, as ``get_source``."""
   builder = get_builder(name, data_dir)
   if split not in builder.info.splits:
     raise ValueError(f"Dataset {name!r} has no split {split!r}; it has {list(builder.info.splits)}")
@@ -369,7 +370,8 @@ def train_source(name: str, split: str, data_dir: str | None) -> tuple[Any, Lazy
       and None not in flow.shape):
     decoders["flow"] = tfds.decode.SkipDecoding()
     lazy = LazyFlow(tuple(flow.shape[1:]), np.dtype(flow.np_dtype).name)
-  return builder.as_data_source(split=split, decoders=decoders or None), lazy
+  source = builder.as_data_source(split=split, decoders=decoders or None)
+  return _NamedSource(source, name, split, _shards(builder, split), _prepare_hint(name, builder)), lazy
 
 
 def train_iterator(config: ml_collections.ConfigDict, per_process_batch: int, seed: int
