@@ -73,16 +73,29 @@ def test_clip_windows_cover_every_frame_once_in_order(n):
   np.testing.assert_array_equal(np.stack(out)[:, 0, 0, 0], 4 * np.arange(n) + 2)
 
 
-def test_tile_weights_and_tiled_pointwise_network_are_exact():
+def box_blur_x4(v, x):
+  """A stand-in network with a receptive radius of 1 LR pixel: 3x3 box blur (edges clamped), then x4."""
+  p = jnp.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+  h, w = x.shape[2:4]
+  blur = sum(p[:, :, i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9
+  return nearest(blur)[:, :1]
+
+
+def test_tiles_cover_frames_and_match_whole_frames():
   starts = inference.tile_starts(50, 20, 6)
   assert starts[0] == 0 and starts[-1] == 30 and all(b - a <= 14 for a, b in zip(starts, starts[1:]))
   assert inference.tile_starts(16, 20, 6) == [0]
-  ramps = inference.tile_ramps(starts, 20, 50, 6, 2)
-  assert ramps.shape == (len(starts), 40) and ramps.min() > 0 and ramps.max() == 1
-  x = jnp.asarray(np.random.default_rng(0).random((2, 3, 23, 50, 3)), jnp.float32)
-  fn = lambda p: (nearest(p, 2), nearest(p[:, :1], 2) * 2)  # noqa: E731
-  for want, got in zip(fn(x), inference.tiled(fn, x, 20, 6, 2)):
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+  crops = inference.tile_crops(starts, 20, 50)
+  assert crops[0][0] == 0 and crops[-1][1] == 50 and all(a[1] == b[0] for a, b in zip(crops, crops[1:]))
+  assert all(s + 3 <= lo for s, (lo, _) in zip(starts[1:], crops[1:]))  # >= overlap / 2 inside each tile
+  frames = list(np.random.default_rng(0).integers(0, 256, (3, 23, 50, 3), np.uint8))
+  spec = inference.WindowSpec("window", 3)
+  whole = inference.Upscaler(box_blur_x4, None, spec, 4, tile=0, bicubic=True)
+  tiled = inference.Upscaler(box_blur_x4, None, spec, 4, tile=16, overlap=4, batch=3, bicubic=True)
+  assert tiled.plan(23, 50).tile == 16 and whole.plan(23, 50).tile == 0
+  for (a, ab), (b, bb) in zip(whole(frames), tiled(frames), strict=True):
+    np.testing.assert_array_equal(a, b)  # receptive radius 1 <= overlap / 2: identical uint8
+    assert np.abs(ab.astype(int) - bb).max() <= 1  # bicubic's radius is 2 LR pixels: at most rounding
 
 
 def test_upscaler_rejects_bad_tiles_and_partial_outputs():
