@@ -104,13 +104,13 @@ def enhance(input_path: str, output_path: str, model: str | None, scale: int | N
 
 
 def describe_error(e: BaseException, src: str | None = None) -> str:
-  """One line naming the problem; out-of-memory errors (XLA's RESOURCE_EXHAUSTED) get a hint."""
+  """One line naming the video and the problem; the accelerator running out of memory (XLA's
+  RESOURCE_EXHAUSTED) or the host (MemoryError) gets a hint."""
   text = (str(e).strip().splitlines() or [type(e).__name__])[0]
-  if isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e) or "out of memory" in str(e).lower():
-    where = f"{src}: " if src and src not in text else ""
-    return (f"{where}out of memory ({text[:200]}); lower --memory_budget, or pass --tile 128 --batch 1 "
+  if "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower() or text == "MemoryError":
+    text = (f"out of memory ({text[:200]}); pass a smaller --memory_budget, or --tile 128 --batch 1 "
             f"(a smaller tile and batch use less memory)")
-  return text
+  return f"{src}: {text}" if src and src not in text else text
 
 
 def check_recognition() -> None:

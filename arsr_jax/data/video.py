@@ -81,7 +81,7 @@ def count_frames(path: str | os.PathLike, info: dict | None = None) -> int:
 def frame_properties(path: str | os.PathLike) -> dict:
   """What the first decoded frame says beyond its pixels: {'display_matrix': 9 ints (FFmpeg's
   AV_PKT_DATA_DISPLAYMATRIX) or None, 'rotation': degrees counter-clockwise (0 if none),
-  'color': {COLOR_TAGS name: int} (0 / 2 = unknown / unspecified), 'pix_fmt', 'bits': bits per sample}."""
+  'color': {COLOR_TAGS name: int} (FFmpeg's AVCOL_* values), 'pix_fmt', 'bits': bits per sample}."""
   path, container = _open(path)
   with container:
     try:
@@ -203,7 +203,8 @@ class VideoEncoder:
       raise ValueError(f"VideoEncoder({self.path}): frame rate must be positive, got {rate}")
     self.time_base = fractions.Fraction(time_base) if time_base else 1 / self.rate
     self.width, self.height, self.frames, self._pts = width, height, 0, -1
-    self._color = {k: v for k, v in (color or {}).items() if v and v != 2}  # 2: AVCOL_*_UNSPECIFIED
+    self._color = {k: v for k, v in (color or {}).items()  # 0 / 2: unknown / AVCOL_{PRI,TRC,SPC}_UNSPECIFIED
+                   if v and (k == "color_range" or v != 2)}
     self._container = av.open(self.path, mode="w")
     self._video = self._container.add_stream("libx264", rate=self.rate)
     self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
