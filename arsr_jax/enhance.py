@@ -23,6 +23,7 @@ import collections
 import dataclasses
 import fractions
 import importlib.util
+import math
 import os
 import signal
 import sys
@@ -205,9 +206,9 @@ def enhance_video(src: str, dst: str, upscaler: inference.Upscaler, options: Opt
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dst)}.", suffix=f".partial{os.path.splitext(dst)[1]}",
                                dir=os.path.dirname(os.path.abspath(dst)))
     os.close(fd)
-    times = _Times(rate)
+    times = _Times(rate, video.time_base(src))
     with video.VideoEncoder(tmp, rate, width * (2 if options.side_by_side else 1), height, crf=options.crf,
-                            audio_from=src, time_base=video.time_base(src), color=props["color"],
+                            audio_from=src, time_base=times.time_base, color=props["color"],
                             display_matrix=props["display_matrix"]) as encoder:
       bar = ProgressBar(total, desc=os.path.basename(src), stream=stream)
       for sr, bicubic in upscaler(times.strip(video.iter_frames(src, options.max_frames, times=True))):
@@ -249,25 +250,38 @@ def enhance_video(src: str, dst: str, upscaler: inference.Upscaler, options: Opt
 
 class _Times:
   """The source's frame times, relative to its first frame, handed from decoding to encoding (frames
-  come out of the upscaler in order, a few windows later). Missing or non-increasing times: the
-  previous time + 1 / rate."""
+  come out of the upscaler in order, a few windows later). A time within one source time unit of the
+  previous one + 1 / rate is snapped to it (a constant rate stays exact in coarse time bases such as
+  Matroska's milliseconds); missing or non-increasing times become the previous one + 1 / rate."""
 
-  def __init__(self, rate):
-    self._rate, self._queue, self._first, self._last = rate, collections.deque(), None, None
+  def __init__(self, rate, source_time_base):
+    self.step = 1 / fractions.Fraction(rate)
+    self.tolerance = fractions.Fraction(source_time_base or fractions.Fraction(1, 1000))
+    self.time_base = _common_unit(self.tolerance, self.step)
+    self._queue, self._first, self._last = collections.deque(), None, None
 
   def strip(self, timed_frames):
+    """Yields the frames of (frame, time in seconds or None) pairs, keeping their times for ``next``."""
     for frame, t in timed_frames:
       if t is not None and self._first is None:
         self._first = t
       t = None if t is None else t - self._first
-      if t is None or (self._last is not None and t <= self._last):
-        t = 0 if self._last is None else self._last + 1 / fractions.Fraction(self._rate)
+      expected = 0 if self._last is None else self._last + self.step
+      if t is None or abs(t - expected) <= self.tolerance or (self._last is not None and t <= self._last):
+        t = expected
       self._last = t
       self._queue.append(t)
       yield frame
 
   def next(self):
+    """The time of the next output frame (seconds from the first frame, a Fraction)."""
     return self._queue.popleft()
+
+
+def _common_unit(a: fractions.Fraction, b: fractions.Fraction) -> fractions.Fraction:
+  """The largest time unit dividing both ``a`` and ``b`` (``a`` if that is finer than 1 / 2**20 s)."""
+  unit = fractions.Fraction(math.gcd(a.numerator, b.numerator), math.lcm(a.denominator, b.denominator))
+  return unit if unit.denominator <= 2**20 else a
 
 
 class Recognizer:

@@ -376,7 +376,8 @@ def test_colour_tags_are_carried_and_10_bit_sources_are_named(tmp_path):
   lr = video.read_video(src).astype(float)
   with av.open(str(out)) as c:  # as players decode it (the tags), and as if untagged (BT.601, limited range)
     tagged, as_601 = zip(*[(f.to_ndarray(format="rgb24", src_color_range=2),
-                            f.to_ndarray(format="rgb24", src_colorspace="itu601", src_color_range=1)) for f in c.decode(video=0)])
+                            f.to_ndarray(format="rgb24", src_colorspace="itu601", src_color_range=1))
+                           for f in c.decode(video=0)])
   for sr, tolerance in ((np.stack(tagged).astype(float), 3), (np.stack(as_601).astype(float), -10)):
     for lr_part, sr_part in ((lr[:, 4:-4, 2:6], sr[:, 16:-16, 8:24]), (lr[:, 4:-4, 10:14], sr[:, 16:-16, 40:56])):
       error = np.abs(lr_part.mean((0, 1, 2)) - sr_part.mean((0, 1, 2))).max()

@@ -16,8 +16,8 @@ from typing import Iterator
 import av
 import numpy as np
 
-__all__ = ["VideoEncoder", "count_frames", "frame_properties", "iter_frames", "read_video", "time_base", "upright", "video_info",
-           "write_video"]
+__all__ = ["VideoEncoder", "count_frames", "frame_properties", "iter_frames", "read_video", "time_base", "upright",
+           "video_info", "write_video"]
 COLOR_TAGS = ("color_primaries", "color_trc", "colorspace", "color_range")  # VideoFrame / codec context names
 
 
