@@ -1,18 +1,22 @@
 """Super-resolve your own videos with a trained SR network.
 
   python -m arsr_jax.enhance INPUT OUTPUT [--model WORKDIR|NAME] [--scale 4] [--side_by_side]
-      [--max_frames N] [--overwrite] [--recognize] [--tile 128 --tile_overlap 16] [--batch 8] [--crf 18]
+      [--max_frames N] [--overwrite] [--recognize] [--tile auto|0|128 --tile_overlap 16]
+      [--memory_budget 8G] [--batch 8] [--crf 18]
 
 INPUT is a video file (OUTPUT a file .mp4/.mkv/.mov, or an existing folder) or a folder of videos
 (OUTPUT a folder, created if needed: INPUT/NAME.ext -> OUTPUT/NAME.mp4). The network is restored
 frozen from an SR workdir written by ``arsr_jax.main`` (config.json + the latest checkpoint); a name
 that is not a folder is a shipped pretrained model (``arsr_jax.pretrained.names()``, e.g.
-``corpus_x4``); without --model the shipped model of --scale (default 4) is used. Frames are decoded with PyAV and super-resolved on the
-accelerator in batches (inference.py: frame models per frame, VSR-DUF on K-frame windows, DVSR
-on overlapping clips, big frames in blended tiles), encoded with libx264 at the source frame rate;
-the first audio stream is copied. The output is written to a temporary file next to OUTPUT and
-renamed when complete, so a failed run leaves nothing behind; an existing OUTPUT is refused
-unless --overwrite. ``--side_by_side`` writes bicubic | SR. ``--recognize`` prints the top-5
+``corpus_x4``); without --model the shipped model of --scale (default 4) is used. Frames are
+decoded with PyAV and super-resolved on the accelerator in batches (inference.py: frame models per
+frame, VSR-DUF on K-frame windows, DVSR on overlapping clips; frames that do not fit the memory
+budget in tiles, streamed to the host), encoded with libx264 at the source's frame times, display
+matrix (rotation) and colour tags; the first audio stream is copied. The output is written to a
+temporary file next to OUTPUT and renamed when complete, so a failed or stopped run (SIGINT,
+SIGTERM) leaves nothing behind; an existing OUTPUT is refused unless --overwrite; in a folder, a
+video that fails (out of memory included) is reported and the others still run.
+``--side_by_side`` writes bicubic | SR. ``--recognize`` prints the top-5
 classes of DeepMind's Kinetics-400 I3D on the central 64 frames of the bicubic-upscaled input and
 of the written SR video (needs the ``recognition`` extra: pip install -e '.[recognition]').
 """
