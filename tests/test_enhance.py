@@ -418,14 +418,16 @@ def test_frames_over_the_memory_budget_are_tiled_within_it(tmp_path):
 
 
 def test_a_short_video_is_not_padded_to_a_full_batch():
-  shapes = []
-  up = inference.Upscaler(lambda v, x: nearest(x), None, inference.WindowSpec("frame"), 4, batch=8)
-  up.plan(6, 8)
-  run = up._run
-  up._run = lambda v, x: shapes.append(x.shape) or run(v, x)
-  assert len(list(up(numbered_frames(1)))) == 1
-  assert len(list(up(numbered_frames(11)))) == 11
-  assert [s[0] for s in shapes] == [up._round(1), 8, 8]
+  for devices, want in ((1, [1, 8, 8]), (8, [8, 8, 8])):  # rounded up to the device count only
+    mesh = sharding.make_mesh(jax.devices()[:devices])
+    shapes = []
+    up = inference.Upscaler(lambda v, x: nearest(x), None, inference.WindowSpec("frame"), 4, batch=8, mesh=mesh)
+    up.plan(6, 8)
+    run = up._run
+    up._run = lambda v, x, run=run: shapes.append(x.shape) or run(v, x)
+    assert len(list(up(numbered_frames(1)))) == 1
+    assert len(list(up(numbered_frames(11)))) == 11
+    assert [s[0] for s in shapes] == want
 
 
 def test_one_failing_video_does_not_stop_a_folder(tmp_path, monkeypatch):
