@@ -1,27 +1,35 @@
 """Super-resolve your own videos with a trained SR network.
 
   python -m arsr_jax.enhance INPUT OUTPUT [--model WORKDIR|NAME] [--scale 4] [--side_by_side]
-      [--max_frames N] [--overwrite] [--recognize] [--tile 128 --tile_overlap 16] [--batch 8] [--crf 18]
+      [--max_frames N] [--overwrite] [--recognize] [--tile auto|0|128 --tile_overlap 16]
+      [--memory_budget 8G] [--batch 8] [--crf 18]
 
 INPUT is a video file (OUTPUT a file .mp4/.mkv/.mov, or an existing folder) or a folder of videos
 (OUTPUT a folder, created if needed: INPUT/NAME.ext -> OUTPUT/NAME.mp4). The network is restored
 frozen from an SR workdir written by ``arsr_jax.main`` (config.json + the latest checkpoint); a name
 that is not a folder is a shipped pretrained model (``arsr_jax.pretrained.names()``, e.g.
-``corpus_x4``); without --model the shipped model of --scale (default 4) is used. Frames are decoded with PyAV and super-resolved on the
-accelerator in batches (inference.py: frame models per frame, VSR-DUF on K-frame windows, DVSR
-on overlapping clips, big frames in blended tiles), encoded with libx264 at the source frame rate;
-the first audio stream is copied. The output is written to a temporary file next to OUTPUT and
-renamed when complete, so a failed run leaves nothing behind; an existing OUTPUT is refused
-unless --overwrite. ``--side_by_side`` writes bicubic | SR. ``--recognize`` prints the top-5
+``corpus_x4``); without --model the shipped model of --scale (default 4) is used. Frames are
+decoded with PyAV and super-resolved on the accelerator in batches (inference.py: frame models per
+frame, VSR-DUF on K-frame windows, DVSR on overlapping clips; frames that do not fit the memory
+budget in tiles, streamed to the host), encoded with libx264 at the source's frame times, display
+matrix (rotation) and colour tags; the first audio stream is copied. The output is written to a
+temporary file next to OUTPUT and renamed when complete, so a failed or stopped run (SIGINT,
+SIGTERM) leaves nothing behind; an existing OUTPUT is refused unless --overwrite; in a folder, a
+video that fails (out of memory included) is reported and the others still run.
+``--side_by_side`` writes bicubic | SR. ``--recognize`` prints the top-5
 classes of DeepMind's Kinetics-400 I3D on the central 64 frames of the bicubic-upscaled input and
 of the written SR video (needs the ``recognition`` extra: pip install -e '.[recognition]').
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import fractions
 import importlib.util
+import math
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -56,8 +64,9 @@ class Options:
   max_frames: int | None = None
   overwrite: bool = False
   recognize: bool = False
-  tile: int = 0  # LR pixels, 0 = whole frames
+  tile: int | None = None  # LR pixels, 0 = whole frames, None = automatic (tiles when frames do not fit)
   tile_overlap: int = 16  # LR pixels
+  memory_budget: int | None = None  # bytes per device call; None = the device's free memory
   batch: int = 8  # output frames per device call (clip models: batch // T windows, at least one)
   crf: int = 18
   clip_length: int = 0  # clip models: frames per window (0 = the training clip length)
@@ -84,18 +93,29 @@ def enhance(input_path: str, output_path: str, model: str | None, scale: int | N
                      f"trained with --config.scale={scale}, or drop --scale")
   upscaler = inference.from_frozen(sr, options.clip_length or clip_length, mesh, batch=options.batch,
                                    tile=options.tile, overlap=options.tile_overlap,
-                                   bicubic=options.side_by_side)
+                                   bicubic=options.side_by_side, memory_budget=options.memory_budget)
   recognizer = Recognizer() if options.recognize else None
   results = []
   for src, dst in jobs:
     try:
       results.append(enhance_video(src, dst, upscaler, options, recognizer, stream))
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 -- one video's failure (out of memory included) must not stop the rest
       if len(jobs) == 1:
         raise
-      print(f"error: {e}", file=stream)
-      results.append({"input": src, "output": dst, "error": str(e)})
+      message = describe_error(e, src)
+      print(f"error: {message}", file=stream)
+      results.append({"input": src, "output": dst, "error": message})
   return results
+
+
+def describe_error(e: BaseException, src: str | None = None) -> str:
+  """One line naming the video and the problem; the accelerator running out of memory (XLA's
+  RESOURCE_EXHAUSTED) or the host (MemoryError) gets a hint."""
+  text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+  if "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower() or text == "MemoryError":
+    text = (f"out of memory ({text[:200]}); pass a smaller --memory_budget, or --tile 128 --batch 1 "
+            f"(a smaller tile and batch use less memory)")
+  return f"{src}: {text}" if src and src not in text else text
 
 
 def check_recognition() -> None:
@@ -162,9 +182,14 @@ def plan(input_path: str, output_path: str, overwrite: bool) -> list[tuple[str, 
 
 def enhance_video(src: str, dst: str, upscaler: inference.Upscaler, options: Options,
                   recognizer: Recognizer | None = None, stream: TextIO | None = None) -> dict[str, Any]:
-  """Super-resolves one video into ``dst`` (via a temporary file, renamed when complete)."""
+  """Super-resolves one video into ``dst`` (via a temporary file, renamed when complete).
+
+  The source's frame times (variable frame rates included), display matrix (rotation) and colour
+  tags (primaries, transfer, matrix, range) are kept; a source of more than 8 bits is said to be
+  written as 8-bit."""
   stream = stream if stream is not None else sys.stderr
   info = video.video_info(src)
+  props = video.frame_properties(src)
   s = upscaler.scale
   upscaler.output_shape(info["height"], info["width"])
   height, width = info["height"] * s // 2 * 2, info["width"] * s // 2 * 2  # yuv420p: even sizes
@@ -172,31 +197,37 @@ def enhance_video(src: str, dst: str, upscaler: inference.Upscaler, options: Opt
   if not rate:
     rate = 25
     print(f"warning: {src} does not state its frame rate; writing 25 frames/s", file=stream)
+  plan = upscaler.plan(info["height"], info["width"])
+  if plan.tile or options.tile is None and plan.batch < upscaler.batch:
+    print(f"{os.path.basename(src)}: {plan.describe(info['height'], info['width'])}", file=stream)
   total = video.count_frames(src, info)
   if options.max_frames:
     total = min(total, options.max_frames) if total else options.max_frames
   os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dst)}.", suffix=f".partial{os.path.splitext(dst)[1]}",
-                             dir=os.path.dirname(os.path.abspath(dst)))
-  os.close(fd)
+  tmp = None
   start = time.perf_counter()
   try:
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dst)}.", suffix=f".partial{os.path.splitext(dst)[1]}",
+                               dir=os.path.dirname(os.path.abspath(dst)))
+    os.close(fd)
+    times = _Times(rate, video.time_base(src))
     with video.VideoEncoder(tmp, rate, width * (2 if options.side_by_side else 1), height, crf=options.crf,
-                            audio_from=src) as encoder:
+                            audio_from=src, time_base=times.time_base, color=props["color"],
+                            display_matrix=props["display_matrix"]) as encoder:
       bar = ProgressBar(total, desc=os.path.basename(src), stream=stream)
-      for sr, bicubic in upscaler(video.iter_frames(src, options.max_frames)):
+      for sr, bicubic in upscaler(times.strip(video.iter_frames(src, options.max_frames, times=True))):
         frame = sr[:height, :width]
         if options.side_by_side:
           frame = np.concatenate([bicubic[:height, :width], frame], axis=1)
-        encoder.write(frame)
+        encoder.write(frame, times.next())
         bar.update()
       bar.close()
     seconds = time.perf_counter() - start
     result = {"input": src, "output": dst, "frames": encoder.frames, "seconds": seconds,
               "frames_per_s": encoder.frames / seconds, "size": (height, width), "rate": float(rate),
-              "audio": info["audio"]}
+              "audio": info["audio"], "rotation": props["rotation"], "tile": plan.tile, "batch": plan.batch}
     if recognizer is not None:
-      result["top5"] = recognizer.compare(src, tmp, encoder.frames, s, options.side_by_side)
+      result["top5"] = recognizer.compare(src, tmp, encoder.frames, s, options.side_by_side, props["rotation"])
     if os.path.exists(dst) and not options.overwrite:
       raise FileExistsError(f"output {dst} appeared while it was being written; pass --overwrite to replace it")
     umask = os.umask(0)
@@ -204,17 +235,57 @@ def enhance_video(src: str, dst: str, upscaler: inference.Upscaler, options: Opt
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; give it a new file's usual mode
     os.replace(tmp, dst)
   except BaseException:
-    if os.path.exists(tmp):
+    if tmp is not None and os.path.exists(tmp):
       os.remove(tmp)
     raise
-  audio = f", audio ({info['audio']}) kept" if info["audio"] else ""
+  notes = [f"audio ({info['audio']}) kept"] if info["audio"] else []
+  if props["rotation"]:
+    notes.append(f"rotation {props['rotation']} degrees kept (display matrix)")
+  if props["bits"] > 8:
+    notes.append(f"{props['bits']}-bit source ({props['pix_fmt']}) written as 8-bit yuv420p")
   layout = f"{2 * width}x{height} (bicubic | SR)" if options.side_by_side else f"{width}x{height}"
   print(f"wrote {dst}: {encoder.frames} frames, {layout} at "
-        f"{float(rate):.3g} frames/s{audio}, in {seconds:.1f} s ({result['frames_per_s']:.2f} frames/s)",
-        file=stream)
+        f"{float(rate):.3g} frames/s{''.join(', ' + n for n in notes)}, in {seconds:.1f} s "
+        f"({result['frames_per_s']:.2f} frames/s)", file=stream)
   if recognizer is not None:
     print(recognizer.table(result["top5"]), file=stream)
   return result
+
+
+class _Times:
+  """The source's frame times, relative to its first frame, handed from decoding to encoding (frames
+  come out of the upscaler in order, a few windows later). A time within one source time unit of the
+  previous one + 1 / rate is snapped to it (a constant rate stays exact in coarse time bases such as
+  Matroska's milliseconds); missing or non-increasing times become the previous one + 1 / rate."""
+
+  def __init__(self, rate, source_time_base):
+    self.step = 1 / fractions.Fraction(rate)
+    self.tolerance = fractions.Fraction(source_time_base or fractions.Fraction(1, 1000))
+    self.time_base = _common_unit(self.tolerance, self.step)
+    self._queue, self._first, self._last = collections.deque(), None, None
+
+  def strip(self, timed_frames):
+    """Yields the frames of (frame, time in seconds or None) pairs, keeping their times for ``next``."""
+    for frame, t in timed_frames:
+      if t is not None and self._first is None:
+        self._first = t
+      t = None if t is None else t - self._first
+      expected = 0 if self._last is None else self._last + self.step
+      if t is None or abs(t - expected) <= self.tolerance or (self._last is not None and t <= self._last):
+        t = expected
+      self._last = t
+      self._queue.append(t)
+      yield frame
+
+  def next(self):
+    """The time of the next output frame (seconds from the first frame, a Fraction)."""
+    return self._queue.popleft()
+
+
+def _common_unit(a: fractions.Fraction, b: fractions.Fraction) -> fractions.Fraction:
+  """The largest time unit dividing both ``a`` and ``b`` (``a`` if that is finer than 1 / 2**20 s)."""
+  unit = fractions.Fraction(math.gcd(a.numerator, b.numerator), math.lcm(a.denominator, b.denominator))
+  return unit if unit.denominator <= 2**20 else a
 
 
 class Recognizer:
@@ -235,8 +306,10 @@ class Recognizer:
     probs = np.asarray(jax.nn.softmax(self._logits(self.variables, x)[0]))
     return [(self.labels[i], float(probs[i])) for i in np.argsort(-probs)[:5]]
 
-  def compare(self, src: str, sr_video: str, num_frames: int, scale: int, side_by_side: bool) -> dict[str, Any]:
-    """{'bicubic': top-5 on the source upscaled by bicubic, 'sr': top-5 on the written SR video}."""
+  def compare(self, src: str, sr_video: str, num_frames: int, scale: int, side_by_side: bool,
+              rotation: int = 0) -> dict[str, Any]:
+    """{'bicubic': top-5 on the source upscaled by bicubic, 'sr': top-5 on the written SR video}, both
+    on the frames as displayed (turned by the display matrix's ``rotation``, degrees counter-clockwise)."""
     first = max(0, num_frames // 2 - RECOGNITION_FRAMES // 2)
     window = range(first, min(num_frames, first + RECOGNITION_FRAMES))
     lr = [f for t, f in enumerate(video.iter_frames(src, window.stop)) if t in window]
@@ -244,7 +317,8 @@ class Recognizer:
     if side_by_side:
       sr = [f[:, f.shape[1] // 2:] for f in sr]
     return {"frames": [window.start, window.stop],
-            "bicubic": self.top5([degrade.bicubic_upsample(f, scale) for f in lr]), "sr": self.top5(sr)}
+            "bicubic": self.top5([video.upright(np.asarray(degrade.bicubic_upsample(f, scale)), rotation) for f in lr]),
+            "sr": self.top5([video.upright(f, rotation) for f in sr])}
 
   @staticmethod
   def table(top5: dict[str, Any]) -> str:
@@ -255,18 +329,51 @@ class Recognizer:
     return "\n".join(rows)
 
 
+class Stopped(BaseException):
+  """SIGTERM (e.g. ``timeout``, a job scheduler) while enhancing: unwinds like Ctrl-C, removing partial files."""
+
+
+def stop_on_sigterm() -> None:
+  def handle(signum, frame):
+    raise Stopped(signal.Signals(signum).name)
+  signal.signal(signal.SIGTERM, handle)
+
+
+def parse_tile(text: str) -> int | None:
+  """--tile: 'auto' -> None, else LR pixels (0 = whole frames)."""
+  if str(text).strip().lower() == "auto":
+    return None
+  try:
+    tile = int(text)
+  except ValueError:
+    tile = -1
+  if tile < 0:
+    raise app.UsageError(f"--tile {text!r}: expected auto, 0 (whole frames) or a tile side in LR pixels", exitcode=2)
+  return tile
+
+
 def main(argv):
   if len(argv) != 3:
     raise app.UsageError("usage: python -m arsr_jax.enhance INPUT OUTPUT --model WORKDIR [options]; "
                          f"got {len(argv) - 1} positional argument(s)")
   logging.set_verbosity(logging.ERROR)  # Orbax warns on every read-only restore
+  budget = FLAGS.memory_budget or os.environ.get("ARSR_MEMORY_BUDGET")
+  try:
+    budget = inference.parse_bytes(budget, "--memory_budget") if budget else None
+  except ValueError as e:
+    raise app.UsageError(str(e), exitcode=2) from e
   options = Options(side_by_side=FLAGS.side_by_side, max_frames=FLAGS.max_frames, overwrite=FLAGS.overwrite,
-                    recognize=FLAGS.recognize, tile=FLAGS.tile, tile_overlap=FLAGS.tile_overlap,
-                    batch=FLAGS.batch, crf=FLAGS.crf, clip_length=FLAGS.clip_length)
+                    recognize=FLAGS.recognize, tile=parse_tile(FLAGS.tile), tile_overlap=FLAGS.tile_overlap,
+                    memory_budget=budget, batch=FLAGS.batch, crf=FLAGS.crf, clip_length=FLAGS.clip_length)
+  stop_on_sigterm()
   try:
     results = enhance(argv[1], argv[2], FLAGS.model, FLAGS.scale, options)
-  except (OSError, ValueError, ModuleNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
+  except (Stopped, KeyboardInterrupt) as e:
+    name = str(e) or "SIGINT"
+    print(f"error: stopped by {name}; the unfinished output was removed", file=sys.stderr)
+    sys.exit(128 + signal.Signals[name].value)
+  except Exception as e:  # noqa: BLE001 -- one line, no traceback, for any failure of the one video
+    print(f"error: {describe_error(e)}", file=sys.stderr)
     sys.exit(1)
   failed = [r for r in results if "error" in r]
   if failed:
@@ -285,8 +392,10 @@ def define_flags() -> None:
   flags.DEFINE_bool("overwrite", False, "Replace existing output files (refused otherwise).")
   flags.DEFINE_bool("recognize", False, "Print the Kinetics-400 I3D's top-5 on bicubic and on SR "
                     "(pip install -e '.[recognition]').")
-  flags.DEFINE_integer("tile", 0, "Process frames in tiles of this many LR pixels (0 = whole frames); "
-                       "for frames too large for the accelerator's memory.")
+  flags.DEFINE_string("tile", "auto", "Process frames in tiles of this many LR pixels; 0 = whole frames; auto = "
+                      "whole frames if they fit --memory_budget, else the largest tile that does (printed).")
+  flags.DEFINE_string("memory_budget", None, "Memory one accelerator call may use, e.g. 8G or 512M (default: "
+                      "$ARSR_MEMORY_BUDGET, else 90% of the device's free memory, on CPU half the available RAM).")
   flags.DEFINE_integer("tile_overlap", 16, "Overlap of neighbouring tiles, LR pixels (blended).")
   flags.DEFINE_integer("batch", 8, "Output frames per accelerator call (clip models: at least one window).")
   flags.DEFINE_integer("crf", 18, "x264 constant rate factor: 0 lossless, 18 near-lossless, 23 default, 51 worst.")

@@ -9,10 +9,11 @@ uint8 LR windows (N, L, h, w, 3) -> uint8 SR frames (N, L_out, h*s, w*s, 3).
     overlap by 2 * (T // 4) frames and each output frame is taken from the window where it is
     most central (the video's first and last frames from the first and last windows; a video
     shorter than T is padded by repeating its last frame).
-Frames larger than ``tile`` LR pixels are cut into tiles overlapping by ``overlap`` LR pixels.
-Each tile's output is weighted by a ramp that is ~0 over the outer quarter of the overlap and
-rises to 1 over its middle half; the weighted sum is normalized. Tiled output equals untiled
-output (up to a 1e-3 weight) when overlap / 4 exceeds the network's receptive radius in LR pixels.
+Frames that do not fit the device memory budget (or larger than a given ``tile``) are cut into
+tiles of ``tile`` LR pixels overlapping by ``overlap`` LR pixels; the tiles go to the devices in
+batches and come back to the host one batch at a time, where each tile fills its part of the
+output frame up to the middle of its overlaps. Tiled output equals untiled output when overlap / 2
+covers the network's receptive radius in LR pixels.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
 from typing import Any, Callable, Iterable, Iterator
 
 import jax
@@ -145,86 +147,108 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
   return [int(round(s)) for s in np.linspace(0, size - tile, n)]
 
 
-def tile_ramps(starts: list[int], tile: int, size: int, overlap: int, scale: int) -> np.ndarray:
-  """(len(starts), tile * scale) blending weights along one axis, in output pixels."""
-  n, o = tile * scale, max(overlap * scale, 1)
-  d = np.arange(n) + 0.5
-  ramp = lambda dist: np.clip((dist - o / 4) / (o / 2), 1e-3, 1.0)  # noqa: E731
-  w = np.ones((len(starts), n), np.float32)
-  for j, s in enumerate(starts):
-    if s > 0:
-      w[j] = np.minimum(w[j], ramp(d))
-    if s + tile < size:
-      w[j] = np.minimum(w[j], ramp(n - d))
-  return w
+def tile_crops(starts: list[int], tile: int, size: int) -> list[tuple[int, int]]:
+  """[lo, hi) along one axis that each tile contributes (LR pixels): up to the middle of its overlaps."""
+  cuts = [0] + [(s + prev + tile) // 2 for prev, s in zip(starts, starts[1:])] + [size]
+  return list(zip(cuts[:-1], cuts[1:]))
 
 
-def tiled(fn: Callable[[jax.Array], Any], x: jax.Array, tile: int, overlap: int, scale: int) -> Any:
-  """``fn`` applied to (N, L, h, w, C) in spatial tiles and blended: fn maps (N, L, th, tw, C) to a
-  pytree of (N, L', th*s, tw*s, C') arrays. Tiles run one after another (bounded memory)."""
-  h, w = x.shape[2:4]
-  th, tw = min(tile, h), min(tile, w)
-  ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
-  if len(ys) == 1 and len(xs) == 1:
-    return fn(x)
-  wy, wx = tile_ramps(ys, th, h, overlap, scale), tile_ramps(xs, tw, w, overlap, scale)
-  norm_y, norm_x = np.zeros(h * scale, np.float32), np.zeros(w * scale, np.float32)
-  for s, r in zip(ys, wy):
-    norm_y[s * scale:(s + th) * scale] += r
-  for s, r in zip(xs, wx):
-    norm_x[s * scale:(s + tw) * scale] += r
-  grid = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
-  tiles = jnp.asarray([(ys[iy], xs[ix], iy, ix) for iy, ix in grid], jnp.int32)
-  wy, wx = jnp.asarray(wy), jnp.asarray(wx)
-  patch0 = jax.lax.dynamic_slice(x, (0, 0, 0, 0, 0), x.shape[:2] + (th, tw, x.shape[4]))
-  shapes = jax.eval_shape(fn, patch0)
-  init = jax.tree.map(lambda s: jnp.zeros(s.shape[:2] + (h * scale, w * scale, s.shape[4]), jnp.float32), shapes)
+def memory_budget(device: jax.Device | None = None) -> int:
+  """Bytes one device call may use: ``ARSR_MEMORY_BUDGET`` (e.g. '2G', '512M', bytes) if set, else
+  90% of the device's free memory (``memory_stats``), else (CPU) half the host's available RAM."""
+  env = os.environ.get("ARSR_MEMORY_BUDGET")
+  if env:
+    return parse_bytes(env, "ARSR_MEMORY_BUDGET")
+  stats = (device or jax.devices()[0]).memory_stats() or {}
+  if "bytes_limit" in stats:
+    return int(0.9 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+  try:
+    with open("/proc/meminfo") as f:
+      available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+  except (OSError, StopIteration):
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  return available // 2
 
-  def body(i, acc):
-    y0, x0, iy, ix = tiles[i]
-    patch = jax.lax.dynamic_slice(x, (0, 0, y0, x0, 0), x.shape[:2] + (th, tw, x.shape[4]))
-    weight = (wy[iy][:, None] * wx[ix][None, :])[None, None, :, :, None]
 
-    def add(a, o):
-      at = (0, 0, y0 * scale, x0 * scale, 0)
-      cur = jax.lax.dynamic_slice(a, at, o.shape)
-      return jax.lax.dynamic_update_slice(a, cur + o.astype(jnp.float32) * weight, at)
-    return jax.tree.map(add, acc, fn(patch))
+def parse_bytes(text: str, what: str = "memory budget") -> int:
+  """'2G' / '512M' / '64K' / '123' (bytes; powers of 1024) -> bytes > 0; ValueError naming ``what``."""
+  t = str(text).strip().upper().removesuffix("B").removesuffix("I")
+  unit = 1024 ** "KMGT".index(t[-1]) * 1024 if t and t[-1] in "KMGT" else 1
+  try:
+    value = float(t[:-1] if unit > 1 else t) * unit
+  except ValueError:
+    value = 0
+  if value < 1:
+    raise ValueError(f"{what} {text!r}: expected a size such as 2G, 512M or a number of bytes")
+  return int(value)
 
-  total = jax.lax.fori_loop(0, len(grid), body, init)
-  norm = jnp.asarray(norm_y[:, None] * norm_x[None, :])[None, None, :, :, None]
-  return jax.tree.map(lambda a: a / norm, total)
+
+def gigabytes(n: float) -> str:
+  return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """How frames of one size go to the devices: tiles of ``tile`` LR pixels (0 = whole frames),
+  ``batch`` windows or tiles per call, estimated to need ``bytes`` per device of ``budget``."""
+  tile: int
+  batch: int
+  bytes: int
+  budget: int
+
+  def describe(self, height: int, width: int) -> str:
+    what = f"whole {width}x{height} frames" if not self.tile else f"{self.tile}x{self.tile} tiles"
+    return (f"{what}, {self.batch} per call (about {gigabytes(self.bytes)} of the "
+            f"{gigabytes(self.budget)} memory budget)")
+
+
+AUTO_TILES = (256, 192, 128, 96, 64, 48, 32)  # LR pixels, tried largest first when whole frames do not fit
 
 
 class Upscaler:
   """Turns a stream of uint8 LR frames (h, w, 3) into (SR, bicubic or None) uint8 frames
-  (h*s, w*s, 3), in order. Windows go to the devices in batches of about ``batch`` output frames
-  (the last batch padded, so each frame size compiles once); a batch is computed while the
-  previous one is yielded.
+  (h*s, w*s, 3), in order. Windows (or their tiles) go to the devices in batches; a batch is
+  computed while the previous one is assembled on the host, so device memory is bounded by the
+  batch and tile size, never by the frame size.
 
   Args:
     fn: the window function; ``variables`` its first argument (replicated on the mesh).
     spec: how the network consumes the video.
     scale: the SR factor.
     batch: output frames per device call: that many windows of frame and K-frame models, batch // T
-      (at least one) clip windows; rounded up to a multiple of the device count.
-    tile: tile side in LR pixels (0 = whole frames); overlap: tile overlap in LR pixels.
+      (at least one) clip windows, or that many tiles; rounded up to a multiple of the device count.
+      The batch of a video shorter than one batch is only padded to the device count.
+    tile: tile side in LR pixels; 0 = whole frames; None = automatic (``plan``): whole frames when
+      they fit ``memory_budget``, else the largest of AUTO_TILES that does.
+    overlap: tile overlap in LR pixels; each tile contributes up to the middle of its overlaps, so
+      tiled output equals whole-frame output when overlap / 2 covers the network's receptive radius.
     bicubic: also return the bicubic upsampling of each output frame's LR frame.
     mesh: device mesh (default: all devices, data-parallel over windows).
+    memory_budget: bytes a device call may use (default: ``memory_budget()`` of the first device).
   """
 
   def __init__(self, fn: WindowFn, variables: Any, spec: WindowSpec, scale: int, *, batch: int = 8,
-               tile: int = 0, overlap: int = 16, bicubic: bool = False, mesh: jax.sharding.Mesh | None = None):
+               tile: int | None = 0, overlap: int = 16, bicubic: bool = False,
+               mesh: jax.sharding.Mesh | None = None, memory_budget: int | None = None):
+    if tile is not None and tile < 0:
+      raise ValueError(f"tile side must be >= 0 (0 = whole frames), got {tile}")
     if tile and not 0 <= 2 * overlap < tile:
       raise ValueError(f"tile overlap {overlap} must be >= 0 and less than half the tile side {tile}")
+    if overlap < 0:
+      raise ValueError(f"tile overlap must be >= 0, got {overlap}")
     self.spec, self.scale, self.tile, self.overlap = spec, scale, tile, overlap
     self.mesh = mesh or sharding.make_mesh()
-    n = self.mesh.devices.size
-    self.batch = -(-max(1, batch // spec.out_length) // n) * n  # windows per call
+    self._devices = self.mesh.devices.size
+    self.batch = self._round(max(1, batch // spec.out_length))  # windows (or tiles) per call
+    self._budget = memory_budget
     self._variables, self._bicubic = variables, bicubic
     self._run = jax.jit(self._forward, in_shardings=(sharding.replicated(self.mesh), sharding.batch_sharded(self.mesh)),
                         out_shardings=sharding.batch_sharded(self.mesh))
     self._fn = fn
+    self._plans, self._per_pixel = {}, None
+
+  def _round(self, n: int) -> int:
+    return -(-n // self._devices) * self._devices
 
   def output_shape(self, height: int, width: int) -> tuple[int, ...]:
     """Shape of the network's output for one window of (height, width) frames; raises if it is
@@ -237,40 +261,109 @@ class Upscaler:
                        f"{want}: it is not a full x{self.scale} model (an intermediate progressive stage?)")
     return shape
 
+  def call_bytes(self, n: int, height: int, width: int) -> int:
+    """Estimated bytes per device of one call on ``n`` windows of (height, width) LR frames: XLA's
+    memory analysis of two small compiled probes, extrapolated linearly in pixels."""
+    if self._per_pixel is None:
+      sizes = []
+      for side in (32, 64):
+        x = jax.ShapeDtypeStruct((self._devices, self.spec.length, side, side, 3), jnp.uint8)
+        m = self._run.lower(self._variables, x).compile().memory_analysis()
+        sizes.append(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+                     - m.alias_size_in_bytes)
+      per_pixel = (sizes[1] - sizes[0]) / (64 * 64 - 32 * 32)
+      self._per_pixel = (max(sizes[0] - per_pixel * 32 * 32, 0), per_pixel)
+    fixed, per_pixel = self._per_pixel
+    return int(fixed + per_pixel * (n // self._devices) * height * width)
+
+  def plan(self, height: int, width: int) -> Plan:
+    """The tile and batch for (height, width) frames (see the class doc); raises MemoryError when
+    even the smallest allowed call exceeds the memory budget."""
+    if (height, width) in self._plans:
+      return self._plans[height, width]
+    budget = self._budget or memory_budget(self.mesh.devices.flat[0])
+    batches = list(range(self.batch, 0, -self._devices))
+    if self.tile is None:
+      tiles = [0] + [t for t in AUTO_TILES if t < max(height, width) and 2 * self.overlap < t]
+    else:
+      tiles = [self.tile if self.tile < max(height, width) else 0]
+    need = None
+    for tile in tiles:
+      th, tw = (min(tile, height), min(tile, width)) if tile else (height, width)
+      for n in batches:
+        need = self.call_bytes(n, th, tw)
+        if need <= budget:
+          self._plans[height, width] = Plan(tile, n, need, budget)
+          return self._plans[height, width]
+    shown = f"{tiles[-1]}x{tiles[-1]} tiles" if tiles[-1] else "whole frames"
+    hint = ("pass --tile auto (or a smaller --tile)" if self.tile is not None else
+            "raise the memory budget (--memory_budget / ARSR_MEMORY_BUDGET) or lower --tile_overlap")
+    raise MemoryError(f"{width}x{height} frames need about {gigabytes(need)} per device call in {shown}, "
+                      f"1 per call, over the memory budget of {gigabytes(budget)}; {hint}")
+
   def _forward(self, variables, x):
     """uint8 (N, L, h, w, 3) -> uint8 SR (N, L_out, H, W, 3) [and bicubic of the same frames]."""
-    def both(patch):
-      sr = self._fn(variables, patch).astype(jnp.float32)
-      if not self._bicubic:
-        return (sr,)
-      lr = patch if self.spec.kind == "clip" else patch[:, self.spec.length // 2][:, None]
-      return sr, degrade.bicubic_upsample(lr, self.scale)
-    out = tiled(both, x.astype(jnp.float32) / 255.0, self.tile or max(x.shape[2:4]), self.overlap, self.scale)
+    x = x.astype(jnp.float32) / 255.0
+    out = (self._fn(variables, x).astype(jnp.float32),)
+    if self._bicubic:
+      lr = x if self.spec.kind == "clip" else x[:, self.spec.length // 2][:, None]
+      out += (degrade.bicubic_upsample(lr, self.scale),)
     return tuple(jnp.round(jnp.clip(o, 0.0, 1.0) * 255.0).astype(jnp.uint8) for o in out)
 
   def __call__(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    pending, jobs = None, []
-    for job in windows(frames, self.spec):
-      jobs.append(job)
-      if len(jobs) == self.batch:
-        running = (self._dispatch(jobs), jobs)  # asynchronous: computes while the previous is encoded
-        if pending is not None:
-          yield from self._collect(*pending)
-        pending, jobs = running, []
+    pending, pieces, full = None, [], False
+    assembler = _Assembler(self.scale, self._bicubic)
+    for window, start, stop in windows(frames, self.spec):
+      h, w = window.shape[1:3]
+      plan = self.plan(h, w)
+      assembler.add_window(start, stop, h, w)
+      th, tw = (min(plan.tile, h), min(plan.tile, w)) if plan.tile else (h, w)
+      ys, xs = tile_starts(h, th, self.overlap), tile_starts(w, tw, self.overlap)
+      for (y0, (ya, yb)) in zip(ys, tile_crops(ys, th, h)):
+        for (x0, (xa, xb)) in zip(xs, tile_crops(xs, tw, w)):
+          pieces.append((window[:, y0:y0 + th, x0:x0 + tw], (start, stop, y0, x0, ya, yb, xa, xb)))
+          if len(pieces) == plan.batch:
+            running, pieces, full = (self._dispatch(pieces, plan.batch), pieces), [], True
+            if pending is not None:
+              yield from assembler.collect(*pending)
+            pending = running
     if pending is not None:
-      yield from self._collect(*pending)
-    if jobs:
-      yield from self._collect(self._dispatch(jobs), jobs)
+      yield from assembler.collect(*pending)
+    if pieces:
+      size = plan.batch if full else self._round(len(pieces))  # a short video: no padding to a full batch
+      yield from assembler.collect(self._dispatch(pieces, size), pieces)
 
-  def _dispatch(self, jobs):
-    x = np.stack([w for w, _, _ in jobs] + [jobs[-1][0]] * (self.batch - len(jobs)))
+  def _dispatch(self, pieces, size):
+    x = np.stack([p for p, _ in pieces] + [pieces[-1][0]] * (size - len(pieces)))
     return self._run(self._variables, jax.device_put(x, sharding.batch_sharded(self.mesh)))
 
-  def _collect(self, out, jobs):
+
+class _Assembler:
+  """Output frames of the windows, pieced together on the host from the tiles' crops, in order."""
+
+  def __init__(self, scale: int, bicubic: bool):
+    self.scale, self.bicubic, self._windows = scale, bicubic, collections.deque()
+
+  def add_window(self, start: int, stop: int, h: int, w: int) -> None:
+    """A window whose output frames [start, stop) come next; its tiles follow in order."""
+    s, n = self.scale, stop - start
+    out = [np.empty((n, h * s, w * s, 3), np.uint8) for _ in range(2 if self.bicubic else 1)]
+    self._windows.append([out, h * w, 0])  # [frames, LR pixels to fill, filled]
+
+  def collect(self, out, pieces) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Copies each piece's crop from the device output ``out``; yields the windows completed."""
+    s = self.scale
     out = jax.device_get(out)
-    for k, (_, start, stop) in enumerate(jobs):
-      for t in range(start, stop):
-        yield out[0][k, t], (out[1][k, t] if self._bicubic else None)
+    for k, (_, (start, stop, y0, x0, ya, yb, xa, xb)) in enumerate(pieces):
+      entry = next(e for e in self._windows if e[2] < e[1])
+      for dst, src in zip(entry[0], out):
+        dst[:, ya * s:yb * s, xa * s:xb * s] = src[k, start:stop, (ya - y0) * s:(yb - y0) * s,
+                                                   (xa - x0) * s:(xb - x0) * s]
+      entry[2] += (yb - ya) * (xb - xa)
+      while self._windows and self._windows[0][2] == self._windows[0][1]:
+        frames, _, _ = self._windows.popleft()
+        for t in range(len(frames[0])):
+          yield frames[0][t], (frames[1][t] if self.bicubic else None)
 
 
 def from_frozen(sr, clip_length: int, mesh: jax.sharding.Mesh | None = None, **kwargs) -> Upscaler:

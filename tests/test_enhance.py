@@ -8,10 +8,13 @@ import fractions
 import io
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import av
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -73,16 +76,29 @@ def test_clip_windows_cover_every_frame_once_in_order(n):
   np.testing.assert_array_equal(np.stack(out)[:, 0, 0, 0], 4 * np.arange(n) + 2)
 
 
-def test_tile_weights_and_tiled_pointwise_network_are_exact():
+def box_blur_x4(v, x):
+  """A stand-in network with a receptive radius of 1 LR pixel: 3x3 box blur (edges clamped), then x4."""
+  p = jnp.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+  h, w = x.shape[2:4]
+  blur = sum(p[:, :, i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9
+  return nearest(blur)[:, :1]
+
+
+def test_tiles_cover_frames_and_match_whole_frames():
   starts = inference.tile_starts(50, 20, 6)
   assert starts[0] == 0 and starts[-1] == 30 and all(b - a <= 14 for a, b in zip(starts, starts[1:]))
   assert inference.tile_starts(16, 20, 6) == [0]
-  ramps = inference.tile_ramps(starts, 20, 50, 6, 2)
-  assert ramps.shape == (len(starts), 40) and ramps.min() > 0 and ramps.max() == 1
-  x = jnp.asarray(np.random.default_rng(0).random((2, 3, 23, 50, 3)), jnp.float32)
-  fn = lambda p: (nearest(p, 2), nearest(p[:, :1], 2) * 2)  # noqa: E731
-  for want, got in zip(fn(x), inference.tiled(fn, x, 20, 6, 2)):
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+  crops = inference.tile_crops(starts, 20, 50)
+  assert crops[0][0] == 0 and crops[-1][1] == 50 and all(a[1] == b[0] for a, b in zip(crops, crops[1:]))
+  assert all(s + 3 <= lo for s, (lo, _) in zip(starts[1:], crops[1:]))  # >= overlap / 2 inside each tile
+  frames = list(np.random.default_rng(0).integers(0, 256, (3, 23, 50, 3), np.uint8))
+  spec = inference.WindowSpec("window", 3)
+  whole = inference.Upscaler(box_blur_x4, None, spec, 4, tile=0, bicubic=True)
+  tiled = inference.Upscaler(box_blur_x4, None, spec, 4, tile=16, overlap=4, batch=3, bicubic=True)
+  assert tiled.plan(23, 50).tile == 16 and whole.plan(23, 50).tile == 0
+  for (a, ab), (b, bb) in zip(whole(frames), tiled(frames), strict=True):
+    np.testing.assert_array_equal(a, b)  # receptive radius 1 <= overlap / 2: identical uint8
+    assert np.abs(ab.astype(int) - bb).max() <= 1  # bicubic's radius is 2 LR pixels: at most rounding
 
 
 def test_upscaler_rejects_bad_tiles_and_partial_outputs():
@@ -288,3 +304,189 @@ def test_shared_clip_with_recognition(workdir, tmp_path, monkeypatch):
   assert top5["frames"] == [0, 3] and len(top5["bicubic"]) == len(top5["sr"]) == 5
   assert all(name in enhance.i3d.load_labels(enhance.LABELS_PATH) for name, _ in top5["sr"])
   print(enhance.Recognizer.table(top5))
+
+
+# ---------------------------------------------------------------------------
+# What a user's video carries besides its pixels, memory, failures and signals (the shipped model).
+
+def write_h264(path, frames, *, times_ms=None, rotation=None, color=None, pix_fmt="yuv420p"):
+  """Test clip: H.264 frames (T, H, W, 3) [at irregular times in ms, a display rotation, colour tags]."""
+  with av.open(str(path), "w") as c:
+    v = c.add_stream("libx264", rate=10)
+    v.width, v.height, v.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+    v.codec_context.time_base = fractions.Fraction(1, 1000)
+    for name, value in (color or {}).items():
+      setattr(v.codec_context, name, value)
+    if rotation is not None:
+      v.set_display_rotation(rotation)
+    for t, f in enumerate(frames):
+      frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+      if color:
+        frame = frame.reformat(format=pix_fmt, dst_colorspace=color["colorspace"], dst_color_range=color["color_range"])
+        for name, value in color.items():
+          setattr(frame, name, value)
+      frame.pts, frame.time_base = (times_ms[t] if times_ms else 100 * t), fractions.Fraction(1, 1000)
+      for p in v.encode(frame):
+        c.mux(p)
+    for p in v.encode():
+      c.mux(p)
+
+
+def test_rotated_phone_video_keeps_its_display_matrix(tmp_path):
+  frames = np.zeros((3, 16, 24, 3), np.uint8)
+  frames[:, :4, :4] = 255  # a white top-left corner
+  src, out = tmp_path / "phone.mp4", tmp_path / "phone_x4.mp4"
+  write_h264(src, frames, rotation=-90)  # a portrait phone clip: turned 90 degrees clockwise for display
+  stream = io.StringIO()
+  result, = enhance.enhance(str(src), str(out), None, stream=stream)
+  props = video.frame_properties(out)
+  assert props["rotation"] == -90 and props["display_matrix"] == video.frame_properties(src)["display_matrix"]
+  assert video.video_info(out)["width"] == 96 and result["rotation"] == -90
+  assert "rotation -90 degrees kept (display matrix)" in stream.getvalue()
+  shown = video.upright(video.read_video(out, 1)[0], props["rotation"])
+  assert shown.shape == (96, 64, 3) and shown[:8, -8:].mean() > 200 and shown[-8:, :8].mean() < 50  # corner: top right
+
+  seen = []  # --recognize sees the video as displayed (upright), bicubic and SR alike
+  recognizer = object.__new__(enhance.Recognizer)
+  recognizer.top5 = lambda fs: seen.append([f.shape for f in fs]) or []
+  recognizer.compare(str(src), str(out), 3, 4, False, props["rotation"])
+  assert seen == [[(96, 64, 3)] * 3] * 2
+
+
+def test_variable_frame_rate_keeps_the_source_times(tmp_path):
+  times_ms = [0, 40, 80, 300, 340, 700, 733, 766]
+  src, out = tmp_path / "vfr.mp4", tmp_path / "vfr_x4.mp4"
+  write_h264(src, np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), np.uint8), times_ms=times_ms)
+  got_src = [t for _, t in video.iter_frames(src, times=True)]
+  enhance.enhance(str(src), str(out), None)
+  got = [t for _, t in video.iter_frames(out, times=True)]
+  assert [float(t - got[0]) for t in got] == pytest.approx([float(t - got_src[0]) for t in got_src], abs=1e-3)
+  assert [float(t - got[0]) for t in got] == pytest.approx([t / 1000 for t in times_ms], abs=1e-3)
+
+
+def test_colour_tags_are_carried_and_10_bit_sources_are_named(tmp_path):
+  bt709 = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 2}  # BT.709, full range
+  frames = np.zeros((2, 16, 16, 3), np.uint8)
+  frames[:] = (200, 70, 40)
+  frames[:, :, :8] = (40, 170, 110)
+  src, out = tmp_path / "hd.mp4", tmp_path / "hd_x4.mp4"
+  write_h264(src, frames, color=bt709)
+  enhance.enhance(str(src), str(out), None)
+  assert video.frame_properties(out)["color"] == bt709
+  lr = video.read_video(src).astype(float)
+  with av.open(str(out)) as c:  # as players decode it (the tags), and as if untagged (BT.601, limited range)
+    tagged, as_601 = zip(*[(f.to_ndarray(format="rgb24", src_color_range=2),
+                            f.to_ndarray(format="rgb24", src_colorspace="itu601", src_color_range=1))
+                           for f in c.decode(video=0)])
+  for sr, tolerance in ((np.stack(tagged).astype(float), 3), (np.stack(as_601).astype(float), -10)):
+    for lr_part, sr_part in ((lr[:, 4:-4, 2:6], sr[:, 16:-16, 8:24]), (lr[:, 4:-4, 10:14], sr[:, 16:-16, 40:56])):
+      error = np.abs(lr_part.mean((0, 1, 2)) - sr_part.mean((0, 1, 2))).max()
+      assert error < tolerance if tolerance > 0 else error > -tolerance, error
+
+  deep, stream = tmp_path / "deep.mp4", io.StringIO()
+  write_h264(deep, frames, pix_fmt="yuv420p10le")
+  enhance.enhance(str(deep), str(tmp_path / "deep_x4.mp4"), None, stream=stream)
+  assert "10-bit source (yuv420p10le) written as 8-bit yuv420p" in stream.getvalue()
+
+
+def test_frames_over_the_memory_budget_are_tiled_within_it(tmp_path):
+  mesh = sharding.make_mesh()
+  sr, clip_length = enhance.load_model(None, mesh)
+  budget = 8 * 2**20
+  auto = inference.from_frozen(sr, clip_length, mesh, tile=None, memory_budget=budget)
+  whole = inference.from_frozen(sr, clip_length, mesh, tile=0, memory_budget=2**40)
+  plan = auto.plan(64, 96)
+  assert 0 < plan.tile < 96 and plan.bytes <= budget
+  th, tw = min(plan.tile, 64), min(plan.tile, 96)  # XLA's own count for the chosen call stays within the budget
+  x = jax.ShapeDtypeStruct((plan.batch, 1, th, tw, 3), jnp.uint8)
+  m = auto._run.lower(auto._variables, x).compile().memory_analysis()
+  assert m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes <= budget
+  assert whole.plan(64, 96).tile == 0 and whole.call_bytes(8, 64, 96) > budget  # untiled would not fit
+  frames = list(np.random.default_rng(2).integers(0, 256, (2, 64, 96, 3), np.uint8))
+  a = np.stack([f for f, _ in whole(frames)]).astype(int)
+  b = np.stack([f for f, _ in auto(frames)])
+  assert np.abs(a - b).max() <= 1 and np.mean(a != b) < 1e-3  # receptive radius (4 LR px) <= overlap / 2
+
+  forced = inference.from_frozen(sr, clip_length, mesh, tile=0, memory_budget=budget)
+  with pytest.raises(MemoryError, match=r"64x96 frames need about .* over the memory budget of 8 MiB; pass --tile"):
+    forced.plan(96, 64)
+  src, stream = tmp_path / "big.mkv", io.StringIO()
+  video.write_video(src, np.stack(frames), fps=10, lossless=True)
+  result, = enhance.enhance(str(src), str(tmp_path / "big.mp4"), None,
+                            options=enhance.Options(memory_budget=budget), stream=stream)
+  assert result["tile"] == plan.tile and f"big.mkv: {plan.tile}x{plan.tile} tiles" in stream.getvalue()
+
+
+def test_a_short_video_is_not_padded_to_a_full_batch():
+  for devices, want in ((1, [1, 8, 8]), (8, [8, 8, 8])):  # rounded up to the device count only
+    mesh = sharding.make_mesh(jax.devices()[:devices])
+    shapes = []
+    up = inference.Upscaler(lambda v, x: nearest(x), None, inference.WindowSpec("frame"), 4, batch=8, mesh=mesh)
+    up.plan(6, 8)
+    run = up._run
+    up._run = lambda v, x, run=run: shapes.append(x.shape) or run(v, x)
+    assert len(list(up(numbered_frames(1)))) == 1
+    assert len(list(up(numbered_frames(11)))) == 11
+    assert [s[0] for s in shapes] == want
+
+
+def test_one_failing_video_does_not_stop_a_folder(tmp_path, monkeypatch):
+  folder, outdir = tmp_path / "videos", tmp_path / "out"
+  folder.mkdir()
+  for name, side in (("a", 16), ("b", 32), ("c", 16)):
+    video.write_video(folder / f"{name}.mkv", np.zeros((2, side, side, 3), np.uint8), fps=10, lossless=True)
+  run = inference.Upscaler._dispatch
+
+  def oom_on_big_frames(self, pieces, size):
+    if pieces[0][0].shape[1] == 32:
+      raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 215.00GiB.")
+    return run(self, pieces, size)
+  monkeypatch.setattr(inference.Upscaler, "_dispatch", oom_on_big_frames)
+  stream = io.StringIO()
+  results = enhance.enhance(str(folder), str(outdir), None, options=enhance.Options(tile=0), stream=stream)
+  assert [r.get("frames") for r in results] == [2, None, 2]
+  assert "out of memory" in results[1]["error"] and "--tile 128 --batch 1" in results[1]["error"]
+  assert f"error: {folder / 'b.mkv'}: out of memory" in stream.getvalue()
+  assert sorted(os.listdir(outdir)) == ["a.mp4", "c.mp4"]
+
+
+def run_enhance(*args, **kwargs):
+  return subprocess.run([sys.executable, "-m", "arsr_jax.enhance", *map(str, args)], cwd=REPO,
+                        capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_command_line_memory_budget_and_failures_per_video(tmp_path):
+  folder, outdir = tmp_path / "videos", tmp_path / "out"
+  folder.mkdir()
+  for name, side in (("a", 16), ("b", 64), ("c", 16)):
+    video.write_video(folder / f"{name}.mkv", np.zeros((1, side, side, 3), np.uint8), fps=10, lossless=True)
+  env = {**os.environ, "ARSR_MEMORY_BUDGET": "8M"}
+  forced = run_enhance(folder, outdir, "--tile", "0", env=env)
+  assert forced.returncode == 1, forced.stderr
+  assert "b.mkv: 64x64 frames need about" in forced.stderr and "over the memory budget of 8 MiB" in forced.stderr
+  assert forced.stderr.strip().splitlines()[-1] == f"error: 1 of 3 videos failed: {folder / 'b.mkv'}"
+  assert sorted(os.listdir(outdir)) == ["a.mp4", "c.mp4"]
+  auto = run_enhance(folder / "b.mkv", outdir, "--memory_budget", "8M")
+  assert auto.returncode == 0 and "b.mkv: 48x48 tiles" in auto.stderr, auto.stderr
+  bad = run_enhance(folder / "a.mkv", tmp_path / "x.mp4", "--tile", "big")
+  assert bad.returncode == 2 and "--tile 'big'" in bad.stderr
+
+
+def test_sigterm_removes_the_partial_output(tmp_path):
+  src, out = tmp_path / "long.mkv", tmp_path / "long_x4.mp4"
+  video.write_video(src, np.random.default_rng(3).integers(0, 256, (400, 48, 48, 3), np.uint8), fps=25, lossless=True)
+  proc = subprocess.Popen([sys.executable, "-m", "arsr_jax.enhance", str(src), str(out), "--batch", "1"],
+                          cwd=REPO, stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + 240
+    while not any(".partial" in f for f in os.listdir(tmp_path)) and time.time() < deadline and proc.poll() is None:
+      time.sleep(0.05)
+    assert any(".partial" in f for f in os.listdir(tmp_path)), "enhance never started writing"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  assert proc.returncode == 128 + signal.SIGTERM, stderr
+  assert stderr.strip().splitlines()[-1] == "error: stopped by SIGTERM; the unfinished output was removed"
+  assert sorted(os.listdir(tmp_path)) == ["long.mkv"]

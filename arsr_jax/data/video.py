@@ -16,7 +16,9 @@ from typing import Iterator
 import av
 import numpy as np
 
-__all__ = ["VideoEncoder", "count_frames", "iter_frames", "read_video", "video_info", "write_video"]
+__all__ = ["VideoEncoder", "count_frames", "frame_properties", "iter_frames", "read_video", "time_base", "upright",
+           "video_info", "write_video"]
+COLOR_TAGS = ("color_primaries", "color_trc", "colorspace", "color_range")  # VideoFrame / codec context names
 
 
 def _open(path: str | os.PathLike):
@@ -54,6 +56,14 @@ def video_info(path: str | os.PathLike) -> dict:
             "height": int(stream.codec_context.height), "width": int(stream.codec_context.width), "audio": audio}
 
 
+def time_base(path: str | os.PathLike) -> fractions.Fraction | None:
+  """The time base (seconds per timestamp unit) of the first video stream, None if it states none."""
+  path, container = _open(path)
+  with container:
+    tb = container.streams.video[0].time_base
+    return fractions.Fraction(tb) if tb else None
+
+
 def count_frames(path: str | os.PathLike, info: dict | None = None) -> int:
   """Frames of the first video stream: the header's count, else duration x rate, else the number of
   its packets (demuxed, not decoded: raw MPEG-4 streams, e.g. UCF101 clips, state neither)."""
@@ -68,11 +78,39 @@ def count_frames(path: str | os.PathLike, info: dict | None = None) -> int:
       raise ValueError(f"corrupt video {path}: demuxing failed ({e})") from e
 
 
-def iter_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
-  """Yields the frames of the first video stream as uint8 RGB (H, W, 3), in order.
+def frame_properties(path: str | os.PathLike) -> dict:
+  """What the first decoded frame says beyond its pixels: {'display_matrix': 9 ints (FFmpeg's
+  AV_PKT_DATA_DISPLAYMATRIX) or None, 'rotation': degrees counter-clockwise (0 if none),
+  'color': {COLOR_TAGS name: int} (FFmpeg's AVCOL_* values), 'pix_fmt', 'bits': bits per sample}."""
+  path, container = _open(path)
+  with container:
+    try:
+      frame = next(container.decode(container.streams.video[0]), None)
+    except av.error.FFmpegError as e:
+      raise ValueError(f"corrupt video {path}: decoding failed ({e})") from e
+  if frame is None:
+    raise ValueError(f"video {path} has no decodable frames (empty or corrupt)")
+  matrix = None
+  for data in frame.side_data:
+    if str(data.type).endswith("DISPLAYMATRIX"):
+      matrix = [int(v) for v in np.frombuffer(bytes(data), np.int32)]
+  return {"display_matrix": matrix, "rotation": int(frame.rotation or 0) if matrix else 0,
+          "color": {k: int(getattr(frame, k)) for k in COLOR_TAGS}, "pix_fmt": frame.format.name,
+          "bits": max(c.bits for c in frame.format.components)}
 
-  Raises ``ValueError`` naming the file if it cannot be decoded or holds no
-  frame at all (a decoding error after some frames also raises).
+
+def upright(frame: np.ndarray, rotation: int) -> np.ndarray:
+  """(H, W, C) frame as displayed under a display matrix of ``rotation`` degrees counter-clockwise."""
+  return np.rot90(frame, k=round(rotation / 90) % 4) if rotation else frame
+
+
+def iter_frames(path: str | os.PathLike, max_frames: int | None = None, *, times: bool = False
+                ) -> Iterator[np.ndarray]:
+  """Yields the frames of the first video stream as uint8 RGB (H, W, 3), in order (with ``times``:
+  (frame, presentation time in seconds as a Fraction, or None where the file states none)).
+
+  YUV is converted with the matrix and range the stream states. Raises ``ValueError`` naming the
+  file if it cannot be decoded or holds no frame at all (a decoding error after some frames also raises).
   """
   if max_frames is not None and max_frames < 1:
     raise ValueError(f"max_frames must be >= 1, got {max_frames}")
@@ -83,7 +121,11 @@ def iter_frames(path: str | os.PathLike, max_frames: int | None = None) -> Itera
     stream.thread_type = "AUTO"
     try:
       for frame in container.decode(stream):
-        yield frame.to_ndarray(format="rgb24")
+        rgb = frame.to_ndarray(format="rgb24", src_color_range=frame.color_range or None)
+        if times:
+          yield rgb, (None if frame.pts is None else fractions.Fraction(frame.pts) * frame.time_base)
+        else:
+          yield rgb
         count += 1
         if max_frames is not None and count >= max_frames:
           return
@@ -143,36 +185,63 @@ class VideoEncoder:
     width, height: frame size in pixels; both must be even (yuv420p).
     crf: x264 constant rate factor (0 lossless .. 51 worst; 18 is visually near-lossless).
     audio_from: a media file whose first audio stream is copied (nothing if it has none).
+    time_base: units of the times given to ``write`` (default 1 / rate; a source's time base keeps
+      its timestamps, variable frame rates included).
+    color: {COLOR_TAGS name: int} of the source (``frame_properties``): RGB is converted to YUV with
+      its matrix and range, and all four are tagged in the stream (unspecified ones are left out).
+    display_matrix: 9 ints (``frame_properties``) written as the stream's display matrix (rotation).
   """
 
   def __init__(self, path: str | os.PathLike, rate, width: int, height: int, *, crf: int = 18,
-               audio_from: str | os.PathLike | None = None):
+               audio_from: str | os.PathLike | None = None, time_base=None, color: dict | None = None,
+               display_matrix=None):
     self.path = os.fspath(path)
     if width % 2 or height % 2:
       raise ValueError(f"VideoEncoder({self.path}): H.264 yuv420p needs even frame sizes, got {height}x{width}")
     self.rate = fractions.Fraction(rate).limit_denominator(1_000_000)
     if self.rate <= 0:
       raise ValueError(f"VideoEncoder({self.path}): frame rate must be positive, got {rate}")
-    self.width, self.height, self.frames = width, height, 0
+    self.time_base = fractions.Fraction(time_base) if time_base else 1 / self.rate
+    self.width, self.height, self.frames, self._pts = width, height, 0, -1
+    self._color = {k: v for k, v in (color or {}).items()  # 0 / 2: unknown / AVCOL_{PRI,TRC,SPC}_UNSPECIFIED
+                   if v and (k == "color_range" or v != 2)}
     self._container = av.open(self.path, mode="w")
     self._video = self._container.add_stream("libx264", rate=self.rate)
     self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
+    self._video.time_base = self.time_base
+    self._video.codec_context.time_base = self.time_base
+    for name, value in self._color.items():
+      setattr(self._video.codec_context, name, value)
+    if display_matrix is not None:
+      self._video.set_display_matrix(list(display_matrix))
     self._video.options = {"crf": str(crf)}
     self._audio = _AudioCopy(audio_from, self._container) if audio_from is not None else None
 
-  def write(self, frame: np.ndarray) -> None:
-    """Appends one uint8 RGB frame (height, width, 3)."""
+  def write(self, frame: np.ndarray, time=None) -> None:
+    """Appends one uint8 RGB frame (height, width, 3), presented at ``time`` (in ``time_base`` units
+    if an int, seconds if a Fraction/float; default: frame number / rate; kept increasing)."""
     if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
       raise ValueError(f"VideoEncoder({self.path}): expected uint8 frames ({self.height}, {self.width}, 3), "
                        f"got {frame.dtype} {frame.shape}")
+    if time is None:
+      pts = round(fractions.Fraction(self.frames) / self.rate / self.time_base)
+    else:
+      pts = time if isinstance(time, int) else round(fractions.Fraction(time) / self.time_base)
+    self._pts = max(pts, self._pts + 1)
     video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-    video_frame.pts = self.frames
-    video_frame.time_base = 1 / self.rate
+    if self._color:
+      video_frame = video_frame.reformat(
+          format="yuv420p", dst_colorspace=self._color.get("colorspace"),
+          dst_color_range=self._color.get("color_range"), interpolation="BICUBIC")
+      for name, value in self._color.items():
+        setattr(video_frame, name, value)
+    video_frame.pts = self._pts
+    video_frame.time_base = self.time_base
     for packet in self._video.encode(video_frame):
       self._container.mux(packet)
     self.frames += 1
     if self._audio is not None:
-      self._audio.mux_until(self.frames / self.rate)
+      self._audio.mux_until(self._pts * self.time_base + 1 / self.rate)
 
   def close(self) -> None:
     """Flushes the encoders and closes the file (idempotent)."""
@@ -182,7 +251,7 @@ class VideoEncoder:
       for packet in self._video.encode():
         self._container.mux(packet)
       if self._audio is not None:
-        self._audio.mux_until(self.frames / self.rate)
+        self._audio.mux_until(self._pts * self.time_base + 1 / self.rate if self.frames else 0)
         self._audio.finish()
     finally:
       self._container.close()
