@@ -74,15 +74,15 @@ def test_ten_views_score_as_the_mean_of_explicit_per_view_scores(monkeypatch):
 
 def test_mirrored_flow_negates_u_only():
   x = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(1, 2, 3, 4, 4)  # channels u1, v1, u2, v2
-  views = np.asarray(ps.test_views(jnp.asarray(x), 0, 10, flow=True))
+  views = np.asarray(ps.tsn_views(jnp.asarray(x), 0, 10, flow=True))
   assert views.shape == (1, 20, 3, 4, 4)  # 10 views of 2 segments; size 0 = whole frame
   np.testing.assert_array_equal(views[:, :2], x)
   np.testing.assert_array_equal(views[:, 2:4, ..., 0::2], -x[:, :, :, ::-1, 0::2])
   np.testing.assert_array_equal(views[:, 2:4, ..., 1::2], x[:, :, :, ::-1, 1::2])
-  rgb = np.asarray(ps.test_views(jnp.asarray(x[..., :3]), 0, 10))
+  rgb = np.asarray(ps.tsn_views(jnp.asarray(x[..., :3]), 0, 10))
   np.testing.assert_array_equal(rgb[:, 2:4], x[:, :, :, ::-1, :3])  # frames: plain mirror
   with pytest.raises(ValueError, match="evaluate.views=3"):
-    ps.test_views(jnp.asarray(x), 0, 3)
+    ps.tsn_views(jnp.asarray(x), 0, 3)
 
 
 def _sampler(kind, **kw):

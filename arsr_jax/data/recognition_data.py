@@ -107,7 +107,7 @@ class SampleRecognition(grain.transforms.RandomMap):
     else:
       out = _crop(out, self.crop_size, rng)
     if rng is not None and self.flip and self.kind != "clip" and rng.random() < 0.5:
-      out = {k: _mirror(v, flow=k == "flow") for k, v in out.items()}
+      out = {k: tsn.mirror(v, flow=k == "flow") for k, v in out.items()}  # TSN Sec. 3.3
     out = {k: np.ascontiguousarray(v if v.dtype in (np.uint8, np.float16) else v.astype(np.float32))
            for k, v in out.items()}
     out["label"] = label_of(example)
@@ -150,15 +150,6 @@ def _crop(out: dict[str, np.ndarray], size: int, rng: np.random.Generator | None
   y = int(rng.integers(h - size + 1)) if rng is not None else (h - size) // 2
   x = int(rng.integers(w - size + 1)) if rng is not None else (w - size) // 2
   return {k: v[..., y:y + size, x:x + size, :] for k, v in out.items()}
-
-
-def _mirror(x: np.ndarray, flow: bool) -> np.ndarray:
-  """Horizontal flip (..., H, W, C); flow stacks [u1, v1, u2, ...] negate every u, as
-  tsn-pytorch's GroupRandomHorizontalFlip(is_flow=True) inverts the flipped x images."""
-  x = x[..., ::-1, :]
-  if flow:
-    x = x * np.where(np.arange(x.shape[-1]) % 2 == 0, -1, 1).astype(x.dtype)
-  return x
 
 
 def crop_offsets(h: int, w: int, ch: int, cw: int) -> list[tuple[int, int]]:

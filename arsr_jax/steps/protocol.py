@@ -90,7 +90,7 @@ def centre_crop(x: jax.Array, size: int) -> jax.Array:
 VIEWS = (1, 10)  # test views per segment: TSN's centre crop, or its 10 (evaluate.views)
 
 
-def test_views(x: jax.Array, size: int, views: int, flow: bool = False) -> jax.Array:
+def tsn_views(x: jax.Array, size: int, views: int, flow: bool = False) -> jax.Array:
   """TSN's test views of snippets (B, S, H, W, C) -> (B, V * S, size, size, C), view-major.
 
   views=1: the centre crop (tsn-pytorch test_models.py --test_crops 1, GroupCenterCrop).
@@ -112,18 +112,8 @@ def test_views(x: jax.Array, size: int, views: int, flow: bool = False) -> jax.A
   out = []
   for ox, oy in ((0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)):
     crop = x[..., oy:oy + ch, ox:ox + cw, :]
-    out += [crop, mirror(crop, flow)]
+    out += [crop, tsn.mirror(crop, flow)]
   return jnp.concatenate(out, axis=1)
-
-
-def mirror(x, flow: bool = False):
-  """Horizontal flip of frames or flow stacks (..., H, W, C); flow (channels [u1, v1, u2, ...] in
-  pixels) also negates every u. NumPy in, NumPy out; JAX in, JAX out."""
-  x = x[..., ::-1, :]
-  if not flow:
-    return x
-  sign = np.where(np.arange(x.shape[-1]) % 2 == 0, -1, 1).astype(x.dtype)
-  return x * sign
 
 
 def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], tvl1_params: tvl1.TVL1Params,
@@ -132,7 +122,7 @@ def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], t
   """``step(batch) -> dict`` of per-video outputs (B, ...) for one method.
 
   ``recognizers``: {'spatial': FrozenRecognizer, 'temporal': ...} or {'two_stream': ...}; each sees
-  ``views`` test views (:func:`test_views`) of its crop of every segment.
+  ``views`` test views (:func:`tsn_views`) of its crop of every segment.
   Outputs: 'spatial'/'temporal' logits (B, C) for the streams present, 'psnr', 'ssim'
   (spatial frames vs HR, mean over segments) and 'warp_error' (temporal SR frames). ``mesh``: the
   devices whose ``data`` axis TV-L1 splits the batch over (default: all, ``sharding.make_mesh``).
@@ -156,7 +146,7 @@ def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], t
     inputs = {"rgb": sp, "flow": stacks}
     for name, rec in recognizers.items():
       # flow: full frames, then cropped; the scores average over views and segments (TSN)
-      seen = {k: test_views(v, rec.crop_size, views, flow=k == "flow") for k, v in inputs.items()}
+      seen = {k: tsn_views(v, rec.crop_size, views, flow=k == "flow") for k, v in inputs.items()}
       logits = rec_steps.apply(rec.model, rec.variables, rec.kind, seen, train=False)
       if "logits" in logits:
         out[name] = logits["logits"].astype(jnp.float32)
