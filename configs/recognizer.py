@@ -14,7 +14,9 @@ ends well above chance there, tsn_rgb near it -- see the README):
       and scale jittering (crop sides 1, .875, .75, .66 of the shorter side -- flow: 1, .875,
       .75 -- aspect jitter, 13 fixed positions) resized to 224 px, and random horizontal flips
       (flow: u negated);
-  st_resnet: ST-ResNet, two ResNet-50 streams, 10 stacked flows, motion -> appearance links;
+  st_resnet: ST-ResNet, two ResNet-50 streams, 10 stacked flows, motion -> appearance links
+      (whole frames, no augmentation: the released training's crops and flips, STResNet_stage1.m
+      'f25noCtr', are not reproduced);
   resnet3d / wide_resnet3d: 3D ResNet-50 / WideResNet-3D-50 (Hara et al.) on 16-frame clips;
   i3d: I3D on 16-frame clips resized to 224 px (DeepMind's Kinetics-400 weights are
       evaluate.clip='i3d_kinetics400' instead);
