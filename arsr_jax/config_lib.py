@@ -40,12 +40,17 @@ def get_base_config() -> ml_collections.ConfigDict:
   # synthetic flow) or 'tvl1' (TV-L1 of the HR frames, computed on the accelerator each step).
   c.data.flow_source = "dataset"
   c.data.tvl1 = ml_collections.ConfigDict()  # TVL1Params overrides, e.g. nscales, warps (OpenCV defaults)
-  c.data.flip = True  # random horizontal/vertical flips (flow rotated accordingly)
+  # Random flips: SR sampling horizontal and vertical (flow rotated accordingly); recognizer training
+  # horizontal only (TSN Sec. 3.3; flow u negated); clips (3D CNNs) are not flipped.
+  c.data.flip = True
   c.data.with_labels = False  # SR batches also carry the clip label (recognition-guided losses)
   # Recognition sampling (TSN): segments per training clip, flow frames per stack (2x channels).
   c.data.num_segments = 3
   c.data.new_length = 5
   c.data.crop_size = 0  # random crop side for recognizers (0 = whole frame)
+  # Recognizers: TSN's corner cropping + scale jittering (Sec. 3.3), crop sides as fractions of the
+  # shorter frame side, resized to crop_size; () = plain random crops of crop_size.
+  c.data.scale_jitter = ()
   c.data.resize = 0  # recognizers: resize frames to resize x resize first (variable-size clips; 0 = off)
   # Clip recognizers trained on SR output (TinyVIRAT eq. 4): '' = HR frames; 'bicubic' or an SR workdir:
   # LR clips -> that frozen SR (eval mode, in the jitted step) -> [0, 1], 8-bit -> resize -> classifier.
@@ -116,7 +121,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.evaluate.temporal = ""  # workdir of a TSN flow recognizer (temporal stream)
   c.evaluate.two_stream = ""  # workdir of an ST-ResNet (both streams in one network)
   c.evaluate.clip = ""  # workdir of a clip recognizer (I3D, 3D ResNets), or 'i3d_kinetics400'
-  c.evaluate.fusion_weights = (1.0, 1.5)  # spatial : temporal (TSN)
+  # spatial : temporal late fusion; () = the recognizer's own rule: TSN 1 : 1.5 (TSN's
+  # eval_scores.py), ST-ResNet 1 : 1 (its released test averages the two prediction layers).
+  c.evaluate.fusion_weights = ()
+  # Test views per segment: 10 = TSN's 4 corner + centre crops and their mirrors (the papers'
+  # protocol, tsn-pytorch test_models.py --test_crops 10); 1 = the centre crop (10x cheaper).
+  c.evaluate.views = 10
   c.evaluate.flow_bound = 20.0  # TSN flow storage range: flow clipped to +-bound px
   c.evaluate.clip_length = 16  # consecutive-frame windows of clip recognizers (TinyVIRAT)
   c.evaluate.threshold = 0.5  # multi-label decision threshold on sigmoid scores
@@ -234,6 +244,10 @@ VALUE_RULES = {
     "eval.every_steps": (_INT(0), "an integer >= 0 (0 = off)"),
     "eval.num_segments": (_INT(1), "an integer >= 1"),
     "eval.moving_threshold": (lambda v: v >= 0, "a number >= 0"),
+    "evaluate.views": (lambda v: v in (1, 10), "1 (centre crop) or 10 (TSN's corners, centre and mirrors)"),
+    "evaluate.fusion_weights": (lambda v: len(v) in (0, 2) and all(w >= 0 for w in v) and (not v or sum(v) > 0),
+                                "() for the recognizer's own rule, or (spatial, temporal) weights >= 0, not both 0"),
+    "data.scale_jitter": (lambda v: all(0 < x <= 1 for x in v), "() or fractions in (0, 1]"),
     "data.patch_size": (_INT(0), "an integer >= 0 (0 = whole frame)"),
     "data.input_frames": (_INT(1), "an integer >= 1"),
     "data.clip_length": (_INT(1), "an integer >= 1"),

@@ -13,7 +13,9 @@ prints the analog of the ICCV'19 paper's Table 3 and checks its claims:
   SoSR+ToSR is the best SR fusion; HR is the ceiling.
 Results: DIR/eval/results.json (+ plots/), DIR/claims.json. The default size is CPU-sized (64x64 clips
 of synthetic_actions/study, small networks); --size full trains the recipes' own full configs
-(configs/*.py, no variant) on synthetic_actions/default, overriding only dataset and run length.
+(configs/*.py, no variant) on synthetic_actions/default, overriding only dataset and run length
+(and, for the TSN recognizers, no flips and 112 px crops of the 128 px frames). Every size evaluates
+one centre view per segment: mirrored views would swap the synthetic left/right motion classes.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ SIZES = {
 SIZE_HELP = ("smoke: plumbing only (tiny nets, 20 steps); cpu: the recipes' smoke variants with small "
              "networks (ResNet-18 x16 TSN, 8-layer VDSR), Adam and light TV-L1 on synthetic_actions/study, "
              "~20 min on 2 cores; full: the recipes' own full configs on synthetic_actions/default, only "
-             "the dataset and run length set by the study.")
+             "the dataset and run length set by the study (TSN: no flips, 112 px crops).")
 
 
 def _full(name: str, arg: str, data: dict[str, Any], steps: int | None):
@@ -60,8 +62,11 @@ def runs(size: str, data_dir: str | None) -> dict[str, Any]:
   s = SIZES[size]
   if size == "full":
     data = {"data.name": s["data"], "data.data_dir": data_dir}
-    return {"tsn_rgb": _full("recognizer", "tsn_rgb", data, s["rec_steps"]),
-            "tsn_flow": _full("recognizer", "tsn_flow", data, s["rec_steps"]),
+    # The synthetic classes tell leftward from rightward motion: no mirroring; TSN's 224 px crops of
+    # 256 px frames become 112 px crops of the 128 px synthetic frames.
+    rec = dict(data, **{"data.flip": False, "data.crop_size": 112})
+    return {"tsn_rgb": _full("recognizer", "tsn_rgb", rec, s["rec_steps"]),
+            "tsn_flow": _full("recognizer", "tsn_flow", rec, s["rec_steps"]),
             "vdsr": _full("vdsr", "", data, s["sr_steps"]),
             "sosr": _full("sosr_vdsr", "", data, s["sr_steps"]),
             "tosr": _full("tosr1_vdsr", "", data, s["sr_steps"])}
@@ -96,8 +101,9 @@ def study(workdir: str, size: str = "cpu", data_dir: str | None = None, eval_onl
   w = lambda name: os.path.join(workdir, name)  # noqa: E731
   methods = (f"bicubic,vdsr={w('vdsr')},sosr={w('sosr')},tosr={w('tosr')},"
              f"sosr+tosr={w('sosr')}:{w('tosr')},hr")
+  # One (centre) view: mirrored test views would swap the synthetic left/right motion classes.
   over = {"data.name": s["data"], "data.data_dir": data_dir, "evaluate.spatial": w("tsn_rgb"),
-          "evaluate.temporal": w("tsn_flow"), "evaluate.methods": methods}
+          "evaluate.temporal": w("tsn_flow"), "evaluate.methods": methods, "evaluate.views": 1}
   if size != "full":  # full: the evaluation recipe's own TSN test protocol (25 segments, 5 flows)
     over.update({"eval.num_segments": s["segments"], "data.new_length": s["new_length"],
                  "eval.batch_size": s["batch"]})

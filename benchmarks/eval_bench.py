@@ -3,6 +3,7 @@
   python benchmarks/eval_bench.py                    # UCF101 size: 320x240 HR, x4, 25 segments, stacks of 5
   python benchmarks/eval_bench.py --size smoke       # 64x64, 3 segments of 3 flows (a CPU check)
   python benchmarks/eval_bench.py --frames ../shared/data/clips   # real frames (the default when present)
+  python benchmarks/eval_bench.py --views 10 --crop 224    # the full protocol's 10 TSN views of 224 px crops
 
 Frames: real video by default (``--frames``: a folder of videos, or the shared held-out clips when
 they exist). TV-L1 stops early per pyramid level, so its cost depends on the motion in the frames:
@@ -74,6 +75,10 @@ def parse_args():
                  help="folder of videos, an .npz from --save_frames, or 'noise' (default: the shared clips if present)")
   p.add_argument("--save_frames", default="", help="write the step's input frames to this .npz and exit")
   p.add_argument("--tiny_tvl1", action="store_true", help="1 scale, 1 warp, 2 x 5 iterations (a smoke check)")
+  p.add_argument("--views", type=int, choices=(1, 10), default=1,
+                 help="test views per segment (evaluate.views; the figures in benchmarks/README are 1 view)")
+  p.add_argument("--crop", type=int, default=0,
+                 help="the recognizers' crop side (0: whole frames; the TSN recipes' is 224)")
   p.add_argument("--tvl1_storage", choices=("float32", "float16"), default="float32",
                  help="TVL1Params.storage: dtype of p and the data term between TV-L1 steps")
   args = p.parse_args()
@@ -139,7 +144,8 @@ def main():
     net = TSN(modality=modality, num_classes=101, depth=s["depth"], width=s["width"], new_length=length,
               dtype=dtype)
     v = net.init({"params": key, "dropout": key}, jnp.zeros((1, 1, h, w, ch)), train=False)
-    recs[name] = frozen.FrozenRecognizer(net, jax.device_put(v, repl), modality, 101, length, 0, "random")
+    recs[name] = frozen.FrozenRecognizer(net, jax.device_put(v, repl), modality, 101, length, 0, "random",
+                                         crop_size=args.crop)
   params = tvl1.TVL1Params()  # OpenCV defaults, as the reference pipeline (denseflow) runs them
   if args.tiny_tvl1:
     params = tvl1.TVL1Params(nscales=1, warps=1, inner_iterations=5, outer_iterations=2)
@@ -147,7 +153,8 @@ def main():
 
   data = jax.device_put(host, batched)
   target = aot.target(args.aot) if args.aot else None  # a compile-only GPU
-  step = ps.make_two_stream_step(sr, sr, recs, params, 20.0, 4, True, mesh=target.mesh if target else None)
+  step = ps.make_two_stream_step(sr, sr, recs, params, 20.0, 4, True, mesh=target.mesh if target else None,
+                                 views=args.views)
   full = jax.jit(step) if args.aot else jax.jit(step, in_shardings=(batched,), out_shardings=batched)
   print(f"timing the full step on {batch} videos ...", file=sys.stderr)
   trips = flow_bench.tvl1_trips(params)  # TV-L1's early-stopping loops, at most
@@ -157,9 +164,10 @@ def main():
     stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
     rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
     stages = {"sr": (jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3)))), (lr_frames,)),
-              "recognition": (jax.jit(lambda r, f: [rec_steps.apply(recs[k].model, recs[k].variables, recs[k].kind,
-                                                                     {"rgb": r, "flow": f}, train=False)
-                                                     for k in recs]), (rgb, stacks))}
+              "recognition": (jax.jit(lambda r, f: [rec_steps.apply(
+                  recs[k].model, recs[k].variables, recs[k].kind,
+                  {"rgb": ps.tsn_views(r, args.crop, args.views), "flow": ps.tsn_views(f, args.crop, args.views, True)},
+                  train=False) for k in recs]), (rgb, stacks))}
   if args.compile_only:  # roofline upper bounds of the full step and of the SR and recognition stages
     start = time.perf_counter()
     programs = {"full": (full, (data,), trips)}
@@ -168,7 +176,8 @@ def main():
     if target:  # the same programs, compiled by XLA:GPU for a GPU this host does not have
       programs = {name: (fn, aot.specs(a, target), t) for name, (fn, a, t) in programs.items()}
     costs = {name: roofline.safe_cost(fn.lower(*a).compile(), t) for name, (fn, a, t) in programs.items()}
-    print(json.dumps({"size": args.size, "batch_videos": batch, "dtype": dtype.name,
+    print(json.dumps({"size": args.size, "batch_videos": batch, "views": args.views, "crop": args.crop,
+                      "dtype": dtype.name,
                       "compiled_for": f"{args.aot} (deviceless)" if args.aot else "this host",
                       "compile_s": round(time.perf_counter() - start, 2),
                       "roofline": {name: roofline.summary(c, dtype.name, per_device, "videos")
@@ -179,6 +188,7 @@ def main():
   out = {"size": args.size, "device": str(jax.devices()[0].device_kind), "devices": mesh.devices.size,
          "tvl1_storage": params.storage,
          "batch_videos": batch, "frame": f"{w}x{h}", "segments": seg, "flows_per_stack": length,
+         "views": args.views, "crop": args.crop,
          "frames": "noise" if args.frames == "noise" else f"real ({pathlib.Path(args.frames).name})",
          "dtype": str(dtype), "compile_s": round(compile_s, 2), "videos_per_s": batch / sec}
 

@@ -6,8 +6,17 @@
 
 Recognizers are workdirs of configs/recognizer.py runs (or evaluate.two_stream for ST-ResNet,
 evaluate.clip for a clip model or 'i3d_kinetics400'); SR methods are workdirs of any SR recipe.
-TSN's test protocol: 25 segments per video, flow stacks of 5 TV-L1 fields of the SR frames,
-fusion 1 : 1.5. Variant 'smoke' evaluates synthetic_actions/small with 3 segments of 3 flows.
+TSN's test protocol (Wang et al., ECCV 2016, Sec. 4; tsn-pytorch test_models.py): 25 segments per
+video, flow stacks of 5 TV-L1 fields of the SR frames, 10 views per segment (4 corner and centre
+crops of the recognizer's crop size, and their mirrors; a mirrored flow negates u), scores averaged
+over views and segments; fusion TSN 1 : 1.5, or ST-ResNet's own 1 : 1 (evaluate.fusion_weights=()
+picks each recognizer's rule). evaluate.views=1 (the centre crop only) is 10x cheaper; results.json
+and the printed table say which was used.
+Variant 'smoke' evaluates synthetic_actions/small with 3 segments of 3 flows and one view: the
+synthetic classes tell leftward from rightward motion, which mirrored views would swap.
+Deliberate difference: ST-ResNet's released test (feichtenhofer/st-resnet STResNet_test.m,
+denseEval) scores the whole frame and its mirror fully convolutionally; here it gets the same
+crops as TSN.
 """
 
 import ml_collections
@@ -20,7 +29,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = config_lib.get_base_config()
   c.task = "evaluate"
   c.eval.batch_size = 8
-  c.eval.num_segments = 25
+  c.eval.num_segments = 25  # ICCV'19 Sec. 4.4: "we sample 25 frames from each video clip" (TSN)
+  c.evaluate.views = 10  # TSN's 10 test crops (tsn-pytorch test_models.py --test_crops 10)
   c.data.new_length = 5
   # TV-L1 of the SR frames: empty = the parameters the temporal stream's training flow used
   # (OpenCV's defaults when it trained on stored flow); set keys to override.
@@ -29,4 +39,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.data.name = "synthetic_actions/small"
     c.eval.num_segments = 3
     c.evaluate.profiles = 2
+    c.evaluate.views = 1  # mirrored views would swap the synthetic left/right motion classes
   return c

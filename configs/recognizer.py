@@ -9,16 +9,26 @@ ends well above chance there, tsn_rgb near it -- see the README):
       flows; TSN's training (Wang et al., ECCV 2016, Sec. 3.3 and 4.1): SGD momentum 0.9,
       batch 256, RGB lr 1e-3 /10 every 2,000 iterations, stop at 4,500; flow lr 5e-3 /10 at
       12,000 and 18,000, stop at 20,000; dropout 0.8 (RGB) / 0.7 (flow) before the classifier
-      (Sec. 3.2; tsn-pytorch's --dropout), weight decay 5e-4 (TSN's solver);
-  st_resnet: ST-ResNet, two ResNet-50 streams, 10 stacked flows, motion -> appearance links;
+      (Sec. 3.2; tsn-pytorch's --dropout), weight decay 5e-4 (TSN's solver); TSN's augmentation
+      (Sec. 3.3, tsn-pytorch GroupMultiScaleCrop + GroupRandomHorizontalFlip): corner cropping
+      and scale jittering (crop sides 1, .875, .75, .66 of the shorter side -- flow: 1, .875,
+      .75 -- aspect jitter, 13 fixed positions) resized to 224 px, and random horizontal flips
+      (flow: u negated);
+  st_resnet: ST-ResNet, two ResNet-50 streams, 10 stacked flows, motion -> appearance links
+      (whole frames, no augmentation: the released training's crops and flips, STResNet_stage1.m
+      'f25noCtr', are not reproduced);
   resnet3d / wide_resnet3d: 3D ResNet-50 / WideResNet-3D-50 (Hara et al.) on 16-frame clips;
   i3d: I3D on 16-frame clips resized to 224 px (DeepMind's Kinetics-400 weights are
-      evaluate.clip='i3d_kinetics400' instead).
+      evaluate.clip='i3d_kinetics400' instead);
+  the clip classifiers train as TinyVIRAT's (Demir et al., ICPR 2020, Sec. IV-B): Adam, lr 2e-4,
+      betas (0.5, 0.9), constant (the paper names no decay).
 The data is the embedded synthetic_actions/default unless data.name names another prepared TFDS
 dataset; the class count comes from the data. The temporal streams learn from TV-L1 flow of the
 HR frames (data.flow_source='tvl1', computed once per split and cached), as they see at test time,
 with TV-L1 at OpenCV DualTVL1's defaults (TSN's denseflow calls OpenCV's TV-L1 with its defaults).
-Deliberate differences from TSN: ResNet-50 (the paper's models are BN-Inception) trained from
+Deliberate differences from TSN: frames are cropped at the dataset's size (TSN first rescales
+them to a 256 px shorter side), so 224 px crops need frames of at least 224 px (a smaller dataset
+sets data.crop_size, e.g. the study's 112 of 128 px); ResNet-50 (the paper's models are BN-Inception) trained from
 scratch: no ImageNet ResNet-50 loader exists here, so neither ImageNet pre-training nor TSN's
 cross-modality initialisation of the flow stream (recognition/resnet.py cross_modality_init, ready
 for such a loader) nor partial BN (which only makes sense with pre-training) is used.
@@ -59,6 +69,11 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
     c.data.new_length = 5
     rgb = name == "tsn_rgb"
     c.train.batch_size = 256  # TSN Sec. 4.1 "the batch size is set to 256 and momentum set to 0.9"
+    # TSN Sec. 3.3 corner cropping + scale jittering to 224 px (tsn-pytorch models.py get_augmentation:
+    # GroupMultiScaleCrop(224, [1, .875, .75, .66]) for RGB, [1, .875, .75] for flow) and horizontal
+    # flips (data.flip, the base default; GroupRandomHorizontalFlip(is_flow) negates flow u).
+    c.data.crop_size = 224
+    c.data.scale_jitter = (1.0, 0.875, 0.75, 0.66) if rgb else (1.0, 0.875, 0.75)
     c.optimizer.learning_rate = 1e-3 if rgb else 5e-3
     c.train.num_steps = 4_500 if rgb else 20_000
     c.optimizer.boundaries = (2_000, 4_000) if rgb else (12_000, 18_000)
@@ -71,9 +86,12 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
     c.optimizer.boundaries = (12_000, 18_000)
   else:  # clip models
     c.data.clip_length = 16
-    c.optimizer.learning_rate = 0.1 if name != "i3d" else 0.01
+    # TinyVIRAT Sec. IV-B: "Both DVSR and action classification networks are trained with Adam ...
+    # β_1 as 0.5 and β_2 as 0.9 ... with a learning rate of 0.0002"; no decay is stated.
+    c.optimizer.name, c.optimizer.learning_rate, c.optimizer.b1, c.optimizer.b2 = "adam", 2e-4, 0.5, 0.9
+    c.optimizer.schedule = "constant"
+    c.optimizer.weight_decay = 0.0
     c.train.num_steps = 20_000
-    c.optimizer.boundaries = (10_000, 15_000)
     if name != "i3d":
       c.recognizer.depth = 50
     else:
@@ -82,7 +100,9 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
     config_lib.apply_smoke(c, steps=400)  # measured: tsn_flow well above chance on the test split (README)
     c.data.tvl1 = ml_collections.ConfigDict({"nscales": 3, "warps": 2, "outer_iterations": 3,
                                              "inner_iterations": 10})  # light TV-L1 for small CPU runs
-    c.data.flip = False
+    c.data.flip = False  # the synthetic classes tell leftward from rightward motion
+    c.data.scale_jitter = ()  # whole small frames (plain random crops of data.crop_size when set)
+    c.data.crop_size = 0
     c.train.batch_size = 8
     c.eval.batch_size = 8
     c.eval.num_segments = 3
@@ -95,4 +115,6 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
       c.recognizer.depth, c.recognizer.width, c.recognizer.stem_type = 18, 8, "small"
     if name in ("resnet3d", "wide_resnet3d"):
       c.recognizer.depth, c.recognizer.width = 10, 8
+    if "b1" in c.optimizer:  # clip models: smoke keeps its Adam default betas
+      c.optimizer.b1, c.optimizer.b2 = 0.9, 0.999
   return c

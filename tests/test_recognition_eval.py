@@ -147,6 +147,9 @@ def test_protocol_end_to_end(workdirs, small_data_dir, tmp_path):
   assert saved["methods"]["vdsr"]["fusion_accuracy"] == m["vdsr"]["fusion_accuracy"]
   assert saved["methods"]["hr"]["psnr"] == "inf"  # JSON has no infinity (io.write_json)
   assert "| hr | " in protocol.results_table(results) and " inf |" in protocol.results_table(results)
+  # The views and the fusion used are recorded (smoke: one centre view; TSN streams: 1 : 1.5).
+  assert (saved["views"], saved["fusion_weights"]) == (1, [1.0, 1.5])
+  assert "1 view per segment (centre crop), fusion 1 : 1.5)" in protocol.results_table(results)
   plots = set(os.listdir(tmp_path / "plots"))
   assert {"scatter_vdsr_fusion.png", "scatter_vdsr_spatial.png", "profile_0.png"} <= plots
 
@@ -324,8 +327,14 @@ def test_protocol_with_st_resnet(workdirs, small_data_dir, tmp_path):
   c = _eval_config(small_data_dir, workdirs, "bicubic")
   c.evaluate.spatial = c.evaluate.temporal = ""
   c.evaluate.two_stream = w
-  r = protocol.run(c, str(tmp_path / "ev"))["methods"]["bicubic"]
+  res = protocol.run(c, str(tmp_path / "ev"))
+  r = res["methods"]["bicubic"]
   assert {"spatial_accuracy", "temporal_accuracy", "fusion_accuracy"} <= set(r)
+  # ST-ResNet's own fusion: its released test averages the two prediction layers (1 : 1).
+  assert res["fusion_weights"] == [1.0, 1.0]
+  scores = np.load(tmp_path / "ev" / "scores.npz")
+  fused = (scores["bicubic/spatial"] + scores["bicubic/temporal"]) / 2
+  assert r["fusion_accuracy"] == pytest.approx(float((fused.argmax(-1) == scores["labels"]).mean()))
   c.evaluate.spatial = workdirs["tsn_rgb"]
   with pytest.raises(ValueError, match="not both"):
     protocol.run(c, str(tmp_path / "ev2"))

@@ -13,12 +13,18 @@ step), flow stays in its stored dtype (float16 here; float32 on the device), in 
   'two_stream': both, the RGB frame taken at the centre of each flow stack;
   'clip':       'clip' (L, H, W, 3), L consecutive frames (3D CNNs).
 
+Training draws one random start per segment (TSN) and a random crop, or with
+``scale_jitter`` TSN's corner cropping and scale jittering (Sec. 3.3) resized to
+crop_size, and with ``flip`` a random horizontal flip (flow: u negated); eval
+uses TSN's test sampling (eval.num_segments evenly spaced, centred starts) and a
+centre crop. The random draws come from grain's per-example generator
+(``random_map``: a function of the seed and the example's position in the
+epoch-repeated, shuffled stream), so a batch is the same on every rerun.
+
 With ``sr_input`` (data.sr_input set; clip kind only) 'clip' holds the LR frames (L, h, w, 3)
 instead: the stored 'lr', or the frames resized to lr_size x lr_size (natively small video,
 TinyVIRAT); the recognition step super-resolves them (TinyVIRAT eq. 4: A(G(V_LR))).
 
-Training draws one random start per segment (TSN) and a random crop; eval
-uses TSN's test sampling (eval.num_segments evenly spaced, centred starts).
 The temporal stream may learn from the dataset's flow or from TV-L1 flow of
 the HR frames (``data.flow_source='tvl1'``), computed once per split on the
 accelerator and cached next to the dataset (``tvl1_flows``).
@@ -68,6 +74,8 @@ class SampleRecognition(grain.transforms.RandomMap):
   train: bool = True
   sr_input: bool = False  # 'clip' holds LR frames for a frozen SR network (module docstring)
   lr_size: int = 0  # sr_input: LR frames resized to lr_size x lr_size (0 = the stored 'lr')
+  scale_jitter: tuple[float, ...] = ()  # TSN multi-scale corner crops (fractions of the short side)
+  flip: bool = False  # random horizontal flip in training (TSN Sec. 3.3; flow u negated)
 
   def random_map(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
     return self.sample(example, rng if self.train else None)
@@ -105,7 +113,12 @@ class SampleRecognition(grain.transforms.RandomMap):
       raise ValueError(f"Video {name}: {e}") from e
     if self.resize and not self.sr_input:  # sr_input: the step resizes the SR output instead
       out = {k: resize_frames(v, self.resize, flow=k == "flow") for k, v in out.items()}
-    out = _crop(out, self.crop_size, rng)
+    if rng is not None and self.scale_jitter and self.kind != "clip":
+      out = multiscale_crop(out, self.scale_jitter, self.crop_size, rng)
+    else:
+      out = _crop(out, self.crop_size, rng)
+    if rng is not None and self.flip and self.kind != "clip" and rng.random() < 0.5:
+      out = {k: tsn.mirror(v, flow=k == "flow") for k, v in out.items()}  # TSN Sec. 3.3
     out = {k: np.ascontiguousarray(v if v.dtype in (np.uint8, np.float16) else v.astype(np.float32))
            for k, v in out.items()}
     out["label"] = label_of(example)
@@ -161,6 +174,53 @@ def _crop(out: dict[str, np.ndarray], size: int, rng: np.random.Generator | None
   y = int(rng.integers(h - size + 1)) if rng is not None else (h - size) // 2
   x = int(rng.integers(w - size + 1)) if rng is not None else (w - size) // 2
   return {k: v[..., y:y + size, x:x + size, :] for k, v in out.items()}
+
+
+def crop_offsets(h: int, w: int, ch: int, cw: int) -> list[tuple[int, int]]:
+  """(y, x) of TSN's 13 fixed crop positions: 4 corners, centre, 4 edge centres, 4 quarter points
+  (tsn-pytorch GroupMultiScaleCrop.fill_fix_offset(more_fix_crop=True), steps (size - crop) // 4)."""
+  ys, xs = (h - ch) // 4, (w - cw) // 4
+  grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (2, 0), (2, 4), (4, 2), (0, 2), (1, 1), (1, 3), (3, 1), (3, 3)]
+  return [(a * ys, b * xs) for a, b in grid]
+
+
+def multiscale_crop(out: dict[str, np.ndarray], scales: tuple[float, ...], size: int,
+                    rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """TSN's corner cropping and scale jittering (Sec. 3.3) of every input alike.
+
+  tsn-pytorch GroupMultiScaleCrop: crop sides int(short side * scale), each snapped to ``size``
+  when within 2 px; height and width drawn as a pair of scale indices at most 1 apart (aspect
+  jitter, max_distort=1); the crop at one of the 13 fixed positions (:func:`crop_offsets`), then
+  resized to size x size (bilinear). Flow is resized as the images TSN stores it in: its values are
+  not rescaled.
+  """
+  if not size:
+    raise ValueError("data.scale_jitter needs data.crop_size, the network's input side")
+  h, w = next(iter(out.values())).shape[-3:-1]
+  sides = [int(min(h, w) * s) for s in scales]
+  sides = [size if abs(x - size) < 3 else x for x in sides]
+  pairs = [(sides[i], sides[j]) for i in range(len(sides)) for j in range(len(sides)) if abs(i - j) <= 1]
+  ch, cw = pairs[int(rng.integers(len(pairs)))]
+  if ch > h or cw > w:
+    raise ValueError(f"data.scale_jitter={tuple(scales)} crops {ch}x{cw} exceed the {h}x{w} frames")
+  offsets = crop_offsets(h, w, ch, cw)
+  y, x = offsets[int(rng.integers(len(offsets)))]
+  res = {}
+  for k, v in out.items():
+    crop = v[..., y:y + ch, x:x + cw, :]
+    if (ch, cw) == (size, size):
+      res[k] = crop
+    else:
+      res[k] = _bilinear(crop, size)
+  return res
+
+
+def _bilinear(x: np.ndarray, size: int) -> np.ndarray:
+  """(..., h, w, C) -> (..., size, size, C), bilinear with antialiasing (PIL's BILINEAR, which
+  tsn-pytorch resizes with), keeping the dtype (uint8 rounded)."""
+  y = jax.image.resize(np.asarray(x, np.float32), x.shape[:-3] + (size, size, x.shape[-1]), "linear", antialias=True)
+  y = np.asarray(y)
+  return np.clip(np.round(y), 0, 255).astype(np.uint8) if x.dtype == np.uint8 else y.astype(x.dtype)
 
 
 def num_classes(config: ml_collections.ConfigDict) -> int:
@@ -309,7 +369,8 @@ def sampler(config: ml_collections.ConfigDict, kind: str, train: bool) -> Sample
   return SampleRecognition(kind=kind, num_segments=d.num_segments if train else config.eval.num_segments,
                            new_length=d.new_length, clip_length=d.clip_length, crop_size=d.crop_size,
                            resize=d.resize, train=train, sr_input=bool(d.get("sr_input")),
-                           lr_size=d.get("lr_size", 0))
+                           lr_size=d.get("lr_size", 0), scale_jitter=tuple(d.get("scale_jitter", ())),
+                           flip=bool(d.get("flip", False)))
 
 
 def train_iterator(config: ml_collections.ConfigDict, kind: str, per_process_batch: int,

@@ -6,11 +6,13 @@
 
 For every method (``evaluate.methods``: bicubic, HR, or SR workdirs for the
 spatial and the temporal stream) on the eval split: spatial, temporal and
-fused (TSN weights) accuracy of the frozen recognizers restored from their
-workdirs, per-class accuracy, PSNR/SSIM (Y) of the SR frames, the warping
-error of consecutive SR frames under the HR flow, and -- with a clip
-recognizer (I3D, 3D ResNets) -- clip-level accuracy, or TinyVIRAT's macro F1
-for multi-label data. Writes DIR/results.json, DIR/plots/ (method-vs-bicubic
+fused accuracy of the frozen recognizers restored from their workdirs (scores
+averaged over eval.num_segments segments and evaluate.views test views, TSN's
+10 by default; fusion by each recognizer's own rule, TSN 1 : 1.5, ST-ResNet
+1 : 1, unless evaluate.fusion_weights is set), per-class accuracy, PSNR/SSIM
+(Y) of the SR frames, the warping error of consecutive SR frames under the HR
+flow, and -- with a clip recognizer (I3D, 3D ResNets) -- clip-level accuracy,
+or TinyVIRAT's macro F1 for multi-label data. Writes DIR/results.json, DIR/plots/ (method-vs-bicubic
 per-class scatter plots, temporal profiles), TensorBoard images, and prints
 the table. Per-video scores (and per-stream confusion matrices) are kept in
 DIR/scores.npz for further analysis.
@@ -91,6 +93,9 @@ def run(config, workdir: str) -> dict[str, Any]:
   results: dict[str, Any] = {"dataset": d.name, "split": d.eval_split, "num_videos": n, "scale": scale,
                              "num_segments": config.eval.num_segments,
                              "recognizers": {k: r.source for k, r in recs.items()}, "methods": {}}
+  if {"spatial", "temporal", "two_stream"} & set(recs):  # two-stream path: its test views and fusion
+    results["views"] = e.views
+    results["fusion_weights"] = list(rec_steps.fusion_weights("two_stream" in recs, tuple(e.fusion_weights)))
   all_scores, labels = {}, None
   for m in parse_methods(e.methods):
     start = time.perf_counter()
@@ -102,7 +107,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     if "clip" in recs:
       out.update(_run_clips(config, source, n, sp, recs["clip"], mesh, scale, m.name))
     labels = out.pop("label")
-    res, confusion = _summarize(out, labels, num_classes, e)
+    res, confusion = _summarize(out, labels, num_classes, e, results.get("fusion_weights"))
     res["seconds"] = round(time.perf_counter() - start, 2)
     res["sources"] = {"spatial": m.spatial, "temporal": m.temporal}
     results["methods"][m.name] = res
@@ -174,7 +179,7 @@ def _run_two_stream(config, source, n, sp, tp, recs, mesh, scale: int, name: str
     raise ValueError(f"{config.data.name} stores no HR frames: evaluate it with a clip recognizer (evaluate.clip)")
   flow_stored = "flow" in source[0]
   step = ps.make_two_stream_step(sp, tp, recs, flow_params(e, recs), e.flow_bound,
-                                 iq.border_for(scale, config.eval.get("border")), flow_stored)
+                                 iq.border_for(scale, config.eval.get("border")), flow_stored, views=e.views)
 
   def sample(ex):
     out = ps.sample_two_stream(ex, config.eval.num_segments, new_length, ps.input_frames(sp),
@@ -268,14 +273,15 @@ def _softmax(x: np.ndarray) -> np.ndarray:
   return np.exp(x) / np.exp(x).sum(-1, keepdims=True)
 
 
-def _summarize(out: dict[str, np.ndarray], labels: np.ndarray, num_classes: int, e
+def _summarize(out: dict[str, np.ndarray], labels: np.ndarray, num_classes: int, e, fusion=None
                ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-  """(results of one method, confusion matrix (C, C) per single-label stream)."""
+  """(results of one method, confusion matrix (C, C) per single-label stream); ``fusion``: the
+  (spatial, temporal) weights of the fused score."""
   res: dict[str, Any] = {}
   confusion = {}
   streams = {k: out[k] for k in ("spatial", "temporal") if k in out}
   if len(streams) == 2:
-    streams["fusion"] = np.asarray(rec_steps.scores(streams, tuple(e.fusion_weights)))
+    streams["fusion"] = np.asarray(rec_steps.scores(streams, tuple(fusion)))
   if "clip" in out:
     streams["clip"] = out["clip"]
   for name, score in streams.items():
@@ -300,7 +306,7 @@ def results_table(results: dict[str, Any]) -> str:
           ("warp_error", "warp err")]
   present = [(k, h) for k, h in cols if any(r.get(k) is not None for r in results["methods"].values())]
   rows = [f"\nRecognition of SR output on {results['dataset']}:{results['split']} ({results['num_videos']} videos, "
-          f"x{results['scale']}, {results['num_segments']} segments)\n",
+          f"x{results['scale']}, {results['num_segments']} segments{_views_text(results)})\n",
           "| method | " + " | ".join(h for _, h in present) + " |", "|---" * (len(present) + 1) + "|"]
   for name, r in results["methods"].items():
     cells = []
@@ -310,3 +316,16 @@ def results_table(results: dict[str, Any]) -> str:
                                              f"{v:.4f}" if k in ("ssim", "warp_error") else f"{v:.2f}"))
     rows.append(f"| {name} | " + " | ".join(cells) + " |")
   return "\n".join(rows)
+
+
+def _views_text(results: dict[str, Any]) -> str:
+  """', 10 views per segment (corners, centre, mirrored), fusion 1 : 1.5' for the table header
+  ('' without two-stream recognizers)."""
+  views = results.get("views")
+  if views is None:
+    return ""
+  text = f", {views} view{'s' if views != 1 else ''} per segment" + (
+      " (corners, centre, mirrored)" if views == 10 else " (centre crop)")
+  if results.get("fusion_weights"):
+    text += ", fusion {:g} : {:g}".format(*results["fusion_weights"])
+  return text

@@ -1,7 +1,8 @@
 """Recognizer evaluator: accuracy (or macro F1) of an action recognizer on the HR eval split.
 
-TSN's test sampling (eval.num_segments segments per video); two-head networks
-(ST-ResNet) are scored by their TSN fusion and per stream. This is the
+TSN's test sampling (eval.num_segments segments per video, one centre view); two-head
+networks (ST-ResNet) are scored by their fusion (its own 1 : 1 unless evaluate.fusion_weights
+is set) and per stream. This is the
 protocol's 'hr' ceiling for one network.
 """
 
@@ -43,7 +44,8 @@ class RecognitionEvaluator:
   def __call__(self, variables, mesh, step: int, writer: EventWriter | None = None) -> dict[str, Any]:
     config = self.config
     logits, labels = self.logits(variables, mesh)
-    fused = np.asarray(rec_steps.scores(logits, tuple(config.evaluate.fusion_weights)))
+    weights = rec_steps.fusion_weights(True, tuple(config.evaluate.fusion_weights))  # two heads: ST-ResNet
+    fused = np.asarray(rec_steps.scores(logits, weights))
     results: dict[str, Any] = {"step": step, "dataset": config.data.name, "split": config.data.eval_split,
                                "recognizer": config.recognizer.name, "input": self.kind,
                                "sr_input": config.data.get("sr_input", ""),

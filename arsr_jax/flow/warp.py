@@ -3,7 +3,17 @@
 ``warp(image, flow)`` samples ``image`` at ``x + flow(x)``: with ``flow`` the
 forward flow from frame t to frame t + 1 (package convention, see
 ``arsr_jax/__init__.py``), ``warp(frame[t + 1], flow[t])`` reconstructs
-``frame[t]`` wherever the pixel stays visible. Bilinear interpolation through
+``frame[t]`` wherever the pixel stays visible.
+
+The ICCV'19 paper (Sec. 3.2, ToSR) writes the warped frame as
+I~_{t+1}(x) = I^_{t+1}(x - F_{t->t+1}) and compares it with frame t; its released
+code samples at x + flow(x) (AlanZhang1995/TwoStreamSR
+ToSR/step1_training_dataset/WarpInMatlab.m: ``x2 = x + flow(y, x, 1)``), as this
+function does with the forward flow t -> t+1. The paper's ``x - F`` thus reads
+F as the displacement from frame t+1 back to frame t, i.e. minus this package's
+forward flow (tests/test_recipes_match_papers.py::test_warp_direction_matches_the_papers_warped_frame).
+
+Bilinear interpolation through
 ``jax.scipy.ndimage.map_coordinates`` (order 1), differentiable with respect to
 both the image and the flow; works under ``jit`` and ``vmap``.
 """

@@ -14,7 +14,8 @@ with dropout needs a 'dropout' rng. TSN's partial BatchNorm (frozen statistics e
 layer) is not reproduced: train with ``train=False`` to keep every BatchNorm frozen.
 
 Pure helpers: :func:`segment_indices` (TSN's train/test snippet sampling), :func:`stack_flow`,
-:func:`consensus` and :func:`fuse` (two-stream late fusion, TSN's ``eval_scores.py``).
+:func:`consensus`, :func:`fuse` (two-stream late fusion, TSN's ``eval_scores.py``) and :func:`mirror`
+(horizontal flips, flow u negated).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from arsr_jax.recognition.resnet import ResNet
 
-__all__ = ["TSN", "consensus", "fuse", "segment_indices", "stack_flow"]
+__all__ = ["TSN", "consensus", "fuse", "mirror", "segment_indices", "stack_flow"]
 
 DEFAULT_DROPOUT = {"rgb": 0.8, "flow": 0.7}  # tsn-pytorch README: --dropout 0.8 (RGB), 0.7 (Flow)
 
@@ -76,6 +77,16 @@ def stack_flow(flow):
   *lead, length, h, w, _ = flow.shape
   x = _xp(flow).moveaxis(flow, -4, -2)  # (..., H, W, L, 2)
   return x.reshape(*lead, h, w, 2 * length)
+
+
+def mirror(x, flow: bool = False):
+  """Horizontal flip of frames or flow stacks (..., H, W, C); a flow stack (channels [u1, v1, u2, ...]
+  in pixels) also negates every u, as tsn-pytorch inverts the x images of a flipped flow crop
+  (GroupRandomHorizontalFlip(is_flow=True), GroupOverSample). NumPy in, NumPy out; JAX in, JAX out."""
+  x = x[..., ::-1, :]
+  if not flow:
+    return x
+  return x * np.where(np.arange(x.shape[-1]) % 2 == 0, -1, 1).astype(x.dtype)
 
 
 def consensus(logits):

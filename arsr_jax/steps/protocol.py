@@ -113,11 +113,42 @@ def centre_crop(x: jax.Array, size: int) -> jax.Array:
   return x[..., top:top + size, left:left + size, :]
 
 
+VIEWS = (1, 10)  # test views per segment: TSN's centre crop, or its 10 (evaluate.views)
+
+
+def tsn_views(x: jax.Array, size: int, views: int, flow: bool = False) -> jax.Array:
+  """TSN's test views of snippets (B, S, H, W, C) -> (B, V * S, size, size, C), view-major.
+
+  views=1: the centre crop (tsn-pytorch test_models.py --test_crops 1, GroupCenterCrop).
+  views=10: the 4 corner crops and the centre crop, each also mirrored (--test_crops 10,
+  GroupOverSample with fill_fix_offset's 5 offsets, w_step = (W - size) // 4); a mirrored flow
+  stack negates u (channels 0, 2, ...), as GroupOverSample inverts the x images of a flipped
+  flow crop. TSN averages the scores over views and segments: the recognizers' segment
+  consensus (a mean over axis 1) over V * S snippets does exactly that. ``size`` 0 = whole frame.
+  """
+  if views not in VIEWS:
+    raise ValueError(f"evaluate.views={views}: use one of {VIEWS}")
+  if views == 1:
+    return centre_crop(x, size)
+  h, w = x.shape[-3:-1]
+  ch, cw = (size, size) if size else (h, w)
+  if ch > h or cw > w:
+    raise ValueError(f"Recognizer crop {size} exceeds the {h}x{w} frames")
+  ws, hs = (w - cw) // 4, (h - ch) // 4
+  out = []
+  for ox, oy in ((0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)):
+    crop = x[..., oy:oy + ch, ox:ox + cw, :]
+    out += [crop, tsn.mirror(crop, flow)]
+  return jnp.concatenate(out, axis=1)
+
+
 def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], tvl1_params: tvl1.TVL1Params,
-                         flow_bound: float, border: int, hr_flow_stored: bool, mesh=None) -> Callable:
+                         flow_bound: float, border: int, hr_flow_stored: bool, mesh=None,
+                         views: int = 10) -> Callable:
   """``step(batch) -> dict`` of per-video outputs (B, ...) for one method.
 
-  ``recognizers``: {'spatial': FrozenRecognizer, 'temporal': ...} or {'two_stream': ...}.
+  ``recognizers``: {'spatial': FrozenRecognizer, 'temporal': ...} or {'two_stream': ...}; each sees
+  ``views`` test views (:func:`tsn_views`) of its crop of every segment.
   Outputs: 'spatial'/'temporal' logits (B, C) for the streams present, 'psnr', 'ssim'
   (spatial frames vs HR, mean over segments) and 'warp_error' (temporal SR frames). ``mesh``: the
   devices whose ``data`` axis TV-L1 splits the batch over (default: all, ``sharding.make_mesh``).
@@ -140,7 +171,8 @@ def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], t
     stacks = tsn.stack_flow(flow)  # (B, S, H, W, 2L)
     inputs = {"rgb": sp, "flow": stacks}
     for name, rec in recognizers.items():
-      seen = {k: centre_crop(v, rec.crop_size) for k, v in inputs.items()}  # flow: full frames, then cropped
+      # flow: full frames, then cropped; the scores average over views and segments (TSN)
+      seen = {k: tsn_views(v, rec.crop_size, views, flow=k == "flow") for k, v in inputs.items()}
       logits = rec_steps.apply(rec.model, rec.variables, rec.kind, seen, train=False)
       if "logits" in logits:
         out[name] = logits["logits"].astype(jnp.float32)

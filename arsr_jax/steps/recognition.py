@@ -7,7 +7,8 @@ The recognizer's parameters live under ``params['recognizer']`` of the same
 ``TrainState`` the SR recipes use (steps/state.py), so the update, checkpoints
 and the loop are shared.
 Networks with two heads (ST-ResNet) return {'spatial', 'temporal'} logits;
-both are trained, and accuracy is measured on their TSN fusion.
+both are trained, and accuracy is measured on their fusion (ST-ResNet's own 1 : 1,
+see ``fusion_weights``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,23 @@ def as_dict(logits) -> dict[str, jax.Array]:
   return dict(logits) if isinstance(logits, dict) else {"logits": logits}
 
 
-def scores(logits: dict[str, jax.Array], fusion_weights: Sequence[float] = (1.0, 1.5)) -> jax.Array:
+# Late fusion of the spatial and temporal scores, per recognizer (evaluate.fusion_weights=() picks it):
+TSN_FUSION = (1.0, 1.5)  # TSN: yjxiong/temporal-segment-networks eval_scores.py, --score_weights 1 1.5
+# ST-ResNet: feichtenhofer/st-resnet cnn_train_dag.m averages the outputs of every prediction layer
+# (``mean(mean(mean(frame_predictions),1),2)`` over the appearance and motion fc layers; stage 2
+# keeps both, singleSoftMax = 0): equal weights.
+ST_RESNET_FUSION = (1.0, 1.0)
+
+
+def fusion_weights(two_stream_network: bool, configured: Sequence[float] = ()) -> tuple[float, float]:
+  """(spatial, temporal) weights: ``configured`` if given, else ST-ResNet's 1 : 1 for a two-stream
+  network (ST-ResNet) or TSN's 1 : 1.5 for two separate TSN streams."""
+  if configured:
+    return tuple(float(w) for w in configured)
+  return ST_RESNET_FUSION if two_stream_network else TSN_FUSION
+
+
+def scores(logits: dict[str, jax.Array], fusion_weights: Sequence[float] = TSN_FUSION) -> jax.Array:
   """One (B, C) score per item: the logits, or the TSN fusion of spatial and temporal."""
   if "logits" in logits:
     return logits["logits"]
@@ -82,7 +99,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   ``prepare(frozen, batch) -> batch`` runs first, without gradients (e.g. a frozen SR network turning
   LR clips into the classifier's input, TinyVIRAT eq. 4); without it ``frozen`` is unused.
 
-  Metrics: loss (summed over the heads), accuracy (of the TSN fusion for
+  Metrics: loss (summed over the heads), accuracy (of ST-ResNet's 1 : 1 fusion for
   two-head networks), grad_norm, nonfinite, learning_rate.
   """
   def train_step(state: state_lib.TrainState, batch, frozen, rng):
@@ -100,7 +117,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
     (loss, (logits, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     new_state, metrics = state_lib.apply_gradients(state, grads, loss, tx, new_state)
-    return new_state, state_lib.scalar_metrics(**metrics, accuracy=accuracy(scores(logits), batch["label"]),
+    return new_state, state_lib.scalar_metrics(**metrics, accuracy=accuracy(scores(logits, ST_RESNET_FUSION), batch["label"]),
                                                learning_rate=schedule(state.step))
 
   return train_step
