@@ -20,6 +20,7 @@ from arsr_jax.models.dvsr import DVSR, ProgressiveDVSR
 from arsr_jax.models.rcan import RCAN
 from arsr_jax.models.rrdbnet import RRDBNet, VGGStyleDiscriminator
 from arsr_jax.models.srresnet import SRGANDiscriminator, SRResNet
+from arsr_jax.models.srvgg import SRVGGNetCompact
 from arsr_jax.models.vdsr import VDSR
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -28,6 +29,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "srresnet": SRResNet,
     "rrdbnet": RRDBNet,
     "rcan": RCAN,
+    "srvgg_compact": SRVGGNetCompact,  # Real-ESRGAN realesr-animevideov3 (models/ncnn_import.py)
     "duf": DUF,
     "dvsr": DVSR,
     "progressive_dvsr": ProgressiveDVSR,
