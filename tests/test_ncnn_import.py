@@ -229,3 +229,17 @@ def test_enhance_and_study_resolve_the_peers():
   assert real_study.peer_methods() == ("realesrgan-x4plus", "realesr-animevideov3")
   peer = real_study._corpus_method("realesr-animevideov3", "unused", 4, sharding.replicated(mesh))
   assert (peer.scale, peer.step, type(peer.model).__name__) == (4, 0, "SRVGGNetCompact")
+
+
+@pytest.mark.plumbing
+@needs_ncnn
+def test_enhance_bench_plumbing(tmp_path):
+  """The benchmark's wiring and JSON (random frames, one frame each), not its speed."""
+  import sys  # noqa: PLC0415
+  sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+  import enhance_bench  # noqa: PLC0415
+  out = enhance_bench.main(["--video", str(tmp_path / "absent.mp4"), "--frames", "1", "--batch", "1",
+                            "--lr_size", "32x24", "--methods", "realesr-animevideov3"])
+  assert out["video"] == "random" and out["lr"] == [24, 32] and set(out["methods"]) == {"realesr-animevideov3", "ncnn:realesr-animevideov3"}
+  assert out["methods"]["realesr-animevideov3"]["max_abs_diff_uint8"] <= 1  # rounding of the uint8 output
+  assert set(out["ratios"]) == {"realesr-animevideov3(jax)/ncnn:realesr-animevideov3"}
