@@ -229,6 +229,8 @@ def test_enhance_and_study_resolve_the_peers():
   assert real_study.peer_methods() == ("realesrgan-x4plus", "realesr-animevideov3")
   peer = real_study._corpus_method("realesr-animevideov3", "unused", 4, sharding.replicated(mesh))
   assert (peer.scale, peer.step, type(peer.model).__name__) == (4, 0, "SRVGGNetCompact")
+  peer8 = real_study._corpus_method("realesr-animevideov3", "unused", 8, sharding.replicated(mesh))
+  assert (peer8.scale, type(peer8.model).__name__, peer8.model.method) == (8, "Outscale", "lanczos3")
 
 
 @pytest.mark.plumbing
