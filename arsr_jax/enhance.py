@@ -127,7 +127,8 @@ def load_model(spec: str | None, mesh: jax.sharding.Mesh, scale: int | None = No
     return frozen.FrozenSR(spec, model, jax.device_put(variables, sharding.replicated(mesh)), model.scale, 1, {}, 0), 1
   if spec not in pretrained.names():
     raise FileNotFoundError(f"--model {spec}: no such workdir, and no pretrained model of that name (shipped: "
-                            f"{', '.join(pretrained.names()) or 'none'}; Real-ESRGAN: {', '.join(ncnn_import.MODELS)}); or "
+                            f"{', '.join(pretrained.names()) or 'none'}; Real-ESRGAN: "
+                            f"{', '.join(ncnn_import.MODELS)}); or "
                             + HOW_TO_TRAIN)
   card = pretrained.card(spec)
   model, variables = pretrained.load(spec)
