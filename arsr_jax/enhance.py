@@ -8,15 +8,17 @@ INPUT is a video file (OUTPUT a file .mp4/.mkv/.mov, or an existing folder) or a
 (OUTPUT a folder, created if needed: INPUT/NAME.ext -> OUTPUT/NAME.mp4). The network is restored
 frozen from an SR workdir written by ``arsr_jax.main`` (config.json + the latest checkpoint); a name
 that is not a folder is a shipped pretrained model (``arsr_jax.pretrained.names()``, e.g.
-``corpus_x4``); without --model the shipped model of --scale (default 4) is used. Frames are
-decoded with PyAV and super-resolved on the accelerator in batches (inference.py: frame models per
-frame, VSR-DUF on K-frame windows, DVSR on overlapping clips; frames that do not fit the memory
-budget in tiles, streamed to the host), encoded with libx264 at the source's frame times, display
-matrix (rotation) and colour tags; the first audio stream is copied. The output is written to a
-temporary file next to OUTPUT and renamed when complete, so a failed or stopped run (SIGINT,
-SIGTERM) leaves nothing behind; an existing OUTPUT is refused unless --overwrite; in a folder, a
-video that fails (out of memory included) is reported and the others still run.
-``--side_by_side`` writes bicubic | SR. ``--recognize`` prints the top-5
+``corpus_x4``) or a Real-ESRGAN peer (``realesrgan-x4plus``, ``realesr-animevideov3``: its released
+ncnn weights read from the optional ``realesrgan`` extra into our JAX nets; --scale 8 runs the x4
+net then a Lanczos x2 resize, as Real-ESRGAN's --outscale 8); without --model the shipped model of
+--scale (default 4) is used. Frames are decoded with PyAV and super-resolved on the accelerator in
+batches (inference.py: frame models per frame, VSR-DUF on K-frame windows, DVSR on overlapping
+clips; frames that do not fit the memory budget in tiles, streamed to the host), encoded with libx264
+at the source's frame times, display matrix (rotation) and colour tags; the first audio stream is
+copied. The output is written to a temporary file next to OUTPUT and renamed when complete, so a
+failed or stopped run (SIGINT, SIGTERM) leaves nothing behind; an existing OUTPUT is refused unless
+--overwrite; in a folder, a video that fails (out of memory included) is reported and the others
+still run. ``--side_by_side`` writes bicubic | SR. ``--recognize`` prints the top-5
 classes of DeepMind's Kinetics-400 I3D on the central 64 frames of the bicubic-upscaled input and
 of the written SR video (needs the ``recognition`` extra: pip install -e '.[recognition]').
 """
@@ -42,6 +44,7 @@ from absl import app, flags, logging
 from arsr_jax import inference, precision, pretrained, sharding
 from arsr_jax.data import degrade, video
 from arsr_jax.evaluation import frozen
+from arsr_jax.models import ncnn_import
 from arsr_jax.recognition import i3d
 from arsr_jax.writers import ProgressBar
 
@@ -138,9 +141,14 @@ def load_model(spec: str | None, mesh: jax.sharding.Mesh, scale: int | None = No
     config = frozen.load_run_config(spec)
     sr = frozen.load_sr(spec, sharding.replicated(mesh), precision.compute_dtype(config.get("compute_dtype", "auto")))
     return sr, int(config.data.get("clip_length", 1))
+  if spec in ncnn_import.MODELS:  # Real-ESRGAN's released weights, imported (x8: x4 then a Lanczos resize)
+    model, variables = ncnn_import.load(spec, scale or ncnn_import.NATIVE_SCALE)
+    return frozen.FrozenSR(spec, model, jax.device_put(variables, sharding.replicated(mesh)), model.scale, 1, {}, 0), 1
   if spec not in pretrained.names():
     raise FileNotFoundError(f"--model {spec}: no such workdir, and no pretrained model of that name (shipped: "
-                            f"{', '.join(pretrained.names()) or 'none'}); or " + HOW_TO_TRAIN)
+                            f"{', '.join(pretrained.names()) or 'none'}; Real-ESRGAN: "
+                            f"{', '.join(ncnn_import.MODELS)}); or "
+                            + HOW_TO_TRAIN)
   card = pretrained.card(spec)
   model, variables = pretrained.load(spec)
   variables = jax.device_put(variables, sharding.replicated(mesh))

