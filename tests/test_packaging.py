@@ -114,3 +114,17 @@ def test_wheel_ships_recipes_and_commands(tmp_path):
                   "arsr-prepare"):
     r = _run([str(target / "bin" / command), "--help"], cwd, env)
     assert r.returncode == 0 and "--" in r.stdout, (command, r.stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_generating_data_into_a_file_leaves_no_bars_or_unknown_size(tmp_path):
+  """stderr and stdout redirected (not a terminal): no tqdm escape codes or carriage returns, no
+  'Unknown size' download line; the project's own line says what is rendered where."""
+  code = ("from absl import logging; logging.use_absl_handler(); logging.set_verbosity('info'); "
+          "from arsr_jax import writers; from arsr_jax.data import pipeline; writers.quiet_libraries(); "
+          f"pipeline.get_builder('synthetic_actions/small', {str(tmp_path / 'tfds')!r})")
+  r = _run([sys.executable, "-c", code], tmp_path, {"PYTHONPATH": str(REPO)})
+  assert r.returncode == 0, r.stderr[-3000:]
+  out = r.stdout + r.stderr
+  assert "Unknown size" not in out and "\r" not in out and "\x1b[" not in out, out[-3000:]
+  assert "synthetic_actions/small: rendering 64 train + 32 test clips locally into" in r.stderr

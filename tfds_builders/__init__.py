@@ -13,10 +13,17 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 
 import tensorflow_datasets as tfds
 
 BUILDERS = ("synthetic_actions", "cdvl_sr", "ucf101_sr", "hmdb51_sr", "tiny_virat")
+
+
+def progress_bars_on_terminal_only() -> None:
+  """TFDS's tqdm bars only when stderr is a terminal: redirected to a file they leave escape codes
+  and one line per refresh. The project's own lines (what is generated where, in how long) stay."""
+  tfds.display_progress_bar(sys.stderr.isatty())
 
 
 def load(name: str) -> None:
