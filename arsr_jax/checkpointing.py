@@ -30,7 +30,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from arsr_jax import io
+from arsr_jax import config_lib, io
 
 # Config sections whose values must match for a checkpoint to be restored, per config.task.
 IDENTITY_KEYS = {"sr": ("model", "discriminator", "scale", "loss", "data"),
@@ -153,8 +153,8 @@ def check_identity(directory: io.PathLike, config: ml_collections.ConfigDict) ->
     except CheckpointDamaged:
       continue
     diffs = {k: (meta[k], want[k]) for k in want if k in meta and meta[k] != want[k]}
-    if diffs:
-      raise ValueError(
+    if diffs:  # config_lib.Mismatch: arsr_jax.main prints it as one line, exit status 2
+      raise config_lib.Mismatch(
           f"The checkpoint at step {step} in {directory} was written for a different run: "
           + "; ".join(f"{k}: checkpoint has {h}, config asks for {w}" for k, (h, w) in diffs.items())
           + ". Use another --workdir (nothing was changed in this one).")

@@ -265,9 +265,9 @@ def main(argv):
                     batch=FLAGS.batch, crf=FLAGS.crf, clip_length=FLAGS.clip_length)
   try:
     results = enhance(argv[1], argv[2], FLAGS.model, FLAGS.scale, options)
-  except (OSError, ValueError, ModuleNotFoundError) as e:
+  except (OSError, ValueError, ModuleNotFoundError) as e:  # refused before any work: a usage error
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(2)  # exit status: 2 refused (as arsr_jax.main, absl, argparse), 1 videos failed
   failed = [r for r in results if "error" in r]
   if failed:
     print(f"error: {len(failed)} of {len(results)} videos failed: {', '.join(r['input'] for r in failed)}",

@@ -13,15 +13,14 @@ short summary; the full config is in WORKDIR/config.json.
 
 Exit status: 0 done; 2 a config that cannot work (a missing config file, an unknown key or
 variant, a bad value, a misspelled dataset config, another device count than --expect_devices,
-inputs that do not fit together such as a recognizer trained on other data, a workdir holding a
-run of another network: one line on stderr);
+inputs that do not fit together such as a recognizer trained on other data, a workdir whose
+checkpoints belong to another run (another recipe): one line on stderr);
 128 + signal number (143 SIGTERM, 130 SIGINT) when a signal stopped training cleanly at a
 checkpoint: rerun the same command to resume.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from typing import Any, Callable
@@ -53,12 +52,6 @@ def run(config: ml_collections.ConfigDict, workdir: io.PathLike) -> dict[str, An
   return TASKS[config.task](config, workdir)
 
 
-# What a run is: resuming a workdir with other values either cannot restore its checkpoint (the
-# network, optimizer, EMA) or would silently continue it as another recipe (loss, data).
-STATE_KEYS = ("task", "scale", "model", "discriminator", "recognizer", "loss", "data.name",
-              "optimizer.name", "optimizer_d.name", "train.ema_decay")
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -72,7 +65,6 @@ def main(argv):
   try:
     config_lib.validate(FLAGS.config)
     tfds_builders.check_name(FLAGS.config.data.name)
-    check_workdir(FLAGS.config, FLAGS.workdir)
     sharding.maybe_initialize_distributed(FLAGS.distributed, FLAGS.expect_devices)
   except ValueError as e:
     _exit_usage(str(e))
@@ -98,34 +90,6 @@ def summary(config: ml_collections.ConfigDict) -> str:
   else:
     what += f" methods={config.evaluate.methods} data={config.data.name}"
   return what
-
-
-def _as_json(value: Any) -> Any:
-  if isinstance(value, ml_collections.ConfigDict):
-    return json.loads(value.to_json_best_effort())
-  return json.loads(json.dumps(value, default=str))
-
-
-def check_workdir(config: ml_collections.ConfigDict, workdir: io.PathLike) -> None:
-  """Raises config_lib.Mismatch when ``workdir`` holds checkpoints of a run whose STATE_KEYS differ
-  from ``config``'s (e.g. another recipe); overrides such as train.num_steps or mode may differ."""
-  workdir = io.path(workdir)
-  if not (workdir / "config.json").exists() or not (workdir / "checkpoints").exists():
-    return
-  stored = io.read_json(workdir / "config.json")
-  for key in STATE_KEYS:
-    here, there = config, stored
-    for part in key.split("."):
-      here = here.get(part) if here is not None else None
-      there = there.get(part) if isinstance(there, dict) else None
-    here = _as_json(here)
-    if here != there:
-      if isinstance(here, dict) and isinstance(there, dict):
-        sub = next(k for k in sorted(set(here) | set(there)) if here.get(k) != there.get(k))
-        key, here, there = f"{key}.{sub}", here.get(sub), there.get(sub)
-      raise config_lib.Mismatch(
-          f"--workdir {workdir} holds checkpoints of another run ({key}={there!r} there, {here!r} "
-          "here): use a new --workdir, or the same recipe and variant to resume it")
 
 
 def _exit_usage(message: str) -> None:

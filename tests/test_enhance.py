@@ -268,9 +268,9 @@ def test_command_line(workdir, hr_clip, tmp_path):
   assert ok.returncode == 0, ok.stderr
   assert "4/4 frames" in ok.stderr and f"wrote {out}: 4 frames, 64x64" in ok.stderr
   again = run(src, out, "--model", workdir)
-  assert again.returncode == 1 and f"error: output exists: {out}" in again.stderr
+  assert again.returncode == 2 and f"error: output exists: {out}" in again.stderr
   nomodel = run(src, tmp_path / "x.mp4", "--model", "esrgan_x4")
-  assert nomodel.returncode == 1 and "no pretrained model of that name" in nomodel.stderr
+  assert nomodel.returncode == 2 and "no pretrained model of that name" in nomodel.stderr
 
 
 @pytest.mark.slow
