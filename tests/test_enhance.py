@@ -176,6 +176,7 @@ def write_with_audio(path, frames, rate, audio_codec="aac", sample_rate=16000):
         c.mux(p)
 
 
+@pytest.mark.slow
 def test_sharper_than_bicubic_with_frame_count_and_rate(workdir, hr_clip, tmp_path):
   lr = degrade.bicubic_downsample(hr_clip, 4)  # (24, 16, 16, 3)
   src, out = tmp_path / "lr.mkv", tmp_path / "sr.mp4"
@@ -191,6 +192,7 @@ def test_sharper_than_bicubic_with_frame_count_and_rate(workdir, hr_clip, tmp_pa
   assert psnr["sr"] > psnr["bicubic"] + 0.5
 
 
+@pytest.mark.slow
 def test_audio_is_copied_and_ntsc_rate_kept(workdir, hr_clip, tmp_path):
   src, out = tmp_path / "talk.mp4", tmp_path / "talk_sr.mp4"
   rate = fractions.Fraction(30000, 1001)
@@ -210,6 +212,7 @@ def test_audio_is_copied_and_ntsc_rate_kept(workdir, hr_clip, tmp_path):
     assert c.streams.video[0].frames == 6 and c.streams.audio[0].codec_context.name == "aac"
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_and_leaves_nothing_half_written(workdir, hr_clip, tmp_path):
   src, out = tmp_path / "in.mkv", tmp_path / "out.mp4"
   video.write_video(src, degrade.bicubic_downsample(hr_clip[:4], 4), fps=10, lossless=True)
@@ -228,6 +231,7 @@ def test_refuses_to_overwrite_and_leaves_nothing_half_written(workdir, hr_clip, 
   assert video.video_info(out)["frames"] == 4
 
 
+@pytest.mark.slow
 def test_folder_input_reports_bad_videos_and_continues(workdir, hr_clip, tmp_path):
   folder, outdir = tmp_path / "videos", tmp_path / "out"
   folder.mkdir()
@@ -243,6 +247,7 @@ def test_folder_input_reports_bad_videos_and_continues(workdir, hr_clip, tmp_pat
   assert video.video_info(outdir / "b.mp4")["frames"] == 7
 
 
+@pytest.mark.slow
 def test_tiles_match_whole_frames(workdir, tmp_path):
   mesh = sharding.make_mesh()
   sr, clip_length = enhance.load_model(workdir, mesh)
@@ -259,6 +264,7 @@ def test_tiles_match_whole_frames(workdir, tmp_path):
   assert np.abs(a - b).mean() < 0.1  # x264 --crf 0: lossless in YUV 4:2:0
 
 
+@pytest.mark.slow
 def test_command_line(workdir, hr_clip, tmp_path):
   src, out = tmp_path / "in.mkv", tmp_path / "out.mp4"
   video.write_video(src, degrade.bicubic_downsample(hr_clip[:6], 4), fps=10, lossless=True)
