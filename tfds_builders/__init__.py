@@ -16,6 +16,12 @@ import importlib
 import sys
 
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.utils import gcs_utils
+
+# TFDS looks for precomputed metadata of every dataset it has not prepared yet on gs://tfds-data.
+# The project's datasets are never there, and offline (compute nodes) with some gcsfs versions
+# (2024.2, constraints/lowest.txt) the failed lookup imports TensorFlow and crashes.
+gcs_utils._is_gcs_disabled = True  # pylint: disable=protected-access
 
 BUILDERS = ("synthetic_actions", "cdvl_sr", "ucf101_sr", "hmdb51_sr", "tiny_virat")
 
