@@ -24,6 +24,7 @@ def _recipe(name, variant="smoke", data_dir=None, **train_overrides):
   return c
 
 
+@pytest.mark.slow
 def test_gan_step_updates_generator_and_discriminator_from_one_batch():
   c = _recipe("esrgan")
   c.optimizer.warmup_steps = 0  # a first step with learning rate 0 would not move the generator
@@ -108,6 +109,7 @@ def test_sosr_trains_on_tvl1_flow_computed_on_the_accelerator(small_data_dir, tm
     sr_job.build(bad)
 
 
+@pytest.mark.slow
 def test_tvl1_flow_of_synthetic_frames_weights_the_moving_actors():
   """The TV-L1 weights SoSR would use agree with the exact flow where actors move."""
   from arsr_jax import losses
@@ -219,6 +221,7 @@ def test_resume_an_unrolled_run_with_scanned_blocks(small_data_dir, tmp_path):
   assert step == 4 and "body" in latest["params"]["generator"] and "conv1" not in latest["params"]["generator"]
 
 
+@pytest.mark.slow
 def test_gan_terms_equal_the_four_pass_formulation():
   """_gan_terms reuses D(hr) for the generator's view; loss, gradients (discriminator parameters and SR
   frames) and BatchNorm state equal the textbook four discriminator passes."""
