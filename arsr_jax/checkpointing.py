@@ -196,7 +196,7 @@ def check_identity(directory: io.PathLike, config: ml_collections.ConfigDict) ->
     except CheckpointDamaged:
       continue
     diffs = {k: (meta[k], want[k]) for k in want if k in meta and meta[k] != want[k]}
-    if diffs:
+    if diffs:  # config_lib.Mismatch: arsr_jax.main prints it as one line, exit status 2
       raise config_lib.Mismatch(
           f"The checkpoint at step {step} in {directory} was written for a different run: "
           + "; ".join(f"{k}: checkpoint has {h}, config asks for {w}" for k, (h, w) in diffs.items())

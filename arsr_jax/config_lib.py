@@ -139,7 +139,41 @@ def get_base_config() -> ml_collections.ConfigDict:
   return c
 
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+def _configs_dir() -> str:
+  """The recipes: the repository's configs/ (source tree, editable install) or, installed from a
+  wheel, the same files shipped as the package arsr_jax.configs (pyproject.toml's package-dir)."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  source = os.path.join(os.path.dirname(here), "configs")
+  return source if os.path.isfile(os.path.join(source, "sosr_vdsr.py")) else os.path.join(here, "configs")
+
+
+CONFIGS_DIR = _configs_dir()
+
+
+def recipe_names() -> list[str]:
+  """Names of the recipes in CONFIGS_DIR (``sosr_vdsr``, ...), sorted."""
+  if not os.path.isdir(CONFIGS_DIR):
+    return []
+  return sorted(f[:-3] for f in os.listdir(CONFIGS_DIR) if f.endswith(".py") and not f.startswith("_"))
+
+
+def resolve_config_path(value: str) -> str:
+  """``--config``'s file part: an existing path as given, else a recipe name (``sosr_vdsr``) as its
+  file in CONFIGS_DIR. Raises FileNotFoundError naming the closest path or recipe name."""
+  if os.path.isfile(value):
+    return value
+  if value and os.sep not in value and not value.endswith(".py"):
+    path = os.path.join(CONFIGS_DIR, f"{value}.py")
+    if os.path.isfile(path):
+      return path
+    close = difflib.get_close_matches(value, recipe_names(), n=1)
+    hint = f"; did you mean {close[0]}?" if close else f" (recipes: {', '.join(recipe_names())})"
+    raise FileNotFoundError(f"--config {value}: no such file or recipe{hint}")
+  folder = os.path.dirname(value) or "."
+  names = sorted(f for f in os.listdir(folder) if f.endswith(".py")) if os.path.isdir(folder) else []
+  close = difflib.get_close_matches(os.path.basename(value), names, n=1)
+  hint = f"; did you mean {os.path.join(os.path.dirname(value), close[0])}?" if close else ""
+  raise FileNotFoundError(f"--config {value}: no such file{hint}")
 
 
 def load_config_file(path: str, arg: str = "") -> ml_collections.ConfigDict:
@@ -155,7 +189,7 @@ def load_config_file(path: str, arg: str = "") -> ml_collections.ConfigDict:
 def recipe(name: str, arg: str = "", overrides: dict | None = None) -> ml_collections.ConfigDict:
   """``configs/<name>.py``'s get_config(arg) with dotted-key ``overrides`` (new keys allowed).
 
-  For drivers that chain runs (arsr_jax.study, arsr_jax.real_study) and tests; needs the source tree.
+  For drivers that chain runs (arsr_jax.study, arsr_jax.real_study) and tests.
   """
   c = load_config_file(os.path.join(CONFIGS_DIR, f"{name}.py"), arg)
   for key, value in (overrides or {}).items():

@@ -103,9 +103,9 @@ def enhance(input_path: str, output_path: str, model: str | None, scale: int | N
     try:
       results.append(enhance_video(src, dst, upscaler, options, recognizer, stream))
     except Exception as e:  # noqa: BLE001 -- one video's failure (out of memory included) must not stop the rest
-      if len(jobs) == 1:
-        raise
       message = describe_error(e, src)
+      if len(jobs) == 1:
+        raise VideoFailed(message) from e
       print(f"error: {message}", file=stream)
       results.append({"input": src, "output": dst, "error": message})
   return results
@@ -337,6 +337,10 @@ class Recognizer:
     return "\n".join(rows)
 
 
+class VideoFailed(RuntimeError):
+  """The one video of a run failed while it was being enhanced (the message names it; cause chained)."""
+
+
 class Stopped(BaseException):
   """SIGTERM (e.g. ``timeout``, a job scheduler) while enhancing: unwinds like Ctrl-C, removing partial files."""
 
@@ -380,7 +384,13 @@ def main(argv):
     name = str(e) or "SIGINT"
     print(f"error: stopped by {name}; the unfinished output was removed", file=sys.stderr)
     sys.exit(128 + signal.Signals[name].value)
-  except Exception as e:  # noqa: BLE001 -- one line, no traceback, for any failure of the one video
+  except VideoFailed as e:  # the one video of the run failed while working on it
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  except (OSError, ValueError, ModuleNotFoundError) as e:  # refused before any work: a usage error
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)  # exit status: 2 refused (as arsr_jax.main, absl, argparse), 1 videos failed
+  except Exception as e:  # noqa: BLE001 -- one line, no traceback, for any other failure
     print(f"error: {describe_error(e)}", file=sys.stderr)
     sys.exit(1)
   failed = [r for r in results if "error" in r]

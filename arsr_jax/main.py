@@ -1,25 +1,29 @@
-"""Entry point: ``python -m arsr_jax.main --config configs/sosr_vdsr.py[:smoke] --workdir DIR``.
+"""Entry point: ``python -m arsr_jax.main --config configs/sosr_vdsr.py[:smoke] --workdir DIR``
+(installed: ``arsr-train --config sosr_vdsr:smoke --workdir DIR``).
 
-The config's ``task`` says what runs: an SR recipe (configs/<recipe>.py), a recognizer
-(configs/recognizer.py) or the recognition-based evaluation (configs/evaluate.py).
+--config takes a recipe file, or a recipe's name (``sosr_vdsr``, the same file shipped in the
+package, so it works from a wheel), optionally followed by ``:variant``. The config's ``task``
+says what runs: an SR recipe, a recognizer (``recognizer``) or the recognition-based evaluation
+(``evaluate``).
 
 Any config value can be overridden on the command line, e.g.
-``--config.train.batch_size=8`` or ``--config.mode=eval``.
+``--config.train.batch_size=8`` or ``--config.mode=eval``. ``--print_config`` prints the whole
+config (every key a --config.* override can set); without --workdir it then exits. A run logs a
+short summary; the full config is in WORKDIR/config.json.
 
 Exit status: 0 done; 2 a config that cannot work (a missing config file, an unknown key or
 variant, a bad value, a misspelled dataset config, another device count than --expect_devices,
-inputs that do not fit together such as a recognizer trained on other data, a batch the device count
-does not divide, a workdir another run is using: one line on stderr); 1 with one line on stderr when
-the data is missing or damaged (the file is named) or a checkpoint could not be written (e.g. disk
-full: the path and the space needed);
+inputs that do not fit together such as a recognizer trained on other data, a workdir whose
+checkpoints belong to another run (another recipe), a batch the device count does not divide, a
+workdir another run is using: one line on stderr); 1 with one line on stderr when the data is
+missing or damaged (the file is named) or a checkpoint could not be written (e.g. disk full: the
+path and the space needed);
 128 + signal number (143 SIGTERM, 130 SIGINT) when a signal stopped training cleanly at a
 checkpoint: rerun the same command to resume.
 """
 
 from __future__ import annotations
 
-import difflib
-import os
 import signal
 import sys
 from typing import Any, Callable
@@ -62,13 +66,20 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   writers.quiet_libraries()
+  if FLAGS.print_config:
+    print(FLAGS.config)
+    if FLAGS.workdir is None:
+      return
+  if FLAGS.workdir is None:
+    _exit_usage("--workdir is required (or --print_config alone to print the config and exit)")
   try:
-    sharding.maybe_initialize_distributed(FLAGS.distributed, FLAGS.expect_devices)
     config_lib.validate(FLAGS.config)
     tfds_builders.check_name(FLAGS.config.data.name)
+    sharding.maybe_initialize_distributed(FLAGS.distributed, FLAGS.expect_devices)
   except ValueError as e:
     _exit_usage(str(e))
-  logging.info("Config:\n%s", FLAGS.config)
+  logging.info("Config: %s (full config: %s; --print_config prints it)", summary(FLAGS.config),
+               io.path(FLAGS.workdir) / "config.json")
   try:
     result = run(FLAGS.config, FLAGS.workdir)
   except (config_lib.Mismatch, workdir_lock.WorkdirInUse) as e:
@@ -82,6 +93,18 @@ def main(argv):
     sys.exit(128 + signal.Signals[result["stopped_by"]].value)
 
 
+def summary(config: ml_collections.ConfigDict) -> str:
+  """One line: what runs on which data, how long, with which batch."""
+  net = config.recognizer.name if config.task == "recognition" else config.model.name
+  what = f"task={config.task} mode={config.mode}"
+  if config.task != "evaluate":
+    what += (f" network={net} scale={config.scale} data={config.data.name} steps={config.train.num_steps}"
+             f" batch={config.train.batch_size}")
+  else:
+    what += f" methods={config.evaluate.methods} data={config.data.name}"
+  return what
+
+
 def _exit_usage(message: str) -> None:
   print(f"arsr_jax.main: {message}", file=sys.stderr)
   sys.exit(2)
@@ -90,7 +113,7 @@ def _exit_usage(message: str) -> None:
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing; a missing config file, a config that fails to load (e.g. an unknown
   variant) or a bad --config.* override is one line on stderr (exit 2), not a traceback."""
-  _check_config_file(argv)
+  argv = _resolve_config(argv)
   try:
     rest = FLAGS(argv)
   except flags.Error as e:  # e.g. get_config raised (unknown variant): its last line is the cause
@@ -110,32 +133,41 @@ def parse_flags(argv: list[str]) -> list[str]:
   return rest
 
 
-def _check_config_file(argv: list[str]) -> None:
-  """Exits with one line when --config names no file, suggesting the closest configs/*.py names."""
-  value = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-  if value is None and "--config" in argv[:-1]:
-    value = argv[argv.index("--config") + 1]
-  path = (value or "").split(":")[0]
-  if not path or os.path.isfile(path):
-    return
-  folder = os.path.dirname(path) or "."
-  names = sorted(f for f in os.listdir(folder) if f.endswith(".py")) if os.path.isdir(folder) else []
-  close = difflib.get_close_matches(os.path.basename(path), names, n=1)
-  hint = f"; did you mean {os.path.join(os.path.dirname(path), close[0])}?" if close else ""
-  _exit_usage(f"--config {path}: no such file{hint}")
+def _resolve_config(argv: list[str]) -> list[str]:
+  """``argv`` with --config's file part resolved (a recipe name becomes its file); a name or path
+  that is neither exits with one line suggesting the closest (config_lib.resolve_config_path)."""
+  argv = list(argv)
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      prefix, value = "--config=", a.split("=", 1)[1]
+    elif a == "--config" and i + 1 < len(argv):
+      i, prefix, value = i + 1, "", argv[i + 1]
+    else:
+      continue
+    path, sep, variant = value.partition(":")
+    try:
+      argv[i] = prefix + config_lib.resolve_config_path(path) + sep + variant
+    except FileNotFoundError as e:
+      _exit_usage(str(e))
+    break
+  return argv
 
 
 def define_flags() -> None:
   """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
-  config_flags.DEFINE_config_file("config", None, "Python config file, optionally file.py:variant.",
-                                  lock_config=True)
+  config_flags.DEFINE_config_file(
+      "config", None, "A recipe name or Python config file, optionally :variant (sosr_vdsr:smoke, "
+      f"configs/sosr_vdsr.py:smoke). Recipes: {', '.join(config_lib.recipe_names())}. A recipe's "
+      "variants are in its file's docstring; its keys: --config NAME --print_config.", lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory (or gs:// URL) for checkpoints, TensorBoard events and results.")
   flags.DEFINE_bool("distributed", False,
                     "Multi-process run: call jax.distributed.initialize() (TPU pods, SLURM).")
   flags.DEFINE_integer("expect_devices", 0,
                        "Exit (status 2) unless the job sees exactly this many devices (0: any); launchers "
                        "pass what they allocated, so a process that sees fewer never trains silently.")
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.DEFINE_bool("print_config", False, "Print the whole config (after --config.* overrides); "
+                    "without --workdir, print it and exit.")
+  flags.mark_flags_as_required(["config"])
 
 
 if __name__ == "__main__":

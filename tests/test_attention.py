@@ -33,6 +33,7 @@ def _flat(tree):
   return {path: leaf.shape for path, leaf in traverse_util.flatten_dict(tree).items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [None, 0.5])
 def test_attention_matches_the_sr_output_at_every_stage(alpha):
   shape = (2, 8, 5, 6, 3)
@@ -55,6 +56,7 @@ def test_attention_matches_the_sr_output_at_every_stage(alpha):
   assert out["sr"].shape == (1, 3, 32, 40, 3) and out["attention"].shape == (1, 3, 32, 40, 1)
 
 
+@pytest.mark.slow
 def test_attention_off_is_unchanged_and_on_adds_only_the_branch():
   shape = (1, 4, 4, 4, 3)
   for make in (lambda **kw: dvsr.ProgressiveDVSR(**_TINY, **kw),
@@ -68,6 +70,7 @@ def test_attention_off_is_unchanged_and_on_adds_only_the_branch():
     assert {path[0] for path in _flat(on_vars["batch_stats"])} == {"attention"}
 
 
+@pytest.mark.slow
 def test_attention_values_grow_params_and_batch_stats():
   clip = jax.random.uniform(jax.random.key(3), (2, 4, 6, 6, 3))
   small = dvsr.ProgressiveDVSR(stage=1, attention=True, **_TINY)

@@ -237,6 +237,7 @@ def test_tiny_virat_bad_class_map_names_the_file(tmp_path, class_map, message):
 # -------------------------------------------------------------------- CDVL
 
 
+@pytest.mark.slow
 def test_cdvl_symlinks_out_of_manual_dir_are_refused(tmp_path, opened):
   outside, manual = _outside(tmp_path), tmp_path / "manual"
   write(str(manual / "scene.mp4"), moving_clip(8, 48, 64, seed=1))

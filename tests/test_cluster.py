@@ -66,6 +66,7 @@ def _run_tasks(args, env, ntasks=2, timeout=600):
 
 # --- SLURM: devices, coordinator, the same step as one process ------------------------------------
 
+@pytest.mark.slow
 def test_slurm_tasks_find_the_coordinator_see_every_device_and_match_one_process(tmp_path):
   single = subprocess.run([sys.executable, str(WORKER.with_name("multiprocess_worker.py")), "0", "1", "0",
                            str(tmp_path / "single.npz")], capture_output=True, text=True, timeout=300)
@@ -195,6 +196,7 @@ def _tvl1_config(data_dir):
       "tvl1": {"nscales": 1, "warps": 1, "outer_iterations": 1, "inner_iterations": 2}}})
 
 
+@pytest.mark.slow
 def test_tvl1_cache_one_process_computes_once_then_reads_the_cache(small_data_dir, tmp_path, monkeypatch):
   import shutil
   from arsr_jax.data import pipeline, recognition_data
@@ -323,6 +325,7 @@ def test_tpu_create_deletes_a_preempted_queued_resource_before_requesting_it_aga
     assert {"--force", "--quiet"} <= set(_calls(fake)[verbs.index("delete")])
 
 
+@pytest.mark.slow
 def test_tpu_resume_after_a_spot_preemption_recreates_sets_up_and_trains(tpu):
   run, fake = tpu
   (fake / "state").write_text("SUSPENDED")

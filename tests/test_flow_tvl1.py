@@ -147,6 +147,7 @@ def test_matches_opencv_with_gamma_and_3x3_median():
   assert epe(ours, theirs) < 1e-3
 
 
+@pytest.mark.slow
 @needs_cv2
 def test_flyingchairs_epe_like_opencv():
   chairs = sorted((FLOW_DATA / "flyingchairs").glob("*-gt.flo"))
@@ -215,6 +216,7 @@ def test_input_errors():
     tvl1_flow(ok, ok.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_non_finite_device_frames_give_nan_flow_without_a_host_sync():
   """jax.Array input is not checked on the host (that would block); its bad pair's flow is NaN."""
   frames = np.zeros((2, 32, 32), np.float32)
@@ -225,6 +227,7 @@ def test_non_finite_device_frames_give_nan_flow_without_a_host_sync():
   assert np.isnan(eager[0]).all() and np.isfinite(eager[1]).all()
 
 
+@pytest.mark.slow
 @needs_cv2
 def test_building_blocks_match_opencv():
   rng = np.random.default_rng(0)
@@ -245,6 +248,7 @@ def test_building_blocks_match_opencv():
   np.testing.assert_allclose(np.asarray(per_tap), ours, rtol=0, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_sharded_batch():
   """shard_map helper and plain jit over a NamedSharding agree (same shapes/params as the CLI test)."""
   if jax.device_count() < 2:
@@ -294,6 +298,7 @@ def test_cli_writes_tsn_flow_pngs(tmp_path, capsys):
   assert str(corrupt) in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compaction_gives_the_same_flow_and_does_less_work():
   """Pairs that converge at different steps: stepping only the running ones changes nothing per pair.
 
@@ -326,6 +331,7 @@ def test_compaction_gives_the_same_flow_and_does_less_work():
   assert work >= steps.sum()  # every step of every pair ran
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("components", [2, 3])
 def test_fused_step_equals_split_step(components):
   """The accelerator form of the iteration (new u recomputed at the neighbours) equals the CPU form,

@@ -61,6 +61,7 @@ def _figures(name, result):
   return figure
 
 
+@pytest.mark.slow
 def test_smoke_run_reports_every_part(tmp_path, small_data_dir):
   result = _run(tmp_path, "--size", "smoke", "--data_dir", small_data_dir, "--torch_device", "cpu")
   assert {"size", "budget_s", "total_s", "parts", "summary"} <= set(result) and result["size"] == "smoke"
@@ -156,6 +157,7 @@ def test_roofline_costs_library_calls_of_a_deviceless_program_from_their_shapes(
 SHARED_CLIPS = ROOT.parent / "shared" / "data" / "clips"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_CLIPS.is_dir(), reason="needs ../shared/data/clips")
 def test_eval_bench_runs_on_real_frames_saved_for_a_device(tmp_path):
   """--save_frames writes the shared clips' frames (what a lent GPU without PyAV gets); --frames reads them."""
@@ -182,6 +184,7 @@ def test_eval_bench_runs_on_real_frames_saved_for_a_device(tmp_path):
   assert bad.returncode != 0 and "write them with the same --size" in bad.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.plumbing
 def test_eval_bench_compile_only_costs_each_stage():
   """--compile_only compiles, runs nothing, and prints the roofline of the full step and of the SR and

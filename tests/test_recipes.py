@@ -24,6 +24,7 @@ def _recipe(name, variant="smoke", data_dir=None, **train_overrides):
   return c
 
 
+@pytest.mark.slow
 def test_gan_step_updates_generator_and_discriminator_from_one_batch():
   c = _recipe("esrgan")
   c.optimizer.warmup_steps = 0  # a first step with learning rate 0 would not move the generator
@@ -47,6 +48,7 @@ def test_gan_step_updates_generator_and_discriminator_from_one_batch():
   assert any(not np.allclose(x, y) for x, y in zip(stats_before, stats_after)), "BatchNorm stats frozen"
 
 
+@pytest.mark.slow
 def test_init_from_copies_matching_generator_parameters(small_data_dir, tmp_path):
   psnr = _recipe("esrgan", "smoke,psnr", small_data_dir, num_steps=2)
   main.run(psnr, str(tmp_path / "psnr"))
@@ -68,6 +70,7 @@ def test_init_from_copies_matching_generator_parameters(small_data_dir, tmp_path
     sr_job.init_from(jax.jit(init)(jax.random.key(0)), str(tmp_path / "psnr"), mesh_sharding)
 
 
+@pytest.mark.slow
 def test_progressive_stage2_grows_from_stage1_and_starts_at_its_output(small_data_dir, tmp_path):
   stage1 = _recipe("dvsr_progressive", "smoke,stage1", small_data_dir, num_steps=2)
   r1 = main.run(stage1, str(tmp_path / "s1"))
@@ -89,6 +92,7 @@ def test_progressive_stage2_grows_from_stage1_and_starts_at_its_output(small_dat
   np.testing.assert_allclose(big_out, layers.resize_linear(small_out, big_out.shape[1:4]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sosr_trains_on_tvl1_flow_computed_on_the_accelerator(small_data_dir, tmp_path):
   c = _recipe("sosr_vdsr", "smoke", small_data_dir, num_steps=2)
   c.data.flow_source = "tvl1"
@@ -105,6 +109,7 @@ def test_sosr_trains_on_tvl1_flow_computed_on_the_accelerator(small_data_dir, tm
     sr_job.build(bad)
 
 
+@pytest.mark.slow
 def test_tvl1_flow_of_synthetic_frames_weights_the_moving_actors():
   """The TV-L1 weights SoSR would use agree with the exact flow where actors move."""
   from arsr_jax import losses
@@ -122,6 +127,7 @@ def test_tvl1_flow_of_synthetic_frames_weights_the_moving_actors():
   assert np.corrcoef(w_tvl1.ravel(), w_true.ravel())[0, 1] > 0.5
 
 
+@pytest.mark.slow
 def test_ema_generator_follows_the_trained_one_and_is_evaluated(small_data_dir, tmp_path):
   c = _recipe("esrgan", "smoke,psnr", small_data_dir, num_steps=3, ema_decay=0.5)
   c.optimizer.warmup_steps = 0
@@ -157,6 +163,7 @@ def test_ema_update_rule_over_steps():
     np.testing.assert_allclose(got[k], expected[k], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_init_from_an_unrolled_run_into_scanned_blocks(small_data_dir, tmp_path):
   """A run written with per-block names (scan=False, like runs before the scan change) seeds a
   scanned VDSR: its conv1..convN middle layers become the stacked 'body' parameters."""
@@ -177,6 +184,7 @@ def test_init_from_an_unrolled_run_into_scanned_blocks(small_data_dir, tmp_path)
                              old_setup.model.apply({"params": source["params"]["generator"]}, lr), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_an_unrolled_run_with_scanned_blocks(small_data_dir, tmp_path):
   """A run whose checkpoints predate the scan change (per-block names; same config keys) resumes:
   parameters, EMA and Adam moments are converted to the stacked layout on restore, then it trains on."""
@@ -213,6 +221,7 @@ def test_resume_an_unrolled_run_with_scanned_blocks(small_data_dir, tmp_path):
   assert step == 4 and "body" in latest["params"]["generator"] and "conv1" not in latest["params"]["generator"]
 
 
+@pytest.mark.slow
 def test_gan_terms_equal_the_four_pass_formulation():
   """_gan_terms reuses D(hr) for the generator's view; loss, gradients (discriminator parameters and SR
   frames) and BatchNorm state equal the textbook four discriminator passes."""

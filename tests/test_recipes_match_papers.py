@@ -285,6 +285,7 @@ def test_full_size_studies_are_the_full_recipes():
   assert built["dvsr_stage2"].train.fade_steps == 200 and built["dvsr_stage3"].model.features == 32
 
 
+@pytest.mark.slow
 def test_sosr_paper_variant_trains_two_steps(small_data_dir, tmp_path):
   """The paper variant (SGD, bias lr x0.1 through optax.masked inside the per-network optimizer) runs."""
   from arsr_jax import main

@@ -66,6 +66,7 @@ def workdirs(small_data_dir, tmp_path_factory):
   return out
 
 
+@pytest.mark.slow
 def test_recognizer_runs_write_config_and_hr_accuracy(workdirs):
   for name in ("tsn_rgb", "tsn_flow"):
     cfg = frozen.load_run_config(workdirs[name])
@@ -84,6 +85,7 @@ def test_recognizer_runs_write_config_and_hr_accuracy(workdirs):
   assert frozen.load_run_config(workdirs["tsn_flow"]).recognizer.new_length == 3
 
 
+@pytest.mark.slow
 def test_frozen_recognizer_restores_in_eval_mode(workdirs, small_data_dir):
   mesh = sharding.make_mesh()
   rec = frozen.load_recognizer(workdirs["tsn_rgb"], sharding.replicated(mesh), jnp.float32, 12)
@@ -107,6 +109,7 @@ def test_frozen_recognizer_restores_in_eval_mode(workdirs, small_data_dir):
   assert acc == pytest.approx(workdirs["tsn_rgb_results"]["accuracy"])
 
 
+@pytest.mark.slow
 def test_recognizer_for_another_class_count_is_refused(workdirs):
   repl = sharding.replicated(sharding.make_mesh())
   with pytest.raises(ValueError, match=r"predicts 12 classes; the evaluation data has 5"):
@@ -125,6 +128,7 @@ def _eval_config(data_dir, workdirs, methods):
   return c
 
 
+@pytest.mark.slow
 def test_protocol_end_to_end(workdirs, small_data_dir, tmp_path):
   methods = f"bicubic,hr,vdsr={workdirs['vdsr']},mixed={workdirs['vdsr']}:bicubic"
   results = main.run(_eval_config(small_data_dir, workdirs, methods), str(tmp_path))
@@ -154,6 +158,7 @@ def test_protocol_end_to_end(workdirs, small_data_dir, tmp_path):
   assert {"scatter_vdsr_fusion.png", "scatter_vdsr_spatial.png", "profile_0.png"} <= plots
 
 
+@pytest.mark.slow
 def test_protocol_refuses_recognizers_of_another_dataset(workdirs, small_data_dir, tmp_path):
   other = tmp_path / "tsn_rgb_default"  # same 12 classes, trained on another config of the data
   shutil.copytree(workdirs["tsn_rgb"], other)
@@ -168,6 +173,7 @@ def test_protocol_refuses_recognizers_of_another_dataset(workdirs, small_data_di
   assert not (tmp_path / "ev").exists()
 
 
+@pytest.mark.slow
 def test_protocol_rejects_sr_of_another_scale(workdirs, small_data_dir, tmp_path):
   other = tmp_path / "vdsr_x2"
   shutil.copytree(workdirs["vdsr"], other)
@@ -244,6 +250,7 @@ def test_parse_methods():
     protocol.parse_methods("bicubic,bicubic")
 
 
+@pytest.mark.slow
 def test_protocol_clip_recognizer(workdirs, small_data_dir, tmp_path):
   c = _eval_config(small_data_dir, workdirs, f"bicubic,vdsr={workdirs['vdsr']},hr")
   c.evaluate.spatial = c.evaluate.temporal = ""
@@ -269,6 +276,7 @@ def test_multilabel_summary_is_tinyvirat_macro_f1():
   assert res["clip_macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
 
 
+@pytest.mark.slow
 def test_attention_objective_routes_gradients(workdirs, small_data_dir, tmp_path):
   """The action term on sg(SR) * A trains only the map; the joint action term trains SR."""
   c = dvsr_progressive_attention.get_config("smoke,joint")
@@ -320,6 +328,7 @@ def test_sr_flow_uses_the_temporal_streams_training_tvl1():
   assert protocol.flow_params(evaluate.get_config("").evaluate, {"spatial": recs["spatial"]}).nscales == 5
 
 
+@pytest.mark.slow
 def test_protocol_with_st_resnet(workdirs, small_data_dir, tmp_path):
   """ST-ResNet's two heads become the spatial and temporal scores; RGB is the stack's centre frame."""
   w = str(tmp_path / "st")

@@ -8,6 +8,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from etils import epath
 
 from arsr_jax import checkpointing, main
@@ -27,6 +28,7 @@ def _config(data_dir, **train):
   return c
 
 
+@pytest.mark.slow
 def test_smoke_run_with_a_gcs_workdir(fake_gcs, small_data_dir, tmp_path):  # noqa: F811
   workdir = f"{fake_gcs}/runs/sosr"
   first = main.run(_config(small_data_dir, steps_per_run=2), workdir)

@@ -86,6 +86,7 @@ FAULTS = {"byte_flip": _flip, "truncated": _truncate, "empty_meta": _empty_meta,
           "empty_state_metadata": _empty_state_metadata, "empty_step_dir": _empty_dir}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_damaged_latest_checkpoint_falls_back_with_warning(fault, copy, caplog):
   step4 = copy / "checkpoints" / "4"
@@ -98,6 +99,7 @@ def test_damaged_latest_checkpoint_falls_back_with_warning(fault, copy, caplog):
     checkpointing.load_latest_state(str(copy), strict=True)
 
 
+@pytest.mark.slow
 def test_byte_flip_never_passes_silently(copy):
   """What the checksums catch. Where the flipped bytes land depends on OCDBT's write order: in a
   zstd frame header TensorStore notices, inside compressed data Orbax restores them without
@@ -120,6 +122,7 @@ def test_byte_flip_never_passes_silently(copy):
     checkpointing.verify(state, meta["checksums"], copy / "checkpoints" / "4")
 
 
+@pytest.mark.slow
 def test_training_resumes_from_intact_checkpoint_and_sets_damaged_aside(copy, small_data_dir, trained, caplog):
   _flip(copy / "checkpoints" / "4")
   with caplog.at_level(logging.WARNING):
@@ -132,6 +135,7 @@ def test_training_resumes_from_intact_checkpoint_and_sets_damaged_aside(copy, sm
                 checkpointing.load_latest_state(str(trained))[1]["params"], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_strict_restore_raises_naming_the_checkpoint(copy, small_data_dir):
   _truncate(copy / "checkpoints" / "4")
   config = _config(small_data_dir, num_steps=6, strict_restore=True)
@@ -140,6 +144,7 @@ def test_strict_restore_raises_naming_the_checkpoint(copy, small_data_dir):
   assert not (copy / "damaged_checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_all_checkpoints_damaged_is_an_error_listing_each(copy):
   for step in (2, 4):
     _empty_meta(copy / "checkpoints" / str(step))
@@ -148,6 +153,7 @@ def test_all_checkpoints_damaged_is_an_error_listing_each(copy):
   assert str(copy / "checkpoints" / "2") in str(e.value) and str(copy / "checkpoints" / "4") in str(e.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["loss_vdsr_recipe", "data_patch_size"])
 def test_workdir_of_another_loss_or_data_is_refused_and_untouched(change, copy, small_data_dir):
   if change == "loss_vdsr_recipe":  # the issue's case: a vdsr (MSE) config on a SoSR workdir
@@ -165,6 +171,7 @@ def test_workdir_of_another_loss_or_data_is_refused_and_untouched(change, copy, 
   assert _listing(copy) == before
 
 
+@pytest.mark.slow
 def test_refused_fresh_layout_creates_nothing(copy, small_data_dir):
   """Refusal happens before the TensorBoard writer or the checkpoint manager exist."""
   shutil.rmtree(copy / "tensorboard")
@@ -177,6 +184,7 @@ def test_refused_fresh_layout_creates_nothing(copy, small_data_dir):
   assert _listing(copy) == before and not (copy / "tensorboard").exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_of_an_older_version_restores_unverified(copy, caplog):
   """Meta written before checksums, loss and data were recorded: restored, with a warning."""
   for step in (2, 4):
@@ -201,6 +209,7 @@ def test_identity_ignores_keys_that_may_change_on_resume(small_data_dir):
 
 # --- 3. preemption and clean stops ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigint_stops_at_a_checkpoint_and_restores_handlers(small_data_dir, tmp_path, monkeypatch):
   previous = signal.getsignal(signal.SIGINT)
   to_global, calls = sharding.to_global, []
@@ -225,6 +234,7 @@ TINY_FLAGS = ["--config.model.num_layers=3", "--config.model.features=8", "--con
               "--config.eval.max_clips=2"]
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_checkpoints_and_resumes_to_the_same_parameters(small_data_dir, tmp_path, caplog):
   workdir = tmp_path / "preempted"
   proc = subprocess.Popen(

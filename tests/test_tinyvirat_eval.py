@@ -25,6 +25,7 @@ def _hand_f1(probs, labels):
   return sum(per_class) / len(per_class), per_class
 
 
+@pytest.mark.slow
 def test_tinyvirat_multilabel_recognizer_and_f1(tmp_path):
   _tiny_tree(tmp_path / "manual", "v1")
   data_dir = str(tmp_path / "data")

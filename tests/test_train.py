@@ -68,6 +68,7 @@ def test_batch_not_divisible_by_devices_is_rejected(small_data_dir, tmp_path):
     main.run(config, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted_run(small_data_dir, tmp_path):
   straight = tmp_path / "straight"
   main.run(tiny_config(small_data_dir), str(straight))
@@ -90,6 +91,7 @@ def test_resume_matches_uninterrupted_run(small_data_dir, tmp_path):
   assert again["model"] == results["model"]
 
 
+@pytest.mark.slow
 def test_workdir_of_another_model_is_refused_and_left_intact(small_data_dir, tmp_path):
   main.run(tiny_config(small_data_dir, num_steps=2), str(tmp_path))
   before = sorted(os.listdir(tmp_path / "checkpoints"))
@@ -100,6 +102,7 @@ def test_workdir_of_another_model_is_refused_and_left_intact(small_data_dir, tmp
   assert sorted(os.listdir(tmp_path / "checkpoints")) == before
 
 
+@pytest.mark.slow
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(small_data_dir, tmp_path):
   main.run(tiny_config(small_data_dir, num_steps=2), str(tmp_path))
   bad = tiny_config(small_data_dir, num_steps=6, checkpoint_every=1, log_every=1)
@@ -111,6 +114,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(small_data_dir, tmp_path
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
 
 
+@pytest.mark.slow
 def test_eval_mode_restores_latest_checkpoint(small_data_dir, tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     c = tiny_config(small_data_dir)

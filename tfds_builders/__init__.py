@@ -13,10 +13,23 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.utils import gcs_utils
+
+# TFDS looks for precomputed metadata of every dataset it has not prepared yet on gs://tfds-data.
+# The project's datasets are never there, and offline (compute nodes) with some gcsfs versions
+# (2024.2, constraints/lowest.txt) the failed lookup imports TensorFlow and crashes.
+gcs_utils._is_gcs_disabled = True  # pylint: disable=protected-access
 
 BUILDERS = ("synthetic_actions", "cdvl_sr", "ucf101_sr", "hmdb51_sr", "tiny_virat")
+
+
+def progress_bars_on_terminal_only() -> None:
+  """TFDS's tqdm bars only when stderr is a terminal: redirected to a file they leave escape codes
+  and one line per refresh. The project's own lines (what is generated where, in how long) stay."""
+  tfds.display_progress_bar(sys.stderr.isatty())
 
 
 def load(name: str) -> None:

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.dataset} is already prepared in {builder.data_dir}", file=sys.stderr)
   else:
     config = tfds.download.DownloadConfig(manual_dir=args.manual_dir)
+    tfds_builders.progress_bars_on_terminal_only()
     builder.download_and_prepare(download_config=config)
   splits = {name: split.num_examples for name, split in builder.info.splits.items()}
   skipped = builder.info.metadata.get("num_skipped", 0)

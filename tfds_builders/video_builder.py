@@ -74,6 +74,11 @@ class VideoPrepBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # TFDS 4.9.x's own lookup needs the `importlib_resources` backport; the file path is enough.
     return epath.Path(sys.modules[cls.__module__].__file__)
 
+  def _log_download_bytes(self) -> None:
+    # Instead of TFDS's "Downloading and preparing dataset Unknown size ..." (manual_dir is read).
+    logging.info("%s/%s: preparing from the manual download into %s", self.name,
+                 self.builder_config.name, self.data_dir)
+
   def __init__(self, *, file_format=None, workers: int | None = None, cache_dir: str | None = None,
                **kwargs):
     # array_record gives random access (tfds.data_source, grain) without TF.

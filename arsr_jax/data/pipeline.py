@@ -84,6 +84,7 @@ def get_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
 
   def generate():
     logging.info("Generating %s into %s ...", name, builder.data_dir)
+    tfds_builders.progress_bars_on_terminal_only()
     builder.download_and_prepare(file_format="array_record")
 
   sharding.run_once(key, generate, f"generating {name} into {builder.data_dir}")

@@ -12,6 +12,7 @@ import time
 
 from absl import logging
 
+import tfds_builders
 from tfds_builders.synthetic_actions import generator
 from tfds_builders.synthetic_actions.synthetic_actions_dataset_builder import Builder
 from tfds_builders.synthetic_actions.synthetic_actions_dataset_builder import SyntheticActionsConfig
@@ -29,6 +30,7 @@ def prepare(config_name: str = "default", data_dir: str | None = None) -> Builde
   builder = Builder(config=config_name, data_dir=data_dir)
   if not builder.is_prepared():
     start = time.perf_counter()
+    tfds_builders.progress_bars_on_terminal_only()
     builder.download_and_prepare()
     logging.info("synthetic_actions/%s: generated %s in %.1f s at %s", config_name,
                  {s: builder.info.splits[s].num_examples for s in builder.info.splits},

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from absl import logging
 from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
@@ -81,6 +82,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def __init__(self, *, file_format=None, **kwargs):
     # array_record gives random access (tfds.data_source, grain) without TF.
     super().__init__(file_format=file_format or self.DEFAULT_FILE_FORMAT, **kwargs)
+
+  def _log_download_bytes(self) -> None:
+    # Instead of TFDS's "Downloading and preparing dataset Unknown size ..." (nothing is downloaded).
+    c = self.builder_config
+    logging.info("synthetic_actions/%s: rendering %d train + %d test clips locally into %s", c.name,
+                 c.num_train, c.num_test, self.data_dir)
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config

@@ -1,0 +1,55 @@
+"""Console commands (pyproject.toml's [project.scripts]): each runs a module as ``python -m`` does.
+
+  arsr-train               python -m arsr_jax.main
+  arsr-enhance             python -m arsr_jax.enhance
+  arsr-flow                python -m arsr_jax.flow
+  arsr-study               python -m arsr_jax.study
+  arsr-real-study          python -m arsr_jax.real_study
+  arsr-export-pretrained   python -m arsr_jax.export_pretrained
+  arsr-prepare             python -m tfds_builders.prepare
+
+Running the module's ``__main__`` block (runpy) keeps one definition of each command's flags,
+parsing and exit statuses: the module's own.
+"""
+
+from __future__ import annotations
+
+import runpy
+
+
+def _run_module(name: str) -> None:
+  runpy.run_module(name, run_name="__main__", alter_sys=True)
+
+
+def train() -> None:
+  _run_module("arsr_jax.main")
+
+
+def enhance() -> None:
+  _run_module("arsr_jax.enhance")
+
+
+def flow() -> None:
+  _run_module("arsr_jax.flow")
+
+
+def study() -> None:
+  _run_module("arsr_jax.study")
+
+
+def real_study() -> None:
+  _run_module("arsr_jax.real_study")
+
+
+def export_pretrained() -> None:
+  _run_module("arsr_jax.export_pretrained")
+
+
+def prepare() -> None:
+  _run_module("tfds_builders.prepare")
+
+
+# Command name -> function, as in pyproject.toml (tests/test_packaging.py checks they agree).
+COMMANDS = {"arsr-train": train, "arsr-enhance": enhance, "arsr-flow": flow, "arsr-study": study,
+            "arsr-real-study": real_study, "arsr-export-pretrained": export_pretrained,
+            "arsr-prepare": prepare}
