@@ -33,7 +33,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import tfds_builders
-from arsr_jax import checkpointing, config_lib, io, sharding, train, workdir_lock, writers
+from arsr_jax import checkpointing, config_lib, io, perceptual, sharding, train, workdir_lock, writers
 from arsr_jax.data import pipeline
 from arsr_jax.evaluation import protocol
 from arsr_jax.jobs import recognition as recognition_job
@@ -57,6 +57,8 @@ def run(config: ml_collections.ConfigDict, workdir: io.PathLike) -> dict[str, An
   dataset split the run reads is opened and checked before any work (``pipeline.check_splits``).
   """
   config_lib.validate(config)
+  if config.task == "sr" and config.mode != "eval":
+    perceptual.check_available(config.loss)  # no VGG weights: refused before any data or workdir exists
   with workdir_lock.hold(workdir):
     pipeline.check_splits(config)
     return TASKS[config.task](config, workdir)

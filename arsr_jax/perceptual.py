@@ -126,27 +126,43 @@ def load_params(module: VGGFeatures, spec: str) -> dict[str, Any]:
   """VGG parameters for ``module`` from ``spec`` ('auto' | 'lpips' | 'random' | PATH); no weights
   for 'auto' or PATH raise ``WeightsUnavailable`` (a download shows its progress on stderr)."""
   template = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
-  if spec == "auto":
-    spec = _auto_path(module.arch)
-  elif spec == "lpips":
-    try:
-      spec = lpips_vgg16_path()
-    except ModuleNotFoundError as e:
-      raise WeightsUnavailable(f"loss.perceptual_weights=lpips: {e}") from e
+  spec = resolve(spec, module.arch)
   if spec == "random":
     logging.warning("The perceptual loss runs on RANDOM %s features (loss.perceptual_weights=random).", module.arch)
     return jax.tree.map(np.asarray, module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"])
-  if not os.path.exists(spec):
-    raise WeightsUnavailable(f"loss.perceptual_weights: no such file {spec}")
   if spec.endswith(".ckpt"):
-    if module.arch != "vgg16":
-      raise WeightsUnavailable(f"{spec} holds VGG16 weights; the loss asks for {module.arch}")
     values = convert_lpips(weights.load_numpy_pickle(spec))
   else:
     values = convert_torchvision(weights.load_torch_state_dict(spec), module.arch, module.layer)
   names = set(weights.flatten(template))
   values = {k: v for k, v in values.items() if k in names}  # deeper layers are not needed
   return weights.assign(template, values, spec)
+
+
+def resolve(spec: str, arch: str) -> str:
+  """The weight file ``spec`` ('auto' | 'lpips' | 'random' | PATH) names for ``arch`` ('random' stays
+  'random'): 'auto' may download it (``hub``); no weights raise ``WeightsUnavailable``."""
+  if spec == "auto":
+    spec = _auto_path(arch)
+  elif spec == "lpips":
+    try:
+      spec = lpips_vgg16_path()
+    except ModuleNotFoundError as e:
+      raise WeightsUnavailable(f"loss.perceptual_weights=lpips: {e}") from e
+  if spec == "random":
+    return spec
+  if not os.path.exists(spec):
+    raise WeightsUnavailable(f"loss.perceptual_weights: no such file {spec}")
+  if spec.endswith(".ckpt") and arch != "vgg16":
+    raise WeightsUnavailable(f"{spec} holds VGG16 weights; the loss asks for {arch}")
+  return spec
+
+
+def check_available(loss_cfg: ml_collections.ConfigDict) -> None:
+  """Fails closed before any work: a loss with a perceptual term and no ImageNet weights raises
+  ``WeightsUnavailable`` (fetching them first if 'auto' can)."""
+  if loss_cfg.get("perceptual_weight"):
+    resolve(loss_cfg.get("perceptual_weights", "auto"), loss_cfg.get("perceptual_arch", "vgg16"))
 
 
 def _auto_path(arch: str) -> str:
