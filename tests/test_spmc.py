@@ -12,19 +12,7 @@ import pytest
 from arsr_jax import losses
 from arsr_jax.data import degrade
 from arsr_jax.models import spmc
-
-
-def _fast_compile_options():
-  """XLA:CPU options that cut compile time (as tests/test_models_zoo.py); defaults where unknown."""
-  options = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-  try:
-    jax.jit(lambda x: x + 1, compiler_options=options)(0.0)
-  except Exception:  # noqa: BLE001  (an unknown option is an XlaRuntimeError)
-    return {}
-  return options
-
-
-_jit = functools.partial(jax.jit, compiler_options=_fast_compile_options())
+from test_models_zoo import _jit  # XLA:CPU options that cut compile time
 
 
 def _rand(shape, seed=0):
