@@ -12,7 +12,6 @@ import http.server
 import io
 import os
 import pathlib
-import pickle
 import socket
 import subprocess
 import sys
@@ -24,55 +23,20 @@ import pytest
 
 from arsr_jax import config_lib, hub, main, perceptual
 from arsr_jax.jobs import sr as sr_job
+from test_weights_safety import _Storage, _Tensor, _TorchPickler
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAME = "vgg19-0123abcd.pth"
 
 
-class _Global:
-  """A module attribute written as a pickle GLOBAL without importing its module."""
-
-  def __init__(self, module, name):
-    self.module, self.name = module, name
-
-  def __call__(self, *args):
-    raise NotImplementedError
-
-
-class _Storage:
-  def __init__(self, key, array):
-    self.key, self.array = key, np.ascontiguousarray(array, np.float32)
-
-
-class _Tensor:
-  """Pickles as torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())."""
-
-  def __init__(self, storage):
-    self.storage = storage
-
-  def __reduce__(self):
-    a = self.storage.array
-    stride = tuple(s // a.itemsize for s in a.strides)
-    return _Global("torch._utils", "_rebuild_tensor_v2"), (self.storage, 0, a.shape, stride, False,
-                                                          collections.OrderedDict())
-
-
-class _TorchPickler(pickle._Pickler):  # the Python pickler, whose dispatch table can be extended
-  dispatch = dict(pickle._Pickler.dispatch)
-  dispatch[_Global] = lambda self, g: self.write(pickle.GLOBAL + f"{g.module}\n{g.name}\n".encode())
-
-  def persistent_id(self, obj):
-    if isinstance(obj, _Storage):
-      return ("storage", _Global("torch", "FloatStorage"), obj.key, "cpu", obj.array.size)
-    return None
-
-
 def torch_zip_bytes(state: dict[str, np.ndarray]) -> bytes:
-  """{name: float32 array} as torch.save writes it (zip: archive/data.pkl + archive/data/<key>)."""
+  """{name: float32 array} as torch.save writes it (zip: archive/data.pkl + archive/data/<key>), through
+  test_weights_safety's torch pickler (one storage per C-contiguous tensor)."""
   storages = [_Storage(str(i), v) for i, v in enumerate(state.values())]
+  tensors = [_Tensor(s, 0, np.shape(v), np.cumprod((1,) + np.shape(v)[:0:-1])[::-1].tolist())
+             for s, v in zip(storages, state.values())]
   buffer, out = io.BytesIO(), io.BytesIO()
-  _TorchPickler(buffer, protocol=2).dump(collections.OrderedDict(
-      (k, _Tensor(s)) for k, s in zip(state, storages)))
+  _TorchPickler(buffer, protocol=2).dump(collections.OrderedDict(zip(state, tensors)))
   with zipfile.ZipFile(out, "w") as zf:
     zf.writestr("archive/data.pkl", buffer.getvalue())
     zf.writestr("archive/version", "3\n")
