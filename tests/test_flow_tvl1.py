@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from arsr_jax import sharding as arsr_sharding
 from arsr_jax.data.video import write_video
 from arsr_jax.flow import __main__ as flow_cli
 from arsr_jax.flow import dequantize_flow, ops, read_flo, tvl1
@@ -260,7 +261,7 @@ def test_sharded_batch():
   assert flow.shape == (3, 32, 48, 2)
   assert np.abs(np.median(np.asarray(flow)[:, 8:-8, 8:-8], axis=(1, 2)) - [1, 0]).max() < 0.2
   n = jax.device_count()
-  sharding = jax.sharding.NamedSharding(tvl1.make_data_mesh(), jax.sharding.PartitionSpec("data"))
+  sharding = jax.sharding.NamedSharding(arsr_sharding.make_mesh(), jax.sharding.PartitionSpec("data"))
   put = lambda f: jax.device_put(np.resize(f, (n,) + f.shape[1:]), sharding)
   flow_jit = jax.jit(functools.partial(tvl1_flow, params=TINY))(put(frame0), put(frame1))
   assert flow_jit.sharding.spec == jax.sharding.PartitionSpec("data")

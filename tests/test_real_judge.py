@@ -1,9 +1,9 @@
-"""Statistics and outputs of the real-video judging (evaluation/real_judge.py, metrics/paired.py)."""
+"""Statistics and outputs of the real-video judging (studies/real_judge.py, metrics/paired.py)."""
 
 import numpy as np
 import pytest
 
-from arsr_jax.evaluation import real_judge
+from arsr_jax.studies import real_judge
 from arsr_jax.metrics import paired
 from arsr_jax.metrics import recognition as rm
 

@@ -269,7 +269,7 @@ def _flat(d, prefix=""):
 
 def test_full_size_studies_are_the_full_recipes():
   """--size full = configs/<recipe>.py (no variant) with only dataset and run length changed."""
-  from arsr_jax import real_study, study
+  from arsr_jax.studies import real_study, study
   allowed = {"data.name", "data.data_dir", "train.num_steps", "optimizer.boundaries", "optimizer_d.boundaries",
              "scale", "train.init_from",
              "data.flip", "data.crop_size"}  # TSN on 128 px synthetic frames with left/right classes (study.py)

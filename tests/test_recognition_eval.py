@@ -303,7 +303,7 @@ def test_attention_objective_routes_gradients(workdirs, small_data_dir, tmp_path
 
 
 def test_study_claims_logic():
-  from arsr_jax import study
+  from arsr_jax.studies import study
   m = {k: {"spatial_accuracy": s, "temporal_accuracy": t, "fusion_accuracy": f}
        for k, (s, t, f) in {"bicubic": (.1, .1, .2), "vdsr": (.2, .1, .3), "sosr": (.3, .1, .35),
                             "tosr": (.2, .2, .36), "sosr+tosr": (.3, .2, .4), "hr": (.4, .3, .5)}.items()}
@@ -350,7 +350,7 @@ def test_protocol_with_st_resnet(workdirs, small_data_dir, tmp_path):
 
 
 def test_mcnemar_exact():
-  from arsr_jax import study
+  from arsr_jax.studies import study
   a = np.array([True] * 6 + [False] * 4)
   b = np.array([False] * 6 + [False] * 4)
   assert study.mcnemar_p(a, b) == pytest.approx(2 / 64)  # 6 discordant pairs, all one way

@@ -79,7 +79,7 @@ def test_sr_input_recognizer_sees_the_sr_output_not_hr():
 
 
 def test_methods_spec():
-  from arsr_jax import tinyvirat_study as tv
+  from arsr_jax.studies import tinyvirat_study as tv
   assert tv.parse_methods("bicubic, dvsr=/w/d") == {"bicubic": "bicubic", "dvsr": "/w/d"}
   for bad, msg in (("", "empty"), ("/w/d", "name SR workdirs"), ("a=x,a=y", "twice")):
     with pytest.raises(ValueError, match=msg):
@@ -89,7 +89,8 @@ def test_methods_spec():
 @pytest.mark.slow
 def test_tinyvirat_study_one_command_table(small_data_dir, tmp_path, capsys):
   """Tiny SR (VDSR, 2 steps) + bicubic; a 3D ResNet trained on each one's outputs; one table row each."""
-  from arsr_jax import config_lib, io, main, tinyvirat_study
+  from arsr_jax import config_lib, io, main
+  from arsr_jax.studies import tinyvirat_study
   from test_real_video_builders import _tiny_tree, build, tiny
 
   sr = config_lib.recipe("vdsr", "smoke", {"data.data_dir": small_data_dir, "train.num_steps": 2,

@@ -44,10 +44,21 @@ def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   logging.set_verbosity(logging.INFO)
   try:
-    _check(args)
+    prepare(**vars(args))
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  return 0
+
+
+def prepare(dataset: str, manual_dir: str, data_dir: str, workers: int | None = None, num_shards: int = 1,
+            shard_index: int = 0, cache_dir: str | None = None, clean_cache: bool = False) -> None:
+  """The command as a function (flags as arguments); ValueError (before anything is written) for a
+  name that is not a project dataset/config or a missing or empty ``manual_dir``."""
+  args = argparse.Namespace(dataset=dataset, manual_dir=manual_dir, data_dir=data_dir, workers=workers,
+                            num_shards=num_shards, shard_index=shard_index, cache_dir=cache_dir,
+                            clean_cache=clean_cache)
+  _check(args)
   tfds_builders.load(args.dataset)
   builder = tfds.builder(args.dataset, data_dir=args.data_dir, file_format="array_record",
                          workers=args.workers, cache_dir=args.cache_dir)
@@ -58,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.dataset}: shard {args.shard_index}/{args.num_shards}: {stats.total} videos, "
           f"{stats.cached} were cached, {stats.computed} prepared ({stats.skipped} skipped) in "
           f"{stats.seconds:.1f} s; cache at {builder.cache.root}", file=sys.stderr)
-    return 0
+    return
   if builder.is_prepared():
     print(f"{args.dataset} is already prepared in {builder.data_dir}", file=sys.stderr)
   else:
@@ -71,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         f"see skipped.json) after {time.perf_counter() - start:.1f} s", file=sys.stderr)
   if args.clean_cache:
     shutil.rmtree(builder.cache.root, ignore_errors=True)
-  return 0
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -82,7 +82,7 @@ def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, in
   """(module, host variables, input kind, classes, flow stack length, step, run config or None) of a
   recognition run, or of DeepMind's Kinetics-400 I3D for ``workdir='i3d_kinetics400'``."""
   if workdir == I3D_KINETICS:
-    return i3d.I3D(num_classes=400), i3d.load_kinetics400(), "clip", 400, 1, 0, None
+    return (*i3d.frozen_kinetics400(), "clip", 400, 1, 0, None)
   cfg = load_run_config(workdir)
   if cfg.get("task") != "recognition":
     raise ValueError(f"{workdir} holds a {cfg.get('task', 'sr')!r} run, not a recognizer")

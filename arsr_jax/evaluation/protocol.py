@@ -41,7 +41,7 @@ from arsr_jax.metrics import image as iq
 from arsr_jax.metrics import recognition as rm
 from arsr_jax.steps import protocol as ps
 from arsr_jax.steps import recognition as rec_steps
-from arsr_jax.writers import EventWriter
+from arsr_jax.writers import EventWriter, markdown_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,13 +264,8 @@ def _run_clips(config, source, n, sp, rec, mesh, scale: int, name: str) -> dict[
   for i in range(n):
     w = logits[index == i]
     agg.append(rm.multilabel_video_scores(w[None], np.ones((1, len(w)), bool))[0] if multilabel
-               else _softmax(w).mean(0))
+               else np.asarray(jax.nn.softmax(w, axis=-1)).mean(0))
   return {"clip": np.stack(agg), "label": out["label"][first]}
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-  x = x - x.max(-1, keepdims=True)
-  return np.exp(x) / np.exp(x).sum(-1, keepdims=True)
 
 
 def _summarize(out: dict[str, np.ndarray], labels: np.ndarray, num_classes: int, e, fusion=None
@@ -305,17 +300,12 @@ def results_table(results: dict[str, Any]) -> str:
           ("clip_accuracy", "clip"), ("clip_macro_f1", "clip F1"), ("psnr", "PSNR-Y"), ("ssim", "SSIM-Y"),
           ("warp_error", "warp err")]
   present = [(k, h) for k, h in cols if any(r.get(k) is not None for r in results["methods"].values())]
-  rows = [f"\nRecognition of SR output on {results['dataset']}:{results['split']} ({results['num_videos']} videos, "
-          f"x{results['scale']}, {results['num_segments']} segments{_views_text(results)})\n",
-          "| method | " + " | ".join(h for _, h in present) + " |", "|---" * (len(present) + 1) + "|"]
-  for name, r in results["methods"].items():
-    cells = []
-    for k, _ in present:
-      v = r.get(k)
-      cells.append("n/a" if v is None else (f"{100 * v:.2f}" if "accuracy" in k or "f1" in k else
-                                             f"{v:.4f}" if k in ("ssim", "warp_error") else f"{v:.2f}"))
-    rows.append(f"| {name} | " + " | ".join(cells) + " |")
-  return "\n".join(rows)
+  fmt = lambda k, v: "n/a" if v is None else (f"{100 * v:.2f}" if "accuracy" in k or "f1" in k else  # noqa: E731
+                                              f"{v:.4f}" if k in ("ssim", "warp_error") else f"{v:.2f}")
+  rows = [[name, *(fmt(k, r.get(k)) for k, _ in present)] for name, r in results["methods"].items()]
+  return (f"\nRecognition of SR output on {results['dataset']}:{results['split']} ({results['num_videos']} videos, "
+          f"x{results['scale']}, {results['num_segments']} segments{_views_text(results)})\n\n"
+          + markdown_table(["method", *(h for _, h in present)], rows))
 
 
 def _views_text(results: dict[str, Any]) -> str:

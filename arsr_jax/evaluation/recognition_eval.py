@@ -18,7 +18,7 @@ from arsr_jax.data import recognition_data
 from arsr_jax.evaluation import batched
 from arsr_jax.metrics import recognition as rm
 from arsr_jax.steps import recognition as rec_steps
-from arsr_jax.writers import EventWriter
+from arsr_jax.writers import EventWriter, markdown_table
 
 
 class RecognitionEvaluator:
@@ -67,8 +67,7 @@ class RecognitionEvaluator:
             f"{results['num_videos']} videos, step {results['step']}\n")
     keys = [k for k in ("accuracy", "spatial_accuracy", "temporal_accuracy", "macro_f1")
             if results.get(k) is not None]
-    return head + "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n| " + " | ".join(
-        f"{100 * results[k]:.2f}" for k in keys) + " |"
+    return head + markdown_table(keys, [[f"{100 * results[k]:.2f}" for k in keys]])
 
 
 def score_summary(score: np.ndarray, labels: np.ndarray, num_classes: int, threshold: float) -> dict[str, Any]:

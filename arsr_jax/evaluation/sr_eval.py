@@ -21,7 +21,7 @@ from arsr_jax.data import degrade, pipeline
 from arsr_jax.evaluation import batched
 from arsr_jax.metrics import image as iq
 from arsr_jax.steps import sr as sr_steps
-from arsr_jax.writers import EventWriter
+from arsr_jax.writers import EventWriter, markdown_table
 
 METHODS = ("bicubic", "model")
 
@@ -91,16 +91,12 @@ def write_samples(writer: EventWriter, step: int, model, variables, batch,
 
 def results_table(results: dict[str, Any]) -> str:
   """Markdown table of the eval results."""
-  rows = [f"\nEval at step {results['step']} on {results['dataset']}:{results['split']} "
+  rows = [[results["model_name"] if method == "model" else method, *(_fmt(results[method][k]) for k in sr_steps.EVAL_KEYS)]
+          for method in METHODS]
+  return (f"\nEval at step {results['step']} on {results['dataset']}:{results['split']} "
           f"({results['num_frames']} frames, x{results['scale']}, moving = |flow| > "
-          f"{results['moving_threshold_px']} px)\n",
-          "| method | PSNR-Y | SSIM-Y | PSNR-Y moving | SSIM-Y moving |", "|---|---|---|---|---|"]
-  for method in METHODS:
-    r = results[method]
-    name = results["model_name"] if method == "model" else method
-    cells = [_fmt(r[k]) for k in sr_steps.EVAL_KEYS]
-    rows.append(f"| {name} | " + " | ".join(cells) + " |")
-  return "\n".join(rows)
+          f"{results['moving_threshold_px']} px)\n\n"
+          + markdown_table(["method", "PSNR-Y", "SSIM-Y", "PSNR-Y moving", "SSIM-Y moving"], rows))
 
 
 def _fmt(v: float | None) -> str:

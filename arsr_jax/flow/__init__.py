@@ -14,12 +14,12 @@ t to frame t + 1.
 """
 
 from arsr_jax.flow.io import dequantize_flow, quantize_flow, read_flo, resize_flow, write_flo
-from arsr_jax.flow.tvl1 import TVL1Params, make_data_mesh, tvl1_flow, tvl1_flow_sharded
+from arsr_jax.flow.tvl1 import TVL1Params, tvl1_flow, tvl1_flow_sharded
 from arsr_jax.flow.vis import flow_to_color, save_png, temporal_profile
 from arsr_jax.flow.warp import warp
 
 __all__ = [
-    "TVL1Params", "tvl1_flow", "tvl1_flow_sharded", "make_data_mesh", "warp",
+    "TVL1Params", "tvl1_flow", "tvl1_flow_sharded", "warp",
     "read_flo", "write_flo", "quantize_flow", "dequantize_flow", "resize_flow",
     "flow_to_color", "temporal_profile", "save_png",
 ]

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from arsr_jax import sharding
 from arsr_jax.flow.ops import centered_gradient, median_filter, remap_cubic, resize_bilinear
 from arsr_jax.flow.tvl1_params import MIN_LEVEL_SIZE, STORAGE_DTYPES, TVL1Params, pyramid_shapes  # noqa: F401
 from arsr_jax.flow.tvl1_step import primal_dual_step
@@ -88,12 +89,6 @@ def tvl1_flow(frame0, frame1, params: TVL1Params = TVL1Params(), *, compact: boo
   return _tvl1_gray(gray0, gray1, params, compact, return_stats)
 
 
-def make_data_mesh(devices=None) -> jax.sharding.Mesh:
-  """1-D mesh over ``devices`` (default: all) with a single ``data`` axis."""
-  devices = np.array(jax.devices() if devices is None else devices)
-  return jax.sharding.Mesh(devices, ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-
-
 def tvl1_flow_sharded(frame0, frame1, params: TVL1Params = TVL1Params(), mesh=None) -> jax.Array:
   """``tvl1_flow`` with the batch split over the ``data`` axis of ``mesh``.
 
@@ -105,7 +100,7 @@ def tvl1_flow_sharded(frame0, frame1, params: TVL1Params = TVL1Params(), mesh=No
   sharded over the same mesh (default: all devices, as ``sharding.make_mesh``)
   no data moves; with one device it is ``tvl1_flow``.
   """
-  mesh = make_data_mesh() if mesh is None else mesh
+  mesh = sharding.make_mesh() if mesh is None else mesh
   gray0, gray1 = _prepare(frame0, frame1)
   n, ndev = gray0.shape[0], mesh.shape["data"]
   pad = (-n) % ndev

@@ -108,10 +108,11 @@ def restore_recognizer(loss: ml_collections.ConfigDict) -> losses.Recognizer:
   source = loss.get("recognizer", "kinetics400")
   if source not in RECOGNIZER_WEIGHTS:
     raise ValueError(f"loss.recognizer={source!r}; use one of {RECOGNIZER_WEIGHTS}")
-  net = i3d.I3D(num_classes=400, dtype=jnp.dtype(loss.get("recognizer_dtype", "float32")), global_pool=True)
+  dtype = jnp.dtype(loss.get("recognizer_dtype", "float32"))
   if source == "kinetics400":
-    variables = i3d.load_kinetics400()
+    net, variables = i3d.frozen_kinetics400(dtype, global_pool=True)
   else:
+    net = i3d.I3D(num_classes=400, dtype=dtype, global_pool=True)
     variables = net.init(jax.random.key(0), jnp.zeros((1, 16, 64, 64, 3), jnp.float32))
   layers = tuple(loss.get("feature_layers", ()))
   lo, hi = i3d.I3D.INPUT_RANGE

@@ -7,8 +7,8 @@
 
 Each model is ``<name>.msgpack`` (``flax.serialization`` msgpack of the variables: arrays only,
 no pickle, no code) and a card ``<name>.json``: the recipe and network, the data, steps, the
-study's numbers and the exact commands that reproduce it (``arsr_jax/export_pretrained.py``
-writes both from a finished ``python -m arsr_jax.real_study --size corpus`` run).
+study's numbers and the exact commands that reproduce it (``arsr_jax/studies/export_pretrained.py``
+writes both from a finished ``python -m arsr_jax.studies.corpus_study`` run).
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ import numpy as np
 from arsr_jax import weights
 from arsr_jax.recognition import conv
 
-__all__ = ["I3D", "KINETICS400_LABELS", "default_weights_path", "load_kinetics400",
-           "load_labels", "preprocess", "convert_variables"]
+__all__ = ["I3D", "KINETICS400_LABELS", "default_weights_path", "frozen_kinetics400", "from_uint8",
+           "load_kinetics400", "load_labels", "preprocess", "convert_variables"]
 
 # (branch0 1x1, branch1 1x1, branch1 3x3, branch2 1x1, branch2 3x3, branch3 pool-proj 1x1)
 _INCEPTION = {
@@ -198,6 +198,16 @@ def load_kinetics400(path: str | os.PathLike | None = None, num_classes: int = 4
   return convert_variables(raw, template, path)
 
 
+def frozen_kinetics400(dtype: Any = jnp.float32, global_pool: bool = False,
+                       path: str | os.PathLike | None = None) -> tuple[I3D, dict]:
+  """DeepMind's Kinetics-400 I3D as a frozen black box: (module, host variables).
+
+  Feed it RGB in ``I3D.INPUT_RANGE`` (:func:`from_uint8`, :func:`preprocess`) with ``train=False``.
+  ``global_pool``: logits of inputs smaller than 224 px (the consistency loss's training crops).
+  """
+  return I3D(num_classes=400, dtype=dtype, global_pool=global_pool), load_kinetics400(path)
+
+
 # ---------------------------------------------------------------------------
 # Inputs and labels.
 
@@ -231,7 +241,13 @@ def preprocess(frames, size: int = 224, num_frames: int | None = 64, resize: int
     x = jax.image.resize(x, (n, t, nh, nw, 3), method="bilinear", antialias=True)
   top, left = (nh - size) // 2, (nw - size) // 2
   x = x[:, :, top:top + size, left:left + size]
-  return jnp.clip(x / 127.5 - 1.0, -1.0, 1.0)
+  return jnp.clip(from_uint8(x), *I3D.INPUT_RANGE)
+
+
+def from_uint8(frames) -> jnp.ndarray:
+  """RGB levels 0..255 (uint8 or float, any shape) -> float32 in ``I3D.INPUT_RANGE`` (x / 127.5 - 1)."""
+  lo, hi = I3D.INPUT_RANGE
+  return jnp.asarray(frames).astype(jnp.float32) / (255.0 / (hi - lo)) + lo
 
 
 def load_labels(path: str | os.PathLike) -> list[str]:

@@ -70,9 +70,7 @@ def super_resolve(sr, lr_windows: jax.Array, hr: jax.Array) -> jax.Array:
   if sr == BICUBIC:
     out = degrade.bicubic_upsample(centre, hr.shape[-2] // centre.shape[-2])
   else:
-    x = lr if sr.input_frames > 1 else centre
-    out, _ = sr_steps.split_output(sr_steps.apply_sr(sr.model, sr.variables, x, train=False, **sr.call_kwargs))
-    out = out.astype(jnp.float32)
+    out = _apply(sr, lr if sr.input_frames > 1 else centre)
   return iq.quantize(jnp.clip(out, 0.0, 1.0))
 
 
@@ -81,15 +79,14 @@ def super_resolve_clips(sr, lr: jax.Array, scale: int, size: int = 0) -> jax.Arr
 
   ``sr``: 'bicubic' (x ``scale``) or a FrozenSR clip or frame model (frame models run frame by frame).
   ``size`` > 0 resizes the output to size x size (bilinear, as the clip path's recognizer input).
+  The one super-resolver of windows of frames (the protocol, classifiers on SR output, the studies);
+  streams of frames go through ``inference.Upscaler``.
   """
   x = lr.astype(jnp.float32) / 255.0 if lr.dtype == jnp.uint8 else lr.astype(jnp.float32)
   if sr == BICUBIC:
     out = degrade.bicubic_upsample(x, scale)
   elif sr.is_clip_model or sr.input_frames == 1:
-    flat = x if sr.is_clip_model else x.reshape((-1,) + x.shape[2:])
-    out, _ = sr_steps.split_output(sr_steps.apply_sr(sr.model, sr.variables, flat, train=False, **sr.call_kwargs))
-    out = out.astype(jnp.float32)
-    out = out if sr.is_clip_model else out.reshape(x.shape[:2] + out.shape[-3:])
+    out = _apply(sr, x)  # a frame model sees the clip's frames as extra leading axes
     if out.shape[:4] != x.shape[:2] + (x.shape[2] * scale, x.shape[3] * scale):
       raise ValueError(f"SR network {sr.name} maps clips {x.shape[1:4]} to {out.shape[1:4]}, not x{scale} "
                        "with every frame (an intermediate progressive stage?)")
@@ -100,6 +97,12 @@ def super_resolve_clips(sr, lr: jax.Array, scale: int, size: int = 0) -> jax.Arr
   if size and out.shape[-2] != size:
     out = jax.image.resize(out, out.shape[:-3] + (size, size, 3), "bilinear")
   return out
+
+
+def _apply(sr, lr: jax.Array) -> jax.Array:
+  """float32 SR output of a FrozenSR on ``lr`` (its input with any extra leading axes), unclipped."""
+  out, _ = sr_steps.split_output(sr_steps.apply_sr(sr.model, sr.variables, lr, train=False, **sr.call_kwargs))
+  return out.astype(jnp.float32)
 
 
 def centre_crop(x: jax.Array, size: int) -> jax.Array:

@@ -18,14 +18,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsr_jax import io
+from arsr_jax import io, writers
 from arsr_jax.data import degrade, video
 from arsr_jax.evaluation import plots
 from arsr_jax.metrics import image as iq
 from arsr_jax.metrics import paired
 from arsr_jax.metrics import recognition as rm
 from arsr_jax.recognition import i3d
-from arsr_jax.steps import sr as sr_steps
+from arsr_jax.steps import protocol as ps
+from tfds_builders import video_prep
+from tfds_builders.cdvl_sr import cdvl_sr_dataset_builder as cdvl
 
 CLIP, SIZE = 16, 224
 BASELINE = "bicubic"
@@ -44,14 +46,29 @@ def window_starts(num_frames: int, num_windows: int) -> np.ndarray:
   return np.unique(np.round(np.linspace(0, max(0, num_frames - CLIP), num_windows)).astype(int))
 
 
-def hr_windows(path: str, num_windows: int) -> np.ndarray:
-  """(W, 16, 224, 224, 3) uint8 HR windows of a video (see the module doc)."""
+def hr_windows(path: str, num_windows: int, consecutive: bool = False) -> np.ndarray:
+  """(W, 16, 224, 224, 3) uint8 HR windows of a video (see the module doc); ``consecutive``: the
+  first ``num_windows`` back-to-back windows instead of starts spread over the video."""
   frames = video.read_video(path)
   if frames.shape[0] < CLIP:
     raise ValueError(f"{path}: {frames.shape[0]} frames, fewer than the {CLIP} of one I3D window")
-  clips = [frames[s:s + CLIP] for s in window_starts(frames.shape[0], num_windows)]
+  starts = ([a for a, _ in rm.clip_windows(frames.shape[0], CLIP)[:num_windows]] if consecutive
+            else window_starts(frames.shape[0], num_windows))
+  clips = [frames[s:s + CLIP] for s in starts]
   x = np.stack([np.asarray(i3d.preprocess(c, size=SIZE, num_frames=None))[0] for c in clips])
-  return np.round((x + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+  lo, hi = i3d.I3D.INPUT_RANGE  # back to 8-bit levels: (x + 1) * 127.5
+  return np.round((x - lo) * (255.0 / (hi - lo))).clip(0, 255).astype(np.uint8)
+
+
+def videos(folder: str, dataset: str | None = None, split: str = "test") -> list[str]:
+  """Sorted video files of ``folder``; with ``dataset`` (a ``cdvl_sr/...`` name) only those of its
+  ``split`` (default: test, the videos SR training never saw; split by file-name hash)."""
+  paths = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                 if not f.startswith(".") and f.lower().endswith(video_prep.VIDEO_EXTENSIONS))
+  if dataset is None:
+    return paths
+  cfg = next(c for c in cdvl.Builder.BUILDER_CONFIGS if c.name == dataset.split("/")[1])
+  return cdvl.assign_splits(paths, cfg.test_fraction, cfg.validation_fraction).get(split, [])
 
 
 def gt_class(path: str) -> str | None:
@@ -59,16 +76,11 @@ def gt_class(path: str) -> str | None:
   return next((c for k, c in KINETICS_CLASS.items() if name.startswith(k)), None)
 
 
-def super_resolver(sr) -> Callable[[np.ndarray], np.ndarray]:
-  """uint8 (W, T, h, w, 3) LR windows -> uint8 (W, T, h*s, w*s, 3); ``sr`` 'bicubic' or a FrozenSR
-  frame model (frames folded into the batch, one window at a time to bound memory)."""
-  if isinstance(sr, str):
-    fn = jax.jit(lambda x, s: jnp.clip(degrade.bicubic_upsample(x.astype(jnp.float32) / 255.0, s), 0, 1),
-                 static_argnums=1)
-  else:
-    fn = jax.jit(lambda x, s: jnp.clip(sr_steps.split_output(sr_steps.apply_sr(
-        sr.model, sr.variables, x.astype(jnp.float32) / 255.0, train=False, **sr.call_kwargs))[0], 0, 1),
-        static_argnums=1)
+def super_resolver(sr) -> Callable[[np.ndarray, int], np.ndarray]:
+  """``run(lr, scale)``: uint8 (W, T, h, w, 3) LR windows -> uint8 (W, T, h*s, w*s, 3), one window at
+  a time (bounded memory) through ``steps/protocol.super_resolve_clips``; ``sr`` 'bicubic' or a
+  FrozenSR frame or clip model; jitted once per method."""
+  fn = jax.jit(lambda x, s: ps.super_resolve_clips(sr, x[None], s)[0], static_argnums=1)
 
   def run(lr: np.ndarray, scale: int) -> np.ndarray:
     return np.stack([np.round(np.asarray(fn(w, scale)) * 255.0).astype(np.uint8) for w in lr])
@@ -78,10 +90,10 @@ def super_resolver(sr) -> Callable[[np.ndarray], np.ndarray]:
 class Judge:
   """The frozen Kinetics-400 I3D (DeepMind's weights) and the per-window measurements."""
 
-  def __init__(self, variables: Any | None = None):
-    model = i3d.I3D(num_classes=400)
-    self.variables = variables if variables is not None else i3d.load_kinetics400()
-    self._classify = jax.jit(lambda v, x: model.apply(v, x.astype(jnp.float32) / 127.5 - 1.0, train=False))
+  def __init__(self, sharding: jax.sharding.Sharding | None = None):
+    model, variables = i3d.frozen_kinetics400()
+    self.variables = jax.device_put(variables, sharding) if sharding is not None else variables
+    self._classify = jax.jit(lambda v, x: model.apply(v, i3d.from_uint8(x), train=False))
     self._hr: dict[tuple[str, int], np.ndarray] = {}  # (path, windows) -> HR windows (shared by scales)
     self._quality = jax.jit(lambda a, b, border: (
         iq.psnr_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border),
@@ -172,26 +184,24 @@ def kl_figure(path: str, rec: dict[str, Any], summary: dict[str, Any], title: st
 
 def table(results: dict[str, Any]) -> str:
   """Markdown table of ``{set: {scale: summary}}``."""
-  rows = ["| set | scale | method | top-1 agree | top-5 agree | KL(HR‖m) | ΔKL vs bicubic [95% CI] | "
-          "Δtop-1 vs bicubic [95% CI] | GT top-1 | PSNR-Y | ΔPSNR-Y [95% CI] | SSIM-Y |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   ci = lambda d, f: f"{f(d['mean'])} [{f(d['low'])}, {f(d['high'])}]"  # noqa: E731
+  kl, top1, psnr = (lambda v: f"{v:+.3f}"), (lambda v: f"{100 * v:+.1f}"), (lambda v: f"{v:+.2f}")  # noqa: E731
+  rows, paired_rows = [], []
   for name, scales in results.items():
     for scale, s in scales.items():
       for m, r in s["methods"].items():
         d = r.get("vs_bicubic")
-        gt = "-" if r["gt_top1"] is None else f"{100 * r['gt_top1']:.0f}"
-        rows.append(f"| {name} | {scale} | {m} | {100 * r['top1_agreement']:.1f} | {100 * r['top5_agreement']:.1f} | "
-                    f"{r['kl_from_hr']:.3f} | {ci(d['kl'], lambda v: f'{v:+.3f}') if d else '-'} | "
-                    f"{ci(d['top1'], lambda v: f'{100 * v:+.1f}') if d else '-'} | {gt} | {r['psnr_y']:.2f} | "
-                    f"{ci(d['psnr'], lambda v: f'{v:+.2f}') if d else '-'} | {r['ssim_y']:.3f} |")
-  rows += ["", f"Paired differences to the pixel-loss {PIXEL_BASELINE.upper()} (method - {PIXEL_BASELINE}, 95% CI over clips):",
-           "", "| set | scale | method | ΔKL [95% CI] | Δtop-1 [95% CI] | ΔPSNR-Y [95% CI] |", "|---|---|---|---|---|---|"]
-  for name, scales in results.items():
-    for scale, s in scales.items():
-      for m, r in s["methods"].items():
+        rows.append([name, scale, m, f"{100 * r['top1_agreement']:.1f}", f"{100 * r['top5_agreement']:.1f}",
+                     f"{r['kl_from_hr']:.3f}", ci(d["kl"], kl) if d else "-", ci(d["top1"], top1) if d else "-",
+                     "-" if r["gt_top1"] is None else f"{100 * r['gt_top1']:.0f}", f"{r['psnr_y']:.2f}",
+                     ci(d["psnr"], psnr) if d else "-", f"{r['ssim_y']:.3f}"])
         d = r.get(f"vs_{PIXEL_BASELINE}")
         if d:
-          rows.append(f"| {name} | {scale} | {m} | {ci(d['kl'], lambda v: f'{v:+.3f}')} | "
-                      f"{ci(d['top1'], lambda v: f'{100 * v:+.1f}')} | {ci(d['psnr'], lambda v: f'{v:+.2f}')} |")
-  return "\n".join(rows)
+          paired_rows.append([name, scale, m, ci(d["kl"], kl), ci(d["top1"], top1), ci(d["psnr"], psnr)])
+  return "\n".join([
+      writers.markdown_table(["set", "scale", "method", "top-1 agree", "top-5 agree", "KL(HR‖m)",
+                              "ΔKL vs bicubic [95% CI]", "Δtop-1 vs bicubic [95% CI]", "GT top-1", "PSNR-Y",
+                              "ΔPSNR-Y [95% CI]", "SSIM-Y"], rows),
+      "", f"Paired differences to the pixel-loss {PIXEL_BASELINE.upper()} (method - {PIXEL_BASELINE}, 95% CI over clips):",
+      "", writers.markdown_table(["set", "scale", "method", "ΔKL [95% CI]", "Δtop-1 [95% CI]", "ΔPSNR-Y [95% CI]"],
+                                 paired_rows)])
