@@ -17,6 +17,7 @@ import ml_collections
 
 from arsr_jax import checkpointing, config_lib, io, models, precision, recognition
 from arsr_jax.data import recognition_data
+from arsr_jax.models import legacy_layout
 from arsr_jax.recognition import i3d
 
 I3D_KINETICS = "i3d_kinetics400"
@@ -55,6 +56,7 @@ def load_sr(workdir: str, sharding: jax.sharding.Sharding, dtype) -> FrozenSR:
   model = models.build_model(cfg.model.name, cfg.scale, **precision.net_kwargs(cfg.model, models.MODELS, dtype))
   step, state = checkpointing.load_latest_state(workdir)
   params = state.get("ema_params") or state["params"]["generator"]
+  legacy_layout.refuse_per_block(params, model, workdir)
   variables = jax.device_put({"params": params, **state["model_state"]["generator"]}, sharding)
   fade = {"alpha": 1.0} if cfg.train.get("fade_steps") else {}
   k = cfg.data.input_frames if models.input_ndim(model) == 5 else 1

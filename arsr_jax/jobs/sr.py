@@ -18,8 +18,7 @@ from arsr_jax import checkpointing, config_lib, losses, models, optim, precision
 from arsr_jax.data import pipeline
 from arsr_jax.evaluation import frozen as frozen_lib
 from arsr_jax.evaluation.sr_eval import SREvaluator
-from arsr_jax.models import convert, dvsr
-from arsr_jax.models import layers as models_layers
+from arsr_jax.models import convert, dvsr, legacy_layout
 from arsr_jax.recognition import i3d
 from arsr_jax.steps import recognition as rec_steps
 from arsr_jax.steps import sr as sr_steps
@@ -137,25 +136,23 @@ def init_shapes(config: ml_collections.ConfigDict, model) -> tuple[tuple[int, ..
   return (1, *frames, h, h, 3), (1, d.patch_size, d.patch_size, 3)
 
 
-def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding,
-              layouts: tuple = ()) -> TrainState:
+def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding, model: Any = None) -> TrainState:
   """Copies the generator parameters of workdir ``source``'s latest checkpoint into ``state``.
 
   ``source`` may also be an official ESRGAN/BasicSR RRDBNet ``.pth`` file
   (models/convert.py), for a ``rrdbnet`` generator. A workdir's generator must
   be a sub-network of the new one (same names and shapes): a smaller
   progressive stage into a bigger one, a PSNR-trained generator into a GAN,
-  DUF into ToSR2. New tensors keep their initialization. ``layouts`` (the new model's
-  ``layout()``) converts a source written with per-block names (unrolled, older runs) to the
-  stacked parameters of scanned blocks.
+  DUF into ToSR2. New tensors keep their initialization. A source written with per-block names
+  (older unrolled ``model`` s) is refused, naming the upgrade command.
   """
   if source.endswith((".pth", ".pt")):
     params = convert.load_rrdbnet_weights(source, jax.device_get(state.params["generator"]))
     logging.info("Initialized the generator from the PyTorch state dict %s", source)
   else:
     step, restored = checkpointing.load_latest_state(source)
-    src = models_layers.upgrade(restored["params"]["generator"], layouts) if layouts else \
-        restored["params"]["generator"]
+    src = restored["params"]["generator"]
+    legacy_layout.refuse_per_block(src, model, source)
     try:
       params = dvsr.grow_params(src, jax.device_get(state.params["generator"]))
     except ValueError as e:
@@ -165,20 +162,6 @@ def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding,
   params = jax.device_put(params, sharding)
   ema = params if state.ema_params is not None else None
   return state.replace(params=dict(state.params, generator=params), ema_params=ema)
-
-
-def upgrade_state(raw: Any, layouts: tuple) -> Any:
-  """A raw restored SR train state (nested dicts) whose generator was written unrolled (per-block
-  names, older runs) -> the stacked layout of ``layouts``: parameters, EMA and optimizer moments."""
-  def walk(tree, key=None):
-    if isinstance(tree, dict):
-      if key in ("generator", "ema_params"):
-        return models_layers.upgrade(tree, layouts)
-      return {k: walk(v, k) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-      return type(tree)(walk(v) for v in tree)
-    return tree
-  return walk(raw)
 
 
 def sr_job(config: ml_collections.ConfigDict) -> Job:
@@ -194,13 +177,11 @@ def sr_job(config: ml_collections.ConfigDict) -> Job:
     n = sum(x.size for x in jax.tree.leaves(state.params["generator"]))
     return f"{config.model.name}: {n} generator parameters"
 
-  layouts = setup.model.layout() if hasattr(setup.model, "layout") else ()
-
   def from_source(state, source):
-    return init_from(state, source, jax.tree.leaves(state.params)[0].sharding, layouts)
+    return init_from(state, source, jax.tree.leaves(state.params)[0].sharding, setup.model)
 
   return Job(init_fn=sr_steps.make_init_fn(setup, lr_shape, hr_shape),
              train_step=sr_steps.make_train_step(setup), frozen=frozen,
              iterator=lambda batch: pipeline.train_iterator(config, batch, config.seed),
              evaluator=SREvaluator(config, setup.model), eval_variables=eval_variables, describe=describe,
-             init_from=from_source, upgrade=(lambda raw: upgrade_state(raw, layouts)) if layouts else None)
+             init_from=from_source)
