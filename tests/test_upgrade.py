@@ -132,3 +132,18 @@ def test_upgrade_drops_the_unrolled_nets_scan_option_from_config_and_meta(workdi
   assert "scan" not in checkpointing.read_meta(work / "checkpoints", 3)["model"]
   assert json.loads((work / upgrade.BACKUP / "config.json").read_text())["model"]["scan"] is False
   checkpointing.check_identity(work / "checkpoints", _config())  # the recipe resumes it
+
+
+def test_a_damaged_checkpoint_of_the_current_layout_is_still_damage_not_a_mismatch(workdirs, tmp_path):
+  """The layout refusal reads the saved tree's names: a current checkpoint with truncated arrays is
+  reported as damaged (and would fall back), not as an older layout."""
+  _, job, _, new, _ = workdirs
+  import shutil
+  work = tmp_path / "new"
+  shutil.copytree(new, work)
+  files = sorted((f for f in (work / "checkpoints" / "3" / "state").rglob("*") if f.is_file()
+                  and "METADATA" not in f.name.upper()), key=lambda f: f.stat().st_size)
+  files[-1].write_bytes(files[-1].read_bytes()[:16])
+  with checkpointing.manager(work, max_to_keep=2) as mngr:
+    with pytest.raises(checkpointing.CheckpointDamaged, match="No intact"):
+      checkpointing.restore_latest(mngr, _abstract(job), None)
