@@ -14,7 +14,10 @@ and Orbax's own tracebacks for it are not logged. The previous checkpoints stay 
 
 Restoring verifies the checksums. A damaged checkpoint (unreadable, truncated,
 bytes changed, empty) is reported with its path and the newest intact one is
-used instead; with ``strict=True`` (``train.strict_restore``) it is an error.
+used instead; with ``strict=True`` (``train.strict_restore``) it is an error. An
+intact checkpoint whose state has other parameter names than the run's (the per-block
+names of older unrolled nets) is refused (``StateTreeMismatch``, naming
+``python -m arsr_jax.upgrade``), never skipped or converted.
 The identity is checked first, by reading ``meta`` only: a refused workdir is
 left exactly as it was.
 """
@@ -209,8 +212,13 @@ def _brief(e: Exception) -> str:
   return f"{type(e).__name__}: {text[:300]}{' ...' if len(text) > 300 else ''}"
 
 
+class StateTreeMismatch(config_lib.Mismatch):
+  """An intact checkpoint whose state tree has other names than this run's (e.g. written by the
+  unrolled nets of an older arsr_jax): refused, not skipped as damaged (main: one line, exit 2)."""
+
+
 def _restore_step(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
-                  data_iter: grain.DatasetIterator | None, convert: Callable[[Any], Any] | None = None) -> Any:
+                  data_iter: grain.DatasetIterator | None) -> Any:
   where = io.path(mngr.directory) / str(step)
   meta = read_meta(mngr.directory, step)
   items = {"state": ocp.args.StandardRestore(abstract_state)}
@@ -219,46 +227,28 @@ def _restore_step(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
   try:
     state = mngr.restore(step, args=ocp.args.Composite(**items))["state"]
   except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report damage in many types
-    converted = _restore_converted(mngr, step, abstract_state, data_iter, convert, meta) if convert else None
-    if converted is not None:
-      return converted
+    _check_names(mngr, step, abstract_state)
     raise CheckpointDamaged(f"{where}: cannot be restored into this model's state "
                             f"({_brief(e)})") from e
   verify(state, meta.get("checksums"), where)
   return state
 
 
-def _restore_converted(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
-                       data_iter: grain.DatasetIterator | None, convert: Callable[[Any], Any],
-                       meta: dict[str, Any]) -> Any | None:
-  """The checkpoint at ``step`` restored in its own tree (verified against its checksums), passed
-  through ``convert`` (e.g. an unrolled net's per-block parameters -> stacked ones) and placed like
-  ``abstract_state``; None when it cannot be read or the converted tree still differs."""
+def _check_names(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
+  """Raises StateTreeMismatch when the saved state's (readable) tree names differ from ``abstract_state``'s."""
   where = io.path(mngr.directory) / str(step)
   try:
-    raw = _restore_as_saved(mngr, step)
-  except Exception:  # noqa: BLE001 - unreadable: reported by the caller as damage
-    return None
-  verify(raw, meta.get("checksums"), where)
-  have = {_path_name(p): x for p, x in jax.tree_util.tree_flatten_with_path(convert(raw))[0]}
-  want, treedef = jax.tree_util.tree_flatten_with_path(abstract_state)
-  names = [_path_name(p) for p, _ in want]
-  if set(have) != set(names) or any(np.shape(have[n]) != a.shape for n, (_, a) in zip(names, want)):
-    logging.warning("%s: not this model's state even after conversion (missing %s, unexpected %s)", where,
-                    sorted(set(names) - set(have))[:5], sorted(set(have) - set(names))[:5])
-    return None
-  leaves = []
-  for n, (_, a) in zip(names, want):
-    x = np.asarray(have[n])
-    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-      leaves.append(jax.device_put(jax.random.wrap_key_data(x), a.sharding))
-    else:
-      leaves.append(jax.make_array_from_callback(a.shape, a.sharding, lambda idx, x=x, d=a.dtype: x[idx].astype(d)))
-  if data_iter is not None:
-    mngr.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(data_iter)))
-  logging.warning("Checkpoint %s was written in another parameter layout (per-block names of an unrolled "
-                  "net); converted on restore. New checkpoints use this model's layout.", where)
-  return jax.tree_util.tree_unflatten(treedef, leaves)
+    saved = ocp.StandardCheckpointer().metadata(where / "state").item_metadata
+  except Exception:  # noqa: BLE001 - unreadable metadata: damage, reported by the caller
+    return
+  have = {_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(saved)[0]}
+  want = {_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+  if have and have != want:
+    workdir = io.path(mngr.directory).parent
+    raise StateTreeMismatch(
+        f"{where} holds a state with other parameter names than this model's (unexpected "
+        f"{sorted(have - want)[:3]}, missing {sorted(want - have)[:3]}): written by an older arsr_jax? "
+        f"Convert the workdir once with `python -m arsr_jax.upgrade {workdir}` (nothing was changed here).")
 
 
 def _restore_as_saved(mngr: ocp.CheckpointManager, step: int) -> Any:
@@ -270,35 +260,47 @@ def _restore_as_saved(mngr: ocp.CheckpointManager, step: int) -> Any:
   return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any, data_iter: grain.DatasetIterator | None,
-                   *, strict: bool = False, convert: Callable[[Any], Any] | None = None) -> tuple[Any, list[int]]:
-  """(state of the newest intact checkpoint, damaged newer steps); restores ``data_iter`` in place.
-
-  The state gets the shardings of ``abstract_state``. A damaged checkpoint is logged with its
-  path and skipped, or raises with ``strict``; none intact raises, listing each one's problem.
-  ``convert`` (raw restored tree -> this state's tree) is tried on a checkpoint whose tree differs
-  (an older parameter layout) before it counts as damaged.
-  """
-  found = steps(mngr.directory)
+def _newest_intact(directory: epath.Path, restore: Callable[[int], Any], *, strict: bool,
+                   strict_note: str = "") -> tuple[int, Any, list[int]]:
+  """(step, ``restore(step)``, damaged newer steps) for the newest step that ``restore`` reads back
+  without CheckpointDamaged. A damaged one is logged with its path and skipped, or re-raised with
+  ``strict`` (``strict_note`` appended); none intact raises, listing each one's problem."""
+  found = steps(directory)
   if not found:
-    raise FileNotFoundError(f"No checkpoint in {mngr.directory}")
+    raise FileNotFoundError(f"No checkpoint in {directory}")
   damaged, problems = [], []
   for step in reversed(found):
     try:
-      state = _restore_step(mngr, step, abstract_state, data_iter, convert)
+      result = restore(step)
     except CheckpointDamaged as e:
       if strict:
-        raise CheckpointDamaged(f"Damaged checkpoint {e} (train.strict_restore=True: no fallback)") from e
+        if strict_note:
+          raise CheckpointDamaged(f"Damaged checkpoint {e} ({strict_note})") from e
+        raise
       logging.warning("Damaged checkpoint %s; trying the previous one", e)
       damaged.append(step)
       problems.append(str(e))
       continue
     if damaged:
       logging.warning("Fell back to the intact checkpoint at step %d in %s (damaged: steps %s)",
-                      step, mngr.directory, damaged)
-    logging.info("Restored checkpoint step %d from %s", step, mngr.directory)
-    return state, damaged
-  raise CheckpointDamaged(f"No intact, restorable checkpoint in {mngr.directory}:\n  " + "\n  ".join(problems))
+                      step, directory, damaged)
+    return step, result, damaged
+  raise CheckpointDamaged(f"No intact, restorable checkpoint in {directory}:\n  " + "\n  ".join(problems))
+
+
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any, data_iter: grain.DatasetIterator | None,
+                   *, strict: bool = False) -> tuple[Any, list[int]]:
+  """(state of the newest intact checkpoint, damaged newer steps); restores ``data_iter`` in place.
+
+  The state gets the shardings of ``abstract_state``. A damaged checkpoint is logged with its
+  path and skipped, or raises with ``strict``; none intact raises, listing each one's problem.
+  An intact checkpoint of another state tree (another parameter layout) raises StateTreeMismatch.
+  """
+  step, state, damaged = _newest_intact(
+      io.path(mngr.directory), lambda s: _restore_step(mngr, s, abstract_state, data_iter), strict=strict,
+      strict_note="train.strict_restore=True: no fallback")
+  logging.info("Restored checkpoint step %d from %s", step, mngr.directory)
+  return state, damaged
 
 
 def set_aside(mngr: ocp.CheckpointManager, workdir: io.PathLike, damaged: list[int]) -> None:
@@ -335,24 +337,13 @@ def load_latest_state(workdir: io.PathLike, *, strict: bool = False) -> tuple[in
     raise FileNotFoundError(f"No checkpoints directory in {workdir}")
   with ocp.CheckpointManager(directory, item_names=ITEMS,
                              options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
-    found = steps(directory)
-    if not found:
-      raise FileNotFoundError(f"No checkpoint in {directory}")
-    problems = []
-    for step in reversed(found):
-      where = directory / str(step)
+    def restore(step: int) -> Any:
+      meta = read_meta(directory, step)
       try:
-        meta = read_meta(directory, step)
-        try:
-          state = _restore_as_saved(mngr, step)
-        except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report damage in many types
-          raise CheckpointDamaged(f"{where}: cannot be restored ({_brief(e)})") from e
-        verify(state, meta.get("checksums"), where)
-      except CheckpointDamaged as e:
-        if strict:
-          raise
-        logging.warning("Damaged checkpoint %s; trying the previous one", e)
-        problems.append(str(e))
-        continue
-      return step, state
-  raise CheckpointDamaged(f"No intact, restorable checkpoint in {directory}:\n  " + "\n  ".join(problems))
+        state = _restore_as_saved(mngr, step)
+      except Exception as e:  # noqa: BLE001 - Orbax/TensorStore report damage in many types
+        raise CheckpointDamaged(f"{directory / str(step)}: cannot be restored ({_brief(e)})") from e
+      verify(state, meta.get("checksums"), directory / str(step))
+      return state
+    step, state, _ = _newest_intact(directory, restore, strict=strict)
+  return step, state

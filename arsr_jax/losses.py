@@ -8,8 +8,8 @@ shape of ``batch['hr']`` (frames, siamese pairs (B, 2, H, W, C) or clips),
 ``frozen`` holds fixed networks' variables (VGG features, a frozen classifier),
 ``aux`` named scalars for logging. ``build_objective(cfg)`` returns the
 objective and its frozen variables. Objectives that need a frozen action
-classifier (recognition-guided SR) are handed it as a ``Classifier`` by the
-caller, which restores it; this module never loads checkpoints.
+recognizer (recognition-guided SR, recognition consistency) are handed it as a
+``Recognizer`` by the caller, which restores it; this module never loads checkpoints.
 """
 
 from __future__ import annotations
@@ -265,14 +265,15 @@ def _l1_perceptual_objective(cfg: ml_collections.ConfigDict):
 
 
 @dataclasses.dataclass(frozen=True)
-class Classifier:
-  """A frozen clip classifier: ``apply(variables, clip) -> (B, K) logits`` for clips (B, T, H, W, 3)
-  in [0, 1] (the function does any input normalisation), and its variables."""
-  apply: Callable[[Any, jax.Array], jax.Array]
+class Recognizer:
+  """A frozen action recognizer on clips, and its variables: ``apply(variables, clip) ->
+  (logits (B, K), {endpoint: (B, ...) activations})`` for clips (B, T, H, W, 3) in [0, 1] (the
+  function maps them to the network's input range); the endpoints may be {} (a clip classifier)."""
+  apply: Callable[[Any, jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
   variables: Any
 
 
-def _attention_objective(cfg: ml_collections.ConfigDict, classifier: Classifier):
+def _attention_objective(cfg: ml_collections.ConfigDict, classifier: Recognizer):
   """Recognition-guided SR (TinyVIRAT, Demir et al. ICPR 2020; UgurDemir/Tiny-VIRAT).
 
   A progressive DVSR with a foreground attention branch (``model.attention=True``;
@@ -302,7 +303,7 @@ def _attention_objective(cfg: ml_collections.ConfigDict, classifier: Classifier)
   def classify(frozen, clip):
     if clip.ndim != 5:
       raise ValueError(f"The attention objective needs clips (B, T, H, W, 3) (data.sampler='clip'), got {clip.shape}")
-    return classifier.apply(frozen["classifier"], clip)
+    return classifier.apply(frozen["classifier"], clip)[0]
 
   def objective(sr, batch, frozen):
     hr, label = batch["hr"], batch["label"]
@@ -322,15 +323,6 @@ def _attention_objective(cfg: ml_collections.ConfigDict, classifier: Classifier)
     return loss, aux
 
   return objective, {"classifier": classifier.variables}
-
-
-@dataclasses.dataclass(frozen=True)
-class Recognizer:
-  """A frozen clip recognizer with intermediate activations (e.g. Kinetics-400 I3D):
-  ``apply(variables, clip) -> (logits (B, K), {endpoint: (B, ...) activations})`` for clips
-  (B, T, H, W, 3) in [0, 1] (the function maps them to the network's input range), and its variables."""
-  apply: Callable[[Any, jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
-  variables: Any
 
 
 def softened_kl(ref_logits: jax.Array, logits: jax.Array, temperature: float = 1.0) -> jax.Array:
@@ -394,18 +386,18 @@ OBJECTIVES: dict[str, Callable[..., tuple[Objective, Any]]] = {
     "tosr": _tosr_objective,
     "spmc": _spmc_objective,  # needs model.name='spmc'
     "pixel_perceptual": _l1_perceptual_objective,
-    "attention": _attention_objective,  # recognition-guided (TinyVIRAT); needs a Classifier
-    "consistency": _consistency_objective,  # frozen-recognizer consistency; needs a Recognizer
+    "attention": _attention_objective,  # recognition-guided (TinyVIRAT); a Recognizer from loss.classifier
+    "consistency": _consistency_objective,  # frozen-recognizer consistency; a Recognizer from loss.recognizer
 }
 
 
 def needs_classifier(cfg: ml_collections.ConfigDict) -> bool:
-  """Whether ``config.loss`` names an objective that needs a frozen ``Classifier``."""
+  """Whether ``config.loss`` names an objective guided by the recognition workdir ``loss.classifier``."""
   return cfg.name in CLASSIFIER_OBJECTIVES
 
 
 def needs_recognizer(cfg: ml_collections.ConfigDict) -> bool:
-  """Whether ``config.loss`` names an objective that needs a frozen ``Recognizer``."""
+  """Whether ``config.loss`` names an objective guided by the frozen I3D of ``loss.recognizer``."""
   return cfg.name in RECOGNIZER_OBJECTIVES
 
 
@@ -414,18 +406,19 @@ RECOGNIZER_OBJECTIVES = ("consistency",)
 
 
 def build_objective(cfg: ml_collections.ConfigDict, compute_dtype: Any = "float32",
-                    classifier: Classifier | Recognizer | None = None) -> tuple[Objective, Any]:
+                    recognizer: Recognizer | None = None) -> tuple[Objective, Any]:
   """(objective, frozen variables) for ``config.loss``; fixed networks (VGG) compute in ``compute_dtype``.
 
-  ``classifier``: the frozen action classifier of recognition-guided objectives (``needs_classifier``),
-  or the frozen ``Recognizer`` of the consistency objective (``needs_recognizer``).
+  ``recognizer``: the frozen action recognizer of the recognition-guided objective (``needs_classifier``)
+  or of the consistency objective (``needs_recognizer``).
   """
   if cfg.name not in OBJECTIVES:
     raise ValueError(f"Unknown loss {cfg.name!r}; known losses: {sorted(OBJECTIVES)}")
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.compute_dtype = str(jnp.dtype(compute_dtype))
   if cfg.name in CLASSIFIER_OBJECTIVES + RECOGNIZER_OBJECTIVES:
-    if classifier is None:
-      raise ValueError(f"loss.name={cfg.name!r} needs a frozen action classifier (loss.classifier)")
-    return OBJECTIVES[cfg.name](cfg, classifier)
+    if recognizer is None:
+      raise ValueError(f"loss.name={cfg.name!r} needs a frozen action recognizer "
+                       f"({'loss.classifier' if cfg.name in CLASSIFIER_OBJECTIVES else 'loss.recognizer'})")
+    return OBJECTIVES[cfg.name](cfg, recognizer)
   return OBJECTIVES[cfg.name](cfg)

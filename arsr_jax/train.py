@@ -48,8 +48,6 @@ class Job:
   evaluator: the trained network's Evaluator; ``eval_variables(state)`` what it is handed.
   describe: state -> one line for the log.
   init_from: (state, source) -> state, initializing from another run (train.init_from), or None.
-  upgrade: raw restored state of an older parameter layout (nested dicts) -> this job's layout,
-    so a run whose checkpoints predate a layout change resumes (or None).
   """
   init_fn: Callable[[jax.Array], TrainState]
   train_step: Callable
@@ -59,7 +57,6 @@ class Job:
   eval_variables: Callable[[TrainState], Any]
   describe: Callable[[TrainState], str]
   init_from: Callable[[TrainState, str], TrainState] | None = None
-  upgrade: Callable[[Any], Any] | None = None
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, job: Job) -> dict[str, Any]:
@@ -88,7 +85,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
   stopped_by = None
 
   if config.mode == "eval":
-    state, _ = checkpointing.restore_latest(mngr, abstract_state, None, strict=strict, convert=job.upgrade)
+    state, _ = checkpointing.restore_latest(mngr, abstract_state, None, strict=strict)
   else:
     data_iter = job.iterator(per_process_batch)
     if not has_checkpoints:
@@ -99,8 +96,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
         state = job.init_from(state, config.train.init_from)
       logging.info("Initialized %s", job.describe(state))
     else:
-      state, damaged = checkpointing.restore_latest(mngr, abstract_state, data_iter, strict=strict,
-                                                       convert=job.upgrade)
+      state, damaged = checkpointing.restore_latest(mngr, abstract_state, data_iter, strict=strict)
       if damaged:
         checkpointing.set_aside(mngr, workdir, damaged)
       logging.info("Resuming from step %d", int(state.step))

@@ -2,7 +2,7 @@
 
   python benchmarks/train_bench.py [--recipes vdsr,esrgan,...] [--size paper|smoke] [--steps N]
                                    [--dtype auto|float32|bfloat16] [--data_dir DIR] [--no_pipeline]
-                                   [--compile_only] [--model_opts scan=false,remat=true]
+                                   [--compile_only] [--model_opts scan_unroll=1,remat=true]
 
 Prints ONE JSON object. Each recipe runs in its own subprocess (peak memory per
 recipe, crashes contained). The step is built as ``train.py`` builds it: state
@@ -40,8 +40,7 @@ replicated on ``sharding.make_mesh()``, batch sharded on ``data``, state donated
     the paper-size predictions from a CPU; ``--prepare_only``: only generate the
     recipes' datasets in ``--data_dir`` (prints ``data_prepare_s``);
   * ``--model_opts``: generator options, applied where the net has them, e.g.
-    ``scan=false`` (the unrolled nets, as before the scan change), ``remat=true``,
-    ``scan_unroll=1`` (the scan as a loop on a CPU too, i.e. the program a GPU compiles);
+    ``remat=true``, ``scan_unroll=1`` (the scan as a loop on a CPU too, i.e. the program a GPU compiles);
   * ``--aot h100`` (or h200; implies ``--compile_only --no_pipeline``): the step compiled by XLA:GPU
     for that GPU on this host (``aot.py``: JAX's CUDA plugin, no GPU), as a GPU would run it
     (compute dtype 'auto' -> bfloat16, scans as loops of ``layers.ACCELERATOR_UNROLL`` blocks,
@@ -98,7 +97,7 @@ def parse_args(argv=None):
   p.add_argument("--no_pipeline", action="store_true", help="skip the input-pipeline timing")
   p.add_argument("--compile_only", action="store_true", help="compile, memory and roofline figures only")
   p.add_argument("--prepare_only", action="store_true", help="only generate the recipes' datasets")
-  p.add_argument("--model_opts", default="", help="generator options NAME=VALUE,... (e.g. scan=false)")
+  p.add_argument("--model_opts", default="", help="generator options NAME=VALUE,... (e.g. remat=true)")
   p.add_argument("--recipe_timeout", type=float, default=3600, help="seconds per recipe subprocess")
   aot.add_argument(p, "compile for this GPU without one (deviceless; implies --compile_only --no_pipeline)")
   p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one recipe, print its JSON
@@ -248,7 +247,7 @@ def bench_recipe(name: str, args) -> dict:
   frozen = jax.device_put(frozen, repl)
   batch = sharding.to_global(synthetic_batch(config, per_process), mesh)
   out = {"config": spec, "model": config.model.name, "discriminator": config.discriminator.get("name"),
-         "model_opts": {k: v for k, v in config.model.items() if k in ("scan", "remat", "scan_unroll")},
+         "model_opts": {k: v for k, v in config.model.items() if k in ("remat", "scan_unroll")},
          "dtype": dtype.name, "batch_size": global_batch,
          "shapes": {k: list(v.shape) for k, v in batch.items()},
          "hr_frames_per_sample": int(np.prod(batch["hr"].shape[1:-3])),

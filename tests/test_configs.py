@@ -39,11 +39,10 @@ def test_config_builds(path, variant):
 @pytest.mark.parametrize("variant", ["tsn_rgb", "tsn_flow", "st_resnet", "resnet3d", "wide_resnet3d", "i3d"])
 def test_recognizer_configs_build(variant):
   from arsr_jax import recognition
-  from arsr_jax.data import recognition_data
   for arg in (variant, variant + ",smoke"):
     c = _load(ROOT / "configs" / "recognizer.py").get_config(arg)
     config_lib.validate(c)
-    kind = recognition_data.input_kind(c.recognizer)
+    kind = recognition.input_kind(c.recognizer)
     kwargs = {k: v for k, v in c.recognizer.to_dict().items() if k != "name"}
     if kind in ("flow", "two_stream"):
       kwargs["new_length"] = c.data.new_length

@@ -74,7 +74,7 @@ def test_consistency_train_step_updates_the_sr_network_not_the_recognizer():
 def test_kinetics_i3d_loads_through_the_job_path():
   cfg = ml_collections.ConfigDict(dict(name="consistency", recognizer="kinetics400", recognizer_dtype="float32",
                                        feature_layers=("Mixed_3c", "Mixed_4f")))
-  rec = sr_job.restore_recognizer(cfg)
+  rec = sr_job.build_consistency_i3d(cfg)
   clip = jnp.full((1, 16, 64, 64, 3), 0.5, jnp.float32)
   logits, feats = jax.jit(rec.apply)(rec.variables, clip)
   assert logits.shape == (1, 400) and np.all(np.isfinite(np.asarray(logits)))

@@ -216,12 +216,12 @@ def test_input_bench_reports_the_bytes_the_pipeline_moves(small_data_dir):
 
 
 def test_train_bench_model_opts_reach_the_generator():
-  """--model_opts sets options the generator has (scan, remat) and skips those it lacks."""
+  """--model_opts sets options the generator has (scan_unroll, remat) and skips those it lacks."""
   import train_bench  # noqa: E402
-  config, spec = train_bench.load_config("rrdbnet", "smoke", None, "/nonexistent", "scan=false,remat=true")
-  assert config.model.scan is False and config.model.remat is True and spec == "configs/esrgan.py:psnr,smoke"
-  config, _ = train_bench.load_config("duf16", "smoke", None, "/nonexistent", "scan=false")
-  assert "scan" not in config.model
+  config, spec = train_bench.load_config("rrdbnet", "smoke", None, "/nonexistent", "scan_unroll=2,remat=true")
+  assert config.model.scan_unroll == 2 and config.model.remat is True and spec == "configs/esrgan.py:psnr,smoke"
+  config, _ = train_bench.load_config("duf16", "smoke", None, "/nonexistent", "scan_unroll=2")
+  assert "scan_unroll" not in config.model
   # A deviceless GPU compile (--aot) takes the settings a GPU's 'auto' picks; explicit options win.
   config, _ = train_bench.load_config("rrdbnet", "smoke", None, "/nonexistent", "", gpu=True)
   assert config.compute_dtype == "bfloat16" and config.model.scan_unroll == 1

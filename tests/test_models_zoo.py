@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from arsr_jax.models import duf, dvsr, layers, rcan, rrdbnet, spmc, srresnet, vdsr
+from arsr_jax.models import duf, dvsr, layers, legacy_layout, rcan, rrdbnet, spmc, srresnet, vdsr
 
 
 def _fast_compile_options():
@@ -316,39 +316,45 @@ def test_discriminator_input_size_is_checked():
     _abstract_variables(rrdbnet.VGGStyleDiscriminator(features=2), (1, 96, 96, 3))
 
 
-# Scanned nets (stacked block parameters) against their unrolled trees: (model, input shape, stacked entry)
+# Scanned nets (stacked block parameters): (model, input shape, stacked entry, the unrolled nets' per-block names)
 SCANNED = {
-    "vdsr": (vdsr.VDSR(num_layers=5, features=8), (2, 8, 8, 3), "body"),
-    "rrdbnet": (rrdbnet.RRDBNet(num_blocks=3, features=8, growth=4), (2, 8, 8, 3), "body"),
-    "rcan": (rcan.RCAN(num_groups=2, num_blocks=3, features=16, reduction=4), (2, 8, 8, 3), "groups"),
+    "vdsr": (vdsr.VDSR(num_layers=5, features=8), (2, 8, 8, 3), "body", {"conv1", "conv2", "conv3"}),
+    "rrdbnet": (rrdbnet.RRDBNet(num_blocks=3, features=8, growth=4), (2, 8, 8, 3), "body",
+                {"body_0", "body_1", "body_2"}),
+    "rcan": (rcan.RCAN(num_groups=2, num_blocks=3, features=16, reduction=4), (2, 8, 8, 3), "groups",
+             {"group_0", "group_1"}),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SCANNED))
-def test_scanned_blocks_keep_unrolled_trees_loadable(name):
-  """Stacked <-> per-block trees convert both ways; an unrolled (older) tree still applies, same output."""
-  model, shape, entry = SCANNED[name]
+def test_scanned_blocks_map_to_per_block_trees_and_loop_alike(name):
+  """Stacked <-> per-block trees (older checkpoints) convert both ways; loops of 1 or 2 blocks an
+  iteration give the unrolled scan's output."""
+  model, shape, entry, per_block_names = SCANNED[name]
+  layouts = legacy_layout.layouts(model)
   x = jnp.asarray(_uniform(shape, seed=5))  # VDSR resizes NumPy input with NumPy
   stacked = _init(model, x)["params"]
-  unrolled = jax.eval_shape(lambda: model.clone(scan=False).init(jax.random.key(0), x))["params"]
-  assert entry in stacked and not layers.is_legacy(stacked, model.layout())
-  legacy = layers.to_legacy(stacked, model.layout())
-  assert jax.tree.structure(legacy) == jax.tree.structure(unrolled)
-  assert jax.tree.map(lambda a: a.shape, legacy) == jax.tree.map(lambda a: a.shape, unrolled)
-  jax.tree.map(np.testing.assert_array_equal, layers.to_stacked(legacy, model.layout()), stacked)
-  state = layers.upgrade({"params": legacy, "opt": [{"mu": legacy}, 0]}, model.layout())  # a raw restored state
-  assert jax.tree.structure(state) == jax.tree.structure({"params": stacked, "opt": [{"mu": stacked}, 0]})
+  assert entry in stacked and not legacy_layout.is_per_block(stacked, layouts)
+  legacy = legacy_layout.to_per_block(stacked, layouts)
+  assert per_block_names <= set(legacy) and entry not in legacy and legacy_layout.is_per_block(legacy, layouts)
+  if name == "rcan":
+    assert set(legacy["group_0"]) == {"rcab_0", "rcab_1", "rcab_2", "conv"}
+  assert sum(x.size for x in jax.tree.leaves(legacy)) == sum(x.size for x in jax.tree.leaves(stacked))
+  jax.tree.map(np.testing.assert_array_equal, legacy_layout.to_stacked(legacy, layouts), stacked)
+  raw = {"params": {"generator": legacy}, "opt": [{"mu": {"generator": legacy}}, 0]}  # a raw restored state
+  state = legacy_layout.upgrade_state(raw, layouts)
+  assert jax.tree.structure(state) == jax.tree.structure(
+      {"params": {"generator": stacked}, "opt": [{"mu": {"generator": stacked}}, 0]})
 
   @_jit
-  def outputs(stacked, legacy, x):
+  def outputs(stacked, x):
     looped = model.clone(scan_unroll=1, remat=True)  # a real loop (as on GPU/TPU; CPUs unroll by default)
     grad = jax.grad(lambda p: jnp.sum(looped.apply({"params": p}, x)))(stacked)
     two = model.clone(scan_unroll=2)  # two blocks an iteration (accelerators' inference), odd lengths too
-    return (model.apply({"params": stacked}, x), model.apply({"params": legacy}, x),
-            model.clone(scan=False).apply({"params": legacy}, x), looped.apply({"params": stacked}, x),
+    return (model.apply({"params": stacked}, x), looped.apply({"params": stacked}, x),
             two.apply({"params": stacked}, x)), grad
 
-  (out, *others), grad = outputs(stacked, legacy, x)
+  (out, *others), grad = outputs(stacked, x)
   assert jax.tree.structure(grad) == jax.tree.structure(stacked)
 
   for other in others:
@@ -359,7 +365,7 @@ def test_scanned_blocks_keep_unrolled_trees_loadable(name):
 def test_accelerators_loop_one_block_when_training_and_two_at_inference(name, monkeypatch):
   """``layers.repeat``'s default: unrolled on a CPU; on a GPU/TPU a loop of ACCELERATOR_UNROLL[train]
   blocks an iteration (read from the scan in the traced program)."""
-  model, shape, _ = SCANNED[name]
+  model, shape, *_ = SCANNED[name]
   x = jnp.zeros(shape)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
 

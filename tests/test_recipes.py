@@ -7,9 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from arsr_jax import checkpointing, config_lib, main, weights
+from arsr_jax import checkpointing, config_lib, main, upgrade, weights
 from arsr_jax.jobs import sr as sr_job
 from arsr_jax.steps import sr as sr_steps
+from test_upgrade import write_old_layout
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -164,60 +165,62 @@ def test_ema_update_rule_over_steps():
 
 
 @pytest.mark.slow
-def test_init_from_an_unrolled_run_into_scanned_blocks(small_data_dir, tmp_path):
-  """A run written with per-block names (scan=False, like runs before the scan change) seeds a
-  scanned VDSR: its conv1..convN middle layers become the stacked 'body' parameters."""
-  old = _recipe("vdsr", "smoke", small_data_dir, num_steps=2)
-  old.model.num_layers, old.model.features, old.model.scan = 4, 8, False
-  main.run(old, str(tmp_path / "old"))
-  _, source = checkpointing.load_latest_state(str(tmp_path / "old"))
+def test_init_from_an_unrolled_run_after_upgrade(small_data_dir, tmp_path):
+  """A run written with per-block names (the unrolled nets before the scan change) is refused as
+  train.init_from with one line naming the upgrade command; upgraded, it seeds a VDSR: its
+  conv1..convN middle layers become the stacked 'body' parameters."""
+  src = _recipe("vdsr", "smoke", small_data_dir, num_steps=2)
+  src.model.num_layers, src.model.features = 4, 8
+  main.run(src, str(tmp_path / "src"))
+  _, source = checkpointing.load_latest_state(str(tmp_path / "src"))
   new = _recipe("vdsr", "smoke")
   new.model.num_layers, new.model.features = 4, 8
   b, _ = sr_job.build(new)
+  write_old_layout(tmp_path / "src", tmp_path / "old", b.model)
   state = jax.jit(sr_steps.make_init_fn(b, (1, 8, 8, 3)))(jax.random.key(0))
-  state = sr_job.init_from(state, str(tmp_path / "old"), jax.sharding.SingleDeviceSharding(jax.devices()[0]),
-                           b.model.layout())
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  with pytest.raises(ValueError, match="python -m arsr_jax.upgrade"):
+    sr_job.init_from(state, str(tmp_path / "old"), device, b.model)
+  upgrade.upgrade(tmp_path / "old")
+  state = sr_job.init_from(state, str(tmp_path / "old"), device, b.model)
   assert "body" in state.params["generator"] and "conv1" not in state.params["generator"]
   lr = np.random.default_rng(0).uniform(size=(1, 8, 8, 3)).astype(np.float32)
-  old_setup, _ = sr_job.build(old)
   np.testing.assert_allclose(b.model.apply({"params": state.params["generator"]}, lr),
-                             old_setup.model.apply({"params": source["params"]["generator"]}, lr), atol=1e-5)
+                             b.model.apply({"params": source["params"]["generator"]}, lr), atol=1e-5)
 
 
 @pytest.mark.slow
-def test_resume_an_unrolled_run_with_scanned_blocks(small_data_dir, tmp_path):
-  """A run whose checkpoints predate the scan change (per-block names; same config keys) resumes:
-  parameters, EMA and Adam moments are converted to the stacked layout on restore, then it trains on."""
-  import json
-  old = _recipe("vdsr", "smoke", small_data_dir, num_steps=2)
-  old.model.num_layers, old.model.features, old.model.scan = 4, 8, False
-  main.run(old, str(tmp_path))
-  meta_file = tmp_path / "checkpoints" / "2" / "meta" / checkpointing.META_FILE
-  meta = json.loads(meta_file.read_text())
-  del meta["model"]["scan"]  # what the code of that time recorded (the key did not exist)
-  meta_file.write_text(json.dumps(meta))
-  _, source = checkpointing.load_latest_state(str(tmp_path))
-
+def test_resume_an_unrolled_run_after_upgrade(small_data_dir, tmp_path):
+  """A run whose checkpoints predate the scan change (per-block names; same config keys) is refused
+  with one line naming the upgrade command, nothing changed; after ``arsr_jax.upgrade`` its
+  parameters, EMA and Adam moments are in the stacked layout and it resumes, then trains on."""
+  src = _recipe("vdsr", "smoke", small_data_dir, num_steps=2)
+  src.model.num_layers, src.model.features = 4, 8
+  main.run(src, str(tmp_path / "src"))
+  _, source = checkpointing.load_latest_state(str(tmp_path / "src"))
   new = _recipe("vdsr", "smoke", small_data_dir, num_steps=4)
   new.model.num_layers, new.model.features = 4, 8
+  b, _ = sr_job.build(new)
+  write_old_layout(tmp_path / "src", tmp_path / "old", b.model)
+  old = tmp_path / "old"
+  with pytest.raises(checkpointing.StateTreeMismatch, match=f"python -m arsr_jax.upgrade {old}"):
+    main.run(new, str(old))
+  assert checkpointing.steps(old / "checkpoints") == [2] and not (old / "damaged_checkpoints").exists()
+  upgrade.upgrade(old)
   job = sr_job.sr_job(new)
   repl = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = checkpointing.abstract(jax.eval_shape(job.init_fn, jax.random.key(0)), repl)
-  with checkpointing.manager(tmp_path, max_to_keep=3) as mngr:
-    with pytest.raises(checkpointing.CheckpointDamaged, match="cannot be restored"):
-      checkpointing.restore_latest(mngr, abstract, None, strict=True)  # without the conversion
-    state, _ = checkpointing.restore_latest(mngr, abstract, None, convert=job.upgrade)
+  with checkpointing.manager(old, max_to_keep=3) as mngr:
+    state, _ = checkpointing.restore_latest(mngr, abstract, None, strict=True)
   assert int(state.step) == 2 and "body" in state.params["generator"]
   mu = state.opt_state.inner_states["generator"].inner_state[0].mu["generator"]
-  np.testing.assert_array_equal(mu["body"]["kernel"][1], source["opt_state"]["inner_states"]["generator"][
-      "inner_state"][0]["mu"]["generator"]["conv2"]["kernel"])
+  np.testing.assert_array_equal(mu["body"]["kernel"], source["opt_state"]["inner_states"]["generator"][
+      "inner_state"][0]["mu"]["generator"]["body"]["kernel"])
   lr = np.random.default_rng(0).uniform(size=(1, 8, 8, 3)).astype(np.float32)
-  old_setup, _ = sr_job.build(old)
-  b, _ = sr_job.build(new)
   np.testing.assert_allclose(b.model.apply({"params": state.params["generator"]}, lr),
-                             old_setup.model.apply({"params": source["params"]["generator"]}, lr), atol=1e-5)
-  main.run(new, str(tmp_path))  # resumes at step 2, trains to 4, evaluates
-  step, latest = checkpointing.load_latest_state(str(tmp_path))
+                             b.model.apply({"params": source["params"]["generator"]}, lr), atol=1e-5)
+  main.run(new, str(old))  # resumes at step 2, trains to 4, evaluates
+  step, latest = checkpointing.load_latest_state(str(old))
   assert step == 4 and "body" in latest["params"]["generator"] and "conv1" not in latest["params"]["generator"]
 
 

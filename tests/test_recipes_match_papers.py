@@ -143,8 +143,8 @@ def test_end_to_end_dvsr_is_the_final_progressive_network():
 def test_attention_eq_1_value():
   """Eq. 1: (1/N) sum_i (1/CTHW) || |SR_i - HR_i| * F_att ||_1 (the map broadcast over channels)."""
   c = _c("dvsr_progressive_attention")
-  clf = losses.Classifier(apply=lambda v, clip: jnp.zeros((clip.shape[0], 2)), variables={})
-  objective, frozen = losses.build_objective(c.loss, classifier=clf)
+  clf = losses.Recognizer(apply=lambda v, clip: (jnp.zeros((clip.shape[0], 2)), {}), variables={})
+  objective, frozen = losses.build_objective(c.loss, recognizer=clf)
   rng = np.random.default_rng(0)
   n, t, h, w = 2, 3, 4, 5
   sr, hr = rng.random((n, t, h, w, 3)), rng.random((n, t, h, w, 3))
@@ -157,7 +157,7 @@ def test_attention_eq_1_value():
 
 def _linear_classifier(k):
   """A clip classifier with logits_j = sum(clip * K_j): d CE / d clip = sum_j (p_j - y_j) K_j."""
-  return losses.Classifier(apply=lambda v, clip: jnp.einsum("bthwc,jthwc->bj", clip, v), variables=k)
+  return losses.Recognizer(apply=lambda v, clip: (jnp.einsum("bthwc,jthwc->bj", clip, v), {}), variables=k)
 
 
 @pytest.mark.parametrize("variant,lam_rec,lam_att", [("", 1.0, 1.0), ("joint", 1.0, 0.5)])
@@ -169,7 +169,7 @@ def test_attention_objective_gradients(variant, lam_rec, lam_att):
   rng = np.random.default_rng(1)
   t, h, w = 2, 3, 3
   k = rng.normal(size=(2, t, h, w, 3)).astype(np.float32)
-  objective, frozen = losses.build_objective(c.loss, classifier=_linear_classifier(jnp.asarray(k)))
+  objective, frozen = losses.build_objective(c.loss, recognizer=_linear_classifier(jnp.asarray(k)))
   sr = rng.random((1, t, h, w, 3)).astype(np.float32)
   hr = rng.random((1, t, h, w, 3)).astype(np.float32)
   att = rng.uniform(0.1, 0.9, (1, t, h, w, 1)).astype(np.float32)

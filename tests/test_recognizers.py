@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from arsr_jax.recognition import INPUT_KIND, RECOGNIZERS, build_recognizer
+from arsr_jax.recognition import INPUT_KINDS, RECOGNIZERS, build_recognizer
 from arsr_jax.recognition.resnet import ResNet, cross_modality_init
 from arsr_jax.recognition.resnet3d import ResNet3D, WideResNet3D
 from arsr_jax.recognition.st_resnet import STResNet
@@ -171,7 +171,7 @@ def test_bottleneck_resnets_match_torch_mirror(nd):
 # Every registered recogniser at tiny size.
 
 def test_registry_and_build_errors():
-  assert set(RECOGNIZERS) == set(INPUT_KIND) == {"tsn", "st_resnet", "i3d", "resnet3d", "wide_resnet3d"}
+  assert set(RECOGNIZERS) == set(INPUT_KINDS) == {"tsn", "st_resnet", "i3d", "resnet3d", "wide_resnet3d"}
   assert RECOGNIZERS["st_resnet"] is STResNet and RECOGNIZERS["tsn"] is TSN
   assert build_recognizer("wide_resnet3d").widen_factor == 2.0
   assert build_recognizer("resnet3d").widen_factor == 1.0

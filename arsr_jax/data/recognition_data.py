@@ -49,19 +49,6 @@ from arsr_jax.data import degrade, pipeline
 from arsr_jax.flow import tvl1
 from arsr_jax.recognition import tsn
 
-KINDS = ("rgb", "flow", "two_stream", "clip")
-
-
-def input_kind(recognizer: ml_collections.ConfigDict) -> str:
-  """What a recognizer config consumes (one of KINDS)."""
-  kind = recognition.INPUT_KIND.get(recognizer.name)
-  if kind is None:
-    raise ValueError(f"Unknown recognizer {recognizer.name!r}; use one of {sorted(recognition.RECOGNIZERS)}")
-  if kind == "segments":
-    return "flow" if recognizer.get("modality", "rgb") == "flow" else "rgb"
-  return {"two_stream_segments": "two_stream"}.get(kind, kind)
-
-
 @dataclasses.dataclass(frozen=True)
 class SampleRecognition(grain.transforms.RandomMap):
   """Clip example -> one recognizer input (see module docstring) and its label."""
@@ -82,8 +69,8 @@ class SampleRecognition(grain.transforms.RandomMap):
 
   def sample(self, example: dict[str, Any], rng: np.random.Generator | None) -> dict[str, np.ndarray]:
     """``rng`` None = deterministic test sampling and a centre crop."""
-    if self.kind not in KINDS:
-      raise ValueError(f"Unknown recognizer input kind {self.kind!r}; use one of {KINDS}")
+    if self.kind not in recognition.KINDS:
+      raise ValueError(f"Unknown recognizer input kind {self.kind!r}; use one of {recognition.KINDS}")
     name = example.get("id", "?")
     if self.sr_input and (self.kind != "clip" or self.crop_size):
       raise ValueError(f"data.sr_input feeds clip recognizers on whole frames; got input kind {self.kind!r}, "

@@ -16,7 +16,7 @@ import jax
 import ml_collections
 
 from arsr_jax import checkpointing, config_lib, io, models, precision, recognition
-from arsr_jax.data import recognition_data
+from arsr_jax.models import legacy_layout
 from arsr_jax.recognition import i3d
 
 I3D_KINETICS = "i3d_kinetics400"
@@ -55,6 +55,7 @@ def load_sr(workdir: str, sharding: jax.sharding.Sharding, dtype) -> FrozenSR:
   model = models.build_model(cfg.model.name, cfg.scale, **precision.net_kwargs(cfg.model, models.MODELS, dtype))
   step, state = checkpointing.load_latest_state(workdir)
   params = state.get("ema_params") or state["params"]["generator"]
+  legacy_layout.refuse_per_block(params, model, workdir)
   variables = jax.device_put({"params": params, **state["model_state"]["generator"]}, sharding)
   fade = {"alpha": 1.0} if cfg.train.get("fade_steps") else {}
   k = cfg.data.input_frames if models.input_ndim(model) == 5 else 1
@@ -64,7 +65,7 @@ def load_sr(workdir: str, sharding: jax.sharding.Sharding, dtype) -> FrozenSR:
 
 @dataclasses.dataclass(frozen=True)
 class FrozenRecognizer:
-  """A recognizer, its variables and what it consumes (data/recognition_data.KINDS)."""
+  """A recognizer, its variables and what it consumes (recognition.KINDS)."""
   model: Any
   variables: Any
   kind: str
@@ -78,11 +79,11 @@ class FrozenRecognizer:
   input_size: int = 0  # its training frames' data.resize, else its crop (0 = the dataset's frames)
 
 
-def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, int, Any]:
-  """(module, host variables, input kind, classes, flow stack length, step, run config or None) of a
-  recognition run, or of DeepMind's Kinetics-400 I3D for ``workdir='i3d_kinetics400'``."""
+def recognizer_from_workdir(workdir: str, dtype) -> FrozenRecognizer:
+  """The recognizer of a recognition run's workdir with host variables, or DeepMind's Kinetics-400
+  I3D for ``workdir='i3d_kinetics400'``; its classes unchecked (``load_recognizer`` checks them)."""
   if workdir == I3D_KINETICS:
-    return (*i3d.frozen_kinetics400(), "clip", 400, 1, 0, None)
+    return FrozenRecognizer(*i3d.frozen_kinetics400(), "clip", 400, 1, 0, workdir)
   cfg = load_run_config(workdir)
   if cfg.get("task") != "recognition":
     raise ValueError(f"{workdir} holds a {cfg.get('task', 'sr')!r} run, not a recognizer")
@@ -90,21 +91,18 @@ def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, in
                                        **precision.net_kwargs(cfg.recognizer, recognition.RECOGNIZERS, dtype))
   step, state = checkpointing.load_latest_state(workdir)
   variables = {"params": state["params"]["recognizer"], **state["model_state"]["recognizer"]}
-  return (model, variables, recognition_data.input_kind(cfg.recognizer), int(cfg.recognizer.num_classes),
-          int(cfg.data.new_length), int(step), cfg)
+  crop = int(cfg.data.get("crop_size", 0) or 0)
+  return FrozenRecognizer(model, variables, recognition.input_kind(cfg.recognizer),
+                          int(cfg.recognizer.num_classes), int(cfg.data.new_length), int(step), workdir,
+                          tvl1=cfg.data.tvl1.to_dict() if cfg.data.get("flow_source") == "tvl1" else None,
+                          crop_size=crop, dataset=str(cfg.data.name), input_size=int(cfg.data.get("resize", 0) or crop))
 
 
 def load_recognizer(workdir: str, sharding: jax.sharding.Sharding, dtype, num_classes: int) -> FrozenRecognizer:
-  """Restores the recognizer of ``workdir`` (or DeepMind's Kinetics-400 I3D) and checks its classes."""
-  model, variables, kind, have, new_length, step, cfg = restore_recognizer(workdir, dtype)
-  tvl1, crop, dataset, size = None, 0, "", 0
-  if cfg is not None:
-    tvl1 = cfg.data.tvl1.to_dict() if cfg.data.get("flow_source") == "tvl1" else None
-    crop = int(cfg.data.get("crop_size", 0) or 0)
-    dataset, size = str(cfg.data.name), int(cfg.data.get("resize", 0) or crop)
-  if have != num_classes:
-    trained = f", trained on {dataset}" if dataset else ""
-    raise config_lib.Mismatch(f"Recognizer {workdir} (step {step}{trained}) predicts {have} classes; the evaluation "
-                              f"data has {num_classes}. Use a recognizer trained on this dataset.")
-  return FrozenRecognizer(model, jax.device_put(variables, sharding), kind, have, new_length, int(step), workdir,
-                          tvl1, crop, dataset, size)
+  """Restores the recognizer of ``workdir`` (or DeepMind's Kinetics-400 I3D) on ``sharding`` and checks its classes."""
+  rec = recognizer_from_workdir(workdir, dtype)
+  if rec.num_classes != num_classes:
+    trained = f", trained on {rec.dataset}" if rec.dataset else ""
+    raise config_lib.Mismatch(f"Recognizer {workdir} (step {rec.step}{trained}) predicts {rec.num_classes} classes; "
+                              f"the evaluation data has {num_classes}. Use a recognizer trained on this dataset.")
+  return dataclasses.replace(rec, variables=jax.device_put(rec.variables, sharding))

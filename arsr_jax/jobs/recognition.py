@@ -32,7 +32,7 @@ def resolve(config: ml_collections.ConfigDict) -> str:
   config_lib.validate(config)
   if not config.recognizer.get("name"):
     raise ValueError(f"task='recognition' needs recognizer.name; one of {sorted(recognition.RECOGNIZERS)}")
-  kind = recognition_data.input_kind(config.recognizer)
+  kind = recognition.input_kind(config.recognizer)
   n = recognition_data.num_classes(config)
   have = config.recognizer.get("num_classes")
   if have not in (None, n):

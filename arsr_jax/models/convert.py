@@ -17,8 +17,8 @@ BasicSR's ``params``/``params_ema`` wrappers are removed by ``weights.load_torch
   model.8 (conv_hr), model.10 (conv_last).
 
 Flax names: conv_first, body_N/rdbM/convK, conv_body, conv_up1, conv_up2, conv_hr,
-conv_last, each with ``kernel`` and ``bias``; the scanned RRDBNet stacks the blocks as
-body/rdbM/convK with a leading block axis (``rrdbnet.LAYOUT``), and the result follows the
+conv_last, each with ``kernel`` and ``bias``; RRDBNet stacks the blocks as body/rdbM/convK
+with a leading block axis (``legacy_layout.RRDBNET`` maps the two), and the result follows the
 template's layout (checks and messages use the per-block names).
 
 Scales: the released weights are x4, which need no change. For BasicSR's x2 / x1
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from arsr_jax import weights
-from arsr_jax.models import layers, rrdbnet
+from arsr_jax.models import legacy_layout
 
 _UNSHUFFLE = {4: 1, 2: 2, 1: 4}
 
@@ -122,10 +122,10 @@ def rrdbnet_from_torch(state: Mapping[str, np.ndarray], template_params: Mapping
     # Our input channel (dy*s + dx)*c + ch is PyTorch's ch*s*s + dy*s + dx.
     perm = np.arange(c * s * s).reshape(c, s * s).T.reshape(-1)
     values["conv_first/kernel"] = kernel[:, :, perm, :]
-  per_block = layers.to_legacy(dict(template), rrdbnet.LAYOUT)
+  per_block = legacy_layout.to_per_block(dict(template), legacy_layout.RRDBNET)
   params = weights.assign(per_block, values, f"{source} ({scheme} naming)")
-  if not layers.is_legacy(template, rrdbnet.LAYOUT):
-    params = layers.to_stacked(params, rrdbnet.LAYOUT)
+  if not legacy_layout.is_per_block(template, legacy_layout.RRDBNET):
+    params = legacy_layout.to_stacked(params, legacy_layout.RRDBNET)
   return {"params": params} if wrapped else params
 
 

@@ -12,8 +12,8 @@ serves both; ``dtype`` is the compute dtype, parameters stay float32.
 - ``ResidualDenseBlock``, ``RRDB``: ESRGAN's blocks, 2D or 3D by ``kernel_size``.
 - ``ChannelAttention``: RCAN's squeeze-and-excitation gate.
 - ``PixelShuffleUpsampler``: (conv -> depth_to_space [-> activation]) per factor.
-- ``repeat``: a chain of identical blocks as one ``nn.scan`` (parameters stacked);
-  ``Layout``, ``to_stacked``, ``to_legacy``: that tree <-> per-block names.
+- ``repeat``: a chain of identical blocks as one ``nn.scan`` (parameters stacked;
+  models/legacy_layout.py maps that tree to the per-block names of older checkpoints).
 - Initialisers matching PyTorch's defaults (``torch_default_init``) and
   BasicSR's ``default_init_weights`` (``scaled_kaiming_normal``).
 """
@@ -23,12 +23,11 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Initializer = Callable[..., jax.Array]
 
@@ -198,9 +197,9 @@ class PixelShuffleUpsampler(nn.Module):
 #
 # A chain of identical blocks runs as one ``nn.scan``: XLA compiles one block instead of n, and
 # the parameters (and so the optimizer's updates) are n times fewer, larger arrays. The block
-# parameters are stacked on a leading axis under one name; ``Layout`` maps that tree to the
-# per-block names of the unrolled networks (``body_0``, ``body_1``, ...), which older checkpoints
-# and PyTorch ports use.
+# parameters are stacked on a leading axis under one name; models/legacy_layout.py maps that tree
+# to the per-block names of the unrolled networks (``body_0``, ``body_1``, ...), which older
+# checkpoints and PyTorch ports use.
 
 
 class ConvReLU(nn.Conv):
@@ -242,63 +241,3 @@ def repeat(block: type[nn.Module], kwargs: dict[str, Any], length: int, x: jax.A
   scan = nn.scan(cls, variable_axes={"params": 0}, split_rngs={"params": True}, length=length,
                  unroll=max(1, min(unroll, length)))
   return scan(**kwargs, name=name)(x, None)[0]
-
-
-class Layout(NamedTuple):
-  """A stacked parameter entry ``name`` <-> per-block entries ``legacy.format(start + i)``.
-
-  ``length``: the number of blocks (None: as many consecutive entries as there are);
-  ``inner``: layouts inside each block (RCAN's RCABs inside its residual groups).
-  """
-  name: str
-  legacy: str
-  start: int = 0
-  length: int | None = None
-  inner: tuple["Layout", ...] = ()
-
-
-def to_stacked(params: dict[str, Any], layouts: Sequence[Layout]) -> dict[str, Any]:
-  """Per-block (unrolled) parameter tree -> stacked; entries already stacked are kept."""
-  out = dict(params)
-  for lay in layouts:
-    i, blocks = lay.start, []
-    while lay.legacy.format(i) in out and (lay.length is None or len(blocks) < lay.length):
-      blocks.append(to_stacked(out.pop(lay.legacy.format(i)), lay.inner))
-      i += 1
-    if blocks:
-      out[lay.name] = jax.tree.map(lambda *a: np.stack([np.asarray(b) for b in a]), *blocks)
-  return out
-
-
-def to_legacy(params: dict[str, Any], layouts: Sequence[Layout]) -> dict[str, Any]:
-  """Stacked parameter tree -> per-block names (arrays, or ``jax.ShapeDtypeStruct`` templates)."""
-  out = dict(params)
-  for lay in layouts:
-    if lay.name not in out:
-      continue
-    stacked = out.pop(lay.name)
-    for i in range(jax.tree.leaves(stacked)[0].shape[0]):
-      out[lay.legacy.format(lay.start + i)] = to_legacy(jax.tree.map(lambda a: _index(a, i), stacked), lay.inner)
-  return out
-
-
-def upgrade(tree: Any, layouts: Sequence[Layout]) -> Any:
-  """``to_stacked`` applied to every dict in ``tree`` (dicts, lists, tuples) that holds per-block
-  entries: a raw restored train state (parameters, EMA, optimizer moments) of an unrolled net."""
-  if isinstance(tree, dict):
-    tree = {k: upgrade(v, layouts) for k, v in tree.items()}
-    return to_stacked(tree, layouts) if is_legacy(tree, layouts) else tree
-  if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
-    return type(tree)(upgrade(v, layouts) for v in tree)
-  return tree
-
-
-def is_legacy(params: Any, layouts: Sequence[Layout]) -> bool:
-  """Whether ``params`` (a module's 'params' dict) holds per-block entries of ``layouts``."""
-  return any(lay.legacy.format(lay.start) in (params or {}) for lay in layouts)
-
-
-def _index(a, i: int):
-  if isinstance(a, jax.ShapeDtypeStruct):
-    return jax.ShapeDtypeStruct(a.shape[1:], a.dtype)
-  return a[i]

@@ -16,15 +16,15 @@ res_scale, + skip. 15,592,355 parameters at x4 (BasicSR's count). Kernels use
 PyTorch's default initialisation (biases start at zero here). Groups and RCABs run
 as nested ``nn.scan`` s (``layers.repeat``): XLA compiles one RCAB, not 200. Their
 parameters are stacked: ``groups/rcabs/...`` (10, 20, ...), ``groups/conv`` (10, ...);
-``remat=True`` recomputes each RCAB's activations in the backward pass. Trees of the
-unrolled net (``group_G/rcab_B``: older checkpoints, ``scan=False``) are still applied
-as they are; ``layers.to_stacked(params, LAYOUT)`` converts them.
+``remat=True`` recomputes each RCAB's activations in the backward pass. Older
+checkpoints' per-block names (``group_G/rcab_B``) are converted once by
+``python -m arsr_jax.upgrade`` (models/legacy_layout.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -32,9 +32,6 @@ import jax.numpy as jnp
 
 from arsr_jax.models import layers
 
-
-GROUP_LAYOUT = (layers.Layout("rcabs", "rcab_{}"),)  # inside a residual group
-LAYOUT = (layers.Layout("groups", "group_{}", inner=GROUP_LAYOUT),)  # stacked <-> the unrolled net's names
 
 
 class RCAB(nn.Module):
@@ -59,27 +56,18 @@ class ResidualGroup(nn.Module):
   reduction: int = 16
   res_scale: float = 1.0
   dtype: Any = jnp.float32
-  scan: bool = True
   remat: bool = False
   scan_unroll: int | None = None  # blocks per loop iteration; None: layers.repeat's default
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     rcab = dict(reduction=self.reduction, res_scale=self.res_scale, dtype=self.dtype)
-    if self.scan and not layers.is_legacy(self.variables.get("params"), GROUP_LAYOUT):
-      y = layers.repeat(RCAB, rcab, self.num_blocks, x, name="rcabs", remat=self.remat,
-                        unroll=self.scan_unroll)
-    else:
-      block, y = nn.remat(RCAB) if self.remat else RCAB, x
-      for i in range(self.num_blocks):
-        y = block(**rcab, name=f"rcab_{i}")(y)
+    y = layers.repeat(RCAB, rcab, self.num_blocks, x, name="rcabs", remat=self.remat, unroll=self.scan_unroll)
     y = nn.Conv(x.shape[-1], (3, 3), dtype=self.dtype, kernel_init=layers.torch_default_init(), name="conv")(y)
     return x + y
 
 
 class RCAN(nn.Module):
-  LAYOUT: ClassVar = LAYOUT
-
   scale: int = 4
   num_groups: int = 10
   num_blocks: int = 20
@@ -89,12 +77,8 @@ class RCAN(nn.Module):
   img_range: float = 255.0
   rgb_mean: Sequence[float] = (0.4488, 0.4371, 0.4040)  # DIV2K, RGB
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
-  scan: bool = True  # nested nn.scan over groups and RCABs (stacked); False: unrolled, group_i names
   remat: bool = False  # recompute RCAB activations in the backward pass (less memory)
   scan_unroll: int | None = None  # blocks per loop iteration; None: layers.repeat's default
-
-  def layout(self) -> tuple[layers.Layout, ...]:
-    return LAYOUT
 
   @nn.compact
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
@@ -104,14 +88,9 @@ class RCAN(nn.Module):
     x = ((lr.astype(jnp.float32) - mean) * self.img_range).astype(self.dtype)
     feat = nn.Conv(self.features, (3, 3), dtype=self.dtype, kernel_init=init, name="conv_first")(x)
     group = dict(num_blocks=self.num_blocks, reduction=self.reduction, res_scale=self.res_scale,
-                 dtype=self.dtype, scan=self.scan, remat=self.remat, scan_unroll=self.scan_unroll)
-    if self.scan and not layers.is_legacy(self.variables.get("params"), LAYOUT):
-      body = layers.repeat(ResidualGroup, group, self.num_groups, feat, name="groups", unroll=self.scan_unroll,
-                           train=train)
-    else:
-      body = feat
-      for i in range(self.num_groups):
-        body = ResidualGroup(**group, name=f"group_{i}")(body)
+                 dtype=self.dtype, remat=self.remat, scan_unroll=self.scan_unroll)
+    body = layers.repeat(ResidualGroup, group, self.num_groups, feat, name="groups", unroll=self.scan_unroll,
+                         train=train)
     body = nn.Conv(self.features, (3, 3), dtype=self.dtype, kernel_init=init, name="conv_after_body")(body)
     up = layers.PixelShuffleUpsampler(self.scale, dtype=self.dtype, name="upsample")(feat + body)
     out = nn.Conv(lr.shape[-1], (3, 3), dtype=self.dtype, kernel_init=init, name="conv_last")(up)

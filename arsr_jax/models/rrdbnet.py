@@ -11,9 +11,9 @@ LeakyReLU -> conv_last. Scales 2 and 1 first pixel-unshuffle the input by 2 and 
 BasicSR's count. Initialisation as BasicSR: the dense-block convs Kaiming-normal
 x 0.1, every other conv PyTorch's default (biases start at zero here). The RRDBs run
 as one ``nn.scan`` (``layers.repeat``), their parameters stacked under ``body``
-(23, ...); ``remat=True`` recomputes their activations in the backward pass. Parameter
-trees of the unrolled net (``body_0`` .. ``body_22``: older checkpoints, ``scan=False``)
-are still applied as they are; ``layers.to_stacked(params, LAYOUT)`` converts them.
+(23, ...); ``remat=True`` recomputes their activations in the backward pass. Older
+checkpoints' and PyTorch ports' per-block names (``body_0`` .. ``body_22``) are mapped
+by models/legacy_layout.py.
 
 ``VGGStyleDiscriminator``: frames (N, 128, 128, 3) (or 256 with ``input_size``)
 -> logits (N, 1). Ten convs (3x3 stride 1 / 4x4 stride 2 pairs, 64 -> 512
@@ -23,7 +23,7 @@ then dense 100, LeakyReLU, dense 1. 14,499,401 parameters at 128 px (BasicSR's).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -32,24 +32,15 @@ import jax.numpy as jnp
 from arsr_jax.models import layers
 
 
-LAYOUT = (layers.Layout("body", "body_{}"),)  # stacked RRDBs <-> the unrolled net's names
-
-
 class RRDBNet(nn.Module):
-  LAYOUT: ClassVar = LAYOUT
-
   scale: int = 4
   num_blocks: int = 23
   features: int = 64
   growth: int = 32
   out_channels: int = 3
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
-  scan: bool = True  # one nn.scan over the RRDBs (stacked parameters); False: unrolled, body_i names
   remat: bool = False  # recompute RRDB activations in the backward pass (less memory)
   scan_unroll: int | None = None  # blocks per loop iteration; None: layers.repeat's default
-
-  def layout(self) -> tuple[layers.Layout, ...]:
-    return LAYOUT
 
   @nn.compact
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
@@ -65,13 +56,8 @@ class RRDBNet(nn.Module):
       x = layers.space_to_depth(x, unshuffle[self.scale])
     feat = conv(self.features, "conv_first")(x)
     rrdb = dict(growth=self.growth, kernel_size=(3, 3), dtype=self.dtype)
-    if self.scan and not layers.is_legacy(self.variables.get("params"), LAYOUT):
-      body = layers.repeat(layers.RRDB, rrdb, self.num_blocks, feat, name="body", remat=self.remat,
-                           unroll=self.scan_unroll, train=train)
-    else:
-      block, body = nn.remat(layers.RRDB) if self.remat else layers.RRDB, feat
-      for i in range(self.num_blocks):
-        body = block(**rrdb, name=f"body_{i}")(body)
+    body = layers.repeat(layers.RRDB, rrdb, self.num_blocks, feat, name="body", remat=self.remat,
+                         unroll=self.scan_unroll, train=train)
     feat = feat + conv(self.features, "conv_body")(body)
     feat = layers.leaky_relu(conv(self.features, "conv_up1")(layers.upsample_nearest(feat, 2)))
     feat = layers.leaky_relu(conv(self.features, "conv_up2")(layers.upsample_nearest(feat, 2)))

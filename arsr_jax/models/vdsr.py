@@ -5,9 +5,9 @@ Input LR frames (N, h, w, 3) in [0, 1]; output (N, h*scale, w*scale, 3).
 20 conv layers, 64 channels, ReLU after all but the last: 668,227 parameters
 (the paper's ~0.67 M) at the default size. The 18 identical middle layers run as
 one ``nn.scan`` (``layers.repeat``), their parameters stacked under ``body``
-(18, ...); ``remat=True`` recomputes their activations in the backward pass. The
-unrolled net's trees (``conv1`` .. ``conv18``: older checkpoints, ``scan=False``) are
-still applied as they are; ``layers.to_stacked(params, model.layout())`` converts them.
+(18, ...); ``remat=True`` recomputes their activations in the backward pass. Older
+checkpoints' per-block names (``conv1`` .. ``conv18``) are converted once by
+``python -m arsr_jax.upgrade`` (models/legacy_layout.py).
 """
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ class VDSR(nn.Module):
   num_layers: int = 20
   features: int = 64
   dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
-  scan: bool = True  # one nn.scan over the middle layers (stacked); False: unrolled, conv_i names
   remat: bool = False  # recompute middle-layer activations in the backward pass (less memory)
   scan_unroll: int | None = None  # blocks per loop iteration; None: layers.repeat's default
-
-  def layout(self) -> tuple[layers.Layout, ...]:
-    return (layers.Layout("body", "conv{}", start=1, length=self.num_layers - 2),)
 
   @nn.compact
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
@@ -41,13 +37,9 @@ class VDSR(nn.Module):
     if self.num_layers > 1:
       x = layers.ConvReLU(**conv, name="conv0")(x)
     middle = self.num_layers - 2
-    if self.scan and middle > 0 and not layers.is_legacy(self.variables.get("params"), self.layout()):
+    if middle > 0:
       x = layers.repeat(layers.ConvReLU, conv, middle, x, name="body", remat=self.remat,
                         unroll=self.scan_unroll, train=train)
-    else:
-      block = nn.remat(layers.ConvReLU) if self.remat else layers.ConvReLU
-      for i in range(1, middle + 1):
-        x = block(**conv, name=f"conv{i}")(x)
     # The residual head starts near zero so training begins at the bicubic baseline.
     residual = nn.Conv(lr.shape[-1], (3, 3), dtype=self.dtype, name=f"conv{self.num_layers - 1}",
                        kernel_init=nn.initializers.variance_scaling(1e-4, "fan_in", "normal"))(x)

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 from flax import serialization
 
 from arsr_jax import models
-from arsr_jax.models import layers
 
 DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 DEFAULTS = {4: "corpus_x4", 8: "corpus_x8"}  # scale -> the model `enhance` uses without --model
@@ -62,8 +61,6 @@ def load(name: str):
   template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(lr, jnp.float32), train=False))
   with open(os.path.join(DIRECTORY, f"{name}.msgpack"), "rb") as f:
     state = serialization.msgpack_restore(f.read())
-  if hasattr(model, "layout"):  # weights saved with per-block names feed scanned (stacked) blocks
-    state = layers.upgrade(state, model.layout())
   variables = serialization.from_state_dict(template, state)
   for want, got in zip(jax.tree.leaves(template), jax.tree.leaves(variables)):
     if tuple(want.shape) != tuple(jnp.shape(got)):
