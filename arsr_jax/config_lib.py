@@ -20,8 +20,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   # What the run does: 'sr' trains/evaluates an SR network; 'recognition' trains/evaluates an
-  # action recognizer on HR clips (section recognizer); 'evaluate' runs the recognition-based
-  # evaluation protocol over SR methods (section evaluate; see evaluation/protocol.py).
+  # action recognizer on HR clips (section recognizer); 'protocol' runs the recognition-based
+  # evaluation protocol over SR methods (section protocol; see evaluation/protocol.py).
   c.task = "sr"
   c.mode = "train"  # train | eval (restore the latest checkpoint and evaluate)
   c.scale = 4
@@ -46,7 +46,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.with_labels = False  # SR batches also carry the clip label (recognition-guided losses)
   # Recognition sampling (TSN): segments per training clip, flow frames per stack (2x channels).
   c.data.num_segments = 3
-  c.data.new_length = 5
+  c.data.flow_stack = 5
   c.data.crop_size = 0  # random crop side for recognizers (0 = whole frame)
   # Recognizers: TSN's corner cropping + scale jittering (Sec. 3.3), crop sides as fractions of the
   # shorter frame side, resized to crop_size; () = plain random crops of crop_size.
@@ -112,30 +112,30 @@ def get_base_config() -> ml_collections.ConfigDict:
   # eval split (capped by eval.max_clips) -> eval/step_N.json and eval/* TensorBoard scalars. 0 = off.
   c.eval.every_steps = 5_000
 
-  # task='evaluate': the recognition-based protocol (evaluation/protocol.py).
-  c.evaluate = ml_collections.ConfigDict()
+  # task='protocol': the recognition-based protocol (evaluation/protocol.py).
+  c.protocol = ml_collections.ConfigDict()
   # Comma-separated methods: 'bicubic', 'hr', or NAME=SPATIAL[:TEMPORAL], each side 'bicubic',
   # 'hr' or an SR workdir (e.g. 'vdsr=W1,sosr+tosr=W2:W3'). One side means both streams.
-  c.evaluate.methods = "bicubic,hr"
-  c.evaluate.spatial = ""  # workdir of a TSN rgb recognizer (spatial stream)
-  c.evaluate.temporal = ""  # workdir of a TSN flow recognizer (temporal stream)
-  c.evaluate.two_stream = ""  # workdir of an ST-ResNet (both streams in one network)
-  c.evaluate.clip = ""  # workdir of a clip recognizer (I3D, 3D ResNets), or 'i3d_kinetics400'
+  c.protocol.methods = "bicubic,hr"
+  c.protocol.spatial = ""  # workdir of a TSN rgb recognizer (spatial stream)
+  c.protocol.temporal = ""  # workdir of a TSN flow recognizer (temporal stream)
+  c.protocol.two_stream = ""  # workdir of an ST-ResNet (both streams in one network)
+  c.protocol.clip = ""  # workdir of a clip recognizer (I3D, 3D ResNets), or 'i3d_kinetics400'
   # spatial : temporal late fusion; () = the recognizer's own rule: TSN 1 : 1.5 (TSN's
   # eval_scores.py), ST-ResNet 1 : 1 (its released test averages the two prediction layers).
-  c.evaluate.fusion_weights = ()
+  c.protocol.fusion_weights = ()
   # Test views per segment: 10 = TSN's 4 corner + centre crops and their mirrors (the papers'
   # protocol, tsn-pytorch test_models.py --test_crops 10); 1 = the centre crop (10x cheaper).
-  c.evaluate.views = 10
-  c.evaluate.flow_bound = 20.0  # TSN flow storage range: flow clipped to +-bound px
-  c.evaluate.clip_length = 16  # consecutive-frame windows of clip recognizers (TinyVIRAT)
-  c.evaluate.threshold = 0.5  # multi-label decision threshold on sigmoid scores
-  c.evaluate.tvl1 = ml_collections.ConfigDict()  # TVL1Params overrides for the SR frames' flow
-  c.evaluate.profiles = 4  # videos whose temporal profiles are drawn to plots/
+  c.protocol.views = 10
+  c.protocol.flow_bound = 20.0  # TSN flow storage range: flow clipped to +-bound px
+  c.protocol.clip_length = 16  # consecutive-frame windows of clip recognizers (TinyVIRAT)
+  c.protocol.threshold = 0.5  # multi-label decision threshold on sigmoid scores
+  c.protocol.tvl1 = ml_collections.ConfigDict()  # TVL1Params overrides for the SR frames' flow
+  c.protocol.profiles = 4  # videos whose temporal profiles are drawn to plots/
   # Clip path on natively small video (TinyVIRAT, no HR): LR clips resized to lr_size first (0 = as
   # stored; fixed sizes bound recompilation), SR output resized to the recognizer's input_size.
-  c.evaluate.lr_size = 0
-  c.evaluate.input_size = 0
+  c.protocol.lr_size = 0
+  c.protocol.input_size = 0
   return c
 
 
@@ -166,6 +166,8 @@ def resolve_config_path(value: str) -> str:
     path = os.path.join(CONFIGS_DIR, f"{value}.py")
     if os.path.isfile(path):
       return path
+    if value in RENAMED_RECIPES:
+      raise FileNotFoundError(f"--config {value}: renamed; use {RENAMED_RECIPES[value]}")
     close = difflib.get_close_matches(value, recipe_names(), n=1)
     hint = f"; did you mean {close[0]}?" if close else f" (recipes: {', '.join(recipe_names())})"
     raise FileNotFoundError(f"--config {value}: no such file or recipe{hint}")
@@ -235,6 +237,37 @@ def set_run_length(c: ml_collections.ConfigDict, num_steps: int) -> ml_collectio
   return c
 
 
+# Renamed keys (old -> new): an old key in a config file or a --config.* override is refused with
+# one line naming the new key; run configs stored before (config.json, checkpoint meta) read renamed.
+RENAMED = {"evaluate": "protocol", "data.new_length": "data.flow_stack"}
+RENAMED_VALUES = {"task": {"evaluate": "protocol"}}
+RENAMED_RECIPES = {"evaluate": "protocol"}
+
+
+def renamed_key(key: str) -> str | None:
+  """The new name of dotted ``key`` (or of the section it is in) if it was renamed, else None."""
+  for old, new in RENAMED.items():
+    if key == old or key.startswith(old + "."):
+      return new + key[len(old):]
+  return None
+
+
+def upgrade_stored(stored: dict) -> dict:
+  """A run config or checkpoint meta (a JSON dict) written before a rename, with today's names."""
+  out = {k: dict(v) if isinstance(v, dict) else v for k, v in stored.items()}
+  for old, new in RENAMED.items():
+    *old_section, old_leaf = old.split(".")
+    *new_section, new_leaf = new.split(".")
+    src = out.get(old_section[0]) if old_section else out
+    dst = out.get(new_section[0]) if new_section else out
+    if isinstance(src, dict) and isinstance(dst, dict) and old_leaf in src and new_leaf not in dst:
+      dst[new_leaf] = src.pop(old_leaf)
+  for key, values in RENAMED_VALUES.items():
+    if out.get(key) in values:
+      out[key] = values[out[key]]
+  return out
+
+
 # Optional keys a recipe may add to a section beyond the defaults above.
 OPTIONAL_KEYS = {
     "optimizer": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor", "bias_lr_factor"},
@@ -246,7 +279,7 @@ FREE_SECTIONS = ("model", "loss", "discriminator", "recognizer")
 
 
 MODES = ("train", "eval")
-TASKS = ("sr", "recognition", "evaluate")
+TASKS = ("sr", "recognition", "protocol")
 SCALES = (1, 2, 3, 4, 8)
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 
@@ -278,15 +311,15 @@ VALUE_RULES = {
     "eval.every_steps": (_INT(0), "an integer >= 0 (0 = off)"),
     "eval.num_segments": (_INT(1), "an integer >= 1"),
     "eval.moving_threshold": (lambda v: v >= 0, "a number >= 0"),
-    "evaluate.views": (lambda v: v in (1, 10), "1 (centre crop) or 10 (TSN's corners, centre and mirrors)"),
-    "evaluate.fusion_weights": (lambda v: len(v) in (0, 2) and all(w >= 0 for w in v) and (not v or sum(v) > 0),
+    "protocol.views": (lambda v: v in (1, 10), "1 (centre crop) or 10 (TSN's corners, centre and mirrors)"),
+    "protocol.fusion_weights": (lambda v: len(v) in (0, 2) and all(w >= 0 for w in v) and (not v or sum(v) > 0),
                                 "() for the recognizer's own rule, or (spatial, temporal) weights >= 0, not both 0"),
     "data.scale_jitter": (lambda v: all(0 < x <= 1 for x in v), "() or fractions in (0, 1]"),
     "data.patch_size": (_INT(0), "an integer >= 0 (0 = whole frame)"),
     "data.input_frames": (_INT(1), "an integer >= 1"),
     "data.clip_length": (_INT(1), "an integer >= 1"),
     "data.num_segments": (_INT(1), "an integer >= 1"),
-    "data.new_length": (_INT(1), "an integer >= 1"),
+    "data.flow_stack": (_INT(1), "an integer >= 1"),
     "data.crop_size": (_INT(0), "an integer >= 0"),
     "data.resize": (_INT(0), "an integer >= 0"),
     "data.lr_size": (_INT(0), "an integer >= 0"),
@@ -306,15 +339,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   problems = []
   for key in config:
     if key not in base:
-      problems.append(f"{key!r}")
+      new = renamed_key(key)
+      problems.append(f"{key!r}" + (f" (renamed: use '{new}')" if new else ""))
       continue
     if key in FREE_SECTIONS or not isinstance(base[key], ml_collections.ConfigDict):
       continue
     known = set(base[key]) | OPTIONAL_KEYS.get(key, set())
     for sub in config[key]:
       if sub not in known:
+        new = renamed_key(f"{key}.{sub}")
         hint = difflib.get_close_matches(sub, known, n=1)
-        problems.append(f"'{key}.{sub}'" + (f" (did you mean '{key}.{hint[0]}'?)" if hint else ""))
+        problems.append(f"'{key}.{sub}'" + (f" (renamed: use '{new}')" if new else
+                                            f" (did you mean '{key}.{hint[0]}'?)" if hint else ""))
   if problems:
     raise ValueError("Unknown config key(s): " + ", ".join(problems))
   bad = []

@@ -4,7 +4,7 @@
 --config takes a recipe file, or a recipe's name (``sosr_vdsr``, the same file shipped in the
 package, so it works from a wheel), optionally followed by ``:variant``. The config's ``task``
 says what runs: an SR recipe, a recognizer (``recognizer``) or the recognition-based evaluation
-(``evaluate``).
+(``protocol``).
 
 Any config value can be overridden on the command line, e.g.
 ``--config.train.batch_size=8`` or ``--config.mode=eval``. ``--print_config`` prints the whole
@@ -46,7 +46,7 @@ TASKS: dict[str, Callable[[ml_collections.ConfigDict, io.PathLike], dict[str, An
     "sr": lambda config, workdir: train.train_and_evaluate(config, workdir, sr_job.sr_job(config)),
     "recognition": lambda config, workdir: train.train_and_evaluate(
         config, workdir, recognition_job.recognition_job(config)),
-    "evaluate": protocol.run,
+    "protocol": protocol.run,
 }
 
 
@@ -99,11 +99,11 @@ def summary(config: ml_collections.ConfigDict) -> str:
   """One line: what runs on which data, how long, with which batch."""
   net = config.recognizer.name if config.task == "recognition" else config.model.name
   what = f"task={config.task} mode={config.mode}"
-  if config.task != "evaluate":
+  if config.task != "protocol":
     what += (f" network={net} scale={config.scale} data={config.data.name} steps={config.train.num_steps}"
              f" batch={config.train.batch_size}")
   else:
-    what += f" methods={config.evaluate.methods} data={config.data.name}"
+    what += f" methods={config.protocol.methods} data={config.data.name}"
   return what
 
 
@@ -116,6 +116,10 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing; a missing config file, a config that fails to load (e.g. an unknown
   variant) or a bad --config.* override is one line on stderr (exit 2), not a traceback."""
   argv = _resolve_config(argv)
+  for a in argv:  # an override of a renamed key: one line naming the new key (config_lib.RENAMED)
+    key = a[len("--config."):].split("=", 1)[0] if a.startswith("--config.") else ""
+    if key and config_lib.renamed_key(key):
+      _exit_usage(f"bad --config: --config.{key} was renamed; use --config.{config_lib.renamed_key(key)}")
   try:
     rest = FLAGS(argv)
   except flags.Error as e:  # e.g. get_config raised (unknown variant): its last line is the cause

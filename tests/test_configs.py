@@ -10,9 +10,9 @@ from arsr_jax import config_lib, main
 from arsr_jax.jobs import sr as sr_job
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# SR recipes; recognizer.py, evaluate.py and the attention recipe (which needs a trained
+# SR recipes; recognizer.py, protocol.py and the attention recipe (which needs a trained
 # classifier) are exercised in test_recognition_eval.py.
-NOT_SR = ("recognizer", "evaluate", "dvsr_progressive_attention")
+NOT_SR = ("recognizer", "protocol", "dvsr_progressive_attention")
 CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.py") if not p.name.startswith("_") and p.stem not in NOT_SR)
 
 
@@ -46,7 +46,7 @@ def test_recognizer_configs_build(variant):
     kind = recognition_data.input_kind(c.recognizer)
     kwargs = {k: v for k, v in c.recognizer.to_dict().items() if k != "name"}
     if kind in ("flow", "two_stream"):
-      kwargs["new_length"] = c.data.new_length
+      kwargs["new_length"] = c.data.flow_stack
     recognition.build_recognizer(c.recognizer.name, num_classes=12, **kwargs)
   with pytest.raises(ValueError, match="pick one model"):
     _load(ROOT / "configs" / "recognizer.py").get_config("tsn_rgb,i3d")

@@ -151,12 +151,12 @@ class _NamedSource:
 
 
 def check_splits(config: ml_collections.ConfigDict) -> None:
-  """Opens and checks every split the run reads (train unless mode=eval or task=evaluate; eval);
+  """Opens and checks every split the run reads (train unless mode=eval or task=protocol; eval);
   DataError names the first missing, truncated or damaged file. Reads each shard's index and its
   first and last records, and every record of the evaluated clips (eval.max_clips)."""
   d = config.data
   splits = [d.eval_split]
-  if config.get("mode", "train") == "train" and config.get("task", "sr") != "evaluate":
+  if config.get("mode", "train") == "train" and config.get("task", "sr") != "protocol":
     splits.insert(0, d.train_split)
   builder = get_builder(d.name, d.get("data_dir"))
   for split in splits:

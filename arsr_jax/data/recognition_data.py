@@ -367,7 +367,7 @@ def recognition_source(config: ml_collections.ConfigDict, split: str, kind: str)
 def sampler(config: ml_collections.ConfigDict, kind: str, train: bool) -> SampleRecognition:
   d = config.data
   return SampleRecognition(kind=kind, num_segments=d.num_segments if train else config.eval.num_segments,
-                           new_length=d.new_length, clip_length=d.clip_length, crop_size=d.crop_size,
+                           new_length=d.flow_stack, clip_length=d.clip_length, crop_size=d.crop_size,
                            resize=d.resize, train=train, sr_input=bool(d.get("sr_input")),
                            lr_size=d.get("lr_size", 0), scale_jitter=tuple(d.get("scale_jitter", ())),
                            flip=bool(d.get("flip", False)))

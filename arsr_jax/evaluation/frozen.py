@@ -23,12 +23,13 @@ I3D_KINETICS = "i3d_kinetics400"
 
 
 def load_run_config(workdir: io.PathLike) -> ml_collections.ConfigDict:
-  """The run config a workdir's ``config.json`` holds (written by the training loop)."""
+  """The run config a workdir's ``config.json`` holds (written by the training loop), with keys
+  renamed since (config_lib.RENAMED) under their new names."""
   path = io.path(workdir) / "config.json"
   if not path.exists():
     raise FileNotFoundError(f"{workdir} has no config.json: not a workdir written by arsr_jax.main "
                             "(train it first, or check the path)")
-  return ml_collections.ConfigDict(io.read_json(path))
+  return ml_collections.ConfigDict(config_lib.upgrade_stored(io.read_json(path)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,7 @@ def restore_recognizer(workdir: str, dtype) -> tuple[Any, Any, str, int, int, in
   step, state = checkpointing.load_latest_state(workdir)
   variables = {"params": state["params"]["recognizer"], **state["model_state"]["recognizer"]}
   return (model, variables, recognition_data.input_kind(cfg.recognizer), int(cfg.recognizer.num_classes),
-          int(cfg.data.new_length), int(step), cfg)
+          int(cfg.data.flow_stack), int(step), cfg)
 
 
 def load_recognizer(workdir: str, sharding: jax.sharding.Sharding, dtype, num_classes: int) -> FrozenRecognizer:

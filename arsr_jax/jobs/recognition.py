@@ -41,9 +41,9 @@ def resolve(config: ml_collections.ConfigDict) -> str:
     config.recognizer.num_classes = n
     if kind in ("flow", "two_stream"):  # the network's input channels follow the data's flow stacks
       length = config.recognizer.get("new_length")
-      if length not in (None, config.data.new_length):
-        raise ValueError(f"recognizer.new_length={length} differs from data.new_length={config.data.new_length}")
-      config.recognizer.new_length = config.data.new_length
+      if length not in (None, config.data.flow_stack):
+        raise ValueError(f"recognizer.new_length={length} differs from data.flow_stack={config.data.flow_stack}")
+      config.recognizer.new_length = config.data.flow_stack
   return kind
 
 
