@@ -38,6 +38,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 MODELS = ("tsn_rgb", "tsn_flow", "st_resnet", "resnet3d", "wide_resnet3d", "i3d")
 
 
@@ -97,7 +99,7 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
     else:
       c.data.resize = 224  # I3D's 7x7 final pooling needs 224 px frames
   if "smoke" in variant:
-    config_lib.apply_smoke(c, steps=400)  # measured: tsn_flow well above chance on the test split (README)
+    common.apply_smoke(c, steps=400)  # measured: tsn_flow well above chance on the test split (README)
     c.data.tvl1 = ml_collections.ConfigDict({"nscales": 3, "warps": 2, "outer_iterations": 3,
                                              "inner_iterations": 10})  # light TV-L1 for small CPU runs
     c.data.flip = False  # the synthetic classes tell leftward from rightward motion

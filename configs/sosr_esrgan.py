@@ -16,8 +16,10 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  c = config_lib.esrgan_recipe(config_lib.parse_variant(arg, ("smoke", "psnr"), "sosr_esrgan"))
+  c = common.esrgan_recipe(config_lib.parse_variant(arg, ("smoke", "psnr"), "sosr_esrgan"))
   c.loss.flow_weighted = True
   return c

@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # SR recipes; recognizer.py, protocol.py and the attention recipe (which needs a trained
 # classifier) are exercised in test_recognition_eval.py.
 NOT_SR = ("recognizer", "protocol", "dvsr_progressive_attention")
-CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.py") if not p.name.startswith("_") and p.stem not in NOT_SR)
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.py") if p.stem in config_lib.recipe_names() and p.stem not in NOT_SR)
 
 
 def _load(path):
