@@ -29,7 +29,6 @@ from arsr_jax.train import Job
 def resolve(config: ml_collections.ConfigDict) -> str:
   """Checks the recognizer config against the data and fills in what the data decides
   (``recognizer.num_classes``, the flow stack length); returns the input kind."""
-  config_lib.validate(config)
   if not config.recognizer.get("name"):
     raise ValueError(f"task='recognition' needs recognizer.name; one of {sorted(recognition.RECOGNIZERS)}")
   kind = recognition_data.input_kind(config.recognizer)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from arsr_jax import checkpointing, config_lib, losses, models, optim, precision, weights
+from arsr_jax import checkpointing, losses, models, optim, precision, weights
 from arsr_jax.data import pipeline
 from arsr_jax.evaluation import frozen as frozen_lib
 from arsr_jax.evaluation.sr_eval import SREvaluator
@@ -28,8 +28,7 @@ from arsr_jax.train import Job
 
 
 def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
-  """(SRSetup, frozen variables) named by an SR recipe."""
-  config_lib.validate(config)
+  """(SRSetup, frozen variables) named by an SR recipe (checked by ``main.check``)."""
   dtype = precision.compute_dtype(config.compute_dtype)
   model = models.build_model(config.model.name, config.scale,
                              **precision.net_kwargs(config.model, models.MODELS, dtype))
@@ -40,10 +39,9 @@ def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
   classifier = restore_classifier(config.loss, dtype) if losses.needs_classifier(config.loss) else None
   if losses.needs_recognizer(config.loss):
     classifier = restore_recognizer(config.loss)
-  loss = config.loss
+  loss = losses.resolve(config.loss)  # the objective's keys, defaults filled in
   if config.mode == "eval" and loss.get("perceptual_weight"):
     # mode=eval never runs the objective: evaluating a trained GAN needs no VGG (nor its download).
-    loss = loss.copy_and_resolve_references()
     loss.perceptual_weight = 0.0
   objective, frozen = losses.build_objective(loss, dtype, classifier)
   steps_total = config.train.num_steps
@@ -53,7 +51,7 @@ def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
   setup = sr_steps.SRSetup(
       model=model, objective=objective, tx=optim.per_network(nets),
       schedule=optim.build_schedule(config.optimizer, steps_total), discriminator=discriminator,
-      gan_weight=config.loss.get("gan_weight", 0.0), gan_type=config.loss.get("gan_type", "ragan"),
+      gan_weight=loss.gan_weight, gan_type=loss.gan_type,
       call_kwargs=fade_in(config), flow_fn=pipeline.flow_fn(config), ema_decay=config.train.ema_decay)
   return setup, frozen
 
