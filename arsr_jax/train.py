@@ -104,7 +104,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
         checkpointing.set_aside(mngr, workdir, damaged)
       logging.info("Resuming from step %d", int(state.step))
     _write_config(workdir, config)
-    periodic = PeriodicEval(config, workdir, job.evaluator, mesh, writer)  # eval.every_steps
+    periodic = PeriodicEval(config.eval, config.train.num_steps, workdir, job.evaluator, mesh, writer)
     state, stopped_by = _train(config, job, mesh, state, data_iter, step_rng, mngr, writer, periodic)
   checkpointing.wait(mngr)
   mngr.close()
