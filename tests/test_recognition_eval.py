@@ -363,10 +363,11 @@ def test_recognizer_inputs_travel_as_uint8_and_step_like_floats(small_data_dir):
   exactly as the host did before, for TSN RGB and for I3D's (-1, 1) input range."""
   config = recognizer.get_config("tsn_rgb,smoke")
   config.data.data_dir = small_data_dir
-  source = recognition_data.recognition_source(config, config.data.train_split, "rgb")
-  item = recognition_data.sampler(config, "rgb", train=True).sample(source[0], np.random.default_rng(0))
+  source = recognition_data.recognition_source(config.data, config.data.train_split, "rgb")
+  item = recognition_data.sampler(config.data, "rgb", train=True).sample(source[0], np.random.default_rng(0))
   assert item["rgb"].dtype == np.uint8
-  two = recognition_data.sampler(config, "two_stream", train=False).sample(source[0], None)
+  two = recognition_data.sampler(config.data, "two_stream", train=False,
+                                 num_segments=config.eval.num_segments).sample(source[0], None)
   assert two["rgb"].dtype == np.uint8 and two["flow"].dtype == np.float16  # as stored
   rng = np.random.default_rng(0)
   for net, kind, shape in ((tsn.TSN(modality="rgb", num_classes=3, depth=18, width=8), "rgb", (2, 2, 32, 32, 3)),

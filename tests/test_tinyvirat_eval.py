@@ -38,7 +38,7 @@ def test_tinyvirat_multilabel_recognizer_and_f1(tmp_path):
   c.recognizer.depth, c.recognizer.width = 10, 4
   c.train.num_steps = c.train.checkpoint_every = c.train.log_every = 2
   c.train.batch_size = c.eval.batch_size = 8
-  assert recognition_data.is_multilabel(c) and recognition_data.num_classes(c) == 26
+  assert recognition_data.is_multilabel(c.data) and recognition_data.num_classes(c.data) == 26
   res = main.run(c, str(tmp_path / "cls"))
   assert len(res["per_class_f1"]) == 26  # BCE-trained, sigmoid > 0.5
   mesh = sharding.make_mesh()

@@ -72,7 +72,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
   dtype = precision.compute_dtype(config.compute_dtype)
-  num_classes = recognition_data.num_classes(config)
+  num_classes = recognition_data.num_classes(d)
   recs = _load_recognizers(e, repl, dtype, num_classes)
   for rec in recs.values():
     check_trained_on(rec, d.name, num_classes)
