@@ -282,7 +282,7 @@ OPTIONAL_KEYS = {
     "optimizer_d": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor", "bias_lr_factor"},
     "eval": {"border"},
 }
-# Sections whose keys are checked by their consumer (models.build_model, losses.build_objective).
+# Sections whose keys are checked by their consumer (models.build_model; losses.resolve, run by main.check).
 FREE_SECTIONS = ("model", "loss", "discriminator", "recognizer")
 
 

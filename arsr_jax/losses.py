@@ -7,8 +7,9 @@ An objective is ``objective(sr, batch, frozen) -> (loss, aux)``: ``sr`` has the
 shape of ``batch['hr']`` (frames, siamese pairs (B, 2, H, W, C) or clips),
 ``frozen`` holds fixed networks' variables (VGG features, a frozen classifier),
 ``aux`` named scalars for logging. ``build_objective(cfg)`` returns the
-objective and its frozen variables. Each objective declares its ``loss.*`` keys and their defaults
-once (``OBJECTIVE_KEYS``); ``resolve`` refuses any other key and fills the defaults. Objectives that need a frozen action
+objective and its frozen variables. Each objective declares its ``loss.*``
+keys and their defaults once (``OBJECTIVE_KEYS``); ``resolve`` refuses any
+other key and fills the defaults. Objectives that need a frozen action
 classifier (recognition-guided SR) are handed it as a ``Classifier`` by the
 caller, which restores it; this module never loads checkpoints.
 """
