@@ -195,7 +195,7 @@ def check_identity(directory: io.PathLike, config: ml_collections.ConfigDict) ->
   want = run_identity(config)
   for step in reversed(steps(directory)):
     try:
-      meta = read_meta(directory, step)
+      meta = config_lib.upgrade_stored(read_meta(directory, step))  # keys renamed since: new names
     except CheckpointDamaged:
       continue
     diffs = {k: (meta[k], want[k]) for k in want if k in meta and meta[k] != want[k]}

@@ -6,6 +6,7 @@ Sizes are HR pixels unless named otherwise; ``scale`` is the SR factor.
 import difflib
 import importlib.util
 import os
+import sys
 
 import ml_collections
 
@@ -20,8 +21,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   # What the run does: 'sr' trains/evaluates an SR network; 'recognition' trains/evaluates an
-  # action recognizer on HR clips (section recognizer); 'evaluate' runs the recognition-based
-  # evaluation protocol over SR methods (section evaluate; see evaluation/protocol.py).
+  # action recognizer on HR clips (section recognizer); 'protocol' runs the recognition-based
+  # evaluation protocol over SR methods (section protocol; see evaluation/protocol.py).
   c.task = "sr"
   c.mode = "train"  # train | eval (restore the latest checkpoint and evaluate)
   c.scale = 4
@@ -46,7 +47,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.with_labels = False  # SR batches also carry the clip label (recognition-guided losses)
   # Recognition sampling (TSN): segments per training clip, flow frames per stack (2x channels).
   c.data.num_segments = 3
-  c.data.new_length = 5
+  c.data.flow_stack = 5
   c.data.crop_size = 0  # random crop side for recognizers (0 = whole frame)
   # Recognizers: TSN's corner cropping + scale jittering (Sec. 3.3), crop sides as fractions of the
   # shorter frame side, resized to crop_size; () = plain random crops of crop_size.
@@ -112,30 +113,30 @@ def get_base_config() -> ml_collections.ConfigDict:
   # eval split (capped by eval.max_clips) -> eval/step_N.json and eval/* TensorBoard scalars. 0 = off.
   c.eval.every_steps = 5_000
 
-  # task='evaluate': the recognition-based protocol (evaluation/protocol.py).
-  c.evaluate = ml_collections.ConfigDict()
+  # task='protocol': the recognition-based protocol (evaluation/protocol.py).
+  c.protocol = ml_collections.ConfigDict()
   # Comma-separated methods: 'bicubic', 'hr', or NAME=SPATIAL[:TEMPORAL], each side 'bicubic',
   # 'hr' or an SR workdir (e.g. 'vdsr=W1,sosr+tosr=W2:W3'). One side means both streams.
-  c.evaluate.methods = "bicubic,hr"
-  c.evaluate.spatial = ""  # workdir of a TSN rgb recognizer (spatial stream)
-  c.evaluate.temporal = ""  # workdir of a TSN flow recognizer (temporal stream)
-  c.evaluate.two_stream = ""  # workdir of an ST-ResNet (both streams in one network)
-  c.evaluate.clip = ""  # workdir of a clip recognizer (I3D, 3D ResNets), or 'i3d_kinetics400'
+  c.protocol.methods = "bicubic,hr"
+  c.protocol.spatial = ""  # workdir of a TSN rgb recognizer (spatial stream)
+  c.protocol.temporal = ""  # workdir of a TSN flow recognizer (temporal stream)
+  c.protocol.two_stream = ""  # workdir of an ST-ResNet (both streams in one network)
+  c.protocol.clip = ""  # workdir of a clip recognizer (I3D, 3D ResNets), or 'i3d_kinetics400'
   # spatial : temporal late fusion; () = the recognizer's own rule: TSN 1 : 1.5 (TSN's
   # eval_scores.py), ST-ResNet 1 : 1 (its released test averages the two prediction layers).
-  c.evaluate.fusion_weights = ()
+  c.protocol.fusion_weights = ()
   # Test views per segment: 10 = TSN's 4 corner + centre crops and their mirrors (the papers'
   # protocol, tsn-pytorch test_models.py --test_crops 10); 1 = the centre crop (10x cheaper).
-  c.evaluate.views = 10
-  c.evaluate.flow_bound = 20.0  # TSN flow storage range: flow clipped to +-bound px
-  c.evaluate.clip_length = 16  # consecutive-frame windows of clip recognizers (TinyVIRAT)
-  c.evaluate.threshold = 0.5  # multi-label decision threshold on sigmoid scores
-  c.evaluate.tvl1 = ml_collections.ConfigDict()  # TVL1Params overrides for the SR frames' flow
-  c.evaluate.profiles = 4  # videos whose temporal profiles are drawn to plots/
+  c.protocol.views = 10
+  c.protocol.flow_bound = 20.0  # TSN flow storage range: flow clipped to +-bound px
+  c.protocol.clip_length = 16  # consecutive-frame windows of clip recognizers (TinyVIRAT)
+  c.protocol.threshold = 0.5  # multi-label decision threshold on sigmoid scores
+  c.protocol.tvl1 = ml_collections.ConfigDict()  # TVL1Params overrides for the SR frames' flow
+  c.protocol.profiles = 4  # videos whose temporal profiles are drawn to plots/
   # Clip path on natively small video (TinyVIRAT, no HR): LR clips resized to lr_size first (0 = as
   # stored; fixed sizes bound recompilation), SR output resized to the recognizer's input_size.
-  c.evaluate.lr_size = 0
-  c.evaluate.input_size = 0
+  c.protocol.lr_size = 0
+  c.protocol.input_size = 0
   return c
 
 
@@ -150,11 +151,31 @@ def _configs_dir() -> str:
 CONFIGS_DIR = _configs_dir()
 
 
+NOT_RECIPES = ("common",)  # configs/common.py: pieces several recipes share (``configs_module``)
+
+
 def recipe_names() -> list[str]:
   """Names of the recipes in CONFIGS_DIR (``sosr_vdsr``, ...), sorted."""
   if not os.path.isdir(CONFIGS_DIR):
     return []
-  return sorted(f[:-3] for f in os.listdir(CONFIGS_DIR) if f.endswith(".py") and not f.startswith("_"))
+  return sorted(f[:-3] for f in os.listdir(CONFIGS_DIR)
+                if f.endswith(".py") and not f.startswith("_") and f[:-3] not in NOT_RECIPES)
+
+
+def configs_module(name: str):
+  """``CONFIGS_DIR/<name>.py`` imported once (``common``, which recipes share): recipes are loaded
+  by path, outside any package, so they import their shared pieces through this."""
+  key = f"arsr_jax_configs_{name}"
+  if key not in sys.modules:
+    spec = importlib.util.spec_from_file_location(key, os.path.join(CONFIGS_DIR, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    try:
+      spec.loader.exec_module(module)
+    except BaseException:
+      del sys.modules[key]
+      raise
+  return sys.modules[key]
 
 
 def resolve_config_path(value: str) -> str:
@@ -166,6 +187,8 @@ def resolve_config_path(value: str) -> str:
     path = os.path.join(CONFIGS_DIR, f"{value}.py")
     if os.path.isfile(path):
       return path
+    if value in RENAMED_RECIPES:
+      raise FileNotFoundError(f"--config {value}: renamed; use {RENAMED_RECIPES[value]}")
     close = difflib.get_close_matches(value, recipe_names(), n=1)
     hint = f"; did you mean {close[0]}?" if close else f" (recipes: {', '.join(recipe_names())})"
     raise FileNotFoundError(f"--config {value}: no such file or recipe{hint}")
@@ -211,19 +234,6 @@ def parse_variant(arg: str, allowed: tuple[str, ...], recipe: str) -> set[str]:
   return tokens
 
 
-def apply_smoke(c: ml_collections.ConfigDict, *, patch_size: int = 32, steps: int = 300) -> None:
-  """Shrinks data and schedule for a CPU smoke run on synthetic_actions/small (64x64, 8 frames)."""
-  c.data.name = "synthetic_actions/small"
-  c.data.patch_size = patch_size
-  c.optimizer.warmup_steps = min(20, steps // 10)
-  c.train.batch_size = 16
-  c.train.num_steps = steps
-  c.train.log_every = 50
-  c.train.checkpoint_every = 100
-  c.eval.batch_size = 16
-  c.eval.every_steps = 0  # smoke runs evaluate once, at the end
-
-
 def set_run_length(c: ml_collections.ConfigDict, num_steps: int) -> ml_collections.ConfigDict:
   """Sets train.num_steps, scaling step-schedule boundaries with it (a recipe's schedule keeps its
   shape, e.g. SoSR's /10 every quarter); the fade-in (a per-iteration rate in the papers) is kept."""
@@ -235,18 +245,49 @@ def set_run_length(c: ml_collections.ConfigDict, num_steps: int) -> ml_collectio
   return c
 
 
+# Renamed keys (old -> new): an old key in a config file or a --config.* override is refused with
+# one line naming the new key; run configs stored before (config.json, checkpoint meta) read renamed.
+RENAMED = {"evaluate": "protocol", "data.new_length": "data.flow_stack"}
+RENAMED_VALUES = {"task": {"evaluate": "protocol"}}
+RENAMED_RECIPES = {"evaluate": "protocol"}
+
+
+def renamed_key(key: str) -> str | None:
+  """The new name of dotted ``key`` (or of the section it is in) if it was renamed, else None."""
+  for old, new in RENAMED.items():
+    if key == old or key.startswith(old + "."):
+      return new + key[len(old):]
+  return None
+
+
+def upgrade_stored(stored: dict) -> dict:
+  """A run config or checkpoint meta (a JSON dict) written before a rename, with today's names."""
+  out = {k: dict(v) if isinstance(v, dict) else v for k, v in stored.items()}
+  for old, new in RENAMED.items():
+    *old_section, old_leaf = old.split(".")
+    *new_section, new_leaf = new.split(".")
+    src = out.get(old_section[0]) if old_section else out
+    dst = out.get(new_section[0]) if new_section else out
+    if isinstance(src, dict) and isinstance(dst, dict) and old_leaf in src and new_leaf not in dst:
+      dst[new_leaf] = src.pop(old_leaf)
+  for key, values in RENAMED_VALUES.items():
+    if out.get(key) in values:
+      out[key] = values[out[key]]
+  return out
+
+
 # Optional keys a recipe may add to a section beyond the defaults above.
 OPTIONAL_KEYS = {
     "optimizer": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor", "bias_lr_factor"},
     "optimizer_d": {"b1", "b2", "weight_decay", "momentum", "boundaries", "decay_factor", "bias_lr_factor"},
     "eval": {"border"},
 }
-# Sections whose keys are checked by their consumer (models.build_model, losses.build_objective).
+# Sections whose keys are checked by their consumer (models.build_model; losses.resolve, run by main.check).
 FREE_SECTIONS = ("model", "loss", "discriminator", "recognizer")
 
 
 MODES = ("train", "eval")
-TASKS = ("sr", "recognition", "evaluate")
+TASKS = ("sr", "recognition", "protocol")
 SCALES = (1, 2, 3, 4, 8)
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 
@@ -278,15 +319,15 @@ VALUE_RULES = {
     "eval.every_steps": (_INT(0), "an integer >= 0 (0 = off)"),
     "eval.num_segments": (_INT(1), "an integer >= 1"),
     "eval.moving_threshold": (lambda v: v >= 0, "a number >= 0"),
-    "evaluate.views": (lambda v: v in (1, 10), "1 (centre crop) or 10 (TSN's corners, centre and mirrors)"),
-    "evaluate.fusion_weights": (lambda v: len(v) in (0, 2) and all(w >= 0 for w in v) and (not v or sum(v) > 0),
+    "protocol.views": (lambda v: v in (1, 10), "1 (centre crop) or 10 (TSN's corners, centre and mirrors)"),
+    "protocol.fusion_weights": (lambda v: len(v) in (0, 2) and all(w >= 0 for w in v) and (not v or sum(v) > 0),
                                 "() for the recognizer's own rule, or (spatial, temporal) weights >= 0, not both 0"),
     "data.scale_jitter": (lambda v: all(0 < x <= 1 for x in v), "() or fractions in (0, 1]"),
     "data.patch_size": (_INT(0), "an integer >= 0 (0 = whole frame)"),
     "data.input_frames": (_INT(1), "an integer >= 1"),
     "data.clip_length": (_INT(1), "an integer >= 1"),
     "data.num_segments": (_INT(1), "an integer >= 1"),
-    "data.new_length": (_INT(1), "an integer >= 1"),
+    "data.flow_stack": (_INT(1), "an integer >= 1"),
     "data.crop_size": (_INT(0), "an integer >= 0"),
     "data.resize": (_INT(0), "an integer >= 0"),
     "data.lr_size": (_INT(0), "an integer >= 0"),
@@ -306,15 +347,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   problems = []
   for key in config:
     if key not in base:
-      problems.append(f"{key!r}")
+      new = renamed_key(key)
+      problems.append(f"{key!r}" + (f" (renamed: use '{new}')" if new else ""))
       continue
     if key in FREE_SECTIONS or not isinstance(base[key], ml_collections.ConfigDict):
       continue
     known = set(base[key]) | OPTIONAL_KEYS.get(key, set())
     for sub in config[key]:
       if sub not in known:
+        new = renamed_key(f"{key}.{sub}")
         hint = difflib.get_close_matches(sub, known, n=1)
-        problems.append(f"'{key}.{sub}'" + (f" (did you mean '{key}.{hint[0]}'?)" if hint else ""))
+        problems.append(f"'{key}.{sub}'" + (f" (renamed: use '{new}')" if new else
+                                            f" (did you mean '{key}.{hint[0]}'?)" if hint else ""))
   if problems:
     raise ValueError("Unknown config key(s): " + ", ".join(problems))
   bad = []
@@ -332,106 +376,3 @@ def validate(config: ml_collections.ConfigDict) -> None:
       bad.append(f"{key}={value!r} (must be {want})")
   if bad:
     raise ValueError("Invalid config value(s): " + "; ".join(bad))
-
-
-# ---------------------------------------------------------------------------
-# Recipes that several config files share (configs/ holds one plain file per recipe).
-
-def esrgan_recipe(variant: set[str]) -> ml_collections.ConfigDict:
-  """ESRGAN / its PSNR pre-training ('psnr'): configs/esrgan.py, the base of configs/sosr_esrgan.py."""
-  c = get_base_config()
-  c.model.name = "rrdbnet"
-  c.model.num_blocks = 23
-  c.model.features = 64
-  c.model.growth = 32
-  c.data.patch_size = 128
-  c.train.batch_size = 16
-  c.train.num_steps = 400_000
-  c.optimizer.learning_rate = 1e-4
-  c.optimizer.schedule = "step"
-  c.optimizer.boundaries = (50_000, 100_000, 200_000, 300_000)
-  c.optimizer.decay_factor = 0.5
-  c.optimizer_d = c.optimizer.copy_and_resolve_references()
-  c.train.ema_decay = 0.999  # BasicSR evaluates the EMA generator
-  if "psnr" in variant:
-    c.loss.name = "l1"
-    c.optimizer.learning_rate = 2e-4
-  else:
-    c.discriminator.name = "vgg_style"
-    c.discriminator.input_size = 128
-    c.loss.name = "pixel_perceptual"
-    c.loss.pixel_weight = 1e-2
-    c.loss.perceptual_weight = 1.0
-    c.loss.perceptual_arch = "vgg19"
-    c.loss.perceptual_layer = "conv5_4"
-    c.loss.perceptual_pre_activation = True
-    c.loss.perceptual_criterion = "l1"
-    c.loss.perceptual_weights = "auto"  # torchvision's ImageNet VGG19, fetched on first use (perceptual.py)
-    c.loss.gan_type = "ragan"
-    c.loss.gan_weight = 5e-3
-  if "smoke" in variant:
-    apply_smoke(c)
-    c.model.num_blocks, c.model.features, c.model.growth = 1, 16, 8
-    if "psnr" not in variant:  # the VGG-style discriminator needs 128-px inputs
-      c.discriminator = ml_collections.ConfigDict({"name": "srgan", "features": 8, "dense_features": 32})
-      c.loss.perceptual_weights = "random"
-      c.loss.perceptual_layer = "conv2_2"
-    c.optimizer.boundaries = (1000,)
-  return c
-
-
-def duf_recipe(variant: set[str]) -> ml_collections.ConfigDict:
-  """VSR-DUF-16/28/52 ('layers=N'): configs/duf16.py and configs/duf52.py."""
-  c = get_base_config()
-  c.model.name = "duf"
-  c.model.num_layers = 52 if "layers=52" in variant else 28 if "layers=28" in variant else 16
-  c.data.input_frames = 7
-  c.data.patch_size = 128  # LR 32x32 as in the paper
-  c.loss.name = "huber"
-  c.loss.delta = 0.01
-  c.train.batch_size = 16
-  c.train.num_steps = 200_000
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.schedule = "step"
-  c.optimizer.boundaries = (100_000, 150_000)
-  c.optimizer.decay_factor = 0.1
-  if "smoke" in variant:
-    apply_smoke(c, steps=200)
-    c.optimizer.boundaries = (150,)
-  return c
-
-
-def progressive_dvsr_recipe(variant: set[str]) -> ml_collections.ConfigDict:
-  """Progressive DVSR stage 1-3 ('stageN', 'x8'): configs/dvsr_progressive.py and
-  configs/dvsr_progressive_attention.py. Stage 3 exists only at 8x (log2(8) = 3 x2 stages), so
-  'stage3' implies scale 8; 'x8' puts stages 1-2 on the 8x chain (TinyVIRAT Sec. III-B.2: 14x14 ->
-  28 -> 56 -> 112; released conf/*p.py 'scale_factor': 8)."""
-  stages = [int(v[-1]) for v in variant if v.startswith("stage")]
-  c = get_base_config()
-  c.model.name = "progressive_dvsr"
-  c.model.stage = stages[0] if stages else 2
-  c.scale = 8 if ("x8" in variant or c.model.stage == 3) else 4
-  c.model.features = 32
-  c.model.growth = 32
-  c.model.temporal_growth = True
-  c.data.sampler = "clip"
-  c.data.clip_length = 16
-  # TinyVIRAT Sec. V-A: SR training clips "larger than 112x112"; released conf/228l.py 'crop_size': 112
-  # (of 'scale_size': 128): 112-px HR patches, so 28 px LR at 4x and 14 px at 8x.
-  c.data.patch_size = 112
-  c.loss.name = "l1"
-  c.train.batch_size = 8
-  # TinyVIRAT Sec. IV-B: alpha "set to 0 initially and increased by 5e-3 after each iteration".
-  c.train.fade_steps = 200 if c.model.stage > 1 else None
-  c.optimizer.learning_rate = 2e-4
-  c.optimizer.b1, c.optimizer.b2 = 0.5, 0.9
-  # No decay: Sec. V-B gives Adam lr 2e-4 and no schedule; released conf/228l.py 'lr_schedule':
-  # ExponentialLR with gamma 1.0 (a constant rate). Not the base config's cosine.
-  c.optimizer.schedule = "constant"
-  if "smoke" in variant:
-    apply_smoke(c, steps=150)
-    c.data.clip_length = 4
-    c.model.features, c.model.growth = 8, 8
-    c.train.batch_size = 8
-    c.train.fade_steps = 50 if c.model.stage > 1 else None
-  return c

@@ -7,7 +7,9 @@ An objective is ``objective(sr, batch, frozen) -> (loss, aux)``: ``sr`` has the
 shape of ``batch['hr']`` (frames, siamese pairs (B, 2, H, W, C) or clips),
 ``frozen`` holds fixed networks' variables (VGG features, a frozen classifier),
 ``aux`` named scalars for logging. ``build_objective(cfg)`` returns the
-objective and its frozen variables. Objectives that need a frozen action
+objective and its frozen variables. Each objective declares its ``loss.*``
+keys and their defaults once (``OBJECTIVE_KEYS``); ``resolve`` refuses any
+other key and fills the defaults. Objectives that need a frozen action
 recognizer (recognition-guided SR, recognition consistency) are handed it as a
 ``Recognizer`` by the caller, which restores it; this module never loads checkpoints.
 """
@@ -15,6 +17,7 @@ recognizer (recognition-guided SR, recognition consistency) are handed it as a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any, Callable, Mapping
 
 import jax
@@ -157,8 +160,8 @@ Objective = Callable[[jax.Array, Mapping[str, jax.Array], Any], tuple[jax.Array,
 
 
 def _configured_pixel_loss(name: str, cfg: ml_collections.ConfigDict):
-  """pixel_loss(name) with its option from the loss config (Huber's delta, default 0.01)."""
-  return pixel_loss(name, **({"delta": cfg.get("delta", 0.01)} if name == "huber" else {}))
+  """pixel_loss(name) with its option from the loss config (Huber's delta)."""
+  return pixel_loss(name, **({"delta": cfg.delta} if name == "huber" else {}))
 
 
 def _pixel_objective(cfg: ml_collections.ConfigDict):
@@ -173,7 +176,7 @@ def _pixel_objective(cfg: ml_collections.ConfigDict):
 
 def _sosr_objective(cfg: ml_collections.ConfigDict):
   """(1 - a) * WMSE + a * perceptual (paper's VDSR-based SoSR, a = 5.29e-5)."""
-  a = float(cfg.get("perceptual_weight", 0.0))
+  a = float(cfg.perceptual_weight)
   perceptual, frozen = _perceptual(cfg) if a else (None, {})
 
   def objective(sr, batch, frozen):
@@ -214,12 +217,11 @@ def _spmc_objective(cfg: ml_collections.ConfigDict):
   (sr_weight 0, flow_weight 1, smoothness_weight lambda_1 = 0.01), 2 fusion only (motion frozen),
   3 joint (flow_weight lambda_2).
   """
-  sr_w, flow_w = float(cfg.get("sr_weight", 1.0)), float(cfg.get("flow_weight", 0.01))
-  smooth_w = float(cfg.get("smoothness_weight", 0.01))
-  space = cfg.get("space", "y")
+  sr_w, flow_w, smooth_w = float(cfg.sr_weight), float(cfg.flow_weight), float(cfg.smoothness_weight)
+  space = cfg.space
   if space not in ("y", "rgb"):
     raise ValueError(f"loss.space must be 'y' or 'rgb', got {space!r}")
-  step_weights = cfg.get("step_weights")
+  step_weights = cfg.step_weights
   to_space = (lambda x: iq.rgb_to_y(x)[..., None] / 255.0) if space == "y" else (lambda x: x)  # noqa: E731
 
   def objective(sr, batch, frozen):
@@ -246,7 +248,7 @@ def _perceptual(cfg: ml_collections.ConfigDict):
 def _l1_perceptual_objective(cfg: ml_collections.ConfigDict):
   """ESRGAN's generator content: pixel_weight * L1 (optionally flow-weighted) + perceptual_weight * VGG."""
   perceptual, frozen = _perceptual(cfg) if cfg.perceptual_weight else (None, {})
-  weighted = bool(cfg.get("flow_weighted", False))
+  weighted = bool(cfg.flow_weighted)
 
   def objective(sr, batch, frozen):
     hr = batch["hr"]
@@ -296,9 +298,8 @@ def _attention_objective(cfg: ml_collections.ConfigDict, classifier: Recognizer)
   Batches need labels (``data.with_labels=True``) and full-size clips (patch_size 0)
   so the classifier sees what it was trained on.
   """
-  w = {k: float(cfg.get(k, d)) for k, d in (("l1_weight", 0.0), ("attention_l1_weight", 1.0),
-                                             ("attention_action_weight", 1.0), ("sparsity_weight", 5e-4),
-                                             ("action_weight", 0.0))}
+  w = {k: float(cfg[k]) for k in ("l1_weight", "attention_l1_weight", "attention_action_weight",
+                                   "sparsity_weight", "action_weight")}
 
   def classify(frozen, clip):
     if clip.ndim != 5:
@@ -353,9 +354,9 @@ def _consistency_objective(cfg: ml_collections.ConfigDict, recognizer: Recognize
   constant, so gradients reach only the SR network through R(SR). sr and batch['hr'] are
   clips (B, T, H, W, 3) in [0, 1] (data.sampler='clip').
   """
-  pix_name = cfg.get("pixel", "mse")
-  t, kw, fw = float(cfg.get("temperature", 1.0)), float(cfg.kl_weight), float(cfg.feature_weight)
-  layers = tuple(cfg.get("feature_layers", ()))
+  pix_name = cfg.pixel
+  t, kw, fw = float(cfg.temperature), float(cfg.kl_weight), float(cfg.feature_weight)
+  layers = tuple(cfg.feature_layers)
 
   def objective(sr, batch, frozen):
     hr = batch["hr"]
@@ -391,6 +392,41 @@ OBJECTIVES: dict[str, Callable[..., tuple[Objective, Any]]] = {
 }
 
 
+REQUIRED = "<required>"  # a key the objective has no default for
+_GAN = {"gan_type": "ragan", "gan_weight": 0.0}  # the adversarial term, with a discriminator (steps/sr.py)
+_PERCEPTUAL = dict(perceptual.KEYS)
+# loss.name -> its loss.* keys and their defaults, declared once (``resolve``).
+OBJECTIVE_KEYS: dict[str, dict[str, Any]] = {
+    "mse": {}, "l1": {}, "charbonnier": {}, "huber": {"delta": 0.01},
+    "sosr": {"perceptual_weight": 0.0, **_PERCEPTUAL},
+    "tosr": {"pixel": REQUIRED, "delta": 0.01, "a": REQUIRED, "b": REQUIRED, "c": REQUIRED},
+    "spmc": {"sr_weight": 1.0, "flow_weight": 0.01, "smoothness_weight": 0.01, "space": "y", "step_weights": None},
+    "pixel_perceptual": {"pixel_weight": REQUIRED, "perceptual_weight": REQUIRED, "flow_weighted": False,
+                         **_PERCEPTUAL},
+    "attention": {"classifier": None, "l1_weight": 0.0, "attention_l1_weight": 1.0, "attention_action_weight": 1.0,
+                  "sparsity_weight": 5e-4, "action_weight": 0.0},
+    "consistency": {"pixel": "mse", "temperature": 1.0, "kl_weight": REQUIRED, "feature_weight": REQUIRED,
+                    "feature_layers": (), "recognizer": "kinetics400", "recognizer_dtype": "float32"},
+}
+
+
+def resolve(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config.loss`` with every key of its objective (defaults filled in); a key the objective does
+  not declare, or a required one missing, is a ValueError naming it and the objective's keys."""
+  if cfg.get("name") not in OBJECTIVES:
+    raise ValueError(f"Unknown loss {cfg.get('name')!r}; known losses: {sorted(OBJECTIVES)}")
+  keys = {**OBJECTIVE_KEYS[cfg.name], **_GAN}
+  unknown = sorted(set(cfg) - set(keys) - {"name"})
+  missing = sorted(k for k, v in keys.items() if v is REQUIRED and k not in cfg)
+  if unknown or missing:
+    close = difflib.get_close_matches(unknown[0], keys, n=1) if unknown else []
+    problem = (f"unknown key(s) {', '.join(f'loss.{k}' for k in unknown)}" if unknown else
+               f"missing key(s) {', '.join(f'loss.{k}' for k in missing)}")
+    problem += f" (did you mean loss.{close[0]}?)" if close else ""
+    raise ValueError(f"loss.name={cfg.name!r}: {problem}; its keys: {', '.join(sorted(keys))}")
+  return ml_collections.ConfigDict({**keys, **cfg.to_dict()})
+
+
 def needs_classifier(cfg: ml_collections.ConfigDict) -> bool:
   """Whether ``config.loss`` names an objective guided by the recognition workdir ``loss.classifier``."""
   return cfg.name in CLASSIFIER_OBJECTIVES
@@ -412,9 +448,7 @@ def build_objective(cfg: ml_collections.ConfigDict, compute_dtype: Any = "float3
   ``recognizer``: the frozen action recognizer of the recognition-guided objective (``needs_classifier``)
   or of the consistency objective (``needs_recognizer``).
   """
-  if cfg.name not in OBJECTIVES:
-    raise ValueError(f"Unknown loss {cfg.name!r}; known losses: {sorted(OBJECTIVES)}")
-  cfg = ml_collections.ConfigDict(cfg.to_dict())
+  cfg = resolve(cfg)
   cfg.compute_dtype = str(jnp.dtype(compute_dtype))
   if cfg.name in CLASSIFIER_OBJECTIVES + RECOGNIZER_OBJECTIVES:
     if recognizer is None:

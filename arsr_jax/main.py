@@ -4,7 +4,7 @@
 --config takes a recipe file, or a recipe's name (``sosr_vdsr``, the same file shipped in the
 package, so it works from a wheel), optionally followed by ``:variant``. The config's ``task``
 says what runs: an SR recipe, a recognizer (``recognizer``) or the recognition-based evaluation
-(``evaluate``).
+(``protocol``).
 
 Any config value can be overridden on the command line, e.g.
 ``--config.train.batch_size=8`` or ``--config.mode=eval``. ``--print_config`` prints the whole
@@ -33,7 +33,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import tfds_builders
-from arsr_jax import checkpointing, config_lib, io, perceptual, sharding, train, workdir_lock, writers
+from arsr_jax import checkpointing, config_lib, io, losses, perceptual, sharding, train, workdir_lock, writers
 from arsr_jax.data import pipeline
 from arsr_jax.evaluation import protocol
 from arsr_jax.jobs import recognition as recognition_job
@@ -46,17 +46,31 @@ TASKS: dict[str, Callable[[ml_collections.ConfigDict, io.PathLike], dict[str, An
     "sr": lambda config, workdir: train.train_and_evaluate(config, workdir, sr_job.sr_job(config)),
     "recognition": lambda config, workdir: train.train_and_evaluate(
         config, workdir, recognition_job.recognition_job(config)),
-    "evaluate": protocol.run,
+    "protocol": protocol.run,
 }
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Refuses a config that cannot work (ValueError, one line): unknown keys or bad values
+  (``config_lib.validate``) and, for SR, ``loss.*`` keys its objective does not declare."""
+  config_lib.validate(config)
+  if config.task == "sr":
+    losses.resolve(config.loss)
 
 
 def run(config: ml_collections.ConfigDict, workdir: io.PathLike) -> dict[str, Any]:
   """Runs ``config.task`` in ``workdir`` (train + evaluate, or the protocol); returns its results.
 
-  The workdir is locked for the run (``workdir_lock``: a second run raises WorkdirInUse), and every
-  dataset split the run reads is opened and checked before any work (``pipeline.check_splits``).
+  The config is checked first (``check``), the workdir is locked for the run (``workdir_lock``: a
+  second run raises WorkdirInUse), and every dataset split the run reads is opened and checked
+  before any work (``pipeline.check_splits``).
   """
-  config_lib.validate(config)
+  check(config)
+  return _run_checked(config, workdir)
+
+
+def _run_checked(config: ml_collections.ConfigDict, workdir: io.PathLike) -> dict[str, Any]:
+  """``run`` for a config that ``check`` passed: the components trust it and do not check again."""
   if config.task == "sr" and config.mode != "eval":
     perceptual.check_available(config.loss)  # no VGG weights: refused before any data or workdir exists
   with workdir_lock.hold(workdir):
@@ -75,7 +89,7 @@ def main(argv):
   if FLAGS.workdir is None:
     _exit_usage("--workdir is required (or --print_config alone to print the config and exit)")
   try:
-    config_lib.validate(FLAGS.config)
+    check(FLAGS.config)
     tfds_builders.check_name(FLAGS.config.data.name)
     sharding.maybe_initialize_distributed(FLAGS.distributed, FLAGS.expect_devices)
   except ValueError as e:
@@ -83,7 +97,7 @@ def main(argv):
   logging.info("Config: %s (full config: %s; --print_config prints it)", summary(FLAGS.config),
                io.path(FLAGS.workdir) / "config.json")
   try:
-    result = run(FLAGS.config, FLAGS.workdir)
+    result = _run_checked(FLAGS.config, FLAGS.workdir)
   except (config_lib.Mismatch, workdir_lock.WorkdirInUse) as e:
     _exit_usage(str(e))
   except (pipeline.DataError, checkpointing.SaveFailed) as e:
@@ -99,11 +113,11 @@ def summary(config: ml_collections.ConfigDict) -> str:
   """One line: what runs on which data, how long, with which batch."""
   net = config.recognizer.name if config.task == "recognition" else config.model.name
   what = f"task={config.task} mode={config.mode}"
-  if config.task != "evaluate":
+  if config.task != "protocol":
     what += (f" network={net} scale={config.scale} data={config.data.name} steps={config.train.num_steps}"
              f" batch={config.train.batch_size}")
   else:
-    what += f" methods={config.evaluate.methods} data={config.data.name}"
+    what += f" methods={config.protocol.methods} data={config.data.name}"
   return what
 
 
@@ -116,6 +130,10 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing; a missing config file, a config that fails to load (e.g. an unknown
   variant) or a bad --config.* override is one line on stderr (exit 2), not a traceback."""
   argv = _resolve_config(argv)
+  for a in argv:  # an override of a renamed key: one line naming the new key (config_lib.RENAMED)
+    key = a[len("--config."):].split("=", 1)[0] if a.startswith("--config.") else ""
+    if key and config_lib.renamed_key(key):
+      _exit_usage(f"bad --config: --config.{key} was renamed; use --config.{config_lib.renamed_key(key)}")
   try:
     rest = FLAGS(argv)
   except flags.Error as e:  # e.g. get_config raised (unknown variant): its last line is the cause

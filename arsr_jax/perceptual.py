@@ -158,11 +158,18 @@ def resolve(spec: str, arch: str) -> str:
   return spec
 
 
+# The loss.* keys of the perceptual term and their defaults (losses.OBJECTIVE_KEYS declares them
+# for the objectives with a perceptual term).
+KEYS = {"perceptual_weights": "auto", "perceptual_arch": "vgg16", "perceptual_layer": "conv3_3",
+        "perceptual_pre_activation": False, "perceptual_criterion": "mse"}
+
+
 def check_available(loss_cfg: ml_collections.ConfigDict) -> None:
   """Fails closed before any work: a loss with a perceptual term and no ImageNet weights raises
   ``WeightsUnavailable`` (fetching them first if 'auto' can)."""
   if loss_cfg.get("perceptual_weight"):
-    resolve(loss_cfg.get("perceptual_weights", "auto"), loss_cfg.get("perceptual_arch", "vgg16"))
+    resolve(loss_cfg.get("perceptual_weights", KEYS["perceptual_weights"]),
+            loss_cfg.get("perceptual_arch", KEYS["perceptual_arch"]))
 
 
 def _auto_path(arch: str) -> str:
@@ -185,16 +192,16 @@ def _auto_path(arch: str) -> str:
 def build(cfg: ml_collections.ConfigDict, dtype: Any = jnp.float32) -> tuple[Callable, dict[str, Any]]:
   """(loss(frozen, sr, hr) -> scalar, frozen variables) from a loss config.
 
-  Keys: perceptual_arch (vgg16), perceptual_layer (conv3_3),
-  perceptual_pre_activation (False), perceptual_criterion (mse | l1),
-  perceptual_weights ('auto': see the module docstring). ``dtype``: compute dtype of the VGG
-  (weights stay float32); the feature distance is taken in float32.
+  Keys (``KEYS``, with their defaults): perceptual_arch, perceptual_layer, perceptual_pre_activation,
+  perceptual_criterion (mse | l1), perceptual_weights ('auto': see the module docstring). ``dtype``:
+  compute dtype of the VGG (weights stay float32); the feature distance is taken in float32.
   """
-  module = VGGFeatures(arch=cfg.get("perceptual_arch", "vgg16"), layer=cfg.get("perceptual_layer", "conv3_3"),
-                       pre_activation=cfg.get("perceptual_pre_activation", False), dtype=jnp.dtype(dtype))
+  cfg = {k: cfg.get(k, default) for k, default in KEYS.items()}
+  module = VGGFeatures(arch=cfg["perceptual_arch"], layer=cfg["perceptual_layer"],
+                       pre_activation=cfg["perceptual_pre_activation"], dtype=jnp.dtype(dtype))
   criterion = {"mse": lambda a, b: jnp.mean(jnp.square(a - b)),
-               "l1": lambda a, b: jnp.mean(jnp.abs(a - b))}[cfg.get("perceptual_criterion", "mse")]
-  params = load_params(module, cfg.get("perceptual_weights", "auto"))
+               "l1": lambda a, b: jnp.mean(jnp.abs(a - b))}[cfg["perceptual_criterion"]]
+  params = load_params(module, cfg["perceptual_weights"])
 
   def loss(frozen, sr, hr):
     fold = functools.partial(jnp.reshape, shape=(-1,) + sr.shape[-3:])

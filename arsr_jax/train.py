@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from arsr_jax import checkpointing, config_lib, io, preemption, sharding
+from arsr_jax import checkpointing, io, preemption, sharding
 from arsr_jax.evaluation.periodic import PeriodicEval
 from arsr_jax.steps.state import TrainState
 from arsr_jax.writers import EventWriter, Progress
@@ -67,7 +67,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
   'stopped_by': 'SIGTERM' | 'SIGINT' when a signal stopped it (checkpoint written).
   A workdir holding another run's checkpoints is refused before anything is written.
   """
-  config_lib.validate(config)
   workdir = io.path(workdir)
   checkpointing.check_identity(workdir / "checkpoints", config)  # reads only
   mesh = sharding.make_mesh()
@@ -101,7 +100,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
         checkpointing.set_aside(mngr, workdir, damaged)
       logging.info("Resuming from step %d", int(state.step))
     _write_config(workdir, config)
-    periodic = PeriodicEval(config, workdir, job.evaluator, mesh, writer)  # eval.every_steps
+    periodic = PeriodicEval(config.eval, config.train.num_steps, workdir, job.evaluator, mesh, writer)
     state, stopped_by = _train(config, job, mesh, state, data_iter, step_rng, mngr, writer, periodic)
   checkpointing.wait(mngr)
   mngr.close()

@@ -76,7 +76,7 @@ def parse_args():
   p.add_argument("--save_frames", default="", help="write the step's input frames to this .npz and exit")
   p.add_argument("--tiny_tvl1", action="store_true", help="1 scale, 1 warp, 2 x 5 iterations (a smoke check)")
   p.add_argument("--views", type=int, choices=(1, 10), default=1,
-                 help="test views per segment (evaluate.views; the figures in benchmarks/README are 1 view)")
+                 help="test views per segment (protocol.views; the figures in benchmarks/README are 1 view)")
   p.add_argument("--crop", type=int, default=0,
                  help="the recognizers' crop side (0: whole frames; the TSN recipes' is 224)")
   p.add_argument("--tvl1_storage", choices=("float32", "float16"), default="float32",

@@ -66,7 +66,7 @@ def bench_input(name: str, args) -> dict:
     config.data.worker_count = pipeline.AUTO_WORKERS if args.workers == "auto" else int(args.workers)
   batch = config.train.batch_size
   pipeline.get_builder(config.data.name, args.data_dir)  # generates the dataset on first use
-  it = pipeline.train_iterator(config, batch, config.seed)
+  it = pipeline.train_iterator(config.data, config.scale, batch, config.seed)
   for _ in range(args.warmup):
     first = next(it)
   t0 = time.perf_counter()

@@ -145,7 +145,7 @@ def synthetic_batch(config, n: int, seed: int = 0):
   clip = {"hr": rng.integers(0, 256, (t, size, size, 3), np.uint8),
           "lr": rng.integers(0, 256, (t, size // s, size // s, 3), np.uint8),
           "flow": rng.normal(0.0, 2.0, (t - 1, size, size, 2)).astype(np.float16)}
-  sampler = pipeline.sample_patch(config)
+  sampler = pipeline.sample_patch(config.data, config.scale)
   items = [sampler.random_map(clip, rng) for _ in range(n)]
   return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
@@ -239,7 +239,7 @@ def bench_recipe(name: str, args) -> dict:
   per_process = sharding.check_batch_size(global_batch, mesh)
   init_rng, rng = jax.random.split(jax.random.key(config.seed))
   rng = jax.device_put(rng, repl)
-  lr_shape, hr_shape = sr_job.init_shapes(config, setup.model)
+  lr_shape, hr_shape = sr_job.init_shapes(config.data, config.scale, setup.model)
   state = jax.jit(sr_steps.make_init_fn(setup, lr_shape, hr_shape), out_shardings=repl)(init_rng)
   train_step = sr_steps.make_train_step(setup)
   jitted = jax.jit(train_step, in_shardings=(repl, batched, repl, repl), out_shardings=(repl, repl),
@@ -305,7 +305,7 @@ def time_pipeline(config, step, state, frozen, rng, mesh, per_process: int, n: i
   pipeline.get_builder(config.data.name, config.data.data_dir)  # generates synthetic_actions if needed
   prepare_s = time.perf_counter() - t0
   t0 = time.perf_counter()
-  it = pipeline.train_iterator(config, per_process, config.seed)
+  it = pipeline.train_iterator(config.data, config.scale, per_process, config.seed)
   feed = lambda: sharding.to_global(next(it), mesh)  # noqa: E731
   state, _, _ = run_steps(step, state, feed, frozen, rng, WARMUP_STEPS)
   first_s = time.perf_counter() - t0

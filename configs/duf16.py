@@ -7,6 +7,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return config_lib.duf_recipe(config_lib.parse_variant(arg, ("smoke", "layers=28", "layers=52"), "duf16"))
+  return common.duf_recipe(config_lib.parse_variant(arg, ("smoke", "layers=28", "layers=52"), "duf16"))

@@ -4,6 +4,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return config_lib.duf_recipe(config_lib.parse_variant(arg, ("smoke",), "duf52") | {"layers=52"})
+  return common.duf_recipe(config_lib.parse_variant(arg, ("smoke",), "duf52") | {"layers=52"})

@@ -17,10 +17,12 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variant = config_lib.parse_variant(arg, ("smoke", "g6"), "dvsr")
-  c = config_lib.progressive_dvsr_recipe({"smoke"} & variant)
+  c = common.progressive_dvsr_recipe({"smoke"} & variant)
   c.train.fade_steps = None  # end to end: no progressive transition
   if "g6" in variant:
     c.model = ml_collections.ConfigDict({"name": "dvsr", "num_blocks": 4, "features": 32, "growth": 16})

@@ -19,7 +19,9 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return config_lib.progressive_dvsr_recipe(
+  return common.progressive_dvsr_recipe(
       config_lib.parse_variant(arg, ("smoke", "stage1", "stage2", "stage3", "x8"), "dvsr_progressive"))

@@ -33,10 +33,12 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variant = config_lib.parse_variant(arg, ("smoke", "joint", "l1_plus"), "dvsr_progressive_attention")
-  c = config_lib.progressive_dvsr_recipe({"stage2"} | (variant & {"smoke"}))
+  c = common.progressive_dvsr_recipe({"stage2"} | (variant & {"smoke"}))
   c.model.attention = True
   c.train.fade_steps = None  # starts from a trained stage-2 model (train.init_from)
   c.data.with_labels = True

@@ -8,6 +8,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return config_lib.esrgan_recipe(config_lib.parse_variant(arg, ("smoke", "psnr"), "esrgan"))
+  return common.esrgan_recipe(config_lib.parse_variant(arg, ("smoke", "psnr"), "esrgan"))

@@ -4,6 +4,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variant = config_lib.parse_variant(arg, ("smoke",), "rcan")
@@ -21,7 +23,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.optimizer.boundaries = (200_000,)
   c.optimizer.decay_factor = 0.5
   if "smoke" in variant:
-    config_lib.apply_smoke(c)
+    common.apply_smoke(c)
     c.model.num_groups, c.model.num_blocks, c.model.features, c.model.reduction = 2, 2, 16, 4
     c.optimizer.boundaries = (200,)
   return c

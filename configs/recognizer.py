@@ -19,7 +19,7 @@ ends well above chance there, tsn_rgb near it -- see the README):
       'f25noCtr', are not reproduced);
   resnet3d / wide_resnet3d: 3D ResNet-50 / WideResNet-3D-50 (Hara et al.) on 16-frame clips;
   i3d: I3D on 16-frame clips resized to 224 px (DeepMind's Kinetics-400 weights are
-      evaluate.clip='i3d_kinetics400' instead);
+      protocol.clip='i3d_kinetics400' instead);
   the clip classifiers train as TinyVIRAT's (Demir et al., ICPR 2020, Sec. IV-B): Adam, lr 2e-4,
       betas (0.5, 0.9), constant (the paper names no decay).
 The data is the embedded synthetic_actions/default unless data.name names another prepared TFDS
@@ -37,6 +37,8 @@ for such a loader) nor partial BN (which only makes sense with pre-training) is 
 import ml_collections
 
 from arsr_jax import config_lib
+
+common = config_lib.configs_module("common")  # configs/common.py
 
 MODELS = ("tsn_rgb", "tsn_flow", "st_resnet", "resnet3d", "wide_resnet3d", "i3d")
 
@@ -66,7 +68,7 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
     c.recognizer.modality = name.split("_")[1]
     c.recognizer.depth = 50
     c.data.num_segments = 3
-    c.data.new_length = 5
+    c.data.flow_stack = 5
     rgb = name == "tsn_rgb"
     c.train.batch_size = 256  # TSN Sec. 4.1 "the batch size is set to 256 and momentum set to 0.9"
     # TSN Sec. 3.3 corner cropping + scale jittering to 224 px (tsn-pytorch models.py get_augmentation:
@@ -79,7 +81,7 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
     c.optimizer.boundaries = (2_000, 4_000) if rgb else (12_000, 18_000)
   elif name == "st_resnet":
     c.recognizer.depth = 50
-    c.data.new_length = 10
+    c.data.flow_stack = 10
     c.data.num_segments = 1
     c.optimizer.learning_rate = 1e-3
     c.train.num_steps = 20_000
@@ -97,7 +99,7 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
     else:
       c.data.resize = 224  # I3D's 7x7 final pooling needs 224 px frames
   if "smoke" in variant:
-    config_lib.apply_smoke(c, steps=400)  # measured: tsn_flow well above chance on the test split (README)
+    common.apply_smoke(c, steps=400)  # measured: tsn_flow well above chance on the test split (README)
     c.data.tvl1 = ml_collections.ConfigDict({"nscales": 3, "warps": 2, "outer_iterations": 3,
                                              "inner_iterations": 10})  # light TV-L1 for small CPU runs
     c.data.flip = False  # the synthetic classes tell leftward from rightward motion
@@ -107,7 +109,7 @@ def get_config(arg: str = "tsn_rgb") -> ml_collections.ConfigDict:
     c.eval.batch_size = 8
     c.eval.num_segments = 3
     c.data.num_segments = 2
-    c.data.new_length = 3
+    c.data.flow_stack = 3
     c.data.clip_length = 8
     c.optimizer.name, c.optimizer.learning_rate, c.optimizer.schedule = "adam", 1e-3, "cosine"
     c.optimizer.weight_decay = 0.0

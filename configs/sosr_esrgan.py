@@ -16,8 +16,12 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  c = config_lib.esrgan_recipe(config_lib.parse_variant(arg, ("smoke", "psnr"), "sosr_esrgan"))
-  c.loss.flow_weighted = True
+  variant = config_lib.parse_variant(arg, ("smoke", "psnr"), "sosr_esrgan")
+  c = common.esrgan_recipe(variant)
+  if "psnr" not in variant:  # the PSNR pre-training is ESRGAN's plain L1 (loss.name='l1' has no flow weights)
+    c.loss.flow_weighted = True
   return c

@@ -27,6 +27,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 EQUAL_SCALE_ALPHA = 2.87e-4  # benchmarks/sosr_alpha.py on synthetic_actions/default (see above)
 PAPER_ALPHA = 5.29e-5  # ICCV'19 Sec. 4, in Caffe units
 
@@ -56,7 +58,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.optimizer.boundaries = (n // 4, n // 2, 3 * n // 4)
 
   if "smoke" in variant:  # small data, small net, a few hundred steps
-    config_lib.apply_smoke(c)
+    common.apply_smoke(c)
     c.model.num_layers = 8
     c.model.features = 32
     c.loss.perceptual_weight = 0.0  # VGG on a CPU is most of the step time

@@ -43,6 +43,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 FEATURE_LAYERS = ("Mixed_3c", "Mixed_4f")
 
 
@@ -74,7 +76,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.optimizer.warmup_steps = 0
 
   if "smoke" in variant:  # plumbing: synthetic clips, a random I3D, a tiny VDSR
-    config_lib.apply_smoke(c, steps=20)
+    common.apply_smoke(c, steps=20)
     c.data.clip_length = 8
     c.model.num_layers = 2
     c.model.features = 8

@@ -20,6 +20,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variant = config_lib.parse_variant(arg, ("smoke", "stage1", "stage2"), "spmc")
@@ -48,7 +50,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.loss.flow_weight = 0.0
     c.train.num_steps = 20_000
   if "smoke" in variant:
-    config_lib.apply_smoke(c, steps=100)
+    common.apply_smoke(c, steps=100)
     c.model.features = 16
     c.train.batch_size = 8
   return c

@@ -8,6 +8,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variant = config_lib.parse_variant(arg, ("smoke", "mse"), "srgan")
@@ -36,7 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.loss.gan_type = "vanilla"
     c.loss.gan_weight = 1e-3
   if "smoke" in variant:
-    config_lib.apply_smoke(c)
+    common.apply_smoke(c)
     c.model.num_blocks, c.model.features = 2, 16
     c.discriminator.features = 8
     c.discriminator.dense_features = 32

@@ -12,6 +12,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variant = config_lib.parse_variant(arg, ("smoke", "huber"), "tosr1_vdsr")
@@ -28,7 +30,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.batch_size = 32  # pairs: 64 frames per step
   c.optimizer.learning_rate = 1e-4
   if "smoke" in variant:
-    config_lib.apply_smoke(c)
+    common.apply_smoke(c)
     c.model.num_layers, c.model.features = 8, 32
     c.train.batch_size = 8
     c.optimizer.learning_rate = 1e-3

@@ -11,6 +11,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variant = config_lib.parse_variant(arg, ("smoke", "huber"), "tosr2_duf16")
@@ -31,7 +33,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.optimizer.boundaries = (50_000,)
   c.optimizer.decay_factor = 0.1
   if "smoke" in variant:
-    config_lib.apply_smoke(c, steps=200)
+    common.apply_smoke(c, steps=200)
     c.train.batch_size = 8
     c.optimizer.boundaries = (150,)
   return c

@@ -4,6 +4,8 @@ import ml_collections
 
 from arsr_jax import config_lib
 
+common = config_lib.configs_module("common")  # configs/common.py
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variant = config_lib.parse_variant(arg, ("smoke",), "vdsr")
@@ -16,7 +18,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.train.batch_size = 64
   c.optimizer.learning_rate = 1e-4
   if "smoke" in variant:
-    config_lib.apply_smoke(c)
+    common.apply_smoke(c)
     c.model.num_layers = 8
     c.model.features = 32
     c.optimizer.learning_rate = 1e-3

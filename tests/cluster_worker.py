@@ -96,7 +96,7 @@ else:
     def __getitem__(self, i):
       return source[i]
 
-  flows = recognition_data.tvl1_flows(config, "train", FirstFour())
+  flows = recognition_data.tvl1_flows(config.data, "train", FirstFour())
   report.update(generated=generated, computed=computed, num_examples=len(source),
                 ids=[str(source[i]["id"]) for i in range(len(source))],
                 flows_sum=float(np.asarray(flows, np.float64).sum()), flows_shape=list(flows.shape))

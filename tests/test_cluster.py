@@ -183,7 +183,7 @@ def test_two_processes_prepare_the_data_and_the_tvl1_cache_once(tmp_path):
   from arsr_jax.flow import tvl1
   config = _tvl1_config(str(data_dir))
   source = pipeline.get_source("synthetic_actions/small", "train", str(data_dir))
-  want = recognition_data._compute_flows(config, "train", source, range(4),
+  want = recognition_data._compute_flows(config.data, "train", source, range(4),
                                          tvl1.TVL1Params.from_config(config.data.tvl1), 64)
   np.testing.assert_allclose(np.load(cache[0]).astype(np.float32), want.astype(np.float32), atol=2e-2)
   assert np.abs(want.astype(np.float64)).sum() > 0
@@ -211,8 +211,8 @@ def test_tvl1_cache_one_process_computes_once_then_reads_the_cache(small_data_di
     return compute(config, split, source, clips, *args)
 
   monkeypatch.setattr(recognition_data, "_compute_flows", recording)
-  first = recognition_data.tvl1_flows(config, "train", source, batch_pairs=7)
-  again = recognition_data.tvl1_flows(config, "train", source, batch_pairs=7)
+  first = recognition_data.tvl1_flows(config.data, "train", source, batch_pairs=7)
+  again = recognition_data.tvl1_flows(config.data, "train", source, batch_pairs=7)
   assert computed == [[0, 1, 2]] and first.shape == (3, 7, 64, 64, 2)
   np.testing.assert_array_equal(first, again)
   assert [f.name for f in (data_dir / "synthetic_actions" / "small").glob("*/tvl1/*")] == [

@@ -1,19 +1,21 @@
 """Every shipped config builds; bad keys fail clearly; the CLI runs end to end."""
 
+import json
 import pathlib
 import subprocess
 import sys
 
 import pytest
 
-from arsr_jax import config_lib, main
+from arsr_jax import checkpointing, config_lib, losses, main
+from arsr_jax.evaluation import frozen
 from arsr_jax.jobs import sr as sr_job
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# SR recipes; recognizer.py, evaluate.py and the attention recipe (which needs a trained
+# SR recipes; recognizer.py, protocol.py and the attention recipe (which needs a trained
 # classifier) are exercised in test_recognition_eval.py.
-NOT_SR = ("recognizer", "evaluate", "dvsr_progressive_attention")
-CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.py") if not p.name.startswith("_") and p.stem not in NOT_SR)
+NOT_SR = ("recognizer", "protocol", "dvsr_progressive_attention")
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.py") if p.stem in config_lib.recipe_names() and p.stem not in NOT_SR)
 
 
 def _load(path):
@@ -45,7 +47,7 @@ def test_recognizer_configs_build(variant):
     kind = recognition.input_kind(c.recognizer)
     kwargs = {k: v for k, v in c.recognizer.to_dict().items() if k != "name"}
     if kind in ("flow", "two_stream"):
-      kwargs["new_length"] = c.data.new_length
+      kwargs["new_length"] = c.data.flow_stack
     recognition.build_recognizer(c.recognizer.name, num_classes=12, **kwargs)
   with pytest.raises(ValueError, match="pick one model"):
     _load(ROOT / "configs" / "recognizer.py").get_config("tsn_rgb,i3d")
@@ -66,7 +68,81 @@ def test_unknown_variant_and_keys_are_rejected():
   config = module.get_config("smoke")
   config.mode = "evaluate"
   with pytest.raises(ValueError, match="Unknown mode"):
-    sr_job.build(config)
+    main.check(config)  # a run checks its config once, before any work (not sr_job.build)
+
+
+def _old_names(config) -> dict:
+  """A run config as JSON the way runs before the renames wrote it (config_lib.RENAMED)."""
+  old = json.loads(config.to_json_best_effort())
+  old["evaluate"] = old.pop("protocol")
+  old["data"]["new_length"] = old["data"].pop("flow_stack")
+  return old
+
+
+def test_renamed_keys_are_refused_naming_the_new_key():
+  config = config_lib.recipe("protocol", "smoke")
+  with config.unlocked():
+    config.evaluate = config.protocol
+    config.data.new_length = 3
+  with pytest.raises(ValueError, match=r"'data.new_length' \(renamed: use 'data.flow_stack'\), 'evaluate' "
+                                       r"\(renamed: use 'protocol'\)"):
+    config_lib.validate(config)
+  with pytest.raises(FileNotFoundError, match="--config evaluate: renamed; use protocol"):
+    config_lib.resolve_config_path("evaluate")
+
+
+def test_stored_configs_and_checkpoint_metas_are_read_under_the_new_names(tmp_path):
+  old = _old_names(config_lib.recipe("protocol", "smoke"))
+  old["task"], old["data"]["new_length"] = "evaluate", 7
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  cfg = frozen.load_run_config(tmp_path)
+  assert cfg.task == "protocol" and cfg.data.flow_stack == 7 and "new_length" not in cfg.data
+  assert cfg.protocol.views == 1 and "evaluate" not in cfg
+  config_lib.validate(cfg)
+  # A run whose checkpoints were written before the renames resumes (its data section matches) ...
+  config = config_lib.recipe("recognizer", "tsn_flow,smoke")
+  meta = tmp_path / "checkpoints" / "4" / "meta" / checkpointing.META_FILE
+  meta.parent.mkdir(parents=True)
+  identity = checkpointing.run_identity(config)  # what a checkpoint's meta records, as written before
+  identity["data"]["new_length"] = identity["data"].pop("flow_stack")
+  meta.write_text(json.dumps({"step": 4, **identity}))
+  checkpointing.check_identity(tmp_path / "checkpoints", config)
+  # ... and one with another flow stack is still another run.
+  config.data.flow_stack = 2
+  with pytest.raises(config_lib.Mismatch, match="different run: data"):
+    checkpointing.check_identity(tmp_path / "checkpoints", config)
+
+
+@pytest.mark.parametrize("recipe, key, value, message", [
+    ("sosr_vdsr_consistency", "temprature", 2.0, r"loss.name='consistency': unknown key\(s\) loss.temprature \(did "
+                                                 r"you mean loss.temperature\?\); its keys: feature_layers, "),
+    ("tosr1_vdsr", "a", None, r"loss.name='tosr': missing key\(s\) loss.a; its keys: a, b, c, delta, gan_type"),
+    ("vdsr", "delta", 0.1, r"loss.name='mse': unknown key\(s\) loss.delta; its keys: gan_type, gan_weight"),
+])
+def test_loss_keys_are_declared_by_their_objective(recipe, key, value, message):
+  config = config_lib.recipe(recipe, "smoke")
+  with config.unlocked():
+    if value is None:
+      del config.loss[key]
+    else:
+      config.loss[key] = value
+  for check in (main.check, lambda c: losses.build_objective(c.loss)):
+    with pytest.raises(ValueError, match=message):
+      check(config)
+  resolved = losses.resolve(config_lib.recipe("spmc", "smoke").loss)  # defaults filled in, set keys kept
+  assert (resolved.step_weights, resolved.space, resolved.flow_weight, resolved.gan_weight) == (None, "y", 0.01, 0.0)
+
+
+@pytest.mark.slow
+def test_one_sr_run_validates_its_config_once(small_data_dir, tmp_path, monkeypatch):
+  calls = []
+  validate = config_lib.validate
+  monkeypatch.setattr(config_lib, "validate", lambda c: calls.append(1) or validate(c))
+  config = config_lib.recipe("vdsr", "smoke", {"data.data_dir": small_data_dir, "train.num_steps": 1,
+                                               "train.batch_size": 8, "eval.batch_size": 8, "eval.max_clips": 1,
+                                               "model.num_layers": 2, "model.features": 8})
+  assert main.run(config, str(tmp_path))["step"] == 1
+  assert len(calls) == 1
 
 
 def _run_main(*args):

@@ -60,12 +60,37 @@ def _one_line(stderr: str) -> str:
     (["--config=configs/sosr_vdsr.py:smok"], "Unknown variant ['smok'] of sosr_vdsr"),
     (["--config=configs/vdsr.py:smoke", "--config.data.name=synthetic_actions/smal"],
      "Unknown dataset config 'synthetic_actions/smal': synthetic_actions has default, small, study"),
+    (["--config=protocol:smoke", "--config.evaluate.views=1"],
+     "--config.evaluate.views was renamed; use --config.protocol.views"),
+    (["--config=recognizer:tsn_flow,smoke", "--config.data.new_length=3"],
+     "--config.data.new_length was renamed; use --config.data.flow_stack"),
+    (["--config", "evaluate:smoke"], "--config evaluate: renamed; use protocol"),
+    (["--config=sosr_vdsr_consistency:smoke", "--config.loss.temprature=2"], "temprature"),
 ])
 def test_main_bad_config_is_one_line(tmp_path, args, expected):
   r = _run(["-m", "arsr_jax.main", *args, "--workdir", str(tmp_path / "w")])
   assert r.returncode == 2
   line = _one_line(r.stderr)
   assert line.startswith("arsr_jax.main: ") and expected in line and "_ErrorConfig" not in line
+  assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("c.loss.temprature = 2", "loss.name='consistency': unknown key(s) loss.temprature (did you mean "
+                              "loss.temperature?); its keys: feature_layers, feature_weight, gan_type"),
+    ("c.evaluate = c.protocol", "Unknown config key(s): 'evaluate' (renamed: use 'protocol')"),
+    ("c.data.new_length = 5", "'data.new_length' (renamed: use 'data.flow_stack')"),
+])
+def test_a_config_file_with_an_unknown_key_is_one_line(tmp_path, line, expected):
+  """What the command line refuses, a config file that sets it is refused for too (before any work)."""
+  path = tmp_path / "mine.py"
+  path.write_text("from arsr_jax import config_lib\n\n\ndef get_config(arg=''):\n"
+                  "  c = config_lib.recipe('sosr_vdsr_consistency', 'smoke')\n"
+                  f"  with c.unlocked():\n    {line}\n  return c\n")
+  r = _run(["-m", "arsr_jax.main", "--config", str(path), "--workdir", str(tmp_path / "w")])
+  assert r.returncode == 2
+  line = _one_line(r.stderr)
+  assert line.startswith("arsr_jax.main: ") and expected in line
   assert not (tmp_path / "w").exists()
 
 

@@ -49,7 +49,7 @@ def test_training_samples_from_the_lazy_source_equal_fully_decoded_ones(small_da
   assert lazy_flow is not None and isinstance(lazy[0]["mask"], bytes)  # neither mask nor flow decoded
   for sampler, clip_length in (("frame", 1), ("pair", 1), ("clip", 3)):
     c.data.sampler, c.data.clip_length = sampler, clip_length
-    sample = pipeline.sample_patch(c)
+    sample = pipeline.sample_patch(c.data, c.scale)
     for i in range(4):
       want = sample.random_map(full[i], np.random.default_rng(i))
       got = sample.random_map(lazy_flow.map(lazy[i]), np.random.default_rng(i))

@@ -32,7 +32,7 @@ def test_console_commands_match_cli():
 
 def test_config_is_a_path_or_a_recipe_name(tmp_path):
   names = config_lib.recipe_names()
-  assert {"sosr_vdsr", "vdsr", "recognizer", "evaluate"} <= set(names) and "config_lib" not in names
+  assert {"sosr_vdsr", "vdsr", "recognizer", "protocol"} <= set(names) and "config_lib" not in names
   assert config_lib.resolve_config_path("sosr_vdsr") == os.path.join(config_lib.CONFIGS_DIR, "sosr_vdsr.py")
   own = tmp_path / "mine.py"
   own.write_text("")

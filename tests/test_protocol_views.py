@@ -81,7 +81,7 @@ def test_mirrored_flow_negates_u_only():
   np.testing.assert_array_equal(views[:, 2:4, ..., 1::2], x[:, :, :, ::-1, 1::2])
   rgb = np.asarray(ps.tsn_views(jnp.asarray(x[..., :3]), 0, 10))
   np.testing.assert_array_equal(rgb[:, 2:4], x[:, :, :, ::-1, :3])  # frames: plain mirror
-  with pytest.raises(ValueError, match="evaluate.views=3"):
+  with pytest.raises(ValueError, match="protocol.views=3"):
     ps.tsn_views(jnp.asarray(x), 0, 3)
 
 

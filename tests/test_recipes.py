@@ -120,7 +120,7 @@ def test_tvl1_flow_of_synthetic_frames_weights_the_moving_actors():
   c.data.flow_source = "tvl1"
   clip = generator.render_clip(np.random.default_rng(7), generator.ClipSpec(frame_size=64, num_frames=4))
   pairs = np.concatenate([clip["hr"][:1], clip["hr"][1:2]], axis=-1).astype(np.float32) / 255
-  flow = sr_steps.with_flow({"flow_frames": pairs}, pipeline.flow_fn(c))["flow"]
+  flow = sr_steps.with_flow({"flow_frames": pairs}, pipeline.flow_fn(c.data))["flow"]
   w_tvl1 = np.asarray(losses.flow_magnitude(flow))[0]
   w_true = np.asarray(losses.flow_magnitude(clip["flow"][:1].astype(np.float32)))[0]
   moving, static = w_true > 0.5, clip["mask"][0] == 0

@@ -213,7 +213,7 @@ def test_tsn_recognizers(name, lr, bounds, steps, dropout):
   assert c.optimizer.learning_rate == lr and tuple(c.optimizer.boundaries) == bounds and c.train.num_steps == steps
   assert c.optimizer.decay_factor == 0.1  # "decreases to 1/10"
   assert DEFAULT_DROPOUT[c.recognizer.modality] == dropout and c.recognizer.get("dropout_rate") is None
-  assert (c.data.num_segments, c.data.new_length) == (3, 5)  # TSN Sec. 3.3/4.1: K = 3 segments, 5 flow fields
+  assert (c.data.num_segments, c.data.flow_stack) == (3, 5)  # TSN Sec. 3.3/4.1: K = 3 segments, 5 flow fields
   # TV-L1 at OpenCV DualTVL1's defaults (denseflow): no overrides.
   assert c.data.flow_source == "tvl1" and not c.data.tvl1.to_dict()
   p = TVL1Params()
@@ -311,19 +311,19 @@ def test_spmc():
 # --- The evaluation protocol and the recognizers' training (issue #22, item 3) ---------------------
 
 def test_protocol_samples_25_segments_and_tsn_views():
-  c = _c("evaluate")
+  c = _c("protocol")
   assert c.eval.num_segments == 25  # ICCV'19 Sec. 4.4: "we sample 25 frames from each video clip" (TSN)
-  assert c.evaluate.views == 10  # tsn-pytorch test_models.py --test_crops 10: 4 corners + centre, mirrored
-  assert c.data.new_length == 5  # TSN: stacks of 5 flow fields
-  s = _c("evaluate", "smoke")
-  assert s.evaluate.views == 1  # OURS: the synthetic classes tell left from right motion (mirrors swap them)
-  with pytest.raises(ValueError, match="evaluate.views"):
-    config_lib.validate(config_lib.recipe("evaluate", "", {"evaluate.views": 5}))
+  assert c.protocol.views == 10  # tsn-pytorch test_models.py --test_crops 10: 4 corners + centre, mirrored
+  assert c.data.flow_stack == 5  # TSN: stacks of 5 flow fields
+  s = _c("protocol", "smoke")
+  assert s.protocol.views == 1  # OURS: the synthetic classes tell left from right motion (mirrors swap them)
+  with pytest.raises(ValueError, match="protocol.views"):
+    config_lib.validate(config_lib.recipe("protocol", "", {"protocol.views": 5}))
 
 
 def test_fusion_weights_per_recognizer():
   from arsr_jax.steps import recognition as rec_steps
-  assert tuple(_c("evaluate").evaluate.fusion_weights) == ()  # () = each recognizer's own rule:
+  assert tuple(_c("protocol").protocol.fusion_weights) == ()  # () = each recognizer's own rule:
   assert rec_steps.fusion_weights(False) == (1.0, 1.5)  # TSN (eval_scores.py): spatial 1 : temporal 1.5
   # ST-ResNet: the released test (st-resnet cnn_train_dag.m) averages its two prediction layers, 1 : 1.
   assert rec_steps.fusion_weights(True) == (1.0, 1.0)

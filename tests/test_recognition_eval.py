@@ -19,7 +19,8 @@ from arsr_jax.evaluation.recognition_eval import RecognitionEvaluator
 from arsr_jax.recognition import tsn
 from arsr_jax.jobs import sr as sr_job
 from arsr_jax.steps import recognition as rec_steps
-from configs import dvsr_progressive_attention, evaluate, recognizer, spmc, vdsr
+from configs import dvsr_progressive_attention, recognizer, spmc, vdsr
+from configs import protocol as protocol_recipe
 
 
 def _rec_config(data_dir, name, steps=4, **data):
@@ -119,12 +120,12 @@ def test_recognizer_for_another_class_count_is_refused(workdirs):
 
 
 def _eval_config(data_dir, workdirs, methods):
-  c = evaluate.get_config("smoke")
+  c = protocol_recipe.get_config("smoke")
   c.data.data_dir = data_dir
-  c.data.new_length = 3
+  c.data.flow_stack = 3
   c.eval.max_clips = 16
-  c.evaluate.spatial, c.evaluate.temporal = workdirs["tsn_rgb"], workdirs["tsn_flow"]
-  c.evaluate.methods = methods
+  c.protocol.spatial, c.protocol.temporal = workdirs["tsn_rgb"], workdirs["tsn_flow"]
+  c.protocol.methods = methods
   return c
 
 
@@ -166,7 +167,7 @@ def test_protocol_refuses_recognizers_of_another_dataset(workdirs, small_data_di
   cfg["data"]["name"] = "synthetic_actions/default"
   (other / "config.json").write_text(json.dumps(cfg))
   c = _eval_config(small_data_dir, workdirs, "bicubic")
-  c.evaluate.spatial = str(other)
+  c.protocol.spatial = str(other)
   with pytest.raises(ValueError, match=r"tsn_rgb_default was trained on synthetic_actions/default \(12 classes\); "
                                        r"the evaluation data is synthetic_actions/small \(12 classes\)"):
     protocol.run(c, str(tmp_path / "ev"))
@@ -188,7 +189,7 @@ def test_short_video_error_names_the_video():
   example = {"hr": np.zeros((4, 8, 8, 3), np.uint8), "lr": np.zeros((4, 2, 2, 3), np.uint8), "id": 7}
   with pytest.raises(ValueError, match="3 frames, fewer than the 5"):
     ps.sample_two_stream(example, 25, 5, 1, 1, False)
-  config = evaluate.get_config("smoke")
+  config = protocol_recipe.get_config("smoke")
   sample = lambda ex: ps.sample_two_stream(ex, 25, 5, 1, 1, False)  # noqa: E731
   with pytest.raises(ValueError, match="Video 7 of"):
     protocol.map_videos(config, [example], 1, sample, lambda b: b, sharding.make_mesh())
@@ -217,7 +218,7 @@ def test_protocol_runs_spmc_on_3_frame_windows(workdirs, small_data_dir, tmp_pat
 
 def test_map_videos_on_8_devices_equals_1_device():
   source = [{"x": np.full((3,), i, np.float32), "id": i} for i in range(11)]
-  config = evaluate.get_config("smoke")
+  config = protocol_recipe.get_config("smoke")
   step = lambda b: {"y": b["x"].sum(-1) * 2.0}  # noqa: E731
   config.eval.batch_size = 8
   sample = lambda ex: {"x": ex["x"], "label": np.int32(ex["id"])}  # noqa: E731
@@ -253,8 +254,8 @@ def test_parse_methods():
 @pytest.mark.slow
 def test_protocol_clip_recognizer(workdirs, small_data_dir, tmp_path):
   c = _eval_config(small_data_dir, workdirs, f"bicubic,vdsr={workdirs['vdsr']},hr")
-  c.evaluate.spatial = c.evaluate.temporal = ""
-  c.evaluate.clip, c.evaluate.clip_length = workdirs["resnet3d"], 4
+  c.protocol.spatial = c.protocol.temporal = ""
+  c.protocol.clip, c.protocol.clip_length = workdirs["resnet3d"], 4
   m = protocol.run(c, str(tmp_path))["methods"]
   saved = np.load(tmp_path / "scores.npz")
   for name, r in m.items():  # accuracy and per-class accuracy counted by hand from the saved scores
@@ -268,7 +269,7 @@ def test_protocol_clip_recognizer(workdirs, small_data_dir, tmp_path):
 
 
 def test_multilabel_summary_is_tinyvirat_macro_f1():
-  e = evaluate.get_config("").evaluate
+  e = protocol_recipe.get_config("").protocol
   labels = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0]])
   probs = np.array([[.9, .6, .1], [.2, .7, .4], [.1, .2, .3]])  # predictions: {0, 1}, {1}, {}
   res, _ = protocol._summarize({"clip": probs}, labels, 3, e)
@@ -318,14 +319,14 @@ def test_study_claims_logic():
 
 def test_sr_flow_uses_the_temporal_streams_training_tvl1():
   import types
-  e = evaluate.get_config("").evaluate
+  e = protocol_recipe.get_config("").protocol
   recs = {"spatial": types.SimpleNamespace(tvl1=None),
           "temporal": types.SimpleNamespace(tvl1={"nscales": 2, "warps": 1})}
   params = protocol.flow_params(e, recs)
   assert (params.nscales, params.warps, params.inner_iterations) == (2, 1, 30)
   e.tvl1.nscales = 4  # an explicit setting wins
   assert protocol.flow_params(e, recs).nscales == 4
-  assert protocol.flow_params(evaluate.get_config("").evaluate, {"spatial": recs["spatial"]}).nscales == 5
+  assert protocol.flow_params(protocol_recipe.get_config("").protocol, {"spatial": recs["spatial"]}).nscales == 5
 
 
 @pytest.mark.slow
@@ -334,8 +335,8 @@ def test_protocol_with_st_resnet(workdirs, small_data_dir, tmp_path):
   w = str(tmp_path / "st")
   main.run(_rec_config(small_data_dir, "st_resnet", steps=2), w)
   c = _eval_config(small_data_dir, workdirs, "bicubic")
-  c.evaluate.spatial = c.evaluate.temporal = ""
-  c.evaluate.two_stream = w
+  c.protocol.spatial = c.protocol.temporal = ""
+  c.protocol.two_stream = w
   res = protocol.run(c, str(tmp_path / "ev"))
   r = res["methods"]["bicubic"]
   assert {"spatial_accuracy", "temporal_accuracy", "fusion_accuracy"} <= set(r)
@@ -344,7 +345,7 @@ def test_protocol_with_st_resnet(workdirs, small_data_dir, tmp_path):
   scores = np.load(tmp_path / "ev" / "scores.npz")
   fused = (scores["bicubic/spatial"] + scores["bicubic/temporal"]) / 2
   assert r["fusion_accuracy"] == pytest.approx(float((fused.argmax(-1) == scores["labels"]).mean()))
-  c.evaluate.spatial = workdirs["tsn_rgb"]
+  c.protocol.spatial = workdirs["tsn_rgb"]
   with pytest.raises(ValueError, match="not both"):
     protocol.run(c, str(tmp_path / "ev2"))
 
@@ -362,10 +363,11 @@ def test_recognizer_inputs_travel_as_uint8_and_step_like_floats(small_data_dir):
   exactly as the host did before, for TSN RGB and for I3D's (-1, 1) input range."""
   config = recognizer.get_config("tsn_rgb,smoke")
   config.data.data_dir = small_data_dir
-  source = recognition_data.recognition_source(config, config.data.train_split, "rgb")
-  item = recognition_data.sampler(config, "rgb", train=True).sample(source[0], np.random.default_rng(0))
+  source = recognition_data.recognition_source(config.data, config.data.train_split, "rgb")
+  item = recognition_data.sampler(config.data, "rgb", train=True).sample(source[0], np.random.default_rng(0))
   assert item["rgb"].dtype == np.uint8
-  two = recognition_data.sampler(config, "two_stream", train=False).sample(source[0], None)
+  two = recognition_data.sampler(config.data, "two_stream", train=False,
+                                 num_segments=config.eval.num_segments).sample(source[0], None)
   assert two["rgb"].dtype == np.uint8 and two["flow"].dtype == np.float16  # as stored
   rng = np.random.default_rng(0)
   for net, kind, shape in ((tsn.TSN(modality="rgb", num_classes=3, depth=18, width=8), "rgb", (2, 2, 32, 32, 3)),

@@ -8,7 +8,8 @@ from arsr_jax import main, sharding
 from arsr_jax.data import recognition_data
 from arsr_jax.evaluation import frozen
 from arsr_jax.evaluation.recognition_eval import RecognitionEvaluator
-from configs import evaluate, recognizer
+from configs import protocol as protocol_recipe
+from configs import recognizer
 from test_real_video_builders import _tiny_tree, build, tiny
 
 
@@ -37,7 +38,7 @@ def test_tinyvirat_multilabel_recognizer_and_f1(tmp_path):
   c.recognizer.depth, c.recognizer.width = 10, 4
   c.train.num_steps = c.train.checkpoint_every = c.train.log_every = 2
   c.train.batch_size = c.eval.batch_size = 8
-  assert recognition_data.is_multilabel(c) and recognition_data.num_classes(c) == 26
+  assert recognition_data.is_multilabel(c.data) and recognition_data.num_classes(c.data) == 26
   res = main.run(c, str(tmp_path / "cls"))
   assert len(res["per_class_f1"]) == 26  # BCE-trained, sigmoid > 0.5
   mesh = sharding.make_mesh()
@@ -47,11 +48,11 @@ def test_tinyvirat_multilabel_recognizer_and_f1(tmp_path):
   f1, per_class = _hand_f1(1 / (1 + np.exp(-np.asarray(next(iter(logits.values()))))), np.asarray(labels))
   assert res["macro_f1"] == pytest.approx(f1) and res["per_class_f1"] == pytest.approx(per_class)
 
-  e = evaluate.get_config("smoke")
+  e = protocol_recipe.get_config("smoke")
   e.data.name, e.data.data_dir, e.data.eval_split = "tiny_virat/v1", data_dir, "test"
-  e.evaluate.clip, e.evaluate.clip_length = str(tmp_path / "cls"), 4
-  e.evaluate.lr_size, e.evaluate.input_size = 8, 16  # tiny clips -> 8x8 -> bicubic x4 -> 16x16
-  e.evaluate.methods = "bicubic"
+  e.protocol.clip, e.protocol.clip_length = str(tmp_path / "cls"), 4
+  e.protocol.lr_size, e.protocol.input_size = 8, 16  # tiny clips -> 8x8 -> bicubic x4 -> 16x16
+  e.protocol.methods = "bicubic"
   out = main.run(e, str(tmp_path / "ev"))["methods"]["bicubic"]
   saved = np.load(tmp_path / "ev" / "scores.npz")
   scores = saved["bicubic/clip"]

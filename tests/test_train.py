@@ -147,7 +147,7 @@ def test_eval_batches_cover_clips_of_different_lengths(monkeypatch):
             "flow": np.zeros((t - 1, 8, 8, 2), np.float16)} for t in (5, 3, 6)]
   monkeypatch.setattr(pipeline, "get_source", lambda *a: clips)
   config = tiny_config(None)
-  batches = list(batched.padded_batches(pipeline.eval_items(config), 4))
+  batches = list(batched.padded_batches(pipeline.eval_items(config.data), 4))
   valid = np.concatenate([b["index"] for b in batches]) >= 0
   assert len(batches) == 4 and valid.sum() == 14 and not valid[14:].any()
   hr = np.concatenate([b["hr"] for b in batches])[valid]

@@ -151,12 +151,12 @@ class _NamedSource:
 
 
 def check_splits(config: ml_collections.ConfigDict) -> None:
-  """Opens and checks every split the run reads (train unless mode=eval or task=evaluate; eval);
+  """Opens and checks every split the run reads (train unless mode=eval or task=protocol; eval);
   DataError names the first missing, truncated or damaged file. Reads each shard's index and its
   first and last records, and every record of the evaluated clips (eval.max_clips)."""
   d = config.data
   splits = [d.eval_split]
-  if config.get("mode", "train") == "train" and config.get("task", "sr") != "evaluate":
+  if config.get("mode", "train") == "train" and config.get("task", "sr") != "protocol":
     splits.insert(0, d.train_split)
   builder = get_builder(d.name, d.get("data_dir"))
   for split in splits:
@@ -285,12 +285,14 @@ class SamplePatch(grain.transforms.RandomMap):
     return out
 
 
-def flow_fn(config: ml_collections.ConfigDict):
-  """(frame0, frame1) -> flow for data.flow_source == 'tvl1' (TV-L1 with data.tvl1 parameters), else None."""
-  _flow_key(config.data.flow_source)
-  if config.data.flow_source != "tvl1":
+def flow_fn(data: ml_collections.ConfigDict):
+  """(frame0, frame1) -> flow for data.flow_source == 'tvl1' (TV-L1 with data.tvl1 parameters), else None.
+
+  ``data``: the config's data section."""
+  _flow_key(data.flow_source)
+  if data.flow_source != "tvl1":
     return None
-  params = tvl1.TVL1Params.from_config(config.data.tvl1)
+  params = tvl1.TVL1Params.from_config(data.tvl1)
   return lambda f0, f1: tvl1.tvl1_flow_sharded(f0, f1, params)  # in the batch-sharded step: per device
 
 
@@ -314,11 +316,11 @@ def _flow_or_pairs(example: dict[str, Any], flows: np.ndarray, flow_source: str)
   return np.asarray(example["flow"][flows])  # the stored dtype (float16): exact, half of float32's bytes
 
 
-def sample_patch(config: ml_collections.ConfigDict) -> SamplePatch:
-  d = config.data
+def sample_patch(d: ml_collections.ConfigDict, scale: int) -> SamplePatch:
+  """The training sampler of data section ``d`` at SR factor ``scale``."""
   if d.sampler not in SAMPLERS:
     raise ValueError(f"Unknown data.sampler {d.sampler!r}; use one of {SAMPLERS}")
-  return SamplePatch(scale=config.scale, patch_size=d.patch_size, sampler=d.sampler,
+  return SamplePatch(scale=scale, patch_size=d.patch_size, sampler=d.sampler,
                      input_frames=d.input_frames, clip_length=d.clip_length, flip=d.flip,
                      flow_source=d.flow_source, labels=d.with_labels)
 
@@ -375,16 +377,15 @@ def train_source(name: str, split: str, data_dir: str | None) -> tuple[Any, Lazy
   return _NamedSource(source, name, split, _shards(builder, split), _prepare_hint(name, builder)), lazy
 
 
-def train_iterator(config: ml_collections.ConfigDict, per_process_batch: int, seed: int
+def train_iterator(d: ml_collections.ConfigDict, scale: int, per_process_batch: int, seed: int
                    ) -> grain.DatasetIterator:
-  """An endless, checkpointable iterator of this process's training batches."""
-  d = config.data
+  """An endless, checkpointable iterator of this process's training batches (data section ``d``)."""
   source, lazy_flow = train_source(d.name, d.train_split, d.get("data_dir"))
   ds = grain.MapDataset.source(source).repeat(None).shuffle(seed=seed)
   ds = ds[jax.process_index()::jax.process_count()]
   if lazy_flow is not None:
     ds = ds.map(lazy_flow)
-  ds = ds.random_map(sample_patch(config), seed=seed + 1)
+  ds = ds.random_map(sample_patch(d, scale), seed=seed + 1)
   ds = ds.batch(per_process_batch, drop_remainder=True)
   threads = d.get("read_threads", 4)
   it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, 2)))
@@ -415,7 +416,7 @@ def resolve_worker_count(setting: int) -> int:
 # ---------------------------------------------------------------------------
 # Eval pipeline.
 
-def eval_items(config: ml_collections.ConfigDict, max_clips: int | None = None
+def eval_items(d: ml_collections.ConfigDict, max_clips: int | None = None
                ) -> Iterator[dict[str, np.ndarray]]:
   """Every frame of every eval clip at full size: this process's share, one item at a time.
 
@@ -424,9 +425,8 @@ def eval_items(config: ml_collections.ConfigDict, max_clips: int | None = None
   data.clip_length frames for 'clip': dicts of 'lr', 'hr' (uint8) and 'flow' (stored dtype;
   one flow per HR frame, flow[min(t, T-2)], used for moving-pixel masks) and
   'index' (int32, the clip's index in the split). Batch them with
-  ``evaluation.batched.padded_batches``.
+  ``evaluation.batched.padded_batches``. ``d``: the config's data section.
   """
-  d = config.data
   source = get_source(d.name, d.eval_split, d.get("data_dir"))
   n = len(source) if not max_clips else min(len(source), max_clips)
   span = d.clip_length if d.sampler == "clip" else 1
@@ -435,9 +435,8 @@ def eval_items(config: ml_collections.ConfigDict, max_clips: int | None = None
       yield dict(item, index=np.int32(i))
 
 
-def eval_item_count(config: ml_collections.ConfigDict, max_clips: int | None = None) -> int:
+def eval_item_count(d: ml_collections.ConfigDict, max_clips: int | None = None) -> int:
   """How many items ``eval_items`` yields in this process (counting every clip as long as the first)."""
-  d = config.data
   source = get_source(d.name, d.eval_split, d.get("data_dir"))
   n = len(source) if not max_clips else min(len(source), max_clips)
   span = d.clip_length if d.sampler == "clip" else 1

@@ -210,19 +210,19 @@ def _bilinear(x: np.ndarray, size: int) -> np.ndarray:
   return np.clip(np.round(y), 0, 255).astype(np.uint8) if x.dtype == np.uint8 else y.astype(x.dtype)
 
 
-def num_classes(config: ml_collections.ConfigDict) -> int:
-  """Classes of the dataset's 'label' (or 'labels') feature."""
-  info = pipeline.get_builder(config.data.name, config.data.get("data_dir")).info
+def num_classes(d: ml_collections.ConfigDict) -> int:
+  """Classes of the dataset's 'label' (or 'labels') feature (``d``: the config's data section)."""
+  info = pipeline.get_builder(d.name, d.get("data_dir")).info
   feats = info.features
   if "label" in feats:
     return feats["label"].num_classes
   if "labels" in feats:
     return int(feats["labels"].shape[-1])
-  raise ValueError(f"Dataset {config.data.name!r} has no 'label' or 'labels' feature to train a recognizer on")
+  raise ValueError(f"Dataset {d.name!r} has no 'label' or 'labels' feature to train a recognizer on")
 
 
-def is_multilabel(config: ml_collections.ConfigDict) -> bool:
-  info = pipeline.get_builder(config.data.name, config.data.get("data_dir")).info
+def is_multilabel(d: ml_collections.ConfigDict) -> bool:
+  info = pipeline.get_builder(d.name, d.get("data_dir")).info
   return "label" not in info.features and "labels" in info.features
 
 
@@ -244,17 +244,18 @@ class WithFlow:
     return example
 
 
-def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pairs: int = 64) -> np.ndarray:
+def tvl1_flows(d: ml_collections.ConfigDict, split: str, source, batch_pairs: int = 64) -> np.ndarray:
   """TV-L1 flow (N, T-1, H, W, 2) float16 of every clip of ``split`` (fixed-size clips).
 
   Cached as ``tvl1/<split>-<params hash>.npy`` in the dataset directory, so
   the recognizers and the evaluation of one dataset share it. In a multi-process
   run each process computes a contiguous 1/P of the clips into a part file; process 0
-  joins them into the cache while the others wait (the data_dir must be shared).
+  joins them into the cache while the others wait (the data_dir must be shared). ``d``: the
+  config's data section.
   """
-  params = tvl1.TVL1Params.from_config(config.data.tvl1)
+  params = tvl1.TVL1Params.from_config(d.tvl1)
   key = hashlib.sha1(json.dumps(dataclasses.asdict(params), sort_keys=True).encode()).hexdigest()[:10]
-  builder = pipeline.get_builder(config.data.name, config.data.get("data_dir"))
+  builder = pipeline.get_builder(d.name, d.get("data_dir"))
   path = os.path.join(builder.data_dir, "tvl1", f"{split}-{key}.npy")
   done_key = f"arsr_jax/tvl1/{path}"
   flows = _cached_flows(path, len(source), warn=True)
@@ -263,13 +264,13 @@ def tvl1_flows(config: ml_collections.ConfigDict, split: str, source, batch_pair
     return flows
   n, i = jax.process_count(), jax.process_index()
   lo, hi = i * len(source) // n, (i + 1) * len(source) // n
-  logging.info("TV-L1 flow of %s:%s (clips %d-%d of %d), once; cached in %s", config.data.name, split, lo, hi,
+  logging.info("TV-L1 flow of %s:%s (clips %d-%d of %d), once; cached in %s", d.name, split, lo, hi,
                len(source), path)
   if n == 1:
-    _save(path, _compute_flows(config, split, source, range(lo, hi), params, batch_pairs))
+    _save(path, _compute_flows(d, split, source, range(lo, hi), params, batch_pairs))
     return np.load(path, mmap_mode="r")
   part = f"{path}.part{i}of{n}.npy"
-  sharding.report(f"{done_key}/{i}", lambda: _save(part, _compute_flows(config, split, source, range(lo, hi),
+  sharding.report(f"{done_key}/{i}", lambda: _save(part, _compute_flows(d, split, source, range(lo, hi),
                                                                            params, batch_pairs)))
   if i == 0:
     def join():
@@ -307,7 +308,7 @@ def _cached_flows(path: str, num_clips: int, warn: bool = False) -> np.ndarray |
   return None
 
 
-def _compute_flows(config: ml_collections.ConfigDict, split: str, source, clips: range, params,
+def _compute_flows(d: ml_collections.ConfigDict, split: str, source, clips: range, params,
                    batch_pairs: int) -> np.ndarray:
   """TV-L1 flow (len(clips), T-1, H, W, 2) float16 of ``source[clips]``, on this process's default device."""
   first = source[0]["hr"]
@@ -315,7 +316,7 @@ def _compute_flows(config: ml_collections.ConfigDict, split: str, source, clips:
   flows = np.zeros((len(clips), pairs_per_clip, *first.shape[1:3], 2), np.float16)
   fn = jax.jit(lambda a, b: tvl1.tvl1_flow(a, b, params, compact=True))  # host arrays: one device
   clips_per_batch = max(1, batch_pairs // pairs_per_clip)
-  bar = writers.ProgressBar(len(clips), desc=f"TV-L1 flow of {config.data.name}:{split}", unit="clips")
+  bar = writers.ProgressBar(len(clips), desc=f"TV-L1 flow of {d.name}:{split}", unit="clips")
   for lo in range(0, len(clips), clips_per_batch):
     idx = list(clips[lo:lo + clips_per_batch])
     padded = idx + idx[-1:] * (clips_per_batch - len(idx))  # one batch shape: compiled once
@@ -343,31 +344,33 @@ def _fixed(hr: np.ndarray, shape: tuple[int, ...], index: int) -> np.ndarray:
   return hr
 
 
-def recognition_source(config: ml_collections.ConfigDict, split: str, kind: str):
-  """The split's source, with TV-L1 flow attached when the input needs flow and flow_source='tvl1'."""
-  source = pipeline.get_source(config.data.name, split, config.data.get("data_dir"))
-  if kind in ("flow", "two_stream") and config.data.flow_source == "tvl1":
-    source = WithFlow(source, tvl1_flows(config, split, source))
+def recognition_source(d: ml_collections.ConfigDict, split: str, kind: str):
+  """The split's source, with TV-L1 flow attached when the input needs flow and flow_source='tvl1'
+  (``d``: the config's data section)."""
+  source = pipeline.get_source(d.name, split, d.get("data_dir"))
+  if kind in ("flow", "two_stream") and d.flow_source == "tvl1":
+    source = WithFlow(source, tvl1_flows(d, split, source))
   return source
 
 
-def sampler(config: ml_collections.ConfigDict, kind: str, train: bool) -> SampleRecognition:
-  d = config.data
-  return SampleRecognition(kind=kind, num_segments=d.num_segments if train else config.eval.num_segments,
-                           new_length=d.new_length, clip_length=d.clip_length, crop_size=d.crop_size,
+def sampler(d: ml_collections.ConfigDict, kind: str, train: bool, num_segments: int | None = None
+            ) -> SampleRecognition:
+  """The sampler of data section ``d``; ``num_segments`` (default data.num_segments): eval.num_segments
+  when evaluating."""
+  return SampleRecognition(kind=kind, num_segments=num_segments or d.num_segments,
+                           new_length=d.flow_stack, clip_length=d.clip_length, crop_size=d.crop_size,
                            resize=d.resize, train=train, sr_input=bool(d.get("sr_input")),
                            lr_size=d.get("lr_size", 0), scale_jitter=tuple(d.get("scale_jitter", ())),
                            flip=bool(d.get("flip", False)))
 
 
-def train_iterator(config: ml_collections.ConfigDict, kind: str, per_process_batch: int,
+def train_iterator(d: ml_collections.ConfigDict, kind: str, per_process_batch: int,
                    seed: int) -> grain.DatasetIterator:
-  """Endless, checkpointable iterator of this process's recognizer training batches."""
-  ds = grain.MapDataset.source(recognition_source(config, config.data.train_split, kind))
+  """Endless, checkpointable iterator of this process's recognizer training batches (data section ``d``)."""
+  ds = grain.MapDataset.source(recognition_source(d, d.train_split, kind))
   ds = ds.repeat(None).shuffle(seed=seed)[jax.process_index()::jax.process_count()]
-  ds = ds.random_map(sampler(config, kind, train=True), seed=seed + 1).batch(per_process_batch,
-                                                                            drop_remainder=True)
-  threads = config.data.get("read_threads", 4)
+  ds = ds.random_map(sampler(d, kind, train=True), seed=seed + 1).batch(per_process_batch, drop_remainder=True)
+  threads = d.get("read_threads", 4)
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(threads, 2))))
 
 
@@ -383,8 +386,8 @@ def eval_items(config: ml_collections.ConfigDict, kind: str) -> Iterator[dict[st
   """This process's share of the eval split with TSN test sampling: one item per video with its
   'label' and 'index' (batch them with ``evaluation.batched.padded_batches``). The source (and
   its TV-L1 flow, when computed) is ready on return, before the first item is asked for."""
-  source = recognition_source(config, config.data.eval_split, kind)
+  source = recognition_source(config.data, config.data.eval_split, kind)
   n = len(source) if not config.eval.get("max_clips") else min(len(source), config.eval.max_clips)
-  take = sampler(config, kind, train=False)
+  take = sampler(config.data, kind, train=False, num_segments=config.eval.num_segments)
   return (dict(take.sample(source[i], None), index=np.int32(i))
           for i in range(jax.process_index(), n, jax.process_count()))

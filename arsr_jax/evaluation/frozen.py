@@ -23,12 +23,13 @@ I3D_KINETICS = "i3d_kinetics400"
 
 
 def load_run_config(workdir: io.PathLike) -> ml_collections.ConfigDict:
-  """The run config a workdir's ``config.json`` holds (written by the training loop)."""
+  """The run config a workdir's ``config.json`` holds (written by the training loop), with keys
+  renamed since (config_lib.RENAMED) under their new names."""
   path = io.path(workdir) / "config.json"
   if not path.exists():
     raise FileNotFoundError(f"{workdir} has no config.json: not a workdir written by arsr_jax.main "
                             "(train it first, or check the path)")
-  return ml_collections.ConfigDict(io.read_json(path))
+  return ml_collections.ConfigDict(config_lib.upgrade_stored(io.read_json(path)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +94,7 @@ def recognizer_from_workdir(workdir: str, dtype) -> FrozenRecognizer:
   variables = {"params": state["params"]["recognizer"], **state["model_state"]["recognizer"]}
   crop = int(cfg.data.get("crop_size", 0) or 0)
   return FrozenRecognizer(model, variables, recognition.input_kind(cfg.recognizer),
-                          int(cfg.recognizer.num_classes), int(cfg.data.new_length), int(step), workdir,
+                          int(cfg.recognizer.num_classes), int(cfg.data.flow_stack), int(step), workdir,
                           tvl1=cfg.data.tvl1.to_dict() if cfg.data.get("flow_source") == "tvl1" else None,
                           crop_size=crop, dataset=str(cfg.data.name), input_size=int(cfg.data.get("resize", 0) or crop))
 

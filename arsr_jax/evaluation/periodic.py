@@ -29,9 +29,10 @@ class PeriodicEval:
   """``due(step)``: whether step N is evaluated; ``run(variables, step)``: evaluates and writes it
   (returns the seconds it took, which the loop keeps out of its steps/s)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: io.PathLike, evaluator: Callable,
+  def __init__(self, ecfg: ml_collections.ConfigDict, num_steps: int, workdir: io.PathLike, evaluator: Callable,
                mesh: jax.sharding.Mesh, writer: EventWriter | None):
-    self.every, self.last = config.eval.get("every_steps", 0), config.train.num_steps
+    """``ecfg``: the config's eval section; ``num_steps``: train.num_steps (its final evaluation is the loop's)."""
+    self.every, self.last = ecfg.get("every_steps", 0), num_steps
     self.folder = io.path(workdir) / "eval"
     self.evaluator, self.mesh, self.writer = evaluator, mesh, writer
 

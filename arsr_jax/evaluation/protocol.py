@@ -1,15 +1,15 @@
-"""``config.task='evaluate'``: compare SR methods by how recognizable their output is.
+"""``config.task='protocol'``: compare SR methods by how recognizable their output is.
 
-  python -m arsr_jax.main --config configs/evaluate.py --workdir DIR \\
-      --config.evaluate.spatial=W_RGB --config.evaluate.temporal=W_FLOW \\
-      --config.evaluate.methods='bicubic,hr,vdsr=W_VDSR,sosr+tosr=W_SOSR:W_TOSR'
+  python -m arsr_jax.main --config configs/protocol.py --workdir DIR \\
+      --config.protocol.spatial=W_RGB --config.protocol.temporal=W_FLOW \\
+      --config.protocol.methods='bicubic,hr,vdsr=W_VDSR,sosr+tosr=W_SOSR:W_TOSR'
 
-For every method (``evaluate.methods``: bicubic, HR, or SR workdirs for the
+For every method (``protocol.methods``: bicubic, HR, or SR workdirs for the
 spatial and the temporal stream) on the eval split: spatial, temporal and
 fused accuracy of the frozen recognizers restored from their workdirs (scores
-averaged over eval.num_segments segments and evaluate.views test views, TSN's
+averaged over eval.num_segments segments and protocol.views test views, TSN's
 10 by default; fusion by each recognizer's own rule, TSN 1 : 1.5, ST-ResNet
-1 : 1, unless evaluate.fusion_weights is set), per-class accuracy, PSNR/SSIM
+1 : 1, unless protocol.fusion_weights is set), per-class accuracy, PSNR/SSIM
 (Y) of the SR frames, the warping error of consecutive SR frames under the HR
 flow, and -- with a clip recognizer (I3D, 3D ResNets) -- clip-level accuracy,
 or TinyVIRAT's macro F1 for multi-label data. Writes DIR/results.json, DIR/plots/ (method-vs-bicubic
@@ -57,23 +57,22 @@ def parse_methods(spec: str) -> list[Method]:
   for entry in (e.strip() for e in spec.split(",") if e.strip()):
     name, _, sources = entry.partition("=")
     sources = sources or name
-    spatial, _, temporal = sources.partition(":")
-    if not sources or (not _ and name not in (ps.BICUBIC, ps.HR) and "=" not in entry):
-      raise ValueError(f"evaluate.methods entry {entry!r}: use 'bicubic', 'hr' or NAME=SPATIAL[:TEMPORAL]")
+    spatial, colon, temporal = sources.partition(":")
+    if not sources or (not colon and name not in (ps.BICUBIC, ps.HR) and "=" not in entry):
+      raise ValueError(f"protocol.methods entry {entry!r}: use 'bicubic', 'hr' or NAME=SPATIAL[:TEMPORAL]")
     methods.append(Method(name, spatial, temporal or spatial))
   if not methods or len({m.name for m in methods}) != len(methods):
-    raise ValueError(f"evaluate.methods={spec!r}: need at least one method, with distinct names")
+    raise ValueError(f"protocol.methods={spec!r}: need at least one method, with distinct names")
   return methods
 
 
 def run(config, workdir: str) -> dict[str, Any]:
-  """Evaluates every method of ``config.evaluate.methods``; writes and returns the results."""
-  config_lib.validate(config)
-  e, d = config.evaluate, config.data
+  """Evaluates every method of ``config.protocol.methods``; writes and returns the results."""
+  e, d = config.protocol, config.data
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
   dtype = precision.compute_dtype(config.compute_dtype)
-  num_classes = recognition_data.num_classes(config)
+  num_classes = recognition_data.num_classes(d)
   recs = _load_recognizers(e, repl, dtype, num_classes)
   for rec in recs.values():
     check_trained_on(rec, d.name, num_classes)
@@ -131,7 +130,7 @@ def _data_scale(config, first) -> int:
   """HR / LR size ratio of the data; natively small video (no HR) takes the SR methods' scale."""
   if "hr" in first and "lr" in first:
     return first["hr"].shape[1] // first["lr"].shape[1]
-  scales = {frozen.load_run_config(src).scale for m in parse_methods(config.evaluate.methods)
+  scales = {frozen.load_run_config(src).scale for m in parse_methods(config.protocol.methods)
             for src in (m.spatial, m.temporal) if src not in (ps.BICUBIC, ps.HR)}
   if len(scales) > 1:
     raise ValueError(f"SR methods of different scales {sorted(scales)} on natively small video")
@@ -146,7 +145,7 @@ def check_trained_on(rec: frozen.FrozenRecognizer, name: str, num_classes: int) 
   size = f", {rec.input_size} px input" if rec.input_size else ""
   raise config_lib.Mismatch(f"Recognizer {rec.source} was trained on {rec.dataset} ({rec.num_classes} classes{size}); "
                             f"the evaluation data is {name} ({num_classes} classes). Evaluate on its data "
-                            f"(--config.data.name={rec.dataset}; configs/evaluate.py:smoke for smoke recognizers) "
+                            f"(--config.data.name={rec.dataset}; configs/protocol.py:smoke for smoke recognizers) "
                             f"or use recognizers trained on {name}.")
 
 
@@ -158,25 +157,25 @@ def _load_recognizers(e, repl, dtype, num_classes) -> dict[str, frozen.FrozenRec
   want = {"spatial": ("rgb",), "temporal": ("flow",), "two_stream": ("two_stream",), "clip": ("clip",)}
   for key, rec in recs.items():
     if rec.kind not in want[key]:
-      raise ValueError(f"evaluate.{key}={rec.source} is a {rec.kind!r} recognizer; {key} needs {want[key]}")
+      raise ValueError(f"protocol.{key}={rec.source} is a {rec.kind!r} recognizer; {key} needs {want[key]}")
   if not recs:
-    raise ValueError("task='evaluate' needs recognizers: evaluate.spatial and/or evaluate.temporal (TSN), "
-                     "evaluate.two_stream (ST-ResNet) or evaluate.clip (I3D / 3D ResNet workdir, or "
+    raise ValueError("task='protocol' needs recognizers: protocol.spatial and/or protocol.temporal (TSN), "
+                     "protocol.two_stream (ST-ResNet) or protocol.clip (I3D / 3D ResNet workdir, or "
                      f"'{frozen.I3D_KINETICS}')")
   if "two_stream" in recs and ({"spatial", "temporal"} & set(recs)):
-    raise ValueError("Give evaluate.two_stream or evaluate.spatial/temporal, not both")
+    raise ValueError("Give protocol.two_stream or protocol.spatial/temporal, not both")
   return recs
 
 
 def _run_two_stream(config, source, n, sp, tp, recs, mesh, scale: int, name: str) -> dict[str, np.ndarray]:
-  e = config.evaluate
-  new_length = next((r.new_length for k, r in recs.items() if k != "spatial"), config.data.new_length)
+  e = config.protocol
+  new_length = next((r.new_length for k, r in recs.items() if k != "spatial"), config.data.flow_stack)
   for sr in (sp, tp):
     if not isinstance(sr, str) and sr.is_clip_model:
       raise ValueError(f"SR checkpoint {sr.name} is a clip model; evaluate it with a clip recognizer "
-                       "(evaluate.clip), the two-stream path needs frame or K-window SR")
+                       "(protocol.clip), the two-stream path needs frame or K-window SR")
   if "hr" not in source[0]:
-    raise ValueError(f"{config.data.name} stores no HR frames: evaluate it with a clip recognizer (evaluate.clip)")
+    raise ValueError(f"{config.data.name} stores no HR frames: evaluate it with a clip recognizer (protocol.clip)")
   flow_stored = "flow" in source[0]
   step = ps.make_two_stream_step(sp, tp, recs, flow_params(e, recs), e.flow_bound,
                                  iq.border_for(scale, config.eval.get("border")), flow_stored, views=e.views)
@@ -189,7 +188,7 @@ def _run_two_stream(config, source, n, sp, tp, recs, mesh, scale: int, name: str
 
 
 def flow_params(e, recs) -> tvl1.TVL1Params:
-  """TV-L1 for the SR frames: evaluate.tvl1 if set, else what the temporal stream was trained on."""
+  """TV-L1 for the SR frames: protocol.tvl1 if set, else what the temporal stream was trained on."""
   if e.tvl1:
     return tvl1.TVL1Params.from_config(e.tvl1)
   trained = next((r.tvl1 for k, r in recs.items() if k != "spatial" and r.tvl1), None)
@@ -227,7 +226,7 @@ def _run_clips(config, source, n, sp, rec, mesh, scale: int, name: str) -> dict[
   Windows of every video are batched together (eval.batch_size windows, sharded),
   so the windows of one video may span batches; scores are aggregated per video.
   """
-  e = config.evaluate
+  e = config.protocol
   if sp == ps.HR and "hr" not in source[0]:
     raise ValueError(f"{config.data.name} stores no HR frames (natively small video): method 'hr' is unavailable")
   step = ps.make_clip_step(sp, rec, e.input_size or None)
@@ -246,7 +245,7 @@ def _run_clips(config, source, n, sp, rec, mesh, scale: int, name: str) -> dict[
     for item in items():
       if shape is not None and item["lr"].shape != shape:
         raise ValueError(f"Video {int(item['index'])} of {config.data.name} has LR windows {item['lr'].shape}, "
-                         f"others {shape}: set evaluate.lr_size to resize every video to one size")
+                         f"others {shape}: set protocol.lr_size to resize every video to one size")
       shape = item["lr"].shape
       yield item
 

@@ -1,7 +1,7 @@
 """Recognizer evaluator: accuracy (or macro F1) of an action recognizer on the HR eval split.
 
 TSN's test sampling (eval.num_segments segments per video, one centre view); two-head
-networks (ST-ResNet) are scored by their fusion (its own 1 : 1 unless evaluate.fusion_weights
+networks (ST-ResNet) are scored by their fusion (its own 1 : 1 unless protocol.fusion_weights
 is set) and per stream. This is the
 protocol's 'hr' ceiling for one network.
 """
@@ -44,13 +44,13 @@ class RecognitionEvaluator:
   def __call__(self, variables, mesh, step: int, writer: EventWriter | None = None) -> dict[str, Any]:
     config = self.config
     logits, labels = self.logits(variables, mesh)
-    weights = rec_steps.fusion_weights(True, tuple(config.evaluate.fusion_weights))  # two heads: ST-ResNet
+    weights = rec_steps.fusion_weights(True, tuple(config.protocol.fusion_weights))  # two heads: ST-ResNet
     fused = np.asarray(rec_steps.scores(logits, weights))
     results: dict[str, Any] = {"step": step, "dataset": config.data.name, "split": config.data.eval_split,
                                "recognizer": config.recognizer.name, "input": self.kind,
                                "sr_input": config.data.get("sr_input", ""),
                                "num_videos": int(labels.shape[0]), "num_segments": config.eval.num_segments}
-    results.update(score_summary(fused, labels, config.recognizer.num_classes, config.evaluate.threshold))
+    results.update(score_summary(fused, labels, config.recognizer.num_classes, config.protocol.threshold))
     if "spatial" in logits:
       results["spatial_accuracy"] = rm.accuracy(logits["spatial"], labels) if labels.ndim == 1 else None
       results["temporal_accuracy"] = rm.accuracy(logits["temporal"], labels) if labels.ndim == 1 else None

@@ -29,31 +29,33 @@ METHODS = ("bicubic", "model")
 class SREvaluator:
   """``evaluator(variables, mesh, step, writer) -> results`` for an SR network built from a config."""
 
-  def __init__(self, config: ml_collections.ConfigDict, model):
-    self.config, self.model = config, model
-    self.call_kwargs = {"alpha": 1.0} if config.train.get("fade_steps") else {}
-    self.eval_step = sr_steps.make_eval_step(model, iq.border_for(config.scale, config.eval.get("border")),
-                                             config.eval.moving_threshold, self.call_kwargs,
-                                             pipeline.flow_fn(config))
+  def __init__(self, ecfg: ml_collections.ConfigDict, data: ml_collections.ConfigDict, model, *, scale: int,
+               name: str, faded: bool = False):
+    """``ecfg``, ``data``: the config's eval and data sections; ``name`` the model's (results);
+    ``faded``: a progressive network, evaluated with its fade-in complete (alpha 1)."""
+    self.ecfg, self.data, self.model, self.scale, self.name = ecfg, data, model, scale, name
+    self.call_kwargs = {"alpha": 1.0} if faded else {}
+    self.eval_step = sr_steps.make_eval_step(model, iq.border_for(scale, ecfg.get("border")),
+                                             ecfg.moving_threshold, self.call_kwargs, pipeline.flow_fn(data))
 
   def __call__(self, variables, mesh, step: int, writer: EventWriter | None = None) -> dict[str, Any]:
-    config, ecfg = self.config, self.config.eval
+    ecfg, data = self.ecfg, self.data
     per_process = sharding.check_batch_size(ecfg.batch_size, mesh, "eval.batch_size")
     first: list[dict[str, np.ndarray]] = []
 
     def items():
-      for item in pipeline.eval_items(config, ecfg.get("max_clips")):
+      for item in pipeline.eval_items(data, ecfg.get("max_clips")):
         if len(first) < 4:
           first.append(item)
         yield item
 
-    batches = batched.padded_batches(items(), per_process, f"eval split of {config.data.name}")
-    total = batched.num_batches(pipeline.eval_item_count(config, ecfg.get("max_clips")), per_process)
+    batches = batched.padded_batches(items(), per_process, f"eval split of {data.name}")
+    total = batched.num_batches(pipeline.eval_item_count(data, ecfg.get("max_clips")), per_process)
     vals = batched.map_batches(lambda b: self.eval_step(variables, b), batches, mesh, total=total,
-                               what="eval batches", desc=f"evaluating {config.model.name}")
-    results: dict[str, Any] = {"step": step, "dataset": config.data.name, "split": config.data.eval_split,
-                               "scale": config.scale, "num_frames": int(vals["bicubic_psnr"].size),
-                               "moving_threshold_px": ecfg.moving_threshold, "model_name": config.model.name}
+                               what="eval batches", desc=f"evaluating {self.name}")
+    results: dict[str, Any] = {"step": step, "dataset": data.name, "split": data.eval_split,
+                               "scale": self.scale, "num_frames": int(vals["bicubic_psnr"].size),
+                               "moving_threshold_px": ecfg.moving_threshold, "model_name": self.name}
     for method in METHODS:
       results[method] = {key: iq.mean_of(vals[f"{method}_{key}"]) for key in sr_steps.EVAL_KEYS}
     if writer is not None:

@@ -29,11 +29,10 @@ from arsr_jax.train import Job
 def resolve(config: ml_collections.ConfigDict) -> str:
   """Checks the recognizer config against the data and fills in what the data decides
   (``recognizer.num_classes``, the flow stack length); returns the input kind."""
-  config_lib.validate(config)
   if not config.recognizer.get("name"):
     raise ValueError(f"task='recognition' needs recognizer.name; one of {sorted(recognition.RECOGNIZERS)}")
   kind = recognition.input_kind(config.recognizer)
-  n = recognition_data.num_classes(config)
+  n = recognition_data.num_classes(config.data)
   have = config.recognizer.get("num_classes")
   if have not in (None, n):
     raise ValueError(f"recognizer.num_classes={have} but {config.data.name} has {n} classes")
@@ -41,9 +40,9 @@ def resolve(config: ml_collections.ConfigDict) -> str:
     config.recognizer.num_classes = n
     if kind in ("flow", "two_stream"):  # the network's input channels follow the data's flow stacks
       length = config.recognizer.get("new_length")
-      if length not in (None, config.data.new_length):
-        raise ValueError(f"recognizer.new_length={length} differs from data.new_length={config.data.new_length}")
-      config.recognizer.new_length = config.data.new_length
+      if length not in (None, config.data.flow_stack):
+        raise ValueError(f"recognizer.new_length={length} differs from data.flow_stack={config.data.flow_stack}")
+      config.recognizer.new_length = config.data.flow_stack
   return kind
 
 
@@ -55,8 +54,8 @@ def recognition_job(config: ml_collections.ConfigDict) -> Job:
                                        **precision.net_kwargs(config.recognizer, recognition.RECOGNIZERS, dtype))
   schedule = optim.build_schedule(config.optimizer, config.train.num_steps)
   tx = optim.per_network({"recognizer": optim.build_optimizer(config.optimizer, config.train.num_steps)})
-  source = recognition_data.recognition_source(config, config.data.train_split, kind)
-  example = recognition_data.sampler(config, kind, train=True).sample(source[0], None)
+  source = recognition_data.recognition_source(config.data, config.data.train_split, kind)
+  example = recognition_data.sampler(config.data, kind, train=True).sample(source[0], None)
   sr, frozen = sr_input(config, kind, dtype)
   prepare = make_prepare(sr, config.scale, int(config.data.resize)) if sr is not None else None
   if prepare is not None:
@@ -70,7 +69,7 @@ def recognition_job(config: ml_collections.ConfigDict) -> Job:
 
   return Job(init_fn=rec_steps.make_init_fn(model, tx, kind, example),
              train_step=rec_steps.make_train_step(model, tx, schedule, kind, prepare), frozen=frozen,
-             iterator=lambda batch: recognition_data.train_iterator(config, kind, batch, config.seed),
+             iterator=lambda batch: recognition_data.train_iterator(config.data, kind, batch, config.seed),
              evaluator=RecognitionEvaluator(config, model, kind,
                                             prepare and (lambda batch: prepare(frozen, batch))),
              eval_variables=lambda state: {"params": state.params["recognizer"],

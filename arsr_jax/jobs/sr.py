@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from arsr_jax import checkpointing, config_lib, losses, models, optim, precision, weights
+from arsr_jax import checkpointing, losses, models, optim, precision, weights
 from arsr_jax.data import pipeline
 from arsr_jax.evaluation import frozen as frozen_lib
 from arsr_jax.evaluation.sr_eval import SREvaluator
@@ -27,8 +27,7 @@ from arsr_jax.train import Job
 
 
 def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
-  """(SRSetup, frozen variables) named by an SR recipe."""
-  config_lib.validate(config)
+  """(SRSetup, frozen variables) named by an SR recipe (checked by ``main.check``)."""
   dtype = precision.compute_dtype(config.compute_dtype)
   model = models.build_model(config.model.name, config.scale,
                              **precision.net_kwargs(config.model, models.MODELS, dtype))
@@ -39,10 +38,9 @@ def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
   recognizer = restore_classifier(config.loss, dtype) if losses.needs_classifier(config.loss) else None
   if losses.needs_recognizer(config.loss):
     recognizer = build_consistency_i3d(config.loss)
-  loss = config.loss
+  loss = losses.resolve(config.loss)  # the objective's keys, defaults filled in
   if config.mode == "eval" and loss.get("perceptual_weight"):
     # mode=eval never runs the objective: evaluating a trained GAN needs no VGG (nor its download).
-    loss = loss.copy_and_resolve_references()
     loss.perceptual_weight = 0.0
   objective, frozen = losses.build_objective(loss, dtype, recognizer)
   steps_total = config.train.num_steps
@@ -52,8 +50,8 @@ def build(config: ml_collections.ConfigDict) -> tuple[sr_steps.SRSetup, Any]:
   setup = sr_steps.SRSetup(
       model=model, objective=objective, tx=optim.per_network(nets),
       schedule=optim.build_schedule(config.optimizer, steps_total), discriminator=discriminator,
-      gan_weight=config.loss.get("gan_weight", 0.0), gan_type=config.loss.get("gan_type", "ragan"),
-      call_kwargs=fade_in(config), flow_fn=pipeline.flow_fn(config), ema_decay=config.train.ema_decay)
+      gan_weight=loss.gan_weight, gan_type=loss.gan_type,
+      call_kwargs=fade_in(config.train), flow_fn=pipeline.flow_fn(config.data), ema_decay=config.train.ema_decay)
   return setup, frozen
 
 
@@ -62,9 +60,9 @@ def loss_terms_at_init(config: ml_collections.ConfigDict, num_batches: int = 4) 
   ``num_batches`` training batches of ``config.train.batch_size`` (e.g. SoSR's WMSE and perceptual
   term, to choose their relative weight; benchmarks/sosr_alpha.py)."""
   setup, frozen = build(config)
-  lr_shape, _ = init_shapes(config, setup.model)
+  lr_shape, _ = init_shapes(config.data, config.scale, setup.model)
   variables = setup.model.init(jax.random.key(config.seed), jnp.zeros(lr_shape, jnp.float32), train=False)
-  it = pipeline.train_iterator(config, config.train.batch_size, config.seed)
+  it = pipeline.train_iterator(config.data, config.scale, config.train.batch_size, config.seed)
 
   @jax.jit
   def terms(batch):
@@ -122,17 +120,18 @@ def build_consistency_i3d(loss: ml_collections.ConfigDict) -> losses.Recognizer:
   return losses.Recognizer(apply, variables)
 
 
-def fade_in(config: ml_collections.ConfigDict):
-  """Extra network arguments per step: the progressive fade-in alpha 0 -> 1 over train.fade_steps."""
-  fade = config.train.get("fade_steps")
+def fade_in(train: ml_collections.ConfigDict):
+  """Extra network arguments per step: the progressive fade-in alpha 0 -> 1 over train.fade_steps
+  (``train``: the config's train section)."""
+  fade = train.get("fade_steps")
   if not fade:
     return sr_steps.no_call_kwargs
   return lambda step: {"alpha": jnp.clip(step.astype(jnp.float32) / fade, 0.0, 1.0)}
 
 
-def init_shapes(config: ml_collections.ConfigDict, model) -> tuple[tuple[int, ...], tuple[int, ...]]:
-  """Shapes of one network input (LR frame, K-window or clip) and one HR frame."""
-  d, h = config.data, config.data.patch_size // config.scale
+def init_shapes(d: ml_collections.ConfigDict, scale: int, model) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Shapes of one network input (LR frame, K-window or clip) and one HR frame (data section ``d``)."""
+  h = d.patch_size // scale
   frames = () if models.input_ndim(model) == 4 else (d.input_frames if d.input_frames > 1 else d.clip_length,)
   return (1, *frames, h, h, 3), (1, d.patch_size, d.patch_size, 3)
 
@@ -168,7 +167,7 @@ def init_from(state: TrainState, source: str, sharding: jax.sharding.Sharding, m
 def sr_job(config: ml_collections.ConfigDict) -> Job:
   """The Job of an SR recipe: generator (+ discriminator), objective, SR-quality evaluation."""
   setup, frozen = build(config)
-  lr_shape, hr_shape = init_shapes(config, setup.model)
+  lr_shape, hr_shape = init_shapes(config.data, config.scale, setup.model)
 
   def eval_variables(state):
     generator = state.ema_params if state.ema_params is not None else state.params["generator"]
@@ -183,6 +182,8 @@ def sr_job(config: ml_collections.ConfigDict) -> Job:
 
   return Job(init_fn=sr_steps.make_init_fn(setup, lr_shape, hr_shape),
              train_step=sr_steps.make_train_step(setup), frozen=frozen,
-             iterator=lambda batch: pipeline.train_iterator(config, batch, config.seed),
-             evaluator=SREvaluator(config, setup.model), eval_variables=eval_variables, describe=describe,
+             iterator=lambda batch: pipeline.train_iterator(config.data, config.scale, batch, config.seed),
+             evaluator=SREvaluator(config.eval, config.data, setup.model, scale=config.scale,
+                                   name=config.model.name, faded=bool(config.train.get("fade_steps"))),
+             eval_variables=eval_variables, describe=describe,
              init_from=from_source)

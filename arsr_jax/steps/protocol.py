@@ -116,7 +116,7 @@ def centre_crop(x: jax.Array, size: int) -> jax.Array:
   return x[..., top:top + size, left:left + size, :]
 
 
-VIEWS = (1, 10)  # test views per segment: TSN's centre crop, or its 10 (evaluate.views)
+VIEWS = (1, 10)  # test views per segment: TSN's centre crop, or its 10 (protocol.views)
 
 
 def tsn_views(x: jax.Array, size: int, views: int, flow: bool = False) -> jax.Array:
@@ -130,7 +130,7 @@ def tsn_views(x: jax.Array, size: int, views: int, flow: bool = False) -> jax.Ar
   consensus (a mean over axis 1) over V * S snippets does exactly that. ``size`` 0 = whole frame.
   """
   if views not in VIEWS:
-    raise ValueError(f"evaluate.views={views}: use one of {VIEWS}")
+    raise ValueError(f"protocol.views={views}: use one of {VIEWS}")
   if views == 1:
     return centre_crop(x, size)
   h, w = x.shape[-3:-1]

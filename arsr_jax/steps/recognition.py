@@ -54,7 +54,7 @@ def as_dict(logits) -> dict[str, jax.Array]:
   return dict(logits) if isinstance(logits, dict) else {"logits": logits}
 
 
-# Late fusion of the spatial and temporal scores, per recognizer (evaluate.fusion_weights=() picks it):
+# Late fusion of the spatial and temporal scores, per recognizer (protocol.fusion_weights=() picks it):
 TSN_FUSION = (1.0, 1.5)  # TSN: yjxiong/temporal-segment-networks eval_scores.py, --score_weights 1 1.5
 # ST-ResNet: feichtenhofer/st-resnet cnn_train_dag.m averages the outputs of every prediction layer
 # (``mean(mean(mean(frame_predictions),1),2)`` over the appearance and motion fc layers; stage 2

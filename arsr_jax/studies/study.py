@@ -6,7 +6,7 @@
 Trains, each in its own sub-workdir (so an interrupted study resumes where it stopped):
   recognizers on HR clips: TSN spatial (RGB) and temporal (TV-L1 flow stacks) streams;
   SR (4x): VDSR (MSE), SoSR (VDSR + flow-weighted MSE), ToSR1 (VDSR, siamese warp loss);
-then runs the evaluation protocol (configs/evaluate.py) for bicubic, VDSR, SoSR, ToSR,
+then runs the evaluation protocol (configs/protocol.py) for bicubic, VDSR, SoSR, ToSR,
 SoSR+ToSR (SoSR frames to the spatial stream, ToSR frames to the temporal one) and HR,
 prints the analog of the ICCV'19 paper's Table 3 and checks its claims:
   SoSR > VDSR on the spatial stream; ToSR > VDSR on the temporal stream;
@@ -39,9 +39,9 @@ FLAGS = flags.FLAGS
 # batches, optimizers, schedules, TV-L1 at OpenCV defaults) with only the dataset and the run length
 # chosen here (rec_steps None = the recipe's own, TSN's 4,500 / 20,000 iterations).
 SIZES = {
-    "smoke": dict(rec_steps=20, sr_steps=20, data="synthetic_actions/small", segments=3, new_length=3,
+    "smoke": dict(rec_steps=20, sr_steps=20, data="synthetic_actions/small", segments=3, flow_stack=3,
                   width=8, layers=4, features=16, batch=8, crop=48),
-    "cpu": dict(rec_steps=800, sr_steps=1500, data="synthetic_actions/study", segments=5, new_length=5,
+    "cpu": dict(rec_steps=800, sr_steps=1500, data="synthetic_actions/study", segments=5, flow_stack=5,
                 width=16, layers=8, features=32, batch=16, crop=48),
     "full": dict(rec_steps=None, sr_steps=20000, data="synthetic_actions/default"),
 }
@@ -73,7 +73,7 @@ def runs(size: str, data_dir: str | None) -> dict[str, Any]:
   common = {"data.name": s["data"], "data.data_dir": data_dir, "train.batch_size": s["batch"],
             "eval.batch_size": s["batch"], "train.checkpoint_every": 500, "train.log_every": 100}
   rec = dict(common, **{"train.num_steps": s["rec_steps"], "data.num_segments": 3,
-                        "data.new_length": s["new_length"], "eval.num_segments": s["segments"],
+                        "data.flow_stack": s["flow_stack"], "eval.num_segments": s["segments"],
                         "recognizer.depth": 18, "recognizer.width": s["width"], "data.crop_size": s["crop"],
                         "recognizer.stem_type": "small", "optimizer.name": "adam",
                         "optimizer.learning_rate": 1e-3, "optimizer.schedule": "cosine",
@@ -102,12 +102,12 @@ def study(workdir: str, size: str = "cpu", data_dir: str | None = None, eval_onl
   methods = (f"bicubic,vdsr={w('vdsr')},sosr={w('sosr')},tosr={w('tosr')},"
              f"sosr+tosr={w('sosr')}:{w('tosr')},hr")
   # One (centre) view: mirrored test views would swap the synthetic left/right motion classes.
-  over = {"data.name": s["data"], "data.data_dir": data_dir, "evaluate.spatial": w("tsn_rgb"),
-          "evaluate.temporal": w("tsn_flow"), "evaluate.methods": methods, "evaluate.views": 1}
+  over = {"data.name": s["data"], "data.data_dir": data_dir, "protocol.spatial": w("tsn_rgb"),
+          "protocol.temporal": w("tsn_flow"), "protocol.methods": methods, "protocol.views": 1}
   if size != "full":  # full: the evaluation recipe's own TSN test protocol (25 segments, 5 flows)
-    over.update({"eval.num_segments": s["segments"], "data.new_length": s["new_length"],
+    over.update({"eval.num_segments": s["segments"], "data.flow_stack": s["flow_stack"],
                  "eval.batch_size": s["batch"]})
-  ev = _config("evaluate", "", over)
+  ev = _config("protocol", "", over)
   results = main_lib.run(ev, w("eval"))
   claims = check_claims(results["methods"], dict(np.load(os.path.join(w("eval"), "scores.npz"))))
   io.write_json(io.path(workdir) / "claims.json", claims)

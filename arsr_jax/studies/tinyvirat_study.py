@@ -9,7 +9,7 @@ For every classifier (configs/recognizer.py variant) and SR method ('bicubic' or
      using final DVSR network outputs"): LR clips -> frozen SR -> classifier (data.sr_input), in
      W/<classifier>/<method>;
   2. evaluate SR + classifier end to end on the eval split with the TinyVIRAT protocol (the clip path of
-     configs/evaluate.py: sigmoid, max over consecutive clip_length-frame windows, threshold 0.5,
+     configs/protocol.py: sigmoid, max over consecutive clip_length-frame windows, threshold 0.5,
      macro F1 over classes), in W/<classifier>/<method>/eval.
 Then prints the macro-F1 table (one row per SR method, one column per classifier) and writes
 W/table.json. Each run has its own workdir, so an interrupted study resumes where it stopped.
@@ -66,7 +66,7 @@ def scale_of(src: str, default: int) -> int:
 def runs(classifiers: list[str], methods: dict[str, str], size: str, dataset: str, data_dir: str | None,
          workdir: str, scale: int = 4, steps: int | None = None, eval_split: str = "test"
          ) -> dict[tuple[str, str], dict[str, Any]]:
-  """(classifier, method) -> {'train': recognizer config, 'eval': evaluate config, 'workdir': ...}."""
+  """(classifier, method) -> {'train': recognizer config, 'eval': protocol config, 'workdir': ...}."""
   s = SIZES[size]
   out = {}
   for clf in classifiers:
@@ -90,11 +90,11 @@ def runs(classifiers: list[str], methods: dict[str, str], size: str, dataset: st
       # one (I3D: 224 px for its 7x7 pooling), else as it is.
       rec.data.resize = int(rec.data.resize) or s["input_size"]
       run_dir = os.path.join(workdir, clf, name)
-      ev = _config("evaluate", "", dict(data, **{
-          "evaluate.clip": run_dir, "evaluate.methods": src if src == "bicubic" else f"{name}={src}",
-          "evaluate.lr_size": lr_size, "evaluate.input_size": rec.data.resize,
-          "evaluate.clip_length": s["clip_length"],
-          "eval.batch_size": rec.eval.batch_size, "evaluate.profiles": 0}))
+      ev = _config("protocol", "", dict(data, **{
+          "protocol.clip": run_dir, "protocol.methods": src if src == "bicubic" else f"{name}={src}",
+          "protocol.lr_size": lr_size, "protocol.input_size": rec.data.resize,
+          "protocol.clip_length": s["clip_length"],
+          "eval.batch_size": rec.eval.batch_size, "protocol.profiles": 0}))
       out[(clf, name)] = {"train": rec, "eval": ev, "workdir": run_dir}
   return out
 
