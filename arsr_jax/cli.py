@@ -8,6 +8,7 @@
   arsr-corpus-study        python -m arsr_jax.studies.corpus_study
   arsr-export-pretrained   python -m arsr_jax.studies.export_pretrained
   arsr-prepare             python -m tfds_builders.prepare
+  arsr-upgrade             python -m arsr_jax.upgrade
 
 Running the module's ``__main__`` block (runpy) keeps one definition of each command's flags,
 parsing and exit statuses: the module's own.
@@ -54,8 +55,12 @@ def prepare() -> None:
   _run_module("tfds_builders.prepare")
 
 
+def upgrade() -> None:
+  _run_module("arsr_jax.upgrade")
+
+
 # Command name -> function, as in pyproject.toml (tests/test_packaging.py checks they agree).
 COMMANDS = {"arsr-train": train, "arsr-enhance": enhance, "arsr-flow": flow, "arsr-study": study,
             "arsr-real-study": real_study, "arsr-corpus-study": corpus_study,
-            "arsr-export-pretrained": export_pretrained,
+            "arsr-export-pretrained": export_pretrained, "arsr-upgrade": upgrade,
             "arsr-prepare": prepare}
