@@ -5,7 +5,8 @@
   2 pure      models, flow, recognition (networks), losses, perceptual, data, metrics
   3 steps     steps (train/eval/protocol step functions)
   4 jobs      train (the loop), jobs, evaluation (evaluators, protocol, frozen restore, figures)
-  5 entry     main, study, real_study, enhance, flow.__main__ (CLIs), cli (console commands)
+  5 entry     main, study, real_study, enhance (+ enhance_io, enhance_frames), degrade, flow.__main__ (CLIs),
+              cli (console commands)
 
 Read from the source with ``ast`` (no import runs), so a module-level or a
 function-local import counts alike.
@@ -30,6 +31,7 @@ LAYERS = {  # module prefix -> layer; the longest matching prefix decides
     "arsr_jax.steps": 3,
     "arsr_jax.train": 4, "arsr_jax.jobs": 4, "arsr_jax.evaluation": 4, "arsr_jax.inference": 4,
     "arsr_jax.main": 5, "arsr_jax.study": 5, "arsr_jax.real_study": 5, "arsr_jax.enhance": 5,
+    "arsr_jax.enhance_io": 5, "arsr_jax.enhance_frames": 5, "arsr_jax.degrade": 5,
     "arsr_jax.tinyvirat_study": 5,
     "arsr_jax.export_pretrained": 5,
     "arsr_jax.flow.__main__": 5, "arsr_jax.cli": 5,
