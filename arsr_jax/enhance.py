@@ -68,7 +68,7 @@ class Options:
   tile_overlap: int = 16  # LR pixels
   memory_budget: int | None = None  # bytes per device call; None = the device's free memory
   batch: int = 8  # output frames per device call (clip models: batch // T windows, at least one)
-  crf: int | None = None  # kept for callers; same as encoding.crf
+  crf: int | None = None  # shorthand for encoding.crf
   clip_length: int = 0  # clip models: frames per window (0 = the training clip length)
   outscale: str | None = None  # output factor ('2.5') or height ('1080p'); None = the model's scale
   dtype: str | None = None  # SR compute dtype (DTYPES); None = the model's own (see load_model)
@@ -77,6 +77,10 @@ class Options:
   encoding: enhance_io.Encoding = enhance_io.Encoding()
   fps: float = enhance_io.DEFAULT_FPS  # frames/s of a frame folder
   report: str | None = None  # JSON report path; None = OUTPUT's folder / REPORT_NAME
+
+  def __post_init__(self):
+    if self.crf is not None and self.encoding.crf is None:
+      object.__setattr__(self, "encoding", dataclasses.replace(self.encoding, crf=self.crf))
 
 
 def enhance(input_path: str, output_path: str, model: str | None, scale: int | None = None,
@@ -89,8 +93,6 @@ def enhance(input_path: str, output_path: str, model: str | None, scale: int | N
   others are still processed). Raises before any work for a bad option, model, input or existing output.
   """
   stream = stream if stream is not None else sys.stderr
-  if options.crf is not None and options.encoding.crf is None:
-    options = dataclasses.replace(options, encoding=dataclasses.replace(options.encoding, crf=options.crf))
   options.encoding.check()
   if options.recognize:
     check_recognition()
@@ -105,9 +107,7 @@ def enhance(input_path: str, output_path: str, model: str | None, scale: int | N
   if options.recognize and any(enhance_io.kind_of(src) != "video" or not dst.lower().endswith(OUTPUT_EXTENSIONS)
                                for src, dst, _ in jobs):
     raise ValueError("--recognize compares videos: it needs video inputs and video outputs")
-  report = options.report or os.path.join(
-      output_path if not os.path.splitext(output_path)[1] or os.path.isdir(output_path)
-      else os.path.dirname(os.path.abspath(output_path)), REPORT_NAME)
+  report = options.report or os.path.join(report_folder(output_path), REPORT_NAME)
   enhance_io.read_report(report)  # refuses a path that is not a report before any work
   mesh = sharding.make_mesh()
   sr, clip_length = load_model(model, mesh, scale, options.dtype)
@@ -140,6 +140,14 @@ def enhance(input_path: str, output_path: str, model: str | None, scale: int | N
     if results:
       enhance_io.write_report(report, {**run, "inputs": results})
   return results
+
+
+def report_folder(output_path: str) -> str:
+  """Where the report goes by default: OUTPUT if a folder, else the folder of the file (of a frame pattern's folder)."""
+  if os.path.isdir(output_path) or not os.path.splitext(output_path)[1]:
+    return output_path
+  folder = os.path.dirname(os.path.abspath(output_path))
+  return os.path.dirname(folder) if "%" in os.path.basename(output_path) else folder
 
 
 def dtype_name(sr: frozen.FrozenSR, asked: str | None) -> str:

@@ -217,10 +217,14 @@ class Output:
     else:
       fd, self._tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".partial{os.path.splitext(dst)[1]}", dir=self.folder)
       os.close(fd)
-      self._encoder = video.VideoEncoder(
-          self._tmp, rate, width, height, crf=encoding.crf_or_default, audio_from=source.audio,
-          time_base=time_base, color=source.props["color"], display_matrix=source.props["display_matrix"],
-          codec=encoding.codec, pix_fmt=encoding.pix_fmt, preset=encoding.preset)
+      try:
+        self._encoder = video.VideoEncoder(
+            self._tmp, rate, width, height, crf=encoding.crf_or_default, audio_from=source.audio,
+            time_base=time_base, color=source.props["color"], display_matrix=source.props["display_matrix"],
+            codec=encoding.codec, pix_fmt=encoding.pix_fmt, preset=encoding.preset)
+      except BaseException:
+        self.discard()
+        raise
 
   @property
   def written(self) -> str:
