@@ -143,11 +143,10 @@ def enhance(input_path: str, output_path: str, model: str | None, scale: int | N
 
 
 def report_folder(output_path: str) -> str:
-  """Where the report goes by default: OUTPUT if a folder, else the folder of the file (of a frame pattern's folder)."""
+  """Where the report goes by default: OUTPUT if a folder, else the folder of the file or frame pattern."""
   if os.path.isdir(output_path) or not os.path.splitext(output_path)[1]:
     return output_path
-  folder = os.path.dirname(os.path.abspath(output_path))
-  return os.path.dirname(folder) if "%" in os.path.basename(output_path) else folder
+  return os.path.dirname(os.path.abspath(output_path))
 
 
 def dtype_name(sr: frozen.FrozenSR, asked: str | None) -> str:
