@@ -2,6 +2,7 @@
 
   arsr-train               python -m arsr_jax.main
   arsr-enhance             python -m arsr_jax.enhance
+  arsr-degrade             python -m arsr_jax.degrade
   arsr-flow                python -m arsr_jax.flow
   arsr-study               python -m arsr_jax.studies.study
   arsr-real-study          python -m arsr_jax.real_study (studies.real_study; --size corpus: studies.corpus_study)
@@ -29,6 +30,10 @@ def train() -> None:
 
 def enhance() -> None:
   _run_module("arsr_jax.enhance")
+
+
+def degrade() -> None:
+  _run_module("arsr_jax.degrade")
 
 
 def flow() -> None:
@@ -60,7 +65,7 @@ def upgrade() -> None:
 
 
 # Command name -> function, as in pyproject.toml (tests/test_packaging.py checks they agree).
-COMMANDS = {"arsr-train": train, "arsr-enhance": enhance, "arsr-flow": flow, "arsr-study": study,
-            "arsr-real-study": real_study, "arsr-corpus-study": corpus_study,
+COMMANDS = {"arsr-train": train, "arsr-enhance": enhance, "arsr-degrade": degrade, "arsr-flow": flow,
+            "arsr-study": study, "arsr-real-study": real_study, "arsr-corpus-study": corpus_study,
             "arsr-export-pretrained": export_pretrained, "arsr-upgrade": upgrade,
             "arsr-prepare": prepare}

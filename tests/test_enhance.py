@@ -242,7 +242,7 @@ def test_refuses_to_overwrite_and_leaves_nothing_half_written(workdir, hr_clip, 
   with pytest.raises(enhance.VideoFailed, match=str(broken)):  # failed while working: exit status 1
     enhance.enhance(str(broken), str(out), workdir, options=enhance.Options(overwrite=True))
   assert out.read_bytes() == b"precious"
-  assert sorted(os.listdir(tmp_path)) == ["broken.mp4", "in.mkv", "out.mp4"]  # no temporary file left
+  assert sorted(os.listdir(tmp_path)) == ["broken.mp4", "enhance_report.json", "in.mkv", "out.mp4"]  # no temporary file
   enhance.enhance(str(src), str(out), workdir, options=enhance.Options(overwrite=True))
   assert video.video_info(out)["frames"] == 4
 
@@ -257,10 +257,10 @@ def test_folder_input_reports_bad_videos_and_continues(workdir, hr_clip, tmp_pat
   (folder / "notes.txt").write_text("not a video")
   (folder / "c.avi").write_bytes(b"\x00garbage" * 100)
   results = enhance.enhance(str(folder), str(outdir), workdir)
-  assert [r.get("frames") for r in results] == [5, 7, None]
+  assert [r.get("frames") for r in results] == [5, 7, None] and results[2]["status"] == "failed"
   assert str(folder / "c.avi") in results[2]["error"]
-  assert sorted(os.listdir(outdir)) == ["a.mp4", "b.mp4"]
-  assert video.video_info(outdir / "b.mp4")["frames"] == 7
+  assert sorted(os.listdir(outdir)) == ["a_out.mp4", "b_out.mp4", "enhance_report.json"]
+  assert video.video_info(outdir / "b_out.mp4")["frames"] == 7
 
 
 @pytest.mark.slow
@@ -453,7 +453,7 @@ def test_one_failing_video_does_not_stop_a_folder(tmp_path, monkeypatch):
   assert [r.get("frames") for r in results] == [2, None, 2]
   assert "out of memory" in results[1]["error"] and "--tile 128 --batch 1" in results[1]["error"]
   assert f"error: {folder / 'b.mkv'}: out of memory" in stream.getvalue()
-  assert sorted(os.listdir(outdir)) == ["a.mp4", "c.mp4"]
+  assert sorted(os.listdir(outdir)) == ["a_out.mp4", "c_out.mp4", "enhance_report.json"]
 
 
 def run_enhance(*args, **kwargs):
@@ -471,7 +471,7 @@ def test_command_line_memory_budget_and_failures_per_video(tmp_path):
   assert forced.returncode == 1, forced.stderr
   assert "b.mkv: 64x64 frames need about" in forced.stderr and "over the memory budget of 8 MiB" in forced.stderr
   assert forced.stderr.strip().splitlines()[-1] == f"error: 1 of 3 videos failed: {folder / 'b.mkv'}"
-  assert sorted(os.listdir(outdir)) == ["a.mp4", "c.mp4"]
+  assert sorted(os.listdir(outdir)) == ["a_out.mp4", "c_out.mp4", "enhance_report.json"]
   auto = run_enhance(folder / "b.mkv", outdir, "--memory_budget", "8M")
   assert auto.returncode == 0 and "b.mkv: 48x48 tiles" in auto.stderr, auto.stderr
   bad = run_enhance(folder / "a.mkv", tmp_path / "x.mp4", "--tile", "big")

@@ -7,7 +7,8 @@
               flow parameters from flow) <- data.pipeline, data.recognition_data (read the datasets)
   3 steps     steps (train/eval/protocol step functions)
   4 jobs      train (the loop), jobs, evaluation (evaluators, protocol, frozen restore, figures), inference
-  5 entry     main, enhance, flow.__main__ (CLIs), cli (console commands), the old study command names;
+  5 entry     main, enhance (+ enhance_io, enhance_frames), degrade, flow.__main__ (CLIs), cli (console
+              commands), upgrade, the old study command names;
               studies (the project's studies, on top of the library: nothing below imports them)
 
 Read from the source with ``ast`` (no import runs), so a module-level or a
@@ -35,6 +36,7 @@ LAYERS = {  # module prefix -> layer; the longest matching prefix decides
     "arsr_jax.steps": 3,
     "arsr_jax.train": 4, "arsr_jax.jobs": 4, "arsr_jax.evaluation": 4, "arsr_jax.inference": 4,
     "arsr_jax.main": 5, "arsr_jax.enhance": 5, "arsr_jax.flow.__main__": 5, "arsr_jax.cli": 5,
+    "arsr_jax.enhance_io": 5, "arsr_jax.enhance_frames": 5, "arsr_jax.degrade": 5,
     "arsr_jax.study": 5, "arsr_jax.real_study": 5, "arsr_jax.tinyvirat_study": 5, "arsr_jax.export_pretrained": 5,
     "arsr_jax.studies": 5, "arsr_jax.upgrade": 5,
 }

@@ -99,7 +99,8 @@ def test_wheel_ships_recipes_and_commands(tmp_path):
   assert r.returncode == 0 and "name: sosr" in r.stdout, r.stderr
   r = _run([str(target / "bin" / "arsr-train"), "--config", "sosr_vdrs", "--workdir", "w"], cwd, env)
   assert r.returncode == 2 and "did you mean sosr_vdsr?" in r.stderr, r.stderr
-  for command in ("arsr-enhance", "arsr-flow", "arsr-study", "arsr-real-study", "arsr-corpus-study", "arsr-export-pretrained",
+  for command in ("arsr-enhance", "arsr-degrade", "arsr-flow", "arsr-study", "arsr-real-study", "arsr-corpus-study",
+                  "arsr-export-pretrained", "arsr-upgrade",
                   "arsr-prepare"):
     r = _run([str(target / "bin" / command), "--help"], cwd, env)  # absl's --help exits 1, argparse's 0
     assert r.returncode in (0, 1) and "--" in r.stdout and "Traceback" not in r.stderr, (command, r.stderr[-2000:])
