@@ -38,7 +38,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from arsr_jax import config_lib, io, save_failures
+from arsr_jax import config_lib, fileio, save_failures
 
 # Config sections whose values must match for a checkpoint to be restored, per config.task.
 IDENTITY_KEYS = {"sr": ("model", "discriminator", "scale", "loss", "data"),
@@ -61,11 +61,11 @@ def identity_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return IDENTITY_KEYS[config.get("task", "sr")]
 
 
-def manager(workdir: io.PathLike, *, max_to_keep: int, async_save: bool = True) -> ocp.CheckpointManager:
+def manager(workdir: fileio.PathLike, *, max_to_keep: int, async_save: bool = True) -> ocp.CheckpointManager:
   """The CheckpointManager of ``workdir/checkpoints`` (local or a URL such as gs://...); creates it."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=async_save)
-  return ocp.CheckpointManager(io.path(workdir) / "checkpoints", options=options, item_names=ITEMS)
+  return ocp.CheckpointManager(fileio.path(workdir) / "checkpoints", options=options, item_names=ITEMS)
 
 
 def run_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -156,7 +156,7 @@ def wait(mngr: ocp.CheckpointManager) -> None:
 def _save_failed(mngr: ocp.CheckpointManager, e: Exception) -> SaveFailed:
   """SaveFailed for the pending save of ``mngr``, after removing its temporary directory."""
   step, nbytes = getattr(mngr, "arsr_pending", None) or (None, 0)
-  directory = io.path(mngr.directory)
+  directory = fileio.path(mngr.directory)
   with contextlib.suppress(Exception):  # the failed save's threads are done; nothing else to report
     mngr.wait_until_finished()
   save_failures.HELD_ORBAX_ERRORS.drop()
@@ -165,17 +165,17 @@ def _save_failed(mngr: ocp.CheckpointManager, e: Exception) -> SaveFailed:
   return save_failures.describe(e, directory, step, nbytes, [s for s in steps(directory) if s != step])
 
 
-def steps(directory: io.PathLike) -> list[int]:
+def steps(directory: fileio.PathLike) -> list[int]:
   """Step numbers of the checkpoint directories in ``directory``, ascending; reads only."""
-  directory = io.path(directory)
+  directory = fileio.path(directory)
   if not directory.is_dir():
     return []
   return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def read_meta(directory: io.PathLike, step: int) -> dict[str, Any]:
+def read_meta(directory: fileio.PathLike, step: int) -> dict[str, Any]:
   """The ``meta`` item of a step; CheckpointDamaged names the file when it is missing or unreadable."""
-  p = io.path(directory) / str(step) / "meta" / META_FILE
+  p = fileio.path(directory) / str(step) / "meta" / META_FILE
   try:
     meta = json.loads(p.read_text())
   except (OSError, ValueError) as e:
@@ -185,13 +185,13 @@ def read_meta(directory: io.PathLike, step: int) -> dict[str, Any]:
   return meta
 
 
-def check_identity(directory: io.PathLike, config: ml_collections.ConfigDict) -> None:
+def check_identity(directory: fileio.PathLike, config: ml_collections.ConfigDict) -> None:
   """Raises if a checkpoint in ``directory`` was written for another run; writes nothing.
 
   Every readable ``meta`` is compared (damaged ones are left to ``restore_latest``); keys an
   older checkpoint did not record are not compared.
   """
-  directory = io.path(directory)
+  directory = fileio.path(directory)
   want = run_identity(config)
   for step in reversed(steps(directory)):
     try:
@@ -219,7 +219,7 @@ class StateTreeMismatch(config_lib.Mismatch):
 
 def _restore_step(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
                   data_iter: grain.DatasetIterator | None) -> Any:
-  where = io.path(mngr.directory) / str(step)
+  where = fileio.path(mngr.directory) / str(step)
   meta = read_meta(mngr.directory, step)
   items = {"state": ocp.args.StandardRestore(abstract_state)}
   if data_iter is not None:
@@ -236,7 +236,7 @@ def _restore_step(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
 
 def _check_names(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
   """Raises StateTreeMismatch when the saved state's (readable) tree names differ from ``abstract_state``'s."""
-  where = io.path(mngr.directory) / str(step)
+  where = fileio.path(mngr.directory) / str(step)
   try:
     saved = ocp.StandardCheckpointer().metadata(where / "state").item_metadata
   except Exception:  # noqa: BLE001 - unreadable metadata: damage, reported by the caller
@@ -244,7 +244,7 @@ def _check_names(mngr: ocp.CheckpointManager, step: int, abstract_state: Any) ->
   have = {_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(saved)[0]}
   want = {_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
   if have and have != want:
-    workdir = io.path(mngr.directory).parent
+    workdir = fileio.path(mngr.directory).parent
     raise StateTreeMismatch(
         f"{where} holds a state with other parameter names than this model's (unexpected "
         f"{sorted(have - want)[:3]}, missing {sorted(want - have)[:3]}): written by an older arsr_jax? "
@@ -255,7 +255,7 @@ def _restore_as_saved(mngr: ocp.CheckpointManager, step: int) -> Any:
   """The state item at ``step`` in the tree it was saved with, on this process's first device
   (whatever topology wrote it); raises what Orbax/TensorStore raise."""
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  tree = ocp.StandardCheckpointer().metadata(io.path(mngr.directory) / str(step) / "state").item_metadata
+  tree = ocp.StandardCheckpointer().metadata(fileio.path(mngr.directory) / str(step) / "state").item_metadata
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
   return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
 
@@ -297,19 +297,19 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state: Any, data_iter: 
   An intact checkpoint of another state tree (another parameter layout) raises StateTreeMismatch.
   """
   step, state, damaged = _newest_intact(
-      io.path(mngr.directory), lambda s: _restore_step(mngr, s, abstract_state, data_iter), strict=strict,
+      fileio.path(mngr.directory), lambda s: _restore_step(mngr, s, abstract_state, data_iter), strict=strict,
       strict_note="train.strict_restore=True: no fallback")
   logging.info("Restored checkpoint step %d from %s", step, mngr.directory)
   return state, damaged
 
 
-def set_aside(mngr: ocp.CheckpointManager, workdir: io.PathLike, damaged: list[int]) -> None:
+def set_aside(mngr: ocp.CheckpointManager, workdir: fileio.PathLike, damaged: list[int]) -> None:
   """Moves damaged step directories to ``workdir/damaged_checkpoints`` (new saves reuse their steps)."""
   if jax.process_index() == 0:
-    target = io.path(workdir) / "damaged_checkpoints"
+    target = fileio.path(workdir) / "damaged_checkpoints"
     target.mkdir(parents=True, exist_ok=True)
     for step in damaged:
-      src, dst = io.path(mngr.directory) / str(step), target / str(step)
+      src, dst = fileio.path(mngr.directory) / str(step), target / str(step)
       n = 1
       while dst.exists():
         dst, n = target / f"{step}.{n}", n + 1
@@ -325,14 +325,14 @@ def abstract(tree: Any, sharding: jax.sharding.Sharding) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
-def load_latest_state(workdir: io.PathLike, *, strict: bool = False) -> tuple[int, Any]:
+def load_latest_state(workdir: fileio.PathLike, *, strict: bool = False) -> tuple[int, Any]:
   """(step, state as a nested dict of arrays) of the newest intact checkpoint in ``workdir``.
 
   For inspection and frozen use; training restores through ``restore_latest``. Damaged
   checkpoints are skipped with a warning naming them (an error with ``strict``). Arrays land on
   this process's first device, whatever topology wrote them (a TPU pod's run restores on a laptop).
   """
-  directory = io.path(workdir) / "checkpoints"
+  directory = fileio.path(workdir) / "checkpoints"
   if not directory.is_dir():
     raise FileNotFoundError(f"No checkpoints directory in {workdir}")
   with ocp.CheckpointManager(directory, item_names=ITEMS,

@@ -27,7 +27,7 @@ import optax
 
 from arsr_jax import perceptual
 from arsr_jax.flow.warp import warp
-from arsr_jax.metrics import image as iq
+from arsr_jax.metrics import image as image_metrics
 
 
 def mse(pred: jax.Array, target: jax.Array) -> jax.Array:
@@ -222,7 +222,7 @@ def _spmc_objective(cfg: ml_collections.ConfigDict):
   if space not in ("y", "rgb"):
     raise ValueError(f"loss.space must be 'y' or 'rgb', got {space!r}")
   step_weights = cfg.step_weights
-  to_space = (lambda x: iq.rgb_to_y(x)[..., None] / 255.0) if space == "y" else (lambda x: x)  # noqa: E731
+  to_space = (lambda x: image_metrics.rgb_to_y(x)[..., None] / 255.0) if space == "y" else (lambda x: x)  # noqa: E731
 
   def objective(sr, batch, frozen):
     del frozen

@@ -33,7 +33,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import tfds_builders
-from arsr_jax import checkpointing, config_lib, io, losses, perceptual, sharding, train, workdir_lock, writers
+from arsr_jax import checkpointing, config_lib, fileio, losses, perceptual, sharding, train, workdir_lock, writers
 from arsr_jax.data import pipeline
 from arsr_jax.evaluation import protocol
 from arsr_jax.jobs import recognition as recognition_job
@@ -42,7 +42,7 @@ from arsr_jax.jobs import sr as sr_job
 FLAGS = flags.FLAGS
 
 # config.task -> what runs it: (config, workdir) -> results.
-TASKS: dict[str, Callable[[ml_collections.ConfigDict, io.PathLike], dict[str, Any]]] = {
+TASKS: dict[str, Callable[[ml_collections.ConfigDict, fileio.PathLike], dict[str, Any]]] = {
     "sr": lambda config, workdir: train.train_and_evaluate(config, workdir, sr_job.sr_job(config)),
     "recognition": lambda config, workdir: train.train_and_evaluate(
         config, workdir, recognition_job.recognition_job(config)),
@@ -58,7 +58,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     losses.resolve(config.loss)
 
 
-def run(config: ml_collections.ConfigDict, workdir: io.PathLike) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: fileio.PathLike) -> dict[str, Any]:
   """Runs ``config.task`` in ``workdir`` (train + evaluate, or the protocol); returns its results.
 
   The config is checked first (``check``), the workdir is locked for the run (``workdir_lock``: a
@@ -69,7 +69,7 @@ def run(config: ml_collections.ConfigDict, workdir: io.PathLike) -> dict[str, An
   return _run_checked(config, workdir)
 
 
-def _run_checked(config: ml_collections.ConfigDict, workdir: io.PathLike) -> dict[str, Any]:
+def _run_checked(config: ml_collections.ConfigDict, workdir: fileio.PathLike) -> dict[str, Any]:
   """``run`` for a config that ``check`` passed: the components trust it and do not check again."""
   if config.task == "sr" and config.mode != "eval":
     perceptual.check_available(config.loss)  # no VGG weights: refused before any data or workdir exists
@@ -95,7 +95,7 @@ def main(argv):
   except ValueError as e:
     _exit_usage(str(e))
   logging.info("Config: %s (full config: %s; --print_config prints it)", summary(FLAGS.config),
-               io.path(FLAGS.workdir) / "config.json")
+               fileio.path(FLAGS.workdir) / "config.json")
   try:
     result = _run_checked(FLAGS.config, FLAGS.workdir)
   except (config_lib.Mismatch, workdir_lock.WorkdirInUse) as e:

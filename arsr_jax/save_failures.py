@@ -14,7 +14,7 @@ import time
 
 from etils import epath
 
-from arsr_jax import io
+from arsr_jax import fileio
 
 
 class SaveFailed(OSError):
@@ -70,7 +70,7 @@ def remove_temporary(directory: epath.Path, step: int, settle_s: float = 0.5, li
   while time.monotonic() < deadline:
     found = list(directory.glob(f"{step}.orbax-checkpoint-tmp*"))
     for tmp in found:
-      shutil.rmtree(tmp, ignore_errors=True) if io.is_local(tmp) else tmp.rmtree(missing_ok=True)
+      shutil.rmtree(tmp, ignore_errors=True) if fileio.is_local(tmp) else tmp.rmtree(missing_ok=True)
     now = time.monotonic()
     quiet_since = (quiet_since or now) if not found else None
     if quiet_since is not None and now - quiet_since >= settle_s:
@@ -85,7 +85,7 @@ def describe(e: Exception, directory: epath.Path, step: int | None, nbytes: int,
   kept = (f"the last good checkpoint (step {earlier[-1]}) is intact" if earlier else "no earlier checkpoint")
   if _is_disk_full(e):
     free = ""
-    if io.is_local(directory):
+    if fileio.is_local(directory):
       free = f"{_size(shutil.disk_usage(directory).free)} free there, "
       if earlier:  # what the last checkpoint takes on this file system (blocks), if more than the arrays
         nbytes = max(nbytes, sum(os.stat(os.path.join(d, f)).st_blocks * 512

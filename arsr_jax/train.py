@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from arsr_jax import checkpointing, io, preemption, sharding
+from arsr_jax import checkpointing, fileio, preemption, sharding
 from arsr_jax.evaluation.periodic import PeriodicEval
 from arsr_jax.steps.state import TrainState
 from arsr_jax.writers import EventWriter, Progress
@@ -59,7 +59,7 @@ class Job:
   init_from: Callable[[TrainState, str], TrainState] | None = None
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, job: Job) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: fileio.PathLike, job: Job) -> dict[str, Any]:
   """Trains ``job`` (resuming from ``workdir`` if it holds checkpoints), then evaluates.
 
   Returns the evaluation results (also in ``workdir/results.json``), or
@@ -67,7 +67,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
   'stopped_by': 'SIGTERM' | 'SIGINT' when a signal stopped it (checkpoint written).
   A workdir holding another run's checkpoints is refused before anything is written.
   """
-  workdir = io.path(workdir)
+  workdir = fileio.path(workdir)
   checkpointing.check_identity(workdir / "checkpoints", config)  # reads only
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
@@ -123,17 +123,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: io.PathLike, 
   return results
 
 
-def write_results(workdir: io.PathLike, results: dict[str, Any]) -> None:
+def write_results(workdir: fileio.PathLike, results: dict[str, Any]) -> None:
   """Atomically writes ``eval/step_N.json`` and ``results.json`` (the latest)."""
-  workdir = io.path(workdir)
-  io.write_json(workdir / "eval" / f"step_{results['step']}.json", results)
-  io.write_json(workdir / "results.json", results)
+  workdir = fileio.path(workdir)
+  fileio.write_json(workdir / "eval" / f"step_{results['step']}.json", results)
+  fileio.write_json(workdir / "results.json", results)
 
 
 def _write_config(workdir, config: ml_collections.ConfigDict) -> None:
   """workdir/config.json: what evaluation needs to rebuild the network (atomic write)."""
   if jax.process_index() == 0:
-    io.write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
+    fileio.write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
 
 
 MAX_STEPS_IN_FLIGHT = 2  # dispatched steps the host may run ahead of the devices

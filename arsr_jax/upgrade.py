@@ -21,7 +21,7 @@ import sys
 import orbax.checkpoint as ocp
 from absl import app, logging
 
-from arsr_jax import checkpointing, config_lib, io, models
+from arsr_jax import checkpointing, config_lib, fileio, models
 from arsr_jax.models import legacy_layout
 
 BACKUP = "checkpoints_before_upgrade"
@@ -31,13 +31,13 @@ class NothingToUpgrade(ValueError):
   """WORKDIR is not an SR workdir of the unrolled nets (nothing was changed)."""
 
 
-def upgrade(workdir: io.PathLike) -> int:
+def upgrade(workdir: fileio.PathLike) -> int:
   """Converts ``workdir`` in place (see the module docstring); returns the converted step."""
-  workdir = io.path(workdir)
+  workdir = fileio.path(workdir)
   directory, backup = workdir / "checkpoints", workdir / BACKUP
   if not (workdir / "config.json").exists() or not checkpointing.steps(directory):
     raise NothingToUpgrade(f"{workdir} is not a workdir with checkpoints (no config.json or checkpoints/N)")
-  config = io.read_json(workdir / "config.json")
+  config = fileio.read_json(workdir / "config.json")
   if config.get("task", "sr") != "sr":
     raise NothingToUpgrade(f"{workdir} holds a {config.get('task')!r} run; only SR workdirs have older layouts")
   if backup.exists():
@@ -62,9 +62,9 @@ def upgrade(workdir: io.PathLike) -> int:
   directory.rename(backup)
   staging.rename(directory)
   if "scan" in config["model"]:
-    io.write_text(backup / "config.json", (workdir / "config.json").read_text())
+    fileio.write_text(backup / "config.json", (workdir / "config.json").read_text())
     del config["model"]["scan"]
-    io.write_json(workdir / "config.json", config)
+    fileio.write_json(workdir / "config.json", config)
   logging.info("Upgraded %s: step %d in the stacked layout; the old checkpoints are in %s", workdir, step, backup)
   return step
 
@@ -80,7 +80,7 @@ def write_checkpoint(directory, step: int, state, meta: dict) -> None:
 
 def _copy_tree(src, dst) -> None:
   """Copies the files under ``src`` (absent: nothing) to ``dst`` (local paths or URLs)."""
-  src, dst = io.path(src), io.path(dst)
+  src, dst = fileio.path(src), fileio.path(dst)
   if not src.exists():
     return
   dst.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ def main(argv: list[str]) -> None:
     print(f"arsr_jax.upgrade: {' '.join(str(e).split())}", file=sys.stderr)
     sys.exit(2)
   print(f"arsr_jax.upgrade: {argv[1]} now resumes from step {step} in the stacked layout "
-        f"(old checkpoints in {io.path(argv[1]) / BACKUP})")
+        f"(old checkpoints in {fileio.path(argv[1]) / BACKUP})")
 
 
 if __name__ == "__main__":

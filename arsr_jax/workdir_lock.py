@@ -39,7 +39,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from arsr_jax import io
+from arsr_jax import fileio
 
 LOCK_NAME = "run.lock"
 HEARTBEAT_S = 30.0  # gs:// holders rewrite the lock object this often
@@ -82,7 +82,7 @@ class _LocalLock:
   """flock on ``workdir/LOCK_NAME``; the file is unlinked while still locked on release."""
 
   def __init__(self, workdir):
-    self.workdir = io.path(workdir)
+    self.workdir = fileio.path(workdir)
     self.path = os.fspath(self.workdir / LOCK_NAME)
     self.created_workdir = not self.workdir.exists()
     self.workdir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +124,7 @@ class _GcsLock:
 
   def __init__(self, workdir):
     import fsspec  # pylint: disable=import-outside-toplevel  # gcsfs: the `gcs` extra, as for any gs:// workdir
-    self.workdir = io.path(workdir)
+    self.workdir = fileio.path(workdir)
     self.fs = fsspec.filesystem("gs")
     self.bucket, _, prefix = os.fspath(self.workdir).removeprefix("gs://").partition("/")
     self.key = f"{prefix.rstrip('/')}/{LOCK_NAME}" if prefix else LOCK_NAME
@@ -202,11 +202,11 @@ class _GcsLock:
       self.fs.call("DELETE", "b/{}/o/{}", self.bucket, self.key, ifGenerationMatch=str(self.generation))
 
 
-def acquire(workdir: io.PathLike):
+def acquire(workdir: fileio.PathLike):
   """Takes the lock of ``workdir`` in this process; an object with ``release()``, or None where
   the storage has no lock (a warning). Raises WorkdirInUse."""
   s = os.fspath(workdir)
-  if io.is_local(s):
+  if fileio.is_local(s):
     return _LocalLock(s.removeprefix("file://"))
   if s.startswith("gs://"):
     return _GcsLock(s)
@@ -215,7 +215,7 @@ def acquire(workdir: io.PathLike):
 
 
 @contextlib.contextmanager
-def hold(workdir: io.PathLike) -> Iterator[None]:
+def hold(workdir: fileio.PathLike) -> Iterator[None]:
   """Holds ``workdir``'s lock within ``with`` (process 0 of a multi-process run)."""
   lock, error = None, None
   if jax.process_index() == 0:

@@ -3,7 +3,7 @@
 Only process 0 writes. Images are uint8 (N, H, W, 3) or float in [0, 1].
 A remote ``logdir`` (gs://...) is written through a local staging folder and is live: every
 ``REMOTE_SYNC_SECS`` (a background thread), on every ``flush`` (each evaluation) and on close, the
-current event file is closed, uploaded once (``arsr_jax.io``) and removed locally; the next value
+current event file is closed, uploaded once (``arsr_jax.fileio``) and removed locally; the next value
 starts a new event file. GCS objects are immutable, so appending means re-uploading: rolling over
 to a new file per sync uploads each byte once (re-uploading a growing file every minute would cost
 O(run length^2) bytes, as tensorboardX's own gs:// writer does on every flush), and TensorBoard
@@ -28,7 +28,7 @@ import numpy as np
 from absl import logging
 from tensorboardX import SummaryWriter
 
-from arsr_jax import io
+from arsr_jax import fileio
 
 
 REMOTE_SYNC_SECS = 60.0  # a remote logdir gets new events at least this often (and at each flush)
@@ -37,13 +37,13 @@ REMOTE_SYNC_SECS = 60.0  # a remote logdir gets new events at least this often (
 class EventWriter:
   """TensorBoard scalars and images (tensorboardX backend); a no-op off process 0."""
 
-  def __init__(self, logdir: io.PathLike):
+  def __init__(self, logdir: fileio.PathLike):
     self._writer, self._remote, self._staging = None, None, None
     if jax.process_index() == 0:
-      if io.is_local(logdir):
+      if fileio.is_local(logdir):
         self._writer = SummaryWriter(logdir=os.fspath(logdir), flush_secs=30)
       else:
-        self._remote, self._staging = io.path(logdir), tempfile.mkdtemp(prefix="arsr_tb_")
+        self._remote, self._staging = fileio.path(logdir), tempfile.mkdtemp(prefix="arsr_tb_")
         self._lock, self._upload_lock, self._files = threading.Lock(), threading.Lock(), 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sync_every, args=(REMOTE_SYNC_SECS,), daemon=True,

@@ -111,7 +111,7 @@ def main():
   from arsr_jax.flow import tvl1
   from arsr_jax.models import layers
   from arsr_jax.recognition import TSN
-  from arsr_jax.steps import protocol as ps
+  from arsr_jax.steps import protocol as protocol_steps
   from arsr_jax.steps import recognition as rec_steps
 
   s = SIZES[args.size]
@@ -153,7 +153,7 @@ def main():
 
   data = jax.device_put(host, batched)
   target = aot.target(args.aot) if args.aot else None  # a compile-only GPU
-  step = ps.make_two_stream_step(sr, sr, recs, params, 20.0, 4, True, mesh=target.mesh if target else None,
+  step = protocol_steps.make_two_stream_step(sr, sr, recs, params, 20.0, 4, True, mesh=target.mesh if target else None,
                                  views=args.views)
   full = jax.jit(step) if args.aot else jax.jit(step, in_shardings=(batched,), out_shardings=batched)
   print(f"timing the full step on {batch} videos ...", file=sys.stderr)
@@ -163,10 +163,10 @@ def main():
     lr_frames = jax.device_put(host["tp_lr"].reshape((-1, 1, h // 4, w // 4, 3)), batched)
     stacks = jax.device_put(rng.normal(size=(batch, seg, h, w, 2 * length)).astype(np.float32), batched)
     rgb = jax.device_put(rng.random((batch, seg, h, w, 3)).astype(np.float32), batched)
-    stages = {"sr": (jax.jit(lambda x: ps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3)))), (lr_frames,)),
+    stages = {"sr": (jax.jit(lambda x: protocol_steps.super_resolve(sr, x, jnp.zeros(x.shape[:-4] + (h, w, 3)))), (lr_frames,)),
               "recognition": (jax.jit(lambda r, f: [rec_steps.apply(
                   recs[k].model, recs[k].variables, recs[k].kind,
-                  {"rgb": ps.tsn_views(r, args.crop, args.views), "flow": ps.tsn_views(f, args.crop, args.views, True)},
+                  {"rgb": protocol_steps.tsn_views(r, args.crop, args.views), "flow": protocol_steps.tsn_views(f, args.crop, args.views, True)},
                   train=False) for k in recs]), (rgb, stacks))}
   if args.compile_only:  # roofline upper bounds of the full step and of the SR and recognition stages
     start = time.perf_counter()

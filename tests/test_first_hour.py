@@ -1,6 +1,6 @@
 """What a new user meets in the first hour: honest numbers, clear one-line errors, early refusals."""
 
-import io as pyio
+import io
 import json
 import logging as pylogging
 import math
@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from arsr_jax import io, sharding, writers
+from arsr_jax import fileio, sharding, writers
 from arsr_jax.data import pipeline
 from arsr_jax.evaluation import batched, protocol, sr_eval
-from arsr_jax.metrics import image as iq
+from arsr_jax.metrics import image as image_metrics
 from tfds_builders import prepare
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -23,18 +23,18 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def test_psnr_of_identical_frames_is_inf_everywhere(tmp_path):
   frames = np.random.default_rng(0).uniform(size=(3, 16, 16, 3)).astype(np.float32)
-  psnr = np.asarray(iq.psnr_y(frames, frames, border=2))
+  psnr = np.asarray(image_metrics.psnr_y(frames, frames, border=2))
   assert np.all(np.isposinf(psnr))
-  assert iq.mean_of(psnr) == math.inf
-  assert iq.mean_of([30.0, np.nan, 32.0]) == 31.0 and iq.mean_of([np.nan]) is None
-  results = {"methods": {"hr": {"psnr": iq.mean_of(psnr), "ssim": 1.0, "x": float("nan")}},
+  assert image_metrics.mean_of(psnr) == math.inf
+  assert image_metrics.mean_of([30.0, np.nan, 32.0]) == 31.0 and image_metrics.mean_of([np.nan]) is None
+  results = {"methods": {"hr": {"psnr": image_metrics.mean_of(psnr), "ssim": 1.0, "x": float("nan")}},
              "dataset": "d", "split": "test", "num_videos": 3, "scale": 4, "num_segments": 3}
   assert "| hr | inf | 1.0000 |" in protocol.results_table(results)
-  io.write_json(tmp_path / "r.json", results)
+  fileio.write_json(tmp_path / "r.json", results)
   back = json.loads((tmp_path / "r.json").read_text())  # strict JSON: no Infinity / NaN tokens
   assert back["methods"]["hr"]["psnr"] == "inf" and back["methods"]["hr"]["x"] is None
   assert float(back["methods"]["hr"]["psnr"]) == math.inf
-  assert io.json_safe({"a": [np.float32(-np.inf), 1, True, 2.5]}) == {"a": ["-inf", 1, True, 2.5]}
+  assert fileio.json_safe({"a": [np.float32(-np.inf), 1, True, 2.5]}) == {"a": ["-inf", 1, True, 2.5]}
 
 
 def test_sr_eval_table_shows_inf():
@@ -155,7 +155,7 @@ def test_training_logs_its_first_step():
 
 
 def test_progress_bar_does_not_repeat_its_final_line_in_a_log():
-  stream = pyio.StringIO()
+  stream = io.StringIO()
   bar = writers.ProgressBar(3, desc="x", unit="items", stream=stream, line_interval=0.0)
   bar.update(3)
   bar.close()

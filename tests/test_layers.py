@@ -1,6 +1,6 @@
 """The packages' layering: every module imports only its own layer or those below, with no cycle.
 
-  1 core      config_lib, precision, io, sharding, checkpointing, writers, optim, weights, hub, workdir_lock,
+  1 core      config_lib, precision, fileio, sharding, checkpointing, writers, optim, weights, hub, workdir_lock,
               save_failures, preemption
   2 pure      models, flow, recognition (networks), losses, perceptual, data, metrics
     2.5 input tfds_builders (the datasets: read video with data.video, degrade with data.degrade,
@@ -27,7 +27,7 @@ PACKAGES = ("arsr_jax", "tfds_builders")
 
 LAYERS = {  # module prefix -> layer; the longest matching prefix decides
     "arsr_jax": 1,
-    "arsr_jax.config_lib": 1, "arsr_jax.precision": 1, "arsr_jax.io": 1, "arsr_jax.sharding": 1,
+    "arsr_jax.config_lib": 1, "arsr_jax.precision": 1, "arsr_jax.fileio": 1, "arsr_jax.sharding": 1,
     "arsr_jax.checkpointing": 1, "arsr_jax.writers": 1, "arsr_jax.optim": 1, "arsr_jax.weights": 1,
     "arsr_jax.hub": 1, "arsr_jax.workdir_lock": 1, "arsr_jax.save_failures": 1, "arsr_jax.preemption": 1,
     "arsr_jax.models": 2, "arsr_jax.flow": 2, "arsr_jax.recognition": 2, "arsr_jax.losses": 2,

@@ -7,7 +7,7 @@ import pytest
 
 from arsr_jax import pretrained
 from arsr_jax.data import degrade, video
-from arsr_jax.metrics import image as iq
+from arsr_jax.metrics import image as image_metrics
 from arsr_jax.steps import sr as sr_steps
 
 CLIPS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
@@ -34,10 +34,10 @@ def test_shipped_model_beats_bicubic_on_a_held_out_clip(name):
   frames = video.read_video(CLIPS / "kinetics_arm_wrestling.mp4")[:4]
   h, w = frames.shape[1:3]
   hr = jnp.asarray(frames[:, h // 2 - 64:h // 2 + 64, w // 2 - 64:w // 2 + 64], jnp.float32) / 255.0
-  lr = iq.quantize(degrade.bicubic_downsample(hr, s))
+  lr = image_metrics.quantize(degrade.bicubic_downsample(hr, s))
   sr = jnp.clip(sr_steps.apply_sr(model, variables, lr, train=False), 0, 1)
   bic = jnp.clip(degrade.bicubic_upsample(lr, s), 0, 1)
-  p_sr, p_bic = float(iq.psnr_y(sr, hr, border=s).mean()), float(iq.psnr_y(bic, hr, border=s).mean())
+  p_sr, p_bic = float(image_metrics.psnr_y(sr, hr, border=s).mean()), float(image_metrics.psnr_y(bic, hr, border=s).mean())
   assert sr.shape == hr.shape and p_sr > p_bic, (p_sr, p_bic)
 
 

@@ -12,7 +12,7 @@ import pytest
 from arsr_jax.data import recognition_data
 from arsr_jax.flow import io as flow_io
 from arsr_jax.flow.tvl1 import TVL1Params
-from arsr_jax.steps import protocol as ps
+from arsr_jax.steps import protocol as protocol_steps
 
 H, W, CROP = 10, 12, 6
 # (top, left) of tsn-pytorch's fill_fix_offset for a 10x12 frame and 6 px crops: steps (12-6)//4 = 1
@@ -54,10 +54,10 @@ def test_ten_views_score_as_the_mean_of_explicit_per_view_scores(monkeypatch):
   s = 2
   frames = rng.integers(0, 256, (1, s, 2, H, W, 3), np.uint8)  # (B, S, L+1, H, W, 3), L = 1
   flow = rng.uniform(-6, 6, (s, H, W, 2)).astype(np.float32)  # what "TV-L1" returns here
-  monkeypatch.setattr(ps.tvl1, "tvl1_flow_sharded", lambda a, b, params, mesh: jnp.asarray(flow))
+  monkeypatch.setattr(protocol_steps.tvl1, "tvl1_flow_sharded", lambda a, b, params, mesh: jnp.asarray(flow))
   spatial, net = _rec("rgb", 3, 0)
   temporal, _ = _rec("flow", 2, 1)
-  step = ps.make_two_stream_step(ps.HR, ps.HR, {"spatial": spatial, "temporal": temporal}, TVL1Params(), 20.0,
+  step = protocol_steps.make_two_stream_step(protocol_steps.HR, protocol_steps.HR, {"spatial": spatial, "temporal": temporal}, TVL1Params(), 20.0,
                                  0, True, views=10)
   batch = {"sp_lr": frames[:, :, :1], "sp_hr": frames[:, :, 0], "tp_lr": frames[:, :, :, None],
            "tp_hr": frames, "hr_flow": np.zeros((1, s, 1, H, W, 2), np.float32)}
@@ -66,7 +66,7 @@ def test_ten_views_score_as_the_mean_of_explicit_per_view_scores(monkeypatch):
   np.testing.assert_allclose(out["spatial"], _explicit(net, spatial.variables, rgb, False), rtol=1e-5, atol=1e-6)
   stored = np.asarray(flow_io.dequantize_flow(flow_io.quantize_flow(flow, 20.0), 20.0))[None]  # (1, S, H, W, 2)
   np.testing.assert_allclose(out["temporal"], _explicit(net, temporal.variables, stored, True), rtol=1e-5, atol=1e-6)
-  one = jax.jit(ps.make_two_stream_step(ps.HR, ps.HR, {"spatial": spatial}, TVL1Params(), 20.0, 0, True, views=1))
+  one = jax.jit(protocol_steps.make_two_stream_step(protocol_steps.HR, protocol_steps.HR, {"spatial": spatial}, TVL1Params(), 20.0, 0, True, views=1))
   centre = rgb[:, :, 2:8, 3:9]  # (10-6)//2, (12-6)//2: the single centre crop
   np.testing.assert_allclose(one(batch)["spatial"], net.apply(spatial.variables, jnp.asarray(centre)), rtol=1e-5,
                              atol=1e-6)
@@ -74,15 +74,15 @@ def test_ten_views_score_as_the_mean_of_explicit_per_view_scores(monkeypatch):
 
 def test_mirrored_flow_negates_u_only():
   x = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(1, 2, 3, 4, 4)  # channels u1, v1, u2, v2
-  views = np.asarray(ps.tsn_views(jnp.asarray(x), 0, 10, flow=True))
+  views = np.asarray(protocol_steps.tsn_views(jnp.asarray(x), 0, 10, flow=True))
   assert views.shape == (1, 20, 3, 4, 4)  # 10 views of 2 segments; size 0 = whole frame
   np.testing.assert_array_equal(views[:, :2], x)
   np.testing.assert_array_equal(views[:, 2:4, ..., 0::2], -x[:, :, :, ::-1, 0::2])
   np.testing.assert_array_equal(views[:, 2:4, ..., 1::2], x[:, :, :, ::-1, 1::2])
-  rgb = np.asarray(ps.tsn_views(jnp.asarray(x[..., :3]), 0, 10))
+  rgb = np.asarray(protocol_steps.tsn_views(jnp.asarray(x[..., :3]), 0, 10))
   np.testing.assert_array_equal(rgb[:, 2:4], x[:, :, :, ::-1, :3])  # frames: plain mirror
   with pytest.raises(ValueError, match="protocol.views=3"):
-    ps.tsn_views(jnp.asarray(x), 0, 3)
+    protocol_steps.tsn_views(jnp.asarray(x), 0, 3)
 
 
 def _sampler(kind, **kw):

@@ -5,14 +5,14 @@ import pytest
 
 from arsr_jax.studies import real_judge
 from arsr_jax.metrics import paired
-from arsr_jax.metrics import recognition as rm
+from arsr_jax.metrics import recognition as recognition_metrics
 
 
 def test_per_window_kl_and_clip_bootstrap():
   rng = np.random.default_rng(0)
   p, q = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
   kl = paired.per_window_kl(p, q)
-  assert np.all(kl >= 0) and np.isclose(kl.mean(), rm.kl_divergence(p, q))
+  assert np.all(kl >= 0) and np.isclose(kl.mean(), recognition_metrics.kl_divergence(p, q))
   assert np.allclose(paired.per_window_kl(p, p), 0.0)
   # Clip 0's windows all +1, clip 1's all -1: resampling clips spans both; windows alone would not.
   diff, clips = np.array([1.0, 1.0, 1.0, -1.0]), np.array([0, 0, 0, 1])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from arsr_jax.studies import corpus_study, real_judge, real_study
-from arsr_jax.steps import protocol as ps
+from arsr_jax.steps import protocol as protocol_steps
 
 CLIPS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 
@@ -35,7 +35,7 @@ def test_held_out_videos_windows_and_bicubic():
   hr = real_judge.hr_windows(str(CLIPS / "kinetics_arm_wrestling.mp4"), 2, consecutive=True)
   assert hr.shape == (2, 16, 224, 224, 3) and hr.dtype == np.uint8
   lr = hr[:, :, ::4, ::4]
-  out = real_judge.super_resolver(ps.BICUBIC)(lr, 4)
+  out = real_judge.super_resolver(protocol_steps.BICUBIC)(lr, 4)
   assert out.shape == hr.shape and out.dtype == np.uint8
 
 
@@ -47,11 +47,11 @@ def test_results_table():
 
 
 def test_gather_merges_summaries_of_several_processes(tmp_path):
-  from arsr_jax import io
+  from arsr_jax import fileio
   row = {"top1_agreement": 0.5, "top5_agreement": 1.0, "kl_from_hr": 0.25, "psnr_y": 30.0, "ssim_y": 0.9,
          "gt_top1": None}
   for name, scale in (("corpus_test", 8), ("heldout_clips", 4)):
-    io.write_json(tmp_path / f"summary_{name}_x{scale}.json", {"methods": {"bicubic": row}})
+    fileio.write_json(tmp_path / f"summary_{name}_x{scale}.json", {"methods": {"bicubic": row}})
   res = corpus_study.gather(str(tmp_path), 4)
   assert set(res["tables"]) == {"corpus_test", "heldout_clips"} and list(res["tables"]["heldout_clips"]) == ["x4"]
   assert "| heldout_clips | x4 | bicubic | 50.0 |" in (tmp_path / "results.md").read_text()

@@ -14,7 +14,7 @@ import pytest
 from arsr_jax import checkpointing, inference, losses, main, sharding
 from arsr_jax.data import recognition_data
 from arsr_jax.evaluation import batched, frozen, protocol
-from arsr_jax.steps import protocol as ps
+from arsr_jax.steps import protocol as protocol_steps
 from arsr_jax.evaluation.recognition_eval import RecognitionEvaluator
 from arsr_jax.recognition import tsn
 from arsr_jax.jobs import sr as sr_job
@@ -188,9 +188,9 @@ def test_protocol_rejects_sr_of_another_scale(workdirs, small_data_dir, tmp_path
 def test_short_video_error_names_the_video():
   example = {"hr": np.zeros((4, 8, 8, 3), np.uint8), "lr": np.zeros((4, 2, 2, 3), np.uint8), "id": 7}
   with pytest.raises(ValueError, match="3 frames, fewer than the 5"):
-    ps.sample_two_stream(example, 25, 5, 1, 1, False)
+    protocol_steps.sample_two_stream(example, 25, 5, 1, 1, False)
   config = protocol_recipe.get_config("smoke")
-  sample = lambda ex: ps.sample_two_stream(ex, 25, 5, 1, 1, False)  # noqa: E731
+  sample = lambda ex: protocol_steps.sample_two_stream(ex, 25, 5, 1, 1, False)  # noqa: E731
   with pytest.raises(ValueError, match="Video 7 of"):
     protocol.map_videos(config, [example], 1, sample, lambda b: b, sharding.make_mesh())
 
@@ -233,7 +233,7 @@ def test_two_stream_sampling_follows_tsn():
   t = 40
   example = {"hr": np.arange(t)[:, None, None, None] * np.ones((t, 4, 4, 3), np.uint8),
              "lr": np.arange(t)[:, None, None, None] * np.ones((t, 1, 1, 3), np.uint8)}
-  out = ps.sample_two_stream(example, 25, 5, 1, 7, False)
+  out = protocol_steps.sample_two_stream(example, 25, 5, 1, 7, False)
   starts = tsn.segment_indices(t - 1, 25, 5)
   np.testing.assert_array_equal(out["sp_hr"][:, 0, 0, 0], tsn.segment_indices(t, 25, 1))
   np.testing.assert_array_equal(out["tp_hr"][:, :, 0, 0, 0], starts[:, None] + np.arange(6))

@@ -17,7 +17,7 @@ import time
 import pytest
 from etils import epath
 
-from arsr_jax import checkpointing, io, main, workdir_lock
+from arsr_jax import checkpointing, fileio, main, workdir_lock
 from arsr_jax.data import pipeline
 from fake_gcs import fake_gcs  # noqa: F401  (pytest fixture)
 from test_robustness import TINY_FLAGS
@@ -238,10 +238,10 @@ def _fill(mnt, leave: int) -> pathlib.Path:
 
 def test_write_bytes_on_a_full_disk_leaves_no_temporary_file(tiny_fs):
   target = tiny_fs / "out.json"
-  io.write_text(target, "old")
+  fileio.write_text(target, "old")
   _fill(tiny_fs, 64 * 1024)
   with pytest.raises(OSError, match="No space left"):
-    io.write_bytes(target, b"x" * 1024 * 1024)
+    fileio.write_bytes(target, b"x" * 1024 * 1024)
   assert sorted(os.listdir(tiny_fs)) == ["filler", "out.json"] and target.read_text() == "old"
 
 

@@ -12,9 +12,9 @@ import pytest
 from arsr_jax.data import recognition_data
 from arsr_jax.evaluation import frozen
 from arsr_jax.jobs import recognition as rec_job
-from arsr_jax.metrics import image as iq
+from arsr_jax.metrics import image as image_metrics
 from arsr_jax.models import dvsr
-from arsr_jax.steps import protocol as ps
+from arsr_jax.steps import protocol as protocol_steps
 from arsr_jax.steps import recognition as rec_steps
 
 
@@ -53,7 +53,7 @@ def test_sr_input_recognizer_sees_the_sr_output_not_hr():
   frozen_vars = {"sr": sr.variables}
   batch = {"clip": jnp.asarray(clip[None]), "label": jnp.asarray([1])}
   seen = prepare(frozen_vars, batch)["clip"]
-  expected = iq.quantize(jnp.clip(sr.model.apply(sr.variables, clip[None].astype(np.float32) / 255.0), 0, 1))
+  expected = image_metrics.quantize(jnp.clip(sr.model.apply(sr.variables, clip[None].astype(np.float32) / 255.0), 0, 1))
   np.testing.assert_allclose(np.asarray(seen), np.asarray(expected), atol=1e-6)
   assert seen.shape == (1, 4, 12, 12, 3)
   assert not np.allclose(np.asarray(seen), hr[None, 2:6] / 255.0, atol=0.02)
@@ -67,7 +67,7 @@ def test_sr_input_recognizer_sees_the_sr_output_not_hr():
   # The evaluation protocol's clip path super-resolves the same way (one super-resolver).
   rec = frozen.FrozenRecognizer(model, {"params": state.params["recognizer"]}, "clip", 3, 1, 0, "probe")
   windows = {"lr": jnp.asarray(clip[None, :, None]), "hr": jnp.zeros((1, 4, 12, 12, 3), jnp.uint8)}
-  np.testing.assert_allclose(np.asarray(ps.make_clip_step(sr, rec, None)(windows)["logits"]), np.asarray(logits),
+  np.testing.assert_allclose(np.asarray(protocol_steps.make_clip_step(sr, rec, None)(windows)["logits"]), np.asarray(logits),
                              atol=1e-6)
   stage1 = dataclasses.replace(sr, model=dvsr.ProgressiveDVSR(scale=4, stage=1, features=4, growth=4))
   with pytest.raises(ValueError, match="not x4 with every frame"):
@@ -89,7 +89,7 @@ def test_methods_spec():
 @pytest.mark.slow
 def test_tinyvirat_study_one_command_table(small_data_dir, tmp_path, capsys):
   """Tiny SR (VDSR, 2 steps) + bicubic; a 3D ResNet trained on each one's outputs; one table row each."""
-  from arsr_jax import config_lib, io, main
+  from arsr_jax import config_lib, fileio, main
   from arsr_jax.studies import tinyvirat_study
   from test_real_video_builders import _tiny_tree, build, tiny
 
@@ -107,6 +107,6 @@ def test_tinyvirat_study_one_command_table(small_data_dir, tmp_path, capsys):
   assert all(0.0 <= row["resnet3d"] <= 1.0 for row in out["table"].values())
   printed = capsys.readouterr().out
   assert "| bicubic |" in printed and "| vdsr |" in printed
-  assert io.read_json(tmp_path / "study" / "table.json")["table"] == out["table"]
+  assert fileio.read_json(tmp_path / "study" / "table.json")["table"] == out["table"]
   trained = frozen.load_run_config(tmp_path / "study" / "resnet3d" / "vdsr")
   assert trained.data.sr_input == str(tmp_path / "vdsr") and trained.data.lr_size == 4

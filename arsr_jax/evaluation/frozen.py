@@ -15,21 +15,21 @@ from typing import Any
 import jax
 import ml_collections
 
-from arsr_jax import checkpointing, config_lib, io, models, precision, recognition
+from arsr_jax import checkpointing, config_lib, fileio, models, precision, recognition
 from arsr_jax.models import legacy_layout
 from arsr_jax.recognition import i3d
 
 I3D_KINETICS = "i3d_kinetics400"
 
 
-def load_run_config(workdir: io.PathLike) -> ml_collections.ConfigDict:
+def load_run_config(workdir: fileio.PathLike) -> ml_collections.ConfigDict:
   """The run config a workdir's ``config.json`` holds (written by the training loop), with keys
   renamed since (config_lib.RENAMED) under their new names."""
-  path = io.path(workdir) / "config.json"
+  path = fileio.path(workdir) / "config.json"
   if not path.exists():
     raise FileNotFoundError(f"{workdir} has no config.json: not a workdir written by arsr_jax.main "
                             "(train it first, or check the path)")
-  return ml_collections.ConfigDict(config_lib.upgrade_stored(io.read_json(path)))
+  return ml_collections.ConfigDict(config_lib.upgrade_stored(fileio.read_json(path)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,7 @@ def load_sr(workdir: str, sharding: jax.sharding.Sharding, dtype) -> FrozenSR:
   variables = jax.device_put({"params": params, **state["model_state"]["generator"]}, sharding)
   fade = {"alpha": 1.0} if cfg.train.get("fade_steps") else {}
   k = cfg.data.input_frames if models.input_ndim(model) == 5 else 1
-  return FrozenSR(io.path(workdir).name, model, variables, int(cfg.scale), int(k), fade,
+  return FrozenSR(fileio.path(workdir).name, model, variables, int(cfg.scale), int(k), fade,
                   int(step))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from arsr_jax import io
+from arsr_jax import fileio
 from arsr_jax.writers import EventWriter
 
 
@@ -29,11 +29,11 @@ class PeriodicEval:
   """``due(step)``: whether step N is evaluated; ``run(variables, step)``: evaluates and writes it
   (returns the seconds it took, which the loop keeps out of its steps/s)."""
 
-  def __init__(self, ecfg: ml_collections.ConfigDict, num_steps: int, workdir: io.PathLike, evaluator: Callable,
+  def __init__(self, ecfg: ml_collections.ConfigDict, num_steps: int, workdir: fileio.PathLike, evaluator: Callable,
                mesh: jax.sharding.Mesh, writer: EventWriter | None):
     """``ecfg``: the config's eval section; ``num_steps``: train.num_steps (its final evaluation is the loop's)."""
     self.every, self.last = ecfg.get("every_steps", 0), num_steps
-    self.folder = io.path(workdir) / "eval"
+    self.folder = fileio.path(workdir) / "eval"
     self.evaluator, self.mesh, self.writer = evaluator, mesh, writer
 
   def due(self, step: int) -> bool:
@@ -50,7 +50,7 @@ class PeriodicEval:
     t0 = time.perf_counter()
     results = self.evaluator(variables, self.mesh, step, self.writer)
     if jax.process_index() == 0:
-      io.write_json(self.folder / f"step_{step}.json", results)
+      fileio.write_json(self.folder / f"step_{step}.json", results)
     if self.writer is not None:
       self.writer.flush()
     seconds = time.perf_counter() - t0

@@ -11,14 +11,14 @@ Text uses PIL's default font (``ImageFont.load_default()``).
 
 from __future__ import annotations
 
-import io as pyio
+import io
 import os
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from arsr_jax import io
+from arsr_jax import fileio
 
 __all__ = ["ABOVE_COLOR", "BELOW_COLOR", "EQUAL_COLOR", "scatter_pixel", "scatter_png", "image_grid",
            "to_uint8", "encode_png", "per_class_scatter"]
@@ -152,7 +152,7 @@ def scatter_png(path: str | os.PathLike | None, x, y, *, title: str = "", xlabel
     img.paste(label, (4, int((y0 + y1 - label.height) / 2)))
 
   if path is not None:
-    io.write_bytes(path, encode_png(np.asarray(img)))
+    fileio.write_bytes(path, encode_png(np.asarray(img)))
   return np.asarray(img, np.uint8)
 
 
@@ -192,8 +192,8 @@ def image_grid(images: Sequence, captions: Sequence[str] | None = None, *, colum
 
 
 def encode_png(image) -> bytes:
-  """(H, W, 3) uint8 (or float in [0, 1]) -> PNG bytes (write them with ``arsr_jax.io``)."""
-  buf = pyio.BytesIO()
+  """(H, W, 3) uint8 (or float in [0, 1]) -> PNG bytes (write them with ``arsr_jax.fileio``)."""
+  buf = io.BytesIO()
   Image.fromarray(to_uint8(image)).save(buf, format="PNG")
   return buf.getvalue()
 
@@ -214,7 +214,7 @@ def per_class_scatter(workdir, results: dict, writer=None, baseline: str = "bicu
       x = np.asarray([np.nan if v is None else v for v in methods[baseline][key]], float)
       y = np.asarray([np.nan if v is None else v for v in res[key]], float)
       safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-      path = io.path(workdir) / "plots" / f"scatter_{safe}_{stream}.png"
+      path = fileio.path(workdir) / "plots" / f"scatter_{safe}_{stream}.png"
       image = scatter_png(path, x, y, title=f"{name} vs {baseline} ({stream})", xlabel=f"{baseline} accuracy",
                           ylabel=f"{name} accuracy")
       paths.append(path)

@@ -13,11 +13,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from arsr_jax import io
+from arsr_jax import fileio
 from arsr_jax.data import pipeline
 from arsr_jax.evaluation import plots
 from arsr_jax.flow import vis
-from arsr_jax.steps import protocol as ps
+from arsr_jax.steps import protocol as protocol_steps
 from arsr_jax.writers import EventWriter
 
 
@@ -53,8 +53,8 @@ def temporal_profiles(clips: Mapping[str, np.ndarray], row: int, *, gap: int = 4
   return np.concatenate(parts, axis=axis)
 
 
-def draw_profiles(workdir: io.PathLike, source, methods: dict[str, Any], count: int,
-                  writer: EventWriter | None = None) -> list[io.epath.Path]:
+def draw_profiles(workdir: fileio.PathLike, source, methods: dict[str, Any], count: int,
+                  writer: EventWriter | None = None) -> list[fileio.epath.Path]:
   """Temporal profiles (the middle row over time) of the first ``count`` videos with HR frames.
 
   ``methods``: name -> 'bicubic' or a FrozenSR (frame or K-window model). One
@@ -62,7 +62,7 @@ def draw_profiles(workdir: io.PathLike, source, methods: dict[str, Any], count: 
   Returns the PNG paths written under ``workdir/plots``.
   """
   # Jitted once per method (not per video): same-size videos reuse the compiled function.
-  run = {name: jax.jit(lambda a, b, sr=sr: ps.super_resolve(sr, a, b)) for name, sr in methods.items()}
+  run = {name: jax.jit(lambda a, b, sr=sr: protocol_steps.super_resolve(sr, a, b)) for name, sr in methods.items()}
   paths = []
   for i in range(min(count, len(source))):
     example = source[i]
@@ -71,11 +71,11 @@ def draw_profiles(workdir: io.PathLike, source, methods: dict[str, Any], count: 
     row, t = example["hr"].shape[1] // 2, example["hr"].shape[0]
     clips = {"hr": example["hr"]}
     for name, sr in methods.items():
-      lr = example["lr"][pipeline.lr_window(t, np.arange(t), ps.input_frames(sr))]
+      lr = example["lr"][pipeline.lr_window(t, np.arange(t), protocol_steps.input_frames(sr))]
       clips[name] = np.asarray(run[name](lr, example["hr"]))
     panels = [np.repeat(np.repeat(temporal_profiles({k: v}, row), 4, 0), 4, 1) for k, v in clips.items()]
     image = plots.image_grid(panels, list(clips), columns=len(panels))
-    paths.append(io.write_bytes(io.path(workdir) / "plots" / f"profile_{i}.png", plots.encode_png(image)))
+    paths.append(fileio.write_bytes(fileio.path(workdir) / "plots" / f"profile_{i}.png", plots.encode_png(image)))
     if writer is not None:
       writer.images(0, {f"plots/profile_{i}": np.asarray(image)[None]})
   if writer is not None:

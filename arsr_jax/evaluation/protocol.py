@@ -24,7 +24,7 @@ the figures evaluation/plots.py and evaluation/profiles.py.
 from __future__ import annotations
 
 import dataclasses
-import io as pyio
+import io
 import time
 from typing import Any
 
@@ -32,14 +32,14 @@ import jax
 import numpy as np
 from absl import logging
 
-from arsr_jax import config_lib, io, precision, sharding
+from arsr_jax import config_lib, fileio, precision, sharding
 from arsr_jax.data import pipeline, recognition_data
 from arsr_jax.evaluation import batched, frozen, plots, profiles
 from arsr_jax.evaluation.recognition_eval import score_summary
 from arsr_jax.flow import tvl1
-from arsr_jax.metrics import image as iq
-from arsr_jax.metrics import recognition as rm
-from arsr_jax.steps import protocol as ps
+from arsr_jax.metrics import image as image_metrics
+from arsr_jax.metrics import recognition as recognition_metrics
+from arsr_jax.steps import protocol as protocol_steps
 from arsr_jax.steps import recognition as rec_steps
 from arsr_jax.writers import EventWriter, markdown_table
 
@@ -58,7 +58,7 @@ def parse_methods(spec: str) -> list[Method]:
     name, _, sources = entry.partition("=")
     sources = sources or name
     spatial, colon, temporal = sources.partition(":")
-    if not sources or (not colon and name not in (ps.BICUBIC, ps.HR) and "=" not in entry):
+    if not sources or (not colon and name not in (protocol_steps.BICUBIC, protocol_steps.HR) and "=" not in entry):
       raise ValueError(f"protocol.methods entry {entry!r}: use 'bicubic', 'hr' or NAME=SPATIAL[:TEMPORAL]")
     methods.append(Method(name, spatial, temporal or spatial))
   if not methods or len({m.name for m in methods}) != len(methods):
@@ -82,12 +82,12 @@ def run(config, workdir: str) -> dict[str, Any]:
   srs = {}
   for m in parse_methods(e.methods):
     for src in (m.spatial, m.temporal):
-      if src not in (ps.BICUBIC, ps.HR) and src not in srs:
+      if src not in (protocol_steps.BICUBIC, protocol_steps.HR) and src not in srs:
         srs[src] = frozen.load_sr(src, repl, dtype)
         if srs[src].scale != scale:
           raise config_lib.Mismatch(
               f"SR checkpoint {src} is x{srs[src].scale}; {d.name}:{d.eval_split} has x{scale} LR")
-  workdir = io.path(workdir)
+  workdir = fileio.path(workdir)
   writer = EventWriter(workdir / "tensorboard")
   results: dict[str, Any] = {"dataset": d.name, "split": d.eval_split, "num_videos": n, "scale": scale,
                              "num_segments": config.eval.num_segments,
@@ -115,12 +115,12 @@ def run(config, workdir: str) -> dict[str, Any]:
     logging.info("%s: %s (%.1f s)", m.name, {k: v for k, v in res.items() if isinstance(v, float)}, res["seconds"])
   if jax.process_index() == 0:
     plots.per_class_scatter(workdir, results, writer)
-    methods = {"bicubic": ps.BICUBIC, **{sr.name: sr for sr in srs.values() if not sr.is_clip_model}}
+    methods = {"bicubic": protocol_steps.BICUBIC, **{sr.name: sr for sr in srs.values() if not sr.is_clip_model}}
     profiles.draw_profiles(workdir, source, methods, e.profiles, writer)
-    buf = pyio.BytesIO()
+    buf = io.BytesIO()
     np.savez_compressed(buf, labels=labels, **all_scores)
-    io.write_bytes(workdir / "scores.npz", buf.getvalue())
-    io.write_json(workdir / "results.json", results)
+    fileio.write_bytes(workdir / "scores.npz", buf.getvalue())
+    fileio.write_json(workdir / "results.json", results)
     print(results_table(results))
   writer.close()
   return results
@@ -131,7 +131,7 @@ def _data_scale(config, first) -> int:
   if "hr" in first and "lr" in first:
     return first["hr"].shape[1] // first["lr"].shape[1]
   scales = {frozen.load_run_config(src).scale for m in parse_methods(config.protocol.methods)
-            for src in (m.spatial, m.temporal) if src not in (ps.BICUBIC, ps.HR)}
+            for src in (m.spatial, m.temporal) if src not in (protocol_steps.BICUBIC, protocol_steps.HR)}
   if len(scales) > 1:
     raise ValueError(f"SR methods of different scales {sorted(scales)} on natively small video")
   return scales.pop() if scales else config.scale
@@ -177,12 +177,12 @@ def _run_two_stream(config, source, n, sp, tp, recs, mesh, scale: int, name: str
   if "hr" not in source[0]:
     raise ValueError(f"{config.data.name} stores no HR frames: evaluate it with a clip recognizer (protocol.clip)")
   flow_stored = "flow" in source[0]
-  step = ps.make_two_stream_step(sp, tp, recs, flow_params(e, recs), e.flow_bound,
-                                 iq.border_for(scale, config.eval.get("border")), flow_stored, views=e.views)
+  step = protocol_steps.make_two_stream_step(sp, tp, recs, flow_params(e, recs), e.flow_bound,
+                                 image_metrics.border_for(scale, config.eval.get("border")), flow_stored, views=e.views)
 
   def sample(ex):
-    out = ps.sample_two_stream(ex, config.eval.num_segments, new_length, ps.input_frames(sp),
-                               ps.input_frames(tp), "two_stream" in recs)
+    out = protocol_steps.sample_two_stream(ex, config.eval.num_segments, new_length, protocol_steps.input_frames(sp),
+                               protocol_steps.input_frames(tp), "two_stream" in recs)
     return dict(out, label=recognition_data.label_of(ex))
   return map_videos(config, source, n, sample, step, mesh, desc=f"{name}: two-stream")
 
@@ -227,15 +227,15 @@ def _run_clips(config, source, n, sp, rec, mesh, scale: int, name: str) -> dict[
   so the windows of one video may span batches; scores are aggregated per video.
   """
   e = config.protocol
-  if sp == ps.HR and "hr" not in source[0]:
+  if sp == protocol_steps.HR and "hr" not in source[0]:
     raise ValueError(f"{config.data.name} stores no HR frames (natively small video): method 'hr' is unavailable")
-  step = ps.make_clip_step(sp, rec, e.input_size or None)
+  step = protocol_steps.make_clip_step(sp, rec, e.input_size or None)
   per_process = sharding.check_batch_size(config.eval.batch_size, mesh, "eval.batch_size")
 
   def items():
     for i in batched.local_indices(n):
       example = source[i]
-      clips = ps.sample_clips(example, e.clip_length, ps.input_frames(sp), scale, e.lr_size)
+      clips = protocol_steps.sample_clips(example, e.clip_length, protocol_steps.input_frames(sp), scale, e.lr_size)
       label = recognition_data.label_of(example)
       for w in range(clips["lr"].shape[0]):
         yield {"lr": clips["lr"][w], "hr": clips["hr"][w], "label": label, "index": np.int32(i)}
@@ -250,7 +250,7 @@ def _run_clips(config, source, n, sp, rec, mesh, scale: int, name: str) -> dict[
       yield item
 
   batches = batched.padded_batches(checked(), per_process, f"{config.data.name}:{config.data.eval_split}")
-  windows = ps.sample_clips(source[0], e.clip_length, ps.input_frames(sp), scale, e.lr_size)["lr"].shape[0]
+  windows = protocol_steps.sample_clips(source[0], e.clip_length, protocol_steps.input_frames(sp), scale, e.lr_size)["lr"].shape[0]
   total = batched.num_batches(len(batched.local_indices(n)) * windows, per_process)  # as if all were as long
   out = batched.map_batches(step, batches, mesh, ride_along=("label",), total=total, what="window batches",
                             desc=f"{name}: clips")
@@ -262,7 +262,7 @@ def _run_clips(config, source, n, sp, rec, mesh, scale: int, name: str) -> dict[
   agg = []
   for i in range(n):
     w = logits[index == i]
-    agg.append(rm.multilabel_video_scores(w[None], np.ones((1, len(w)), bool))[0] if multilabel
+    agg.append(recognition_metrics.multilabel_video_scores(w[None], np.ones((1, len(w)), bool))[0] if multilabel
                else np.asarray(jax.nn.softmax(w, axis=-1)).mean(0))
   return {"clip": np.stack(agg), "label": out["label"][first]}
 
@@ -280,17 +280,17 @@ def _summarize(out: dict[str, np.ndarray], labels: np.ndarray, num_classes: int,
     streams["clip"] = out["clip"]
   for name, score in streams.items():
     if labels.ndim == 2 and name == "clip":  # already probabilities: threshold directly
-      pred = rm.multilabel_predictions(score, e.threshold)
-      f1, per_class = rm.macro_f1(pred, labels.astype(bool))
+      pred = recognition_metrics.multilabel_predictions(score, e.threshold)
+      f1, per_class = recognition_metrics.macro_f1(pred, labels.astype(bool))
       res[f"{name}_macro_f1"], res[f"{name}_per_class_f1"] = float(f1), [float(x) for x in per_class]
       continue
     summary = score_summary(score, labels, num_classes, e.threshold)
     res.update({f"{name}_{k}": v for k, v in summary.items()})
     if labels.ndim == 1:
-      confusion[name] = rm.confusion_matrix(np.argmax(score, -1), labels, num_classes)
+      confusion[name] = recognition_metrics.confusion_matrix(np.argmax(score, -1), labels, num_classes)
   for key in ("psnr", "ssim", "warp_error"):
     if key in out:
-      res[key] = iq.mean_of(out[key])
+      res[key] = image_metrics.mean_of(out[key])
   return res, confusion
 
 

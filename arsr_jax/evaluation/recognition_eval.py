@@ -16,7 +16,7 @@ import numpy as np
 from arsr_jax import sharding
 from arsr_jax.data import recognition_data
 from arsr_jax.evaluation import batched
-from arsr_jax.metrics import recognition as rm
+from arsr_jax.metrics import recognition as recognition_metrics
 from arsr_jax.steps import recognition as rec_steps
 from arsr_jax.writers import EventWriter, markdown_table
 
@@ -52,8 +52,8 @@ class RecognitionEvaluator:
                                "num_videos": int(labels.shape[0]), "num_segments": config.eval.num_segments}
     results.update(score_summary(fused, labels, config.recognizer.num_classes, config.protocol.threshold))
     if "spatial" in logits:
-      results["spatial_accuracy"] = rm.accuracy(logits["spatial"], labels) if labels.ndim == 1 else None
-      results["temporal_accuracy"] = rm.accuracy(logits["temporal"], labels) if labels.ndim == 1 else None
+      results["spatial_accuracy"] = recognition_metrics.accuracy(logits["spatial"], labels) if labels.ndim == 1 else None
+      results["temporal_accuracy"] = recognition_metrics.accuracy(logits["temporal"], labels) if labels.ndim == 1 else None
     if writer is not None:
       writer.scalars(step, {f"eval/{k}": v for k, v in results.items()
                             if isinstance(v, float) and (k.endswith("accuracy") or k == "macro_f1")})
@@ -73,9 +73,9 @@ class RecognitionEvaluator:
 def score_summary(score: np.ndarray, labels: np.ndarray, num_classes: int, threshold: float) -> dict[str, Any]:
   """accuracy + per-class accuracy (single-label) or macro F1 + per-class F1 (multi-label, sigmoid)."""
   if labels.ndim == 2:
-    pred = rm.multilabel_predictions(1.0 / (1.0 + np.exp(-score)), threshold)
-    f1, per_class = rm.macro_f1(pred, labels.astype(bool))
+    pred = recognition_metrics.multilabel_predictions(1.0 / (1.0 + np.exp(-score)), threshold)
+    f1, per_class = recognition_metrics.macro_f1(pred, labels.astype(bool))
     return {"macro_f1": float(f1), "per_class_f1": [float(x) for x in per_class]}
-  per_class = rm.per_class_accuracy(score, labels, num_classes)
-  return {"accuracy": float(rm.accuracy(score, labels)),
+  per_class = recognition_metrics.per_class_accuracy(score, labels, num_classes)
+  return {"accuracy": float(recognition_metrics.accuracy(score, labels)),
           "per_class_accuracy": [None if np.isnan(x) else float(x) for x in per_class]}

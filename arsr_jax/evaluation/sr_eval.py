@@ -19,7 +19,7 @@ import numpy as np
 from arsr_jax import sharding
 from arsr_jax.data import degrade, pipeline
 from arsr_jax.evaluation import batched
-from arsr_jax.metrics import image as iq
+from arsr_jax.metrics import image as image_metrics
 from arsr_jax.steps import sr as sr_steps
 from arsr_jax.writers import EventWriter, markdown_table
 
@@ -35,7 +35,7 @@ class SREvaluator:
     ``faded``: a progressive network, evaluated with its fade-in complete (alpha 1)."""
     self.ecfg, self.data, self.model, self.scale, self.name = ecfg, data, model, scale, name
     self.call_kwargs = {"alpha": 1.0} if faded else {}
-    self.eval_step = sr_steps.make_eval_step(model, iq.border_for(scale, ecfg.get("border")),
+    self.eval_step = sr_steps.make_eval_step(model, image_metrics.border_for(scale, ecfg.get("border")),
                                              ecfg.moving_threshold, self.call_kwargs, pipeline.flow_fn(data))
 
   def __call__(self, variables, mesh, step: int, writer: EventWriter | None = None) -> dict[str, Any]:
@@ -57,7 +57,7 @@ class SREvaluator:
                                "scale": self.scale, "num_frames": int(vals["bicubic_psnr"].size),
                                "moving_threshold_px": ecfg.moving_threshold, "model_name": self.name}
     for method in METHODS:
-      results[method] = {key: iq.mean_of(vals[f"{method}_{key}"]) for key in sr_steps.EVAL_KEYS}
+      results[method] = {key: image_metrics.mean_of(vals[f"{method}_{key}"]) for key in sr_steps.EVAL_KEYS}
     if writer is not None:
       writer.scalars(step, {f"eval/{m}_{k}": v for m in METHODS for k, v in results[m].items() if v is not None})
       if first:

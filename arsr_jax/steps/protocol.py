@@ -22,8 +22,8 @@ import numpy as np
 from arsr_jax.data import degrade, pipeline
 from arsr_jax.flow import io as flow_io
 from arsr_jax.flow import tvl1
-from arsr_jax.metrics import image as iq
-from arsr_jax.metrics import recognition as rm
+from arsr_jax.metrics import image as image_metrics
+from arsr_jax.metrics import recognition as recognition_metrics
 from arsr_jax.recognition import tsn
 from arsr_jax.steps import recognition as rec_steps
 from arsr_jax.steps import sr as sr_steps
@@ -71,7 +71,7 @@ def super_resolve(sr, lr_windows: jax.Array, hr: jax.Array) -> jax.Array:
     out = degrade.bicubic_upsample(centre, hr.shape[-2] // centre.shape[-2])
   else:
     out = _apply(sr, lr if sr.input_frames > 1 else centre)
-  return iq.quantize(jnp.clip(out, 0.0, 1.0))
+  return image_metrics.quantize(jnp.clip(out, 0.0, 1.0))
 
 
 def super_resolve_clips(sr, lr: jax.Array, scale: int, size: int = 0) -> jax.Array:
@@ -93,7 +93,7 @@ def super_resolve_clips(sr, lr: jax.Array, scale: int, size: int = 0) -> jax.Arr
   else:
     raise ValueError(f"SR network {sr.name} consumes {sr.input_frames}-frame windows; clip inputs take clip "
                      "or frame models")
-  out = iq.quantize(jnp.clip(out, 0.0, 1.0))
+  out = image_metrics.quantize(jnp.clip(out, 0.0, 1.0))
   if size and out.shape[-2] != size:
     out = jax.image.resize(out, out.shape[:-3] + (size, size, 3), "bilinear")
   return out
@@ -184,11 +184,11 @@ def make_two_stream_step(spatial_sr, temporal_sr, recognizers: dict[str, Any], t
     fold = lambda x: x.reshape((-1,) + x.shape[-3:])  # noqa: E731
     hr = batch["sp_hr"].astype(jnp.float32) / 255.0
     b, s = sp.shape[:2]
-    out["psnr"] = iq.psnr_y(fold(sp), fold(hr), border=border).reshape(b, s).mean(1)
-    out["ssim"] = iq.ssim_y(fold(sp), fold(hr), border=border).reshape(b, s).mean(1)
+    out["psnr"] = image_metrics.psnr_y(fold(sp), fold(hr), border=border).reshape(b, s).mean(1)
+    out["ssim"] = image_metrics.ssim_y(fold(sp), fold(hr), border=border).reshape(b, s).mean(1)
     hr_flow = batch["hr_flow"].astype(jnp.float32) if hr_flow_stored else flows_of(
         batch["tp_hr"].astype(jnp.float32) / 255.0)
-    out["warp_error"] = rm.warping_error(tp, hr_flow, border=border).mean(1)
+    out["warp_error"] = recognition_metrics.warping_error(tp, hr_flow, border=border).mean(1)
     return out
 
   return step
@@ -209,7 +209,7 @@ def sample_clips(example: dict[str, Any], clip_length: int, k: int, scale: int,
   if lr_size and lr.shape[1:3] != (lr_size, lr_size):
     lr = np.asarray(degrade.resize(lr, lr_size, lr_size))
   t = lr.shape[0]
-  idx = rm.clip_frame_indices(t, clip_length)
+  idx = recognition_metrics.clip_frame_indices(t, clip_length)
   lr_w = lr[pipeline.lr_window(t, idx.ravel(), k)].reshape(idx.shape + (k,) + lr.shape[1:])
   if hr is None:
     hr_w = np.zeros(idx.shape + (lr.shape[1] * scale, lr.shape[2] * scale, 3), np.uint8)

@@ -27,7 +27,7 @@ import optax
 
 from arsr_jax import losses, models
 from arsr_jax.data import degrade
-from arsr_jax.metrics import image as iq
+from arsr_jax.metrics import image as image_metrics
 from arsr_jax.steps import state as state_lib
 from arsr_jax.steps.state import TrainState
 
@@ -238,15 +238,15 @@ def make_eval_step(model: nn.Module, border: int, moving_threshold: float,
     outputs = {"bicubic": jnp.clip(degrade.bicubic_upsample(lr_frames, hr.shape[-2] // lr_frames.shape[-2]), 0, 1),
                "model": sr}
     fold = lambda x: x.reshape((-1,) + x.shape[-3:])  # noqa: E731  (B*S, H, W, C)
-    moving = iq.moving_mask(fold(batch["flow"]), moving_threshold)
+    moving = image_metrics.moving_mask(fold(batch["flow"]), moving_threshold)
     per_item = lambda x: x.reshape((hr.shape[0], -1))  # noqa: E731  (B, S)
     result = {}
     for method, out in outputs.items():
       sr_f, hr_f = fold(out), fold(hr)
-      result[f"{method}_psnr"] = per_item(iq.psnr_y(sr_f, hr_f, border=border))
-      result[f"{method}_ssim"] = per_item(iq.ssim_y(sr_f, hr_f, border=border))
-      result[f"{method}_psnr_moving"] = per_item(iq.psnr_y(sr_f, hr_f, border=border, mask=moving))
-      result[f"{method}_ssim_moving"] = per_item(iq.ssim_y(sr_f, hr_f, border=border, mask=moving))
+      result[f"{method}_psnr"] = per_item(image_metrics.psnr_y(sr_f, hr_f, border=border))
+      result[f"{method}_ssim"] = per_item(image_metrics.ssim_y(sr_f, hr_f, border=border))
+      result[f"{method}_psnr_moving"] = per_item(image_metrics.psnr_y(sr_f, hr_f, border=border, mask=moving))
+      result[f"{method}_ssim_moving"] = per_item(image_metrics.ssim_y(sr_f, hr_f, border=border, mask=moving))
     return result
 
   return eval_step

@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags, logging
 
-from arsr_jax import checkpointing, io, main as main_lib, sharding
-from arsr_jax.config_lib import recipe as _config
+from arsr_jax import checkpointing, fileio, main as main_lib, sharding
+from arsr_jax.config_lib import recipe
 from arsr_jax.evaluation import frozen
 from arsr_jax.models import ncnn_import
-from arsr_jax.steps import protocol as ps
+from arsr_jax.steps import protocol as protocol_steps
 from arsr_jax.studies import real_judge, real_study
 from tfds_builders import prepare as prep
 
@@ -76,16 +76,16 @@ def corpus_runs(scale: int, data: dict[str, Any], scale_dir: str, size: str = "c
                          "model.num_layers": s["layers"], "model.features": s["features"],
                          "train.log_every": 50, "train.checkpoint_every": 200})
   pix = dict(common, **{"train.num_steps": s["steps"], "train.batch_size": s["batch"], "data.patch_size": 64})
-  consistency = _config("sosr_vdsr_consistency", "", dict(common, **{
+  consistency = recipe("sosr_vdsr_consistency", "", dict(common, **{
       "train.num_steps": consistency_steps or s["consistency_steps"],
       "train.init_from": os.path.join(scale_dir, "vdsr"), "train.batch_size": s["consistency_batch"],
       "train.log_every": 10, "train.checkpoint_every": 100, "optimizer.learning_rate": 3e-4}))
   consistency.loss.kl_weight *= multiplier
   consistency.loss.feature_weight *= multiplier
   return {
-      "vdsr": _config("vdsr", "smoke", pix),
-      "sosr": _config("sosr_vdsr", "smoke", pix),
-      "tosr": _config("tosr1_vdsr", "smoke", dict(pix, **{"train.batch_size": s["batch"] // 2})),
+      "vdsr": recipe("vdsr", "smoke", pix),
+      "sosr": recipe("sosr_vdsr", "smoke", pix),
+      "tosr": recipe("tosr1_vdsr", "smoke", dict(pix, **{"train.batch_size": s["batch"] // 2})),
       "consistency": consistency,
   }
 
@@ -111,9 +111,9 @@ def search_weights(workdir: str, videos: str, scale: int, data: dict[str, Any], 
   """The consistency-weight multiplier, searched once (at the first scale trained) on the corpus'
   validation videos: per multiplier of SIZES['corpus']['search'], a ``search_steps`` fine-tune of
   the VDSR run, judged by I3D like the test sets; ``search.json`` keeps every candidate's row."""
-  path = io.path(workdir) / "search.json"
+  path = fileio.path(workdir) / "search.json"
   if path.exists():
-    return float(io.read_json(path)["chosen"])
+    return float(fileio.read_json(path)["chosen"])
   s = SIZES["corpus"]
   scale_dir = os.path.join(workdir, f"x{scale}")
   runs_ = {f"x{m:g}": os.path.join(scale_dir, "search", f"x{m:g}") for m in s["search"]}
@@ -122,14 +122,14 @@ def search_weights(workdir: str, videos: str, scale: int, data: dict[str, Any], 
     main_lib.run(corpus_runs(scale, data, scale_dir, multiplier=m, consistency_steps=s["search_steps"])
                  ["consistency"], run_dir)
   repl = sharding.replicated(sharding.make_mesh())
-  methods = {"bicubic": ps.BICUBIC, "vdsr": frozen.load_sr(os.path.join(scale_dir, "vdsr"), repl, jnp.float32),
+  methods = {"bicubic": protocol_steps.BICUBIC, "vdsr": frozen.load_sr(os.path.join(scale_dir, "vdsr"), repl, jnp.float32),
              **{k: frozen.load_sr(d, repl, jnp.float32) for k, d in runs_.items()}}
   judge = real_judge.Judge(repl)
   rec = judge.judge(methods, test_videos(videos, scale, "validation"), scale, num_windows,
                     log=lambda m: logging.info("%s", m))
   rows = real_judge.summarize(rec)["methods"]
   chosen = choose_multiplier(rows, s["search"])
-  io.write_json(path, {"scale": scale, "steps": s["search_steps"], "videos": rec["videos"],
+  fileio.write_json(path, {"scale": scale, "steps": s["search_steps"], "videos": rec["videos"],
                        "windows": len(rec["hr"]), "chosen": chosen,
                        "rows": {k: {f: v[f] for f in ("kl_from_hr", "top1_agreement", "psnr_y", "ssim_y")}
                                 for k, v in rows.items()}})
@@ -156,13 +156,13 @@ def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[in
   repl = sharding.replicated(sharding.make_mesh())
   judge = real_judge.Judge(repl)
   paths_of = {"corpus_test": lambda s: test_videos(videos, s), "heldout_clips": lambda s: real_judge.videos(heldout)}
-  out = io.path(workdir)
+  out = fileio.path(workdir)
   for name in sets:
     if name == "heldout_clips" and not heldout:
       raise app.UsageError("--sets heldout_clips needs --heldout")
     for scale in scales:
       rec_path = out / f"windows_{name}_x{scale}.json"
-      old = io.read_json(rec_path) if rec_path.exists() else None
+      old = fileio.read_json(rec_path) if rec_path.exists() else None
       todo = [m for m in ("bicubic", *CORPUS_METHODS, *peer_methods(only)) if _stale(old, m, workdir, scale)
               and (not only or m in only)]
       if not todo:
@@ -173,9 +173,9 @@ def corpus_study(workdir: str, videos: str, heldout: str | None, scales: list[in
       rec["steps"] = {**(old or {}).get("steps", {}), **{m: methods[m].step for m in todo if m != "bicubic"}}
       if old is not None:
         rec = dict(real_judge.merge(old, rec), steps=rec["steps"])
-      io.write_json(rec_path, rec)
+      fileio.write_json(rec_path, rec)
       summary = dict(real_judge.summarize(rec), videos=rec["videos"], steps=rec["steps"])
-      io.write_json(out / f"summary_{name}_x{scale}.json", summary)
+      fileio.write_json(out / f"summary_{name}_x{scale}.json", summary)
       real_judge.kl_figure(os.path.join(workdir, f"kl_{name}_x{scale}.png"), rec, summary, f"{name} x{scale}")
       gather(workdir, num_windows)
 
@@ -198,7 +198,7 @@ def _corpus_method(name: str, workdir: str, scale: int, repl: jax.sharding.Shard
   """'bicubic', a Real-ESRGAN peer (its x4 net; at 8x that net then Lanczos x2, as Real-ESRGAN's
   ``--outscale 8``) or the FrozenSR of the corpus run ``workdir/x{scale}/{name}``."""
   if name == "bicubic":
-    return ps.BICUBIC
+    return protocol_steps.BICUBIC
   if name in ncnn_import.MODELS:
     model, variables = ncnn_import.load(name, scale)
     return frozen.FrozenSR(name, model, jax.device_put(variables, repl), scale, 1, {}, 0)
@@ -211,21 +211,21 @@ def _stale(old: dict[str, Any] | None, method: str, workdir: str, scale: int) ->
     return True
   if method == "bicubic":
     return False
-  found = checkpointing.steps(io.path(workdir) / f"x{scale}" / method / "checkpoints")
+  found = checkpointing.steps(fileio.path(workdir) / f"x{scale}" / method / "checkpoints")
   return bool(found) and old.get("steps", {}).get(method) != found[-1]
 
 
 def gather(workdir: str, num_windows: int) -> dict[str, Any]:
   """results.json and results.md from every summary_{set}_x{s}.json in ``workdir``."""
-  out, tables = io.path(workdir), {}
+  out, tables = fileio.path(workdir), {}
   for name in ("corpus_test", "heldout_clips"):
     for scale in (4, 8):
       f = out / f"summary_{name}_x{scale}.json"
       if f.exists():
-        tables.setdefault(name, {})[f"x{scale}"] = io.read_json(f)
+        tables.setdefault(name, {})[f"x{scale}"] = fileio.read_json(f)
   results = {"tables": tables, "windows_per_clip": num_windows}
-  io.write_json(out / "results.json", results)
-  io.write_text(out / "results.md", real_judge.table(tables) + "\n")
+  fileio.write_json(out / "results.json", results)
+  fileio.write_text(out / "results.md", real_judge.table(tables) + "\n")
   print(real_judge.table(tables))
   return results
 

@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 from flax import serialization
 
-from arsr_jax import io, models, precision, pretrained, sharding
+from arsr_jax import fileio, models, precision, pretrained, sharding
 from arsr_jax.evaluation import frozen
 
 FLAGS = flags.FLAGS
@@ -41,7 +41,7 @@ def choose(results: dict, scale: int) -> str:
 
 
 def export(study: str, scale: int, out_dir: str, command: str) -> dict:
-  results = io.read_json(io.path(study) / "results.json")
+  results = fileio.read_json(fileio.path(study) / "results.json")
   method = choose(results, scale)
   workdir = os.path.join(study, f"x{scale}", method)
   cfg = frozen.load_run_config(workdir)
@@ -50,7 +50,7 @@ def export(study: str, scale: int, out_dir: str, command: str) -> dict:
   name = pretrained.default(scale)
   variables = jax.tree.map(lambda x: np.asarray(x, np.float32), jax.device_get(sr.variables))
   blob = serialization.msgpack_serialize(serialization.to_state_dict(variables))
-  io.write_bytes(io.path(out_dir) / f"{name}.msgpack", blob)
+  fileio.write_bytes(fileio.path(out_dir) / f"{name}.msgpack", blob)
   numbers = {s: {"clips": t[f"x{scale}"]["videos"], "windows": t[f"x{scale}"]["windows"],
                  method: t[f"x{scale}"]["methods"][method], "bicubic": t[f"x{scale}"]["methods"]["bicubic"]}
              for s, t in results["tables"].items() if f"x{scale}" in t}
@@ -67,7 +67,7 @@ def export(study: str, scale: int, out_dir: str, command: str) -> dict:
           "chosen_by": f"lowest mean KL(HR||method) on {SELECT_SET} among the study's methods beating bicubic PSNR-Y",
           "study_numbers": numbers, "config": cfg.to_dict(),
           "reproduce": [command, f"python -m arsr_jax.studies.export_pretrained --study {study}"]}
-  io.write_json(io.path(out_dir) / f"{name}.json", card)
+  fileio.write_json(fileio.path(out_dir) / f"{name}.json", card)
   print(f"{name}: {method} from {workdir} (step {sr.step}), {len(blob) / 1e6:.2f} MB")
   return card
 

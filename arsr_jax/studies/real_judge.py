@@ -18,14 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsr_jax import io, writers
+from arsr_jax import fileio, writers
 from arsr_jax.data import degrade, video
 from arsr_jax.evaluation import plots
-from arsr_jax.metrics import image as iq
+from arsr_jax.metrics import image as image_metrics
 from arsr_jax.metrics import paired
-from arsr_jax.metrics import recognition as rm
+from arsr_jax.metrics import recognition as recognition_metrics
 from arsr_jax.recognition import i3d
-from arsr_jax.steps import protocol as ps
+from arsr_jax.steps import protocol as protocol_steps
 from tfds_builders import video_prep
 from tfds_builders.cdvl_sr import cdvl_sr_dataset_builder as cdvl
 
@@ -52,7 +52,7 @@ def hr_windows(path: str, num_windows: int, consecutive: bool = False) -> np.nda
   frames = video.read_video(path)
   if frames.shape[0] < CLIP:
     raise ValueError(f"{path}: {frames.shape[0]} frames, fewer than the {CLIP} of one I3D window")
-  starts = ([a for a, _ in rm.clip_windows(frames.shape[0], CLIP)[:num_windows]] if consecutive
+  starts = ([a for a, _ in recognition_metrics.clip_windows(frames.shape[0], CLIP)[:num_windows]] if consecutive
             else window_starts(frames.shape[0], num_windows))
   clips = [frames[s:s + CLIP] for s in starts]
   x = np.stack([np.asarray(i3d.preprocess(c, size=SIZE, num_frames=None))[0] for c in clips])
@@ -80,7 +80,7 @@ def super_resolver(sr) -> Callable[[np.ndarray, int], np.ndarray]:
   """``run(lr, scale)``: uint8 (W, T, h, w, 3) LR windows -> uint8 (W, T, h*s, w*s, 3), one window at
   a time (bounded memory) through ``steps/protocol.super_resolve_clips``; ``sr`` 'bicubic' or a
   FrozenSR frame or clip model; jitted once per method."""
-  fn = jax.jit(lambda x, s: ps.super_resolve_clips(sr, x[None], s)[0], static_argnums=1)
+  fn = jax.jit(lambda x, s: protocol_steps.super_resolve_clips(sr, x[None], s)[0], static_argnums=1)
 
   def run(lr: np.ndarray, scale: int) -> np.ndarray:
     return np.stack([np.round(np.asarray(fn(w, scale)) * 255.0).astype(np.uint8) for w in lr])
@@ -96,8 +96,8 @@ class Judge:
     self._classify = jax.jit(lambda v, x: model.apply(v, i3d.from_uint8(x), train=False))
     self._hr: dict[tuple[str, int], np.ndarray] = {}  # (path, windows) -> HR windows (shared by scales)
     self._quality = jax.jit(lambda a, b, border: (
-        iq.psnr_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border),
-        iq.ssim_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border)), static_argnums=2)
+        image_metrics.psnr_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border),
+        image_metrics.ssim_y(a.astype(jnp.float32) / 255, b.astype(jnp.float32) / 255, border=border)), static_argnums=2)
 
   def logits(self, windows: np.ndarray) -> np.ndarray:
     return np.concatenate([np.asarray(self._classify(self.variables, w[None])) for w in windows])
@@ -156,7 +156,7 @@ def summarize(rec: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     x = np.asarray(rec[m]["logits"])
     per_window[m] = {"kl": paired.per_window_kl(ref, x), "top1": (x.argmax(-1) == ref.argmax(-1)).astype(float),
                      "psnr": np.asarray(rec[m]["psnr"]), "ssim": np.asarray(rec[m]["ssim"])}
-    out[m] = {"top1_agreement": rm.topk_agreement(x, ref, 1), "top5_agreement": rm.topk_agreement(x, ref, 5),
+    out[m] = {"top1_agreement": recognition_metrics.topk_agreement(x, ref, 1), "top5_agreement": recognition_metrics.topk_agreement(x, ref, 5),
               "kl_from_hr": float(per_window[m]["kl"].mean()), "psnr_y": float(per_window[m]["psnr"].mean()),
               "ssim_y": float(per_window[m]["ssim"].mean()),
               "gt_top1": float(np.mean(x[has_gt].argmax(-1) == gt[has_gt])) if has_gt.any() else None}
@@ -179,7 +179,7 @@ def kl_figure(path: str, rec: dict[str, Any], summary: dict[str, Any], title: st
     panels.append(plots.scatter_png(None, kl[BASELINE], kl[m], title=f"{title}: {m}", xlabel="KL(HR||bicubic)",
                                     ylabel=f"KL(HR||{m})", limits=(0.0, hi), groups=rec["clips"]))
     captions.append(f"{m}: below the diagonal = closer to HR than bicubic")
-  io.write_bytes(io.path(path), plots.encode_png(plots.image_grid(panels, captions)))
+  fileio.write_bytes(fileio.path(path), plots.encode_png(plots.image_grid(panels, captions)))
 
 
 def table(results: dict[str, Any]) -> str:

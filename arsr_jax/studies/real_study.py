@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import config_lib, io, main as main_lib, precision, sharding, writers
-from arsr_jax.config_lib import recipe as _config
+from arsr_jax import config_lib, fileio, main as main_lib, precision, sharding, writers
+from arsr_jax.config_lib import recipe
 from arsr_jax.data import degrade
 from arsr_jax.evaluation import frozen
-from arsr_jax.metrics import recognition as rm
+from arsr_jax.metrics import recognition as recognition_metrics
 from arsr_jax.recognition import i3d
-from arsr_jax.steps import protocol as ps
+from arsr_jax.steps import protocol as protocol_steps
 from arsr_jax.studies import real_judge
 from tfds_builders import prepare as prep
 
@@ -64,7 +64,7 @@ def runs(scale: int, size: str, data_dir: str, workdir: str) -> dict[str, Any]:
   previous = lambda k: os.path.join(workdir, f"x{scale}", f"dvsr_stage{k - 1}")  # noqa: E731
   if size == "full":
     full = lambda name, arg, steps, extra=None: config_lib.set_run_length(  # noqa: E731
-        _config(name, arg, dict(data, **(extra or {}))), steps)
+        recipe(name, arg, dict(data, **(extra or {}))), steps)
     out = {"sosr": full("sosr_vdsr", "", s["steps"]), "tosr": full("tosr1_vdsr", "", s["steps"])}
     for k in range(1, stages + 1):
       out[f"dvsr_stage{k}"] = full("dvsr_progressive", f"stage{k}", s["dvsr_steps"],
@@ -74,14 +74,14 @@ def runs(scale: int, size: str, data_dir: str, workdir: str) -> dict[str, Any]:
                          "train.log_every": 100, "data.patch_size": 64})
   vd = dict(common, **{"train.num_steps": s["steps"], "model.num_layers": s["layers"],
                        "model.features": s["features"]})
-  out = {"sosr": _config("sosr_vdsr", "smoke", vd),
-         "tosr": _config("tosr1_vdsr", "smoke", dict(vd, **{"train.batch_size": s["batch"] // 2}))}
+  out = {"sosr": recipe("sosr_vdsr", "smoke", vd),
+         "tosr": recipe("tosr1_vdsr", "smoke", dict(vd, **{"train.batch_size": s["batch"] // 2}))}
   for k in range(1, stages + 1):
     over = dict(common, **{"train.num_steps": s["dvsr_steps"], "data.clip_length": 4,
                            "train.batch_size": 8, "data.patch_size": 64})
     if k > 1:
       over.update({"train.init_from": previous(k), "train.fade_steps": max(1, s["dvsr_steps"] // 3)})
-    out[f"dvsr_stage{k}"] = _config("dvsr_progressive", f"stage{k},smoke", over)
+    out[f"dvsr_stage{k}"] = recipe("dvsr_progressive", f"stage{k},smoke", over)
   return out
 
 
@@ -97,7 +97,7 @@ def evaluate(workdir: str, videos: str, scales: list[int], size: str, max_window
   results: dict[str, Any] = {"videos": {}, "scales": {}}
   for scale in scales:
     paths = test_videos(videos, scale, size)
-    methods: dict[str, Any] = {"bicubic": ps.BICUBIC}
+    methods: dict[str, Any] = {"bicubic": protocol_steps.BICUBIC}
     for name in ("sosr", "tosr", f"dvsr_stage{2 if scale == 4 else 3}"):
       methods[name.split("_")[0] if name.startswith("dvsr") else name] = frozen.load_sr(
           os.path.join(workdir, f"x{scale}", name), repl, dtype)
@@ -114,8 +114,8 @@ def evaluate(workdir: str, videos: str, scales: list[int], size: str, max_window
     table = {}
     for name in methods:
       x = np.concatenate(logits[name])
-      table[name] = {"top1_agreement": rm.topk_agreement(x, ref, 1), "top5_agreement": rm.topk_agreement(x, ref, 5),
-                     "kl_from_hr": rm.kl_divergence(ref, x)}
+      table[name] = {"top1_agreement": recognition_metrics.topk_agreement(x, ref, 1), "top5_agreement": recognition_metrics.topk_agreement(x, ref, 5),
+                     "kl_from_hr": recognition_metrics.kl_divergence(ref, x)}
     labels = i3d.KINETICS400_LABELS
     table["hr_top1"] = [labels[i] for i in ref.argmax(-1)]
     results["scales"][f"x{scale}"] = {"test_videos": [os.path.basename(p) for p in paths],
@@ -159,7 +159,7 @@ def main(argv):
       logging.info("=== real study x%d: %s ===", scale, name)
       main_lib.run(config, os.path.join(FLAGS.workdir, f"x{scale}", name))
   results = evaluate(FLAGS.workdir, FLAGS.videos, scales, FLAGS.size, FLAGS.max_windows)
-  io.write_json(io.path(FLAGS.workdir) / "results.json", results)
+  fileio.write_json(fileio.path(FLAGS.workdir) / "results.json", results)
   print(results_table(results))
 
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import config_lib, io, main as main_lib, writers
-from arsr_jax.config_lib import recipe as _config
+from arsr_jax import config_lib, fileio, main as main_lib, writers
+from arsr_jax.config_lib import recipe
 from arsr_jax.steps import recognition as rec_steps
 
 FLAGS = flags.FLAGS
@@ -53,7 +53,7 @@ SIZE_HELP = ("smoke: plumbing only (tiny nets, 20 steps); cpu: the recipes' smok
 
 def _full(name: str, arg: str, data: dict[str, Any], steps: int | None):
   """A recipe's full config with the study's dataset and, if given, run length (schedules scaled)."""
-  c = _config(name, arg, data)
+  c = recipe(name, arg, data)
   return config_lib.set_run_length(c, steps) if steps else c
 
 
@@ -81,11 +81,11 @@ def runs(size: str, data_dir: str | None) -> dict[str, Any]:
   sr = dict(common, **{"train.num_steps": s["sr_steps"], "model.num_layers": s["layers"],
                        "model.features": s["features"], "optimizer.warmup_steps": 50})
   return {
-      "tsn_rgb": _config("recognizer", "tsn_rgb,smoke", rec),
-      "tsn_flow": _config("recognizer", "tsn_flow,smoke", rec),
-      "vdsr": _config("vdsr", "smoke", sr),
-      "sosr": _config("sosr_vdsr", "smoke", sr),
-      "tosr": _config("tosr1_vdsr", "smoke", dict(sr, **{"train.batch_size": s["batch"] // 2})),
+      "tsn_rgb": recipe("recognizer", "tsn_rgb,smoke", rec),
+      "tsn_flow": recipe("recognizer", "tsn_flow,smoke", rec),
+      "vdsr": recipe("vdsr", "smoke", sr),
+      "sosr": recipe("sosr_vdsr", "smoke", sr),
+      "tosr": recipe("tosr1_vdsr", "smoke", dict(sr, **{"train.batch_size": s["batch"] // 2})),
   }
 
 
@@ -107,10 +107,10 @@ def study(workdir: str, size: str = "cpu", data_dir: str | None = None, eval_onl
   if size != "full":  # full: the evaluation recipe's own TSN test protocol (25 segments, 5 flows)
     over.update({"eval.num_segments": s["segments"], "data.flow_stack": s["flow_stack"],
                  "eval.batch_size": s["batch"]})
-  ev = _config("protocol", "", over)
+  ev = recipe("protocol", "", over)
   results = main_lib.run(ev, w("eval"))
   claims = check_claims(results["methods"], dict(np.load(os.path.join(w("eval"), "scores.npz"))))
-  io.write_json(io.path(workdir) / "claims.json", claims)
+  fileio.write_json(fileio.path(workdir) / "claims.json", claims)
   print("\nClaims:\n" + "\n".join(f"- {'holds' if c['holds'] else 'FAILS'}: {c['claim']} ({c['evidence']})"
                                   for c in claims.values()))
   return claims

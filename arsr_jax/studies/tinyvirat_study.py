@@ -28,8 +28,8 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from arsr_jax import config_lib, io, main as main_lib, writers
-from arsr_jax.config_lib import recipe as _config
+from arsr_jax import config_lib, fileio, main as main_lib, writers
+from arsr_jax.config_lib import recipe
 from arsr_jax.evaluation import frozen
 
 FLAGS = flags.FLAGS
@@ -85,12 +85,12 @@ def runs(classifiers: list[str], methods: dict[str, str], size: str, dataset: st
         over.update({"train.batch_size": s["batch"], "eval.batch_size": s["batch"]})
       if size == "smoke" and clf in ("resnet3d", "wide_resnet3d"):
         over["recognizer.width"] = 4  # tiny, for speed: plumbing only
-      rec = _config("recognizer", clf + s["variant"], over)
+      rec = recipe("recognizer", clf + s["variant"], over)
       # The SR output (input_size px) goes to the classifier at the recipe's own input size when it has
       # one (I3D: 224 px for its 7x7 pooling), else as it is.
       rec.data.resize = int(rec.data.resize) or s["input_size"]
       run_dir = os.path.join(workdir, clf, name)
-      ev = _config("protocol", "", dict(data, **{
+      ev = recipe("protocol", "", dict(data, **{
           "protocol.clip": run_dir, "protocol.methods": src if src == "bicubic" else f"{name}={src}",
           "protocol.lr_size": lr_size, "protocol.input_size": rec.data.resize,
           "protocol.clip_length": s["clip_length"],
@@ -119,7 +119,7 @@ def study(workdir: str, classifiers: list[str], methods: dict[str, str], size: s
     table[name][clf] = float(scores[metric])
   result = {"dataset": dataset, "split": eval_split, "size": size, "metric": metric,
             "classifiers": classifiers, "methods": methods, "table": table}
-  io.write_json(io.path(workdir) / "table.json", result)
+  fileio.write_json(fileio.path(workdir) / "table.json", result)
   print(format_table(table, classifiers, dataset, metric))
   return result
 
