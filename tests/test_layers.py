@@ -31,7 +31,7 @@ LAYERS = {  # module prefix -> layer; the longest matching prefix decides
     "arsr_jax.train": 4, "arsr_jax.jobs": 4, "arsr_jax.evaluation": 4, "arsr_jax.inference": 4,
     "arsr_jax.main": 5, "arsr_jax.study": 5, "arsr_jax.real_study": 5, "arsr_jax.enhance": 5,
     "arsr_jax.tinyvirat_study": 5,
-    "arsr_jax.export_pretrained": 5,
+    "arsr_jax.export_pretrained": 5, "arsr_jax.corpus_search": 5,
     "arsr_jax.flow.__main__": 5, "arsr_jax.cli": 5,
 }
 
