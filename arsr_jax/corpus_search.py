@@ -49,7 +49,7 @@ SEED_FILE = "provenance.json"
 CANDIDATES: dict[str, dict[str, Any]] = {
     "anime_ft": {"model": {"name": "srvgg_compact", "features": 64, "num_conv": 16},
                  "init": "realesr-animevideov3",
-                 "schedule": {4: (300, 1e-4, 150, 2e-4), 8: (500, 3e-4, 150, 2e-4)}},
+                 "schedule": {4: (300, 1e-4, 40, 2e-4), 8: (500, 3e-4, 150, 2e-4)}},
     "srvgg32": {"model": {"name": "srvgg_compact", "features": 32, "num_conv": 8}, "init": None,
                 "schedule": {4: (1500, 1e-3, 150, 3e-4), 8: (1500, 1e-3, 150, 3e-4)}},
 }
@@ -293,8 +293,12 @@ def main(argv):
     print(f"x{scale}: chosen {chosen}")
   if "judge" in stages:
     chosen = chosen or io.read_json(io.path(FLAGS.study) / f"search_x{scale}.json")["chosen"]
+    peers = [m for m in FLAGS.peers.split(",") if m]
+    bad = [m for m in peers if m not in ncnn_import.MODELS]
+    if bad:
+      raise app.UsageError(f"--peers {bad}: not a Real-ESRGAN model ({', '.join(ncnn_import.MODELS)})", exitcode=2)
     judge(FLAGS.study, FLAGS.videos, FLAGS.heldout, scale, FLAGS.sets.split(","),
-          ["bicubic", SHIPPED, f"{chosen}_pixel", chosen], FLAGS.max_windows)
+          ["bicubic", *peers, SHIPPED, f"{chosen}_pixel", chosen], FLAGS.max_windows)
     others = [SHIPPED, f"{chosen}_pixel", "bicubic", *ncnn_import.MODELS]
     print(paired_table(FLAGS.study, [(chosen, o) for o in others] + [(SHIPPED, m) for m in ncnn_import.MODELS]))
 
@@ -309,6 +313,9 @@ def define_flags() -> None:
   flags.DEFINE_string("candidates", "", f"Comma-separated subset of {sorted(CANDIDATES)} (default all).")
   flags.DEFINE_string("sets", "corpus_test,heldout_clips", "Held-out sets for the judge stage.")
   flags.DEFINE_integer("max_windows", 4, "16-frame windows per video.")
+  flags.DEFINE_string("peers", "realesr-animevideov3", "judge stage: Real-ESRGAN peers to judge where a record "
+                      "lacks them (realesrgan-x4plus: ~80 CPU-s per 16-frame window at x4 on 2 cores; add it with "
+                      "real_study --stages judge, or here).")
 
 
 if __name__ == "__main__":
