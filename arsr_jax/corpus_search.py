@@ -184,8 +184,7 @@ def load_method(study: str, name: str, scale: int, repl) -> Any:
 
 def choose(study: str, videos: str, scale: int, names: list[str], num_windows: int) -> str:
   """Judges bicubic, the shipped model and each candidate's pixel and consistency runs on the
-  validation videos; the consistency run with the lowest KL above bicubic PSNR-Y wins (all of them
-  when none is above). Writes ``search_x{s}.json`` (rows, CPU seconds, the choice)."""
+  validation videos; ``pick`` chooses. Writes ``search_x{s}.json`` (rows, CPU seconds, the choice)."""
   repl = sharding.replicated(sharding.make_mesh())
   methods = ["bicubic", SHIPPED, *[m for n in names for m in (f"{n}_pixel", n)]]
   judge = real_judge.Judge(jax.device_put(i3d.load_kinetics400(), repl))
@@ -193,8 +192,7 @@ def choose(study: str, videos: str, scale: int, names: list[str], num_windows: i
                     real_study.test_videos(videos, scale, "corpus", "validation"), scale, num_windows,
                     log=lambda m: logging.info("%s", m))
   rows = real_judge.summarize(rec)["methods"]
-  above = [n for n in names if rows[n]["psnr_y"] > rows["bicubic"]["psnr_y"]] or list(names)
-  chosen = min(above, key=lambda n: rows[n]["kl_from_hr"])
+  chosen = pick(rows, methods[1:])
   cpu = {m: io.read_json(p) for m in methods if (p := io.path(study) / f"x{scale}" / m / "cpu.json").exists()}
   out = {"scale": scale, "videos": rec["videos"], "windows": len(rec["hr"]), "chosen": chosen, "cpu": cpu,
          "budget_cpu_s": BUDGET_CPU_S, "rows": {k: {f: v[f] for f in ("kl_from_hr", "top1_agreement", "psnr_y",
@@ -202,6 +200,20 @@ def choose(study: str, videos: str, scale: int, names: list[str], num_windows: i
          "paired": paired_rows(rec, chosen, [m for m in methods if m != chosen])}
   io.write_json(io.path(study) / f"search_x{scale}.json", out)
   return chosen
+
+
+def pick(rows: dict[str, Any], contenders: list[str]) -> str:
+  """The contender (the shipped model, every candidate's pixel and consistency run) with the lowest
+  validation KL(HR || SR) among those above bicubic PSNR-Y (all of them when none is); 'shipped'
+  winning means no candidate replaces it."""
+  above = [m for m in contenders if rows[m]["psnr_y"] > rows["bicubic"]["psnr_y"]] or list(contenders)
+  return min(above, key=lambda m: rows[m]["kl_from_hr"])
+
+
+def run_pair(method: str) -> list[str]:
+  """The pixel and consistency runs of the candidate that ``method`` (a run of it) belongs to."""
+  name = method[:-len("_pixel")] if method.endswith("_pixel") else method
+  return [f"{name}_pixel", name] if name in CANDIDATES else []
 
 
 def paired_rows(rec: dict[str, Any], method: str, others: list[str], seed: int = 0) -> dict[str, Any]:
@@ -298,9 +310,10 @@ def main(argv):
     if bad:
       raise app.UsageError(f"--peers {bad}: not a Real-ESRGAN model ({', '.join(ncnn_import.MODELS)})", exitcode=2)
     judge(FLAGS.study, FLAGS.videos, FLAGS.heldout, scale, FLAGS.sets.split(","),
-          ["bicubic", *peers, SHIPPED, f"{chosen}_pixel", chosen], FLAGS.max_windows)
-    others = [SHIPPED, f"{chosen}_pixel", "bicubic", *ncnn_import.MODELS]
-    print(paired_table(FLAGS.study, [(chosen, o) for o in others] + [(SHIPPED, m) for m in ncnn_import.MODELS]))
+          ["bicubic", *peers, SHIPPED, *run_pair(chosen)], FLAGS.max_windows)
+    others = ["bicubic", SHIPPED, *run_pair(chosen), *ncnn_import.MODELS]
+    print(paired_table(FLAGS.study, [(m, o) for m in run_pair(chosen) for o in others if o != m]
+                       + [(SHIPPED, m) for m in ncnn_import.MODELS]))
 
 
 def define_flags() -> None:

@@ -108,3 +108,14 @@ def test_cli_refuses_unknown_candidates(tmp_path):
                       str(tmp_path), "--candidates", "nope"], capture_output=True, text=True,
                      env=dict(os.environ), timeout=120)
   assert r.returncode == 2 and "unknown candidates ['nope']" in r.stderr
+
+
+def test_pick_lowest_validation_kl_above_bicubic_psnr_among_shipped_and_every_run():
+  rows = {"bicubic": {"kl_from_hr": 2.2, "psnr_y": 26.0}, "shipped": {"kl_from_hr": 1.76, "psnr_y": 26.6},
+          "anime_ft_pixel": {"kl_from_hr": 1.73, "psnr_y": 27.4}, "anime_ft": {"kl_from_hr": 2.05, "psnr_y": 26.9},
+          "srvgg32": {"kl_from_hr": 1.0, "psnr_y": 25.0}}  # lowest KL, but below bicubic PSNR-Y
+  assert cs.pick(rows, ["shipped", "anime_ft_pixel", "anime_ft", "srvgg32"]) == "anime_ft_pixel"
+  rows["shipped"]["kl_from_hr"] = 1.5
+  assert cs.pick(rows, ["shipped", "anime_ft_pixel", "anime_ft"]) == "shipped"  # the incumbent stays
+  assert cs.run_pair("anime_ft_pixel") == cs.run_pair("anime_ft") == ["anime_ft_pixel", "anime_ft"]
+  assert cs.run_pair("shipped") == []
