@@ -23,18 +23,20 @@ from absl import app, flags
 from flax import serialization
 
 from arsr_jax import fileio, models, precision, pretrained, sharding
+from arsr_jax.studies import corpus_search
 from arsr_jax.evaluation import frozen
 
 FLAGS = flags.FLAGS
 SELECT_SET = "corpus_test"
 
 
-def choose(results: dict, scale: int) -> str:
+def choose(results: dict, scale: int, runs: list[str] | None = None) -> str:
   """The learned method with the lowest KL(HR||method) on the corpus test clips at ``scale`` among
-  those whose PSNR-Y beats bicubic there (a shipped SR model must at least beat bicubic)."""
+  those whose PSNR-Y beats bicubic there (a shipped SR model must at least beat bicubic); ``runs``:
+  only these (the study's trained runs, not peers or the shipped model judged beside them)."""
   rows = results["tables"][SELECT_SET][f"x{scale}"]["methods"]
   learned = {m: r["kl_from_hr"] for m, r in rows.items()
-             if m != "bicubic" and r["psnr_y"] > rows["bicubic"]["psnr_y"]}
+             if m != "bicubic" and r["psnr_y"] > rows["bicubic"]["psnr_y"] and (runs is None or m in runs)}
   if not learned:
     raise ValueError(f"x{scale}: no learned method beats bicubic PSNR-Y on {SELECT_SET}; nothing to ship")
   return min(learned, key=learned.get)
@@ -42,8 +44,9 @@ def choose(results: dict, scale: int) -> str:
 
 def export(study: str, scale: int, out_dir: str, command: str) -> dict:
   results = fileio.read_json(fileio.path(study) / "results.json")
-  method = choose(results, scale)
-  workdir = os.path.join(study, f"x{scale}", method)
+  scale_dir = os.path.join(study, f"x{scale}")
+  method = choose(results, scale, [m for m in os.listdir(scale_dir) if (fileio.path(scale_dir) / m / "config.json").exists()])
+  workdir = os.path.join(scale_dir, method)
   cfg = frozen.load_run_config(workdir)
   sr = frozen.load_sr(workdir, sharding.replicated(sharding.make_mesh()), jnp.float32)
   kwargs = {k: v for k, v in precision.net_kwargs(cfg.model, models.MODELS, None).items() if k != "dtype"}
@@ -56,7 +59,9 @@ def export(study: str, scale: int, out_dir: str, command: str) -> dict:
              for s, t in results["tables"].items() if f"x{scale}" in t}
   card = {"name": name, "scale": scale, "method": method,
           "recipe": {"vdsr": "configs/vdsr.py:smoke (MSE)", "sosr": "configs/sosr_vdsr.py:smoke (WMSE)",
-                     "tosr": "configs/tosr1_vdsr.py:smoke", "consistency": "configs/sosr_vdsr_consistency.py"}[method]
+                     "tosr": "configs/tosr1_vdsr.py:smoke", "consistency": "configs/sosr_vdsr_consistency.py"}.get(
+                         method, f"arsr_jax/studies/corpus_search.py candidate {method!r}: MSE run, then "
+                         "configs/sosr_vdsr_consistency.py fine-tuned from it")
                     + " with arsr_jax.studies.corpus_study's overrides (config.json below)",
           "model": {"name": cfg.model.name, "kwargs": kwargs},
           "parameters": int(sum(np.size(x) for x in jax.tree.leaves(variables["params"]))),
@@ -67,6 +72,12 @@ def export(study: str, scale: int, out_dir: str, command: str) -> dict:
           "chosen_by": f"lowest mean KL(HR||method) on {SELECT_SET} among the study's methods beating bicubic PSNR-Y",
           "study_numbers": numbers, "config": cfg.to_dict(),
           "reproduce": [command, f"python -m arsr_jax.studies.export_pretrained --study {study}"]}
+  seed = corpus_search.provenance(workdir)
+  if seed:  # derived from released third-party weights: their source and license travel with the card
+    card["provenance"], card["license"] = seed, seed["license"]
+  if method in corpus_search.CANDIDATES:
+    card["reproduce"][1:1] = [f"python -m arsr_jax.studies.corpus_search --study {study} --videos ../shared/data/corpus "
+                              f"--scale {scale} --stages train,choose,judge --heldout ../shared/data/clips"]
   fileio.write_json(fileio.path(out_dir) / f"{name}.json", card)
   print(f"{name}: {method} from {workdir} (step {sr.step}), {len(blob) / 1e6:.2f} MB")
   return card
