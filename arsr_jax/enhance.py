@@ -65,7 +65,7 @@ class Options:
   skip_existing: bool = False
   recognize: bool = False
   tile: int | None = None  # LR pixels, 0 = whole frames, None = automatic (tiles when frames do not fit)
-  tile_overlap: int = 16  # LR pixels
+  tile_overlap: int | None = None  # LR pixels; None = twice the network's measured receptive radius
   memory_budget: int | None = None  # bytes per device call; None = the device's free memory
   batch: int = 8  # output frames per device call (clip models: batch // T windows, at least one)
   crf: int | None = None  # shorthand for encoding.crf
@@ -429,7 +429,8 @@ def define_flags() -> None:
                       "whole frames if they fit --memory_budget, else the largest tile that does (printed).")
   flags.DEFINE_string("memory_budget", None, "Memory one accelerator call may use, e.g. 8G or 512M (default: "
                       "$ARSR_MEMORY_BUDGET, else 90% of the device's free memory, on CPU half the available RAM).")
-  flags.DEFINE_integer("tile_overlap", 16, "Overlap of neighbouring tiles, LR pixels (blended).")
+  flags.DEFINE_integer("tile_overlap", None, "Overlap of neighbouring tiles, LR pixels (default: twice the "
+                       "network's receptive radius, measured on it, so tiles match whole frames).")
   flags.DEFINE_integer("batch", 8, "Output frames per accelerator call (clip models: at least one window).")
   flags.DEFINE_integer("clip_length", 0, "Clip models (DVSR): frames per window (0 = the training clip length).")
 

@@ -101,6 +101,33 @@ def test_tiles_cover_frames_and_match_whole_frames():
     assert np.abs(ab.astype(int) - bb).max() <= 1  # bicubic's radius is 2 LR pixels: at most rounding
 
 
+def blur_k_x4(k):
+  """A stand-in network of receptive radius k LR pixels: the 3x3 box blur applied k times, then x4."""
+  def fn(v, x):
+    for _ in range(k):
+      x = box_blur_x4(v, x)[:, :, ::4, ::4]
+    return nearest(x)[:, :1]
+  return fn
+
+
+def test_receptive_radius_is_measured_and_sets_the_default_overlap():
+  spec = inference.WindowSpec("frame")
+  for k in (1, 3, 7):
+    assert inference.Upscaler(blur_k_x4(k), None, spec, 4).receptive_radius() == k
+  whole_frame = lambda v, x: nearest(jnp.broadcast_to(x.mean(axis=(2, 3), keepdims=True), x.shape))  # noqa: E731
+  deep = inference.Upscaler(whole_frame, None, spec, 4)  # wider than the probe: capped there, not small
+  assert deep.receptive_radius() == inference.RADIUS_PROBE // 2 - 1
+  frames = list(np.random.default_rng(1).integers(0, 256, (2, 40, 70, 3), np.uint8))
+  whole = inference.Upscaler(blur_k_x4(5), None, spec, 4, tile=0)
+  tiled = inference.Upscaler(blur_k_x4(5), None, spec, 4, tile=24, batch=2)  # overlap None: 2 x 5
+  assert tiled.overlap == 10
+  for (a, _), (b, _) in zip(whole(frames), tiled(frames), strict=True):
+    np.testing.assert_array_equal(a, b)
+  too_short = inference.Upscaler(blur_k_x4(7), None, spec, 4, tile=24)  # needs overlap 14 >= 24 / 2
+  with pytest.raises(ValueError, match="receptive radius .*7 LR pixels.* larger --tile"):
+    too_short.plan(40, 70)
+
+
 def test_upscaler_rejects_bad_tiles_and_partial_outputs():
   with pytest.raises(ValueError, match="overlap"):
     inference.Upscaler(lambda v, x: nearest(x), None, inference.WindowSpec("frame"), 4, tile=16, overlap=8)
