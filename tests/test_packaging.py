@@ -10,7 +10,10 @@ import zipfile
 
 import pytest
 
+import numpy as np
+
 from arsr_jax import cli, config_lib
+from arsr_jax.data import video
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -77,9 +80,9 @@ def test_another_recipe_in_a_workdir_is_one_line_exit_2(small_data_dir, tmp_path
 
 
 @pytest.mark.slow
-def test_wheel_ships_recipes_and_commands(tmp_path):
-  """The wheel, installed alone (no source tree on the path), loads recipes by name and its
-  console commands run."""
+def test_wheel_ships_recipes_and_commands(tmp_path, small_data_dir):
+  """The wheel, installed alone (no source tree on the path), loads recipes by name, trains one by
+  name, and its console commands run: degrade, then enhance with the shipped model, on a real clip."""
   wheels, target, cwd = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
   cwd.mkdir()
   subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
@@ -104,6 +107,16 @@ def test_wheel_ships_recipes_and_commands(tmp_path):
                   "arsr-prepare"):
     r = _run([str(target / "bin" / command), "--help"], cwd, env)  # absl's --help exits 1, argparse's 0
     assert r.returncode in (0, 1) and "--" in r.stdout and "Traceback" not in r.stderr, (command, r.stderr[-2000:])
+  r = _run([str(target / "bin" / "arsr-train"), "--config", "vdsr:smoke", "--workdir", "w", "--config.train.num_steps=1",
+            f"--config.data.data_dir={small_data_dir}", "--config.train.batch_size=8", "--config.eval.max_clips=2"], cwd, env)
+  assert r.returncode == 0 and (cwd / "w" / "results.json").is_file(), r.stderr[-3000:]
+  hr = np.random.default_rng(0).integers(0, 256, (3, 48, 64, 3), np.uint8)
+  video.write_video(cwd / "hr.mp4", hr, fps=10)
+  r = _run([str(target / "bin" / "arsr-degrade"), "-i", "hr.mp4", "-o", "lr.mp4", "-s", "4"], cwd, env)
+  assert r.returncode == 0, r.stderr[-3000:]
+  r = _run([str(target / "bin" / "arsr-enhance"), "-i", "lr.mp4", "-o", "sr.mp4"], cwd, env)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert video.read_video(cwd / "sr.mp4").shape == (3, 48, 64, 3)
 
 
 @pytest.mark.slow
