@@ -99,7 +99,9 @@ def frame_properties(path: str | os.PathLike) -> dict:
   if frame is None:
     raise ValueError(f"video {path} has no decodable frames (empty or corrupt)")
   matrix = None
-  for data in frame.side_data:
+  # PyAV >= 18.1.1 maps type -> data; older releases yield the entries themselves.
+  side_data = frame.side_data.values() if hasattr(frame.side_data, "values") else frame.side_data
+  for data in side_data:
     if str(data.type).endswith("DISPLAYMATRIX"):
       matrix = [int(v) for v in np.frombuffer(bytes(data), np.int32)]
   return {"display_matrix": matrix, "rotation": int(frame.rotation or 0) if matrix else 0,
