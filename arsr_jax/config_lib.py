@@ -247,7 +247,8 @@ def set_run_length(c: ml_collections.ConfigDict, num_steps: int) -> ml_collectio
 
 # Renamed keys (old -> new): an old key in a config file or a --config.* override is refused with
 # one line naming the new key; run configs stored before (config.json, checkpoint meta) read renamed.
-RENAMED = {"evaluate": "protocol", "data.new_length": "data.flow_stack"}
+RENAMED = {"evaluate": "protocol", "data.new_length": "data.flow_stack",
+           "recognizer.new_length": "recognizer.flow_stack"}  # tsn-pytorch's name for the flow stack
 RENAMED_VALUES = {"task": {"evaluate": "protocol"}}
 RENAMED_RECIPES = {"evaluate": "protocol"}
 
@@ -350,6 +351,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       new = renamed_key(key)
       problems.append(f"{key!r}" + (f" (renamed: use '{new}')" if new else ""))
       continue
+    if key in FREE_SECTIONS and isinstance(config[key], ml_collections.ConfigDict):
+      # Their consumers check their keys; a renamed key is named here, with its new name.
+      problems += [f"'{key}.{sub}' (renamed: use '{renamed_key(f'{key}.{sub}')}')"
+                   for sub in config[key] if renamed_key(f"{key}.{sub}")]
     if key in FREE_SECTIONS or not isinstance(base[key], ml_collections.ConfigDict):
       continue
     known = set(base[key]) | OPTIONAL_KEYS.get(key, set())

@@ -47,7 +47,7 @@ def test_recognizer_configs_build(variant):
     kind = recognition.input_kind(c.recognizer)
     kwargs = {k: v for k, v in c.recognizer.to_dict().items() if k != "name"}
     if kind in ("flow", "two_stream"):
-      kwargs["new_length"] = c.data.flow_stack
+      kwargs["flow_stack"] = c.data.flow_stack
     recognition.build_recognizer(c.recognizer.name, num_classes=12, **kwargs)
   with pytest.raises(ValueError, match="pick one model"):
     _load(ROOT / "configs" / "recognizer.py").get_config("tsn_rgb,i3d")
@@ -89,22 +89,31 @@ def test_renamed_keys_are_refused_naming_the_new_key():
     config_lib.validate(config)
   with pytest.raises(FileNotFoundError, match="--config evaluate: renamed; use protocol"):
     config_lib.resolve_config_path("evaluate")
+  config = config_lib.recipe("recognizer", "tsn_flow,smoke")  # a section its consumer checks: still named
+  with config.unlocked():
+    config.recognizer.new_length = 3
+  with pytest.raises(ValueError, match=r"'recognizer.new_length' \(renamed: use 'recognizer.flow_stack'\)"):
+    config_lib.validate(config)
 
 
 def test_stored_configs_and_checkpoint_metas_are_read_under_the_new_names(tmp_path):
   old = _old_names(config_lib.recipe("protocol", "smoke"))
-  old["task"], old["data"]["new_length"] = "evaluate", 7
+  old["task"], old["data"]["new_length"], old["recognizer"]["new_length"] = "evaluate", 7, 7
   (tmp_path / "config.json").write_text(json.dumps(old))
   cfg = frozen.load_run_config(tmp_path)
   assert cfg.task == "protocol" and cfg.data.flow_stack == 7 and "new_length" not in cfg.data
+  assert cfg.recognizer.flow_stack == 7 and "new_length" not in cfg.recognizer
   assert cfg.protocol.views == 1 and "evaluate" not in cfg
   config_lib.validate(cfg)
   # A run whose checkpoints were written before the renames resumes (its data section matches) ...
   config = config_lib.recipe("recognizer", "tsn_flow,smoke")
+  with config.unlocked():
+    config.recognizer.flow_stack = config.data.flow_stack  # as jobs.recognition.resolve sets it
   meta = tmp_path / "checkpoints" / "4" / "meta" / checkpointing.META_FILE
   meta.parent.mkdir(parents=True)
   identity = checkpointing.run_identity(config)  # what a checkpoint's meta records, as written before
   identity["data"]["new_length"] = identity["data"].pop("flow_stack")
+  identity["recognizer"]["new_length"] = identity["recognizer"].pop("flow_stack")
   meta.write_text(json.dumps({"step": 4, **identity}))
   checkpointing.check_identity(tmp_path / "checkpoints", config)
   # ... and one with another flow stack is still another run.

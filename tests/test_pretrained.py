@@ -3,9 +3,10 @@
 import pathlib
 
 import jax.numpy as jnp
+import ml_collections
 import pytest
 
-from arsr_jax import pretrained
+from arsr_jax import config_lib, pretrained
 from arsr_jax.data import degrade, video
 from arsr_jax.metrics import image as image_metrics
 from arsr_jax.steps import sr as sr_steps
@@ -19,6 +20,15 @@ def test_unknown_names_are_refused():
     pretrained.load("nope")
   with pytest.raises(ValueError, match="x3"):
     pretrained.default(3)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no pretrained models in arsr_jax/pretrained")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_cards_use_todays_config_names(name):
+  """A card's run config names no key renamed since (config_lib.RENAMED): it reads as written."""
+  config = pretrained.card(name)["config"]
+  assert config_lib.upgrade_stored(config) == config
+  config_lib.validate(ml_collections.ConfigDict(config))
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no pretrained models in arsr_jax/pretrained")

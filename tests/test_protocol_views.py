@@ -86,7 +86,7 @@ def test_mirrored_flow_negates_u_only():
 
 
 def _sampler(kind, **kw):
-  return recognition_data.SampleRecognition(kind=kind, num_segments=2, new_length=2, crop_size=8, **kw)
+  return recognition_data.SampleRecognition(kind=kind, num_segments=2, flow_stack=2, crop_size=8, **kw)
 
 
 def _example():

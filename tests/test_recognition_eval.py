@@ -83,7 +83,7 @@ def test_recognizer_runs_write_config_and_hr_accuracy(workdirs):
     assert res["accuracy"] == pytest.approx(acc)
     assert [x is None for x in res["per_class_accuracy"]] == [x is None for x in per_class]
     assert [x for x in res["per_class_accuracy"] if x is not None] == pytest.approx([x for x in per_class if x is not None])
-  assert frozen.load_run_config(workdirs["tsn_flow"]).recognizer.new_length == 3
+  assert frozen.load_run_config(workdirs["tsn_flow"]).recognizer.flow_stack == 3
 
 
 @pytest.mark.slow

@@ -215,7 +215,7 @@ def test_tsn_rgb_forward_and_batch_stats():
 
 
 def test_tsn_flow_forward_and_checks():
-  model = TSN(modality="flow", num_classes=4, depth=18, width=4, new_length=5)
+  model = TSN(modality="flow", num_classes=4, depth=18, width=4, flow_stack=5)
   assert model.in_channels == 10
   flow = _uniform((1, 2, 5, 32, 32, 2), low=-30.0, high=30.0)  # (N, S, L, H, W, 2)
   x = stack_flow(flow)
@@ -229,7 +229,7 @@ def test_tsn_flow_forward_and_checks():
 
 
 def test_st_resnet_connections():
-  model = build_recognizer("st_resnet", num_classes=5, depth=18, width=4, new_length=2)
+  model = build_recognizer("st_resnet", num_classes=5, depth=18, width=4, flow_stack=2)
   rgb, flow = _uniform((2, 32, 32, 3), seed=1), _uniform((2, 32, 32, 4), seed=2, low=-5.0, high=5.0)
   variables = model.init(KEY, rgb, flow)
   out = model.apply(variables, rgb, flow)
@@ -284,24 +284,24 @@ def test_stack_flow_interleaves_u_v():
 def test_segment_indices_test_mode():
   idx = segment_indices(100, 25)  # tick = 4: the middle of each 4-frame segment
   np.testing.assert_array_equal(idx, 2 + 4 * np.arange(25))
-  flow = segment_indices(100, 25, new_length=5)  # tick = 96 / 25 = 3.84; int(1.92 + 3.84 i)
+  flow = segment_indices(100, 25, flow_stack=5)  # tick = 96 / 25 = 3.84; int(1.92 + 3.84 i)
   assert list(flow[:4]) == [1, 5, 9, 13] and flow[-1] == 94 and flow[-1] + 5 <= 100
   np.testing.assert_array_equal(flow, [int(1.92 + 3.84 * i) for i in range(25)])
   np.testing.assert_array_equal(segment_indices(3, 6), [0, 0, 1, 1, 2, 2])  # short video repeats
-  with pytest.raises(ValueError, match="4 frames.*new_length=5"):
-    segment_indices(4, 3, new_length=5)
+  with pytest.raises(ValueError, match="4 frames.*flow_stack=5"):
+    segment_indices(4, 3, flow_stack=5)
 
 
 def test_segment_indices_train_mode():
   rng = np.random.default_rng(0)
   for _ in range(20):
-    idx = segment_indices(100, 3, new_length=5, train=True, rng=rng)  # 96 starts, segments of 32
+    idx = segment_indices(100, 3, flow_stack=5, train=True, rng=rng)  # 96 starts, segments of 32
     assert np.all(idx // 32 == np.arange(3)) and np.all(idx + 5 <= 100)
   draws = np.stack([segment_indices(10, 2, train=True, rng=rng) for _ in range(200)])
   assert set(draws[:, 0]) == set(range(5)) and set(draws[:, 1]) == set(range(5, 10))
-  short = segment_indices(6, 8, new_length=2, train=True, rng=1)  # 5 starts < 8 segments, 6 <= 8
+  short = segment_indices(6, 8, flow_stack=2, train=True, rng=1)  # 5 starts < 8 segments, 6 <= 8
   np.testing.assert_array_equal(short, np.zeros(8))
-  fallback = segment_indices(9, 8, new_length=3, train=True, rng=1)  # 7 starts < 8 segments, 9 > 8
+  fallback = segment_indices(9, 8, flow_stack=3, train=True, rng=1)  # 7 starts < 8 segments, 9 > 8
   assert np.all(np.diff(fallback) >= 0) and fallback.max() <= 6
   same_seed = [segment_indices(50, 5, train=True, rng=7) for _ in range(2)]
   np.testing.assert_array_equal(*same_seed)
@@ -317,7 +317,7 @@ def test_cross_modality_init():
   np.testing.assert_allclose(new, np.repeat(np.mean(kernel, axis=2, keepdims=True), 10, axis=2), rtol=1e-6)
   np.testing.assert_array_equal(flow_params["backbone"]["layer1_0"]["conv1"]["kernel"],
                                 variables["params"]["backbone"]["layer1_0"]["conv1"]["kernel"])
-  flow = TSN(modality="flow", num_classes=3, depth=18, width=4, new_length=5)
+  flow = TSN(modality="flow", num_classes=3, depth=18, width=4, flow_stack=5)
   x = jnp.zeros((1, 1, 32, 32, 10))
   template = jax.eval_shape(lambda: flow.init(KEY, x))["params"]
   assert jax.tree.map(jnp.shape, flow_params) == jax.tree.map(jnp.shape, template)

@@ -54,7 +54,7 @@ class SampleRecognition(grain.transforms.RandomMap):
   """Clip example -> one recognizer input (see module docstring) and its label."""
   kind: str
   num_segments: int = 3
-  new_length: int = 5
+  flow_stack: int = 5
   clip_length: int = 16
   crop_size: int = 0  # 0 = whole frame
   resize: int = 0  # frames resized to resize x resize first (variable-size clips, TinyVIRAT: 112)
@@ -83,12 +83,12 @@ class SampleRecognition(grain.transforms.RandomMap):
         flow = example.get("flow")
         if flow is None:
           raise ValueError("it has no 'flow' feature (set data.flow_source='tvl1')")
-        starts = tsn.segment_indices(flow.shape[0], self.num_segments, self.new_length,
+        starts = tsn.segment_indices(flow.shape[0], self.num_segments, self.flow_stack,
                                      train=rng is not None, rng=rng)
-        stacks = flow[starts[:, None] + np.arange(self.new_length)]  # (S, L, H, W, 2), stored dtype
+        stacks = flow[starts[:, None] + np.arange(self.flow_stack)]  # (S, L, H, W, 2), stored dtype
         out["flow"] = tsn.stack_flow(stacks)
         if self.kind == "two_stream":
-          out["rgb"] = hr[starts + self.new_length // 2]
+          out["rgb"] = hr[starts + self.flow_stack // 2]
       elif self.kind == "rgb":
         out["rgb"] = hr[tsn.segment_indices(num_frames, self.num_segments, 1, train=rng is not None, rng=rng)]
       else:
@@ -358,7 +358,7 @@ def sampler(d: ml_collections.ConfigDict, kind: str, train: bool, num_segments: 
   """The sampler of data section ``d``; ``num_segments`` (default data.num_segments): eval.num_segments
   when evaluating."""
   return SampleRecognition(kind=kind, num_segments=num_segments or d.num_segments,
-                           new_length=d.flow_stack, clip_length=d.clip_length, crop_size=d.crop_size,
+                           flow_stack=d.flow_stack, clip_length=d.clip_length, crop_size=d.crop_size,
                            resize=d.resize, train=train, sr_input=bool(d.get("sr_input")),
                            lr_size=d.get("lr_size", 0), scale_jitter=tuple(d.get("scale_jitter", ())),
                            flip=bool(d.get("flip", False)))

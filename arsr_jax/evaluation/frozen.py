@@ -71,7 +71,7 @@ class FrozenRecognizer:
   variables: Any
   kind: str
   num_classes: int
-  new_length: int
+  flow_stack: int
   step: int
   source: str
   tvl1: Any = None  # TV-L1 parameters of its training flow (dict), None = dataset flow / unknown

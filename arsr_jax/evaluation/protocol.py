@@ -169,7 +169,7 @@ def _load_recognizers(e, repl, dtype, num_classes) -> dict[str, frozen.FrozenRec
 
 def _run_two_stream(config, source, n, sp, tp, recs, mesh, scale: int, name: str) -> dict[str, np.ndarray]:
   e = config.protocol
-  new_length = next((r.new_length for k, r in recs.items() if k != "spatial"), config.data.flow_stack)
+  flow_stack = next((r.flow_stack for k, r in recs.items() if k != "spatial"), config.data.flow_stack)
   for sr in (sp, tp):
     if not isinstance(sr, str) and sr.is_clip_model:
       raise ValueError(f"SR checkpoint {sr.name} is a clip model; evaluate it with a clip recognizer "
@@ -181,7 +181,7 @@ def _run_two_stream(config, source, n, sp, tp, recs, mesh, scale: int, name: str
                                  image_metrics.border_for(scale, config.eval.get("border")), flow_stored, views=e.views)
 
   def sample(ex):
-    out = protocol_steps.sample_two_stream(ex, config.eval.num_segments, new_length, protocol_steps.input_frames(sp),
+    out = protocol_steps.sample_two_stream(ex, config.eval.num_segments, flow_stack, protocol_steps.input_frames(sp),
                                protocol_steps.input_frames(tp), "two_stream" in recs)
     return dict(out, label=recognition_data.label_of(ex))
   return map_videos(config, source, n, sample, step, mesh, desc=f"{name}: two-stream")

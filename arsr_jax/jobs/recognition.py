@@ -39,10 +39,10 @@ def resolve(config: ml_collections.ConfigDict) -> str:
   with config.unlocked():
     config.recognizer.num_classes = n
     if kind in ("flow", "two_stream"):  # the network's input channels follow the data's flow stacks
-      length = config.recognizer.get("new_length")
+      length = config.recognizer.get("flow_stack")
       if length not in (None, config.data.flow_stack):
-        raise ValueError(f"recognizer.new_length={length} differs from data.flow_stack={config.data.flow_stack}")
-      config.recognizer.new_length = config.data.flow_stack
+        raise ValueError(f"recognizer.flow_stack={length} differs from data.flow_stack={config.data.flow_stack}")
+      config.recognizer.flow_stack = config.data.flow_stack
   return kind
 
 

@@ -37,7 +37,7 @@ class STResNet(nn.Module):
   num_classes: int = 101
   depth: int = 50
   width: int = 64
-  new_length: int = 10  # flow fields per motion snippet (2 * new_length channels)
+  flow_stack: int = 10  # flow fields per motion snippet (2 * flow_stack channels)
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
   stem_type: str = "imagenet"  # ResNet stem; 'small' for small frames (see resnet.ResNet)
@@ -48,8 +48,8 @@ class STResNet(nn.Module):
     self.motion = ResNet(*args, normalize_input="flow", dtype=self.dtype, stem_type=self.stem_type)
 
   def __call__(self, rgb: jax.Array, flow: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
-    """rgb (N, [S,] H, W, 3), flow (N, [S,] H, W, 2 * new_length) -> {'spatial', 'temporal'} logits."""
-    c = 2 * self.new_length
+    """rgb (N, [S,] H, W, 3), flow (N, [S,] H, W, 2 * flow_stack) -> {'spatial', 'temporal'} logits."""
+    c = 2 * self.flow_stack
     if (rgb.ndim not in (4, 5) or rgb.shape[-1] != 3 or flow.shape[-1] != c
         or rgb.shape[:-1] != flow.shape[:-1]):
       raise ValueError(f"STResNet expects rgb (N, [S,] H, W, 3) and flow (N, [S,] H, W, {c}) of the same "

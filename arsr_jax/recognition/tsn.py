@@ -2,11 +2,11 @@
 
 Follows yjxiong/temporal-segment-networks and its PyTorch port (yjxiong/tsn-pytorch): a video is
 split into S equal segments, one snippet is taken from each (an RGB frame, or a stack of
-``new_length`` consecutive optical-flow fields), the same 2D network scores every snippet and the
+``flow_stack`` consecutive optical-flow fields), the same 2D network scores every snippet and the
 segment consensus averages the per-segment logits.
 
 ``TSN``: snippets (N, S, H, W, C) -> logits (N, num_classes), float32, with C = 3 for
-``modality='rgb'`` (frames in [0, 1]) or C = 2 * new_length for ``'flow'`` (flow in pixels,
+``modality='rgb'`` (frames in [0, 1]) or C = 2 * flow_stack for ``'flow'`` (flow in pixels,
 stacked by :func:`stack_flow` as [u_1, v_1, u_2, v_2, ...]). The backbone (``ResNet``, submodule
 ``backbone``) normalises its input itself: ImageNet mean/std for RGB, flow clipped to +-20 px and
 divided by 20. Dropout before the classifier defaults to TSN's 0.8 (rgb) / 0.7 (flow); training
@@ -39,24 +39,24 @@ def _xp(x):
   return jnp if isinstance(x, jax.Array) else np
 
 
-def segment_indices(num_frames: int, num_segments: int, new_length: int = 1, *, train: bool = False,
+def segment_indices(num_frames: int, num_segments: int, flow_stack: int = 1, *, train: bool = False,
                     rng: np.random.Generator | int | None = None) -> np.ndarray:
   """0-based start frames (num_segments,) of TSN's snippets; snippet k is frames
-  ``start[k] : start[k] + new_length``.
+  ``start[k] : start[k] + flow_stack``.
 
   Test (``train=False``), tsn-pytorch's ``_get_test_indices``: with
-  tick = (num_frames - new_length + 1) / num_segments, start[i] = int(tick / 2 + tick * i), the
+  tick = (num_frames - flow_stack + 1) / num_segments, start[i] = int(tick / 2 + tick * i), the
   middle of each equal segment (repeats when the video is shorter than ``num_segments``).
   Train, ``_sample_indices``: a uniformly random start inside each of the equal segments of
-  length (num_frames - new_length + 1) // num_segments; if that is 0, sorted random starts over
+  length (num_frames - flow_stack + 1) // num_segments; if that is 0, sorted random starts over
   the whole video (num_frames > num_segments) or all zeros. ``rng`` seeds a NumPy Generator.
   """
-  if num_segments < 1 or new_length < 1:
-    raise ValueError(f"num_segments and new_length must be >= 1, got {num_segments} and {new_length}")
-  if num_frames < new_length:
-    raise ValueError(f"video has {num_frames} frames, fewer than the {new_length} one snippet needs "
-                     f"(new_length={new_length}, num_segments={num_segments})")
-  span = num_frames - new_length + 1  # number of valid start positions
+  if num_segments < 1 or flow_stack < 1:
+    raise ValueError(f"num_segments and flow_stack must be >= 1, got {num_segments} and {flow_stack}")
+  if num_frames < flow_stack:
+    raise ValueError(f"video has {num_frames} frames, fewer than the {flow_stack} one snippet needs "
+                     f"(flow_stack={flow_stack}, num_segments={num_segments})")
+  span = num_frames - flow_stack + 1  # number of valid start positions
   if not train:
     tick = span / float(num_segments)
     return np.array([int(tick / 2.0 + tick * i) for i in range(num_segments)], dtype=np.int64)
@@ -119,21 +119,21 @@ class TSN(nn.Module):
   num_classes: int = 101
   depth: int = 50
   width: int = 64
-  new_length: int = 5  # flow fields per snippet (TSN's default); RGB snippets are single frames
+  flow_stack: int = 5  # flow fields per snippet (tsn-pytorch's new_length, default 5); RGB snippets: 1 frame
   dropout_rate: float | None = None  # None: 0.8 for rgb, 0.7 for flow
   dtype: Any = jnp.float32
   stem_type: str = "imagenet"  # ResNet stem; 'small' for small frames (see resnet.ResNet)
 
   @property
   def in_channels(self) -> int:
-    return 3 if self.modality == "rgb" else 2 * self.new_length
+    return 3 if self.modality == "rgb" else 2 * self.flow_stack
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     if self.modality not in DEFAULT_DROPOUT:
       raise ValueError(f"TSN modality must be 'rgb' or 'flow', got {self.modality!r}")
     if x.ndim != 5 or x.shape[-1] != self.in_channels:
-      raise ValueError(f"TSN ({self.modality}, new_length={self.new_length}) expects snippets "
+      raise ValueError(f"TSN ({self.modality}, flow_stack={self.flow_stack}) expects snippets "
                        f"(N, S, H, W, {self.in_channels}), got shape {x.shape}")
     n, s = x.shape[:2]
     rate = DEFAULT_DROPOUT[self.modality] if self.dropout_rate is None else self.dropout_rate

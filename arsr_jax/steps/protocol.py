@@ -36,7 +36,7 @@ def input_frames(sr) -> int:
   return sr.input_frames if not isinstance(sr, str) else 1
 
 
-def sample_two_stream(example: dict[str, Any], num_segments: int, new_length: int, k_spatial: int,
+def sample_two_stream(example: dict[str, Any], num_segments: int, flow_stack: int, k_spatial: int,
                       k_temporal: int, centre_rgb: bool) -> dict[str, np.ndarray]:
   """uint8 LR/HR frames of one video for both streams (TSN test sampling).
 
@@ -46,15 +46,15 @@ def sample_two_stream(example: dict[str, Any], num_segments: int, new_length: in
   """
   hr, lr = example["hr"], example["lr"]
   t = hr.shape[0]
-  starts = tsn.segment_indices(t - 1, num_segments, new_length)
-  tp_idx = starts[:, None] + np.arange(new_length + 1)
-  sp_idx = starts + new_length // 2 if centre_rgb else tsn.segment_indices(t, num_segments, 1)
+  starts = tsn.segment_indices(t - 1, num_segments, flow_stack)
+  tp_idx = starts[:, None] + np.arange(flow_stack + 1)
+  sp_idx = starts + flow_stack // 2 if centre_rgb else tsn.segment_indices(t, num_segments, 1)
   out = {"sp_lr": lr[pipeline.lr_window(t, sp_idx, k_spatial)], "sp_hr": hr[sp_idx],
          "tp_lr": lr[pipeline.lr_window(t, tp_idx.ravel(), k_temporal)].reshape(
-             (num_segments, new_length + 1, k_temporal) + lr.shape[1:]),
+             (num_segments, flow_stack + 1, k_temporal) + lr.shape[1:]),
          "tp_hr": hr[tp_idx]}
   if "flow" in example:
-    out["hr_flow"] = np.asarray(example["flow"])[starts[:, None] + np.arange(new_length)]
+    out["hr_flow"] = np.asarray(example["flow"])[starts[:, None] + np.arange(flow_stack)]
   return out
 
 
