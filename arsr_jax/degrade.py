@@ -6,7 +6,7 @@
 
 Each frame is cut to a multiple of 2 x scale pixels (the bottom rows and right columns beyond it, as
 the SR benchmarks' "modcrop"; at most 2 x scale - 1 of each), then downsampled by ``scale`` with
-``arsr_jax.data.degrade.bicubic_downsample`` (antialiased Keys cubic, MATLAB ``imresize``'s), the
+``arsr_jax.media.degrade.bicubic_downsample`` (antialiased Keys cubic, MATLAB ``imresize``'s), the
 degradation the models were trained on. The LR sizes are thus even (H.264 4:2:0 needs them; ffmpeg's
 ``scale=iw/4:-2`` can give odd widths) and ``enhance`` at the same scale gives back the cut HR size.
 INPUT is a video, an image or a folder of frames (as ``enhance``); the output keeps the source's frame
@@ -25,7 +25,7 @@ import jax
 from absl import app, flags
 
 from arsr_jax import enhance_frames, enhance_io
-from arsr_jax.data import degrade
+from arsr_jax.media import degrade
 
 FLAGS = flags.FLAGS
 

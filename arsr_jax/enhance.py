@@ -38,9 +38,9 @@ import numpy as np
 from absl import app, flags, logging
 
 from arsr_jax import enhance_frames, enhance_io, inference, precision, pretrained, sharding
-from arsr_jax.data import degrade, video
 from arsr_jax.enhance_io import OUTPUT_EXTENSIONS
 from arsr_jax.evaluation import frozen
+from arsr_jax.media import degrade, video
 from arsr_jax.models import ncnn_import
 from arsr_jax.recognition import i3d
 from arsr_jax.writers import ProgressBar

@@ -20,7 +20,7 @@ import av
 import numpy as np
 from PIL import Image, ImageOps
 
-from arsr_jax.data import video
+from arsr_jax.media import video
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".ts",
                     ".3gp", ".ogv")

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from arsr_jax import sharding
-from arsr_jax.data import degrade
+from arsr_jax.media import degrade
 from arsr_jax.steps import sr as sr_steps
 
 KINDS = ("frame", "window", "clip")

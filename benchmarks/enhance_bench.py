@@ -60,7 +60,7 @@ def parse_args(argv=None):
 def lr_frames(path: str, count: int, height: int = 240, width: int = 320) -> tuple[np.ndarray, str]:
   """(count, height, width, 3) uint8 frames: the video's first ones (centre crop), or random when it is absent."""
   if os.path.exists(path):
-    from arsr_jax.data import video
+    from arsr_jax.media import video
     frames = np.stack([f for _, f in zip(range(count), video.iter_frames(path, count))])
     h, w = frames.shape[1:3]
     if len(frames) != count or h < height or w < width:

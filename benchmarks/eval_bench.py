@@ -56,8 +56,8 @@ import flow_bench  # noqa: E402
 import roofline  # noqa: E402
 
 SHARED_CLIPS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
-SIZES = {"ucf101": dict(h=240, w=320, segments=25, new_length=5, depth=50, width=64, layers=20, features=64),
-         "smoke": dict(h=64, w=64, segments=3, new_length=3, depth=18, width=8, layers=4, features=16)}
+SIZES = {"ucf101": dict(h=240, w=320, segments=25, flow_stack=5, depth=50, width=64, layers=20, features=64),
+         "smoke": dict(h=64, w=64, segments=3, flow_stack=3, depth=18, width=8, layers=4, features=16)}
 
 
 def parse_args():
@@ -119,7 +119,7 @@ def main():
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   batch = args.batch or mesh.devices.size
   dtype = precision.compute_dtype(args.dtype, "gpu" if args.aot else None)
-  h, w, seg, length = s["h"], s["w"], s["segments"], s["new_length"]
+  h, w, seg, length = s["h"], s["w"], s["segments"], s["flow_stack"]
   rng = np.random.default_rng(0)
   key = jax.random.key(0)
 
@@ -141,7 +141,7 @@ def main():
   sr = frozen.FrozenSR("vdsr", sr_model, sr_vars, 4, 1, {}, 0)
   recs = {}
   for name, modality, ch in (("spatial", "rgb", 3), ("temporal", "flow", 2 * length)):
-    net = TSN(modality=modality, num_classes=101, depth=s["depth"], width=s["width"], new_length=length,
+    net = TSN(modality=modality, num_classes=101, depth=s["depth"], width=s["width"], flow_stack=length,
               dtype=dtype)
     v = net.init({"params": key, "dropout": key}, jnp.zeros((1, 1, h, w, ch)), train=False)
     recs[name] = frozen.FrozenRecognizer(net, jax.device_put(v, repl), modality, 101, length, 0, "random",
@@ -252,7 +252,7 @@ def _real_videos(folder, batch, seg, length, h, w):
   of ``length + 1`` consecutive frames from clip ``i mod #clips``, resized to h x w; the LR frames
   are their x4 bicubic downsampling (as the protocol's data). ``hr_flow`` is zeros: only the
   warping error reads it, and its cost does not depend on the values."""
-  from arsr_jax.data import degrade, video
+  from arsr_jax.media import degrade, video
   paths = sorted(p for p in pathlib.Path(folder).iterdir() if p.suffix.lower() in (".mp4", ".avi", ".mkv", ".webm"))
   if not paths:
     raise SystemExit(f"--frames {folder}: no videos there (use --frames noise for random frames)")

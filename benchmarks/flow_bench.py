@@ -128,7 +128,7 @@ def load_pairs(source: str, count: int, width: int, height: int) -> tuple[np.nda
     if pairs.shape[2:] != (height, width):
       raise SystemExit(f"--pairs {path}: pairs of {pairs.shape[3]}x{pairs.shape[2]}, need {width}x{height}")
   elif path.is_dir():
-    from arsr_jax.data import video
+    from arsr_jax.media import video
     videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
       raise SystemExit(f"--pairs {path}: no videos there")

@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 
 from arsr_jax import enhance, inference, main, sharding, writers
 from arsr_jax.config_lib import recipe
-from arsr_jax.data import degrade, video
+from arsr_jax.media import degrade, video
 from arsr_jax.metrics import image as metrics
 
 SHARED_CLIPS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"

@@ -15,7 +15,7 @@ from PIL import Image
 
 from arsr_jax import degrade as degrade_cmd
 from arsr_jax import enhance, enhance_io, inference, sharding
-from arsr_jax.data import degrade, video
+from arsr_jax.media import degrade, video
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

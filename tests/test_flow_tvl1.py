@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from arsr_jax import sharding as arsr_sharding
-from arsr_jax.data.video import write_video
+from arsr_jax.media.video import write_video
 from arsr_jax.flow import __main__ as flow_cli
 from arsr_jax.flow import dequantize_flow, ops, read_flo, tvl1
 from arsr_jax.flow.tvl1 import TVL1Params, tvl1_flow

@@ -105,7 +105,7 @@ def test_kinetics_labels():
 @pytest.mark.skipif(not (CLIPS / "kinetics_arm_wrestling.mp4").exists() or not LABEL_MAP.exists(),
                     reason="shared Kinetics clips absent")
 def test_classifies_real_kinetics_clips(variables):
-  from arsr_jax.data import video
+  from arsr_jax.media import video
   labels = i3d.load_labels(LABEL_MAP)
   names = ["arm wrestling", "cleaning pool"]
   clips = [video.read_video(CLIPS / f"kinetics_{n.replace(' ', '_')}.mp4", max_frames=200) for n in names]

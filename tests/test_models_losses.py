@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from arsr_jax import losses, models
-from arsr_jax.data import degrade
+from arsr_jax.media import degrade
 
 
 def _num_params(variables):

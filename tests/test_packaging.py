@@ -13,7 +13,7 @@ import pytest
 import numpy as np
 
 from arsr_jax import cli, config_lib
-from arsr_jax.data import video
+from arsr_jax.media import video
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())

@@ -7,7 +7,7 @@ import ml_collections
 import pytest
 
 from arsr_jax import config_lib, pretrained
-from arsr_jax.data import degrade, video
+from arsr_jax.media import degrade, video
 from arsr_jax.metrics import image as image_metrics
 from arsr_jax.steps import sr as sr_steps
 

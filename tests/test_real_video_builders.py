@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from arsr_jax.data.degrade import bicubic_downsample
-from arsr_jax.data.video import write_video
+from arsr_jax.media.degrade import bicubic_downsample
+from arsr_jax.media.video import write_video
 from arsr_jax.flow.tvl1 import TVL1Params
 from arsr_jax.flow.warp import warp
 from tfds_builders import prepare, video_builder, video_prep

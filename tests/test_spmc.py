@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from arsr_jax import losses
-from arsr_jax.data import degrade
+from arsr_jax.media import degrade
 from arsr_jax.models import spmc
 from test_models_zoo import _jit  # XLA:CPU options that cut compile time
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import tfds_builders.synthetic_actions as synthetic_actions
-from arsr_jax.data.degrade import bicubic_downsample
+from arsr_jax.media.degrade import bicubic_downsample
 from arsr_jax.flow.warp import warp
 from tfds_builders.synthetic_actions import generator
 from tfds_builders.synthetic_actions import synthetic_actions_dataset_builder as sa_builder

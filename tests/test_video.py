@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from arsr_jax.data.video import iter_frames, read_video, video_info, write_video
+from arsr_jax.media.video import iter_frames, read_video, video_info, write_video
 
 
 def frames(t=6, h=24, w=32):

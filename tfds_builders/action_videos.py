@@ -4,7 +4,7 @@ One example per video of the official split lists:
 
   hr          uint8   (T, H, W, 3)      every frame (or every `frame_step`-th, at most
                                         `max_frames`), resized (PIL bicubic) to H x W
-  lr          uint8   (T, H/s, W/s, 3)  `arsr_jax.data.degrade.bicubic_downsample(hr, s)`
+  lr          uint8   (T, H/s, W/s, 3)  `arsr_jax.media.degrade.bicubic_downsample(hr, s)`
   flow        float16 (T-1, H, W, 2)    only with `flow=True`: TV-L1 forward flow t -> t+1
                                         in HR pixels, (u, v); zlib
   label       int64   ()                ClassLabel, names from the official class index

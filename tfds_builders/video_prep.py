@@ -34,8 +34,8 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from arsr_jax.data.degrade import bicubic_downsample
-from arsr_jax.data.video import iter_frames
+from arsr_jax.media.degrade import bicubic_downsample
+from arsr_jax.media.video import iter_frames
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv",
                     ".flv", ".ogv", ".3gp", ".ts", ".mts", ".y4m")
@@ -124,7 +124,7 @@ def decode(path: str, *, size: Size | Callable[[int, int], Size] | None = None,
       frames.append(resize(frame, *target))
       if max_frames and len(frames) >= max_frames:
         break
-  except (ValueError, OSError) as e:  # arsr_jax.data.video names the file and the problem
+  except (ValueError, OSError) as e:  # arsr_jax.media.video names the file and the problem
     raise SkipVideo(str(e)) from e
   return np.stack(frames)
 

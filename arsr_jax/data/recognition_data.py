@@ -45,8 +45,9 @@ import numpy as np
 from absl import logging
 
 from arsr_jax import recognition, sharding, writers
-from arsr_jax.data import degrade, pipeline
+from arsr_jax.data import pipeline
 from arsr_jax.flow import tvl1
+from arsr_jax.media import degrade
 from arsr_jax.recognition import tsn
 
 @dataclasses.dataclass(frozen=True)

@@ -17,8 +17,9 @@ import ml_collections
 import numpy as np
 
 from arsr_jax import sharding
-from arsr_jax.data import degrade, pipeline
+from arsr_jax.data import pipeline
 from arsr_jax.evaluation import batched
+from arsr_jax.media import degrade
 from arsr_jax.metrics import image as image_metrics
 from arsr_jax.steps import sr as sr_steps
 from arsr_jax.writers import EventWriter, markdown_table

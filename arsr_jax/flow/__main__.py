@@ -25,7 +25,7 @@ import sys
 import jax
 import numpy as np
 
-from arsr_jax.data.video import count_frames, iter_frames, video_info
+from arsr_jax.media.video import count_frames, iter_frames, video_info
 from arsr_jax.flow.io import TSN_BOUND, quantize_flow
 from arsr_jax.flow.tvl1 import TVL1Params, tvl1_flow, tvl1_flow_sharded
 from arsr_jax.flow.vis import flow_to_color, save_png

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsr_jax.data.degrade import resize_flow
+from arsr_jax.media.degrade import resize_flow
 
 __all__ = ["read_flo", "write_flo", "quantize_flow", "dequantize_flow", "resize_flow",
            "FLO_MAGIC", "TSN_BOUND"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from arsr_jax.data import degrade
+from arsr_jax.media import degrade
 
 
 class Bicubic(nn.Module):

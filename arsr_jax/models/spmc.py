@@ -51,8 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsr_jax.data import degrade
 from arsr_jax.flow.warp import warp
+from arsr_jax.media import degrade
 from arsr_jax.models import layers
 
 # BT.601 RGB [0, 1] -> YCbCr [0, 1] (16-235 / 16-240 levels), the released code's rgb2ycbcr.

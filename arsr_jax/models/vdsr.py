@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from arsr_jax.data import degrade
+from arsr_jax.media import degrade
 from arsr_jax.models import layers
 
 

@@ -19,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arsr_jax.data import degrade, pipeline
+from arsr_jax.data import pipeline
 from arsr_jax.flow import io as flow_io
 from arsr_jax.flow import tvl1
+from arsr_jax.media import degrade
 from arsr_jax.metrics import image as image_metrics
 from arsr_jax.metrics import recognition as recognition_metrics
 from arsr_jax.recognition import tsn

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from arsr_jax import losses, models
-from arsr_jax.data import degrade
+from arsr_jax.media import degrade
 from arsr_jax.metrics import image as image_metrics
 from arsr_jax.steps import state as state_lib
 from arsr_jax.steps.state import TrainState

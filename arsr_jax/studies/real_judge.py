@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from arsr_jax import fileio, writers
-from arsr_jax.data import degrade, video
 from arsr_jax.evaluation import plots
+from arsr_jax.media import degrade, video
 from arsr_jax.metrics import image as image_metrics
 from arsr_jax.metrics import paired
 from arsr_jax.metrics import recognition as recognition_metrics

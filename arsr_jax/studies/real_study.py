@@ -28,8 +28,8 @@ from absl import app, flags, logging
 
 from arsr_jax import config_lib, fileio, main as main_lib, precision, sharding, writers
 from arsr_jax.config_lib import recipe
-from arsr_jax.data import degrade
 from arsr_jax.evaluation import frozen
+from arsr_jax.media import degrade
 from arsr_jax.metrics import recognition as recognition_metrics
 from arsr_jax.recognition import i3d
 from arsr_jax.steps import protocol as protocol_steps

@@ -8,7 +8,7 @@ p x p crops with the largest moving area (pixels with |TV-L1 flow| > 0.5 px on
 the clip's middle frame pair; see `motion_crops`) are kept as clips:
 
   hr               uint8   (T, p, p, 3)      HR crop of T consecutive frames
-  lr               uint8   (T, p/s, p/s, 3)  `arsr_jax.data.degrade.bicubic_downsample(hr, s)`
+  lr               uint8   (T, p/s, p/s, 3)  `arsr_jax.media.degrade.bicubic_downsample(hr, s)`
   flow             float16 (T-1, p, p, 2)    TV-L1 forward flow t -> t+1 in HR pixels, (u, v),
                                              computed on the whole frames, then cropped; zlib
   moving_fraction  float32 ()                moving fraction of the crop that chose it

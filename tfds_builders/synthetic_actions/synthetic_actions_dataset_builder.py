@@ -5,7 +5,7 @@ classes and the design), with its 4x bicubic LR version, exact optical flow and
 actor mask:
 
   hr     uint8   (T, H, W, 3)      HR frames
-  lr     uint8   (T, H/s, W/s, 3)  `arsr_jax.data.degrade.bicubic_downsample(hr, s)`
+  lr     uint8   (T, H/s, W/s, 3)  `arsr_jax.media.degrade.bicubic_downsample(hr, s)`
   flow   float16 (T-1, H, W, 2)    exact forward flow frame t -> t+1 in HR pixels,
                                    (u, v) = (x, y) displacement; 0 on the background
   mask   uint8   (T, H, W)         1 where an actor covers the pixel
@@ -29,7 +29,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from arsr_jax.data.degrade import bicubic_downsample
+from arsr_jax.media.degrade import bicubic_downsample
 from tfds_builders.synthetic_actions import generator
 
 SPLITS = ("train", "test")
