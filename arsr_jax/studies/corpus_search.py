@@ -37,7 +37,7 @@ from arsr_jax import checkpointing, fileio, main as main_lib, pretrained, shardi
 from arsr_jax.evaluation import frozen
 from arsr_jax.metrics import paired
 from arsr_jax.models import ncnn_import
-from arsr_jax.studies import corpus_study, real_judge
+from arsr_jax.studies import command, corpus_study, real_judge
 
 FLAGS = flags.FLAGS
 SEED_FILE = "provenance.json"
@@ -331,4 +331,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  command.run(main, "arsr_jax.studies.corpus_search")

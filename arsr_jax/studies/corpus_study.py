@@ -32,7 +32,7 @@ from arsr_jax.config_lib import recipe
 from arsr_jax.evaluation import frozen
 from arsr_jax.models import ncnn_import
 from arsr_jax.steps import protocol as protocol_steps
-from arsr_jax.studies import real_judge, real_study
+from arsr_jax.studies import command, real_judge, real_study
 from tfds_builders import prepare as prep
 
 FLAGS = flags.FLAGS
@@ -257,4 +257,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  command.run(main, "arsr_jax.studies.corpus_study")

@@ -23,7 +23,7 @@ from absl import app, flags
 from flax import serialization
 
 from arsr_jax import fileio, models, precision, pretrained, sharding
-from arsr_jax.studies import corpus_search
+from arsr_jax.studies import command, corpus_search
 from arsr_jax.evaluation import frozen
 
 FLAGS = flags.FLAGS
@@ -102,4 +102,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  command.run(main, "arsr_jax.studies.export_pretrained")

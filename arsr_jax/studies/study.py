@@ -30,6 +30,7 @@ from absl import app, flags, logging
 from arsr_jax import config_lib, fileio, main as main_lib, writers
 from arsr_jax.config_lib import recipe
 from arsr_jax.steps import recognition as rec_steps
+from arsr_jax.studies import command
 
 FLAGS = flags.FLAGS
 
@@ -187,4 +188,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  command.run(main, "arsr_jax.studies.study")

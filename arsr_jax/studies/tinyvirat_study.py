@@ -23,14 +23,14 @@ from scratch unless the recognizer recipe loads weights (deliberate: no such che
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from arsr_jax import config_lib, fileio, main as main_lib, writers
 from arsr_jax.config_lib import recipe
 from arsr_jax.evaluation import frozen
+from arsr_jax.studies import command
 
 FLAGS = flags.FLAGS
 PAPER_INPUT = 112  # TinyVIRAT Sec. V-C: clips resized to 112x112 for the classifiers
@@ -158,8 +158,7 @@ def main(argv):
 
 
 def _exit_usage(message: str) -> None:
-  print(f"arsr_jax.studies.tinyvirat_study: {message}", file=sys.stderr)
-  sys.exit(2)
+  command.usage_error("arsr_jax.studies.tinyvirat_study", message)
 
 
 def define_flags() -> None:
@@ -177,4 +176,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  command.run(main, "arsr_jax.studies.tinyvirat_study")
