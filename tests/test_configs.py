@@ -5,6 +5,7 @@ import pathlib
 import subprocess
 import sys
 
+import jax.numpy as jnp
 import pytest
 
 from arsr_jax import checkpointing, config_lib, losses, main
@@ -120,6 +121,30 @@ def test_stored_configs_and_checkpoint_metas_are_read_under_the_new_names(tmp_pa
   config.data.flow_stack = 2
   with pytest.raises(config_lib.Mismatch, match="different run: data"):
     checkpointing.check_identity(tmp_path / "checkpoints", config)
+
+
+@pytest.mark.slow
+def test_a_flow_recognizer_workdir_written_before_the_rename_restores_and_resumes(small_data_dir, tmp_path):
+  """A TSN flow run whose config.json and checkpoint meta say new_length (data and recognizer) is
+  restored frozen with its flow stack and resumes under today's config."""
+  config = config_lib.recipe("recognizer", "tsn_flow,smoke")
+  config.data.data_dir, config.data.flow_stack = small_data_dir, 3
+  config.train.num_steps = config.train.checkpoint_every = config.train.log_every = 2
+  config.eval.max_clips = 2
+  workdir = tmp_path / "tsn_flow"
+  main.run(config, str(workdir))
+  stored = [workdir / "config.json", workdir / "checkpoints" / "2" / "meta" / checkpointing.META_FILE]
+  for path in stored:  # written as before the renames
+    old = json.loads(path.read_text())
+    old["data"]["new_length"] = old["data"].pop("flow_stack")
+    old["recognizer"]["new_length"] = old["recognizer"].pop("flow_stack")
+    path.write_text(json.dumps(old))
+  rec = frozen.recognizer_from_workdir(str(workdir), jnp.float32)
+  assert (rec.kind, rec.flow_stack, rec.model.flow_stack, rec.step) == ("flow", 3, 3, 2)
+  config.train.num_steps = 4
+  main.run(config, str(workdir))  # the old meta is the same run: it resumes from step 2
+  assert checkpointing.steps(workdir / "checkpoints")[-1] == 4
+  assert frozen.load_run_config(workdir).recognizer.flow_stack == 3
 
 
 @pytest.mark.parametrize("recipe, key, value, message", [
