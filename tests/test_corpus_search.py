@@ -162,3 +162,11 @@ def test_pick_lowest_validation_kl_above_bicubic_psnr_among_shipped_and_every_ru
   assert cs.pick(rows, ["shipped", "anime_ft_pixel", "anime_ft"]) == "shipped"  # the incumbent stays
   assert cs.run_pair("anime_ft_pixel") == cs.run_pair("anime_ft") == ["anime_ft_pixel", "anime_ft"]
   assert cs.run_pair("shipped") == []
+
+
+def test_a_new_search_keeps_the_earlier_one_beside_it(tmp_path):
+  path = tmp_path / "search_x4.json"
+  for k in range(3):
+    cs.write_keeping_previous(path, {"chosen": f"run{k}"})
+  assert json.loads(path.read_text())["chosen"] == "run2"
+  assert [json.loads((tmp_path / f"search_x4.{n}.json").read_text())["chosen"] for n in (1, 2)] == ["run0", "run1"]

@@ -219,7 +219,8 @@ def load_method(study: str, name: str, scale: int, repl) -> Any:
 
 def choose(study: str, videos: str, scale: int, names: list[str], num_windows: int) -> str:
   """Judges bicubic, the shipped model and each candidate's pixel and consistency runs on the
-  validation videos; ``pick`` chooses. Writes ``search_x{s}.json`` (rows, CPU seconds, the choice)."""
+  validation videos; ``pick`` chooses. Writes ``search_x{s}.json`` (rows, CPU seconds, the choice); an
+  earlier one is first copied to ``search_x{s}.{n}.json`` (n = 1, 2, ...)."""
   repl = sharding.replicated(sharding.make_mesh())
   methods = ["bicubic", SHIPPED, *[m for n in names for m in (f"{n}_pixel", n)]]
   judge = real_judge.Judge(repl)
@@ -233,8 +234,19 @@ def choose(study: str, videos: str, scale: int, names: list[str], num_windows: i
          "budget_cpu_s": BUDGET_CPU_S, "rows": {k: {f: v[f] for f in ("kl_from_hr", "top1_agreement", "psnr_y",
                                                                           "ssim_y")} for k, v in rows.items()},
          "paired": paired_rows(rec, chosen, [m for m in methods if m != chosen])}
-  fileio.write_json(fileio.path(study) / f"search_x{scale}.json", out)
+  write_keeping_previous(fileio.path(study) / f"search_x{scale}.json", out)
   return chosen
+
+
+def write_keeping_previous(path, obj: Any) -> None:
+  """write_json(path, obj); an existing ``NAME.json`` (an earlier search: other candidates, an older
+  shipped model) is first copied to ``NAME.{n}.json``, n = 1, 2, ... the first free one."""
+  path = fileio.path(path)
+  if path.exists():
+    stem = path.name[:-len(".json")]
+    n = next(k for k in range(1, 10_000) if not (path.parent / f"{stem}.{k}.json").exists())
+    fileio.write_text(path.parent / f"{stem}.{n}.json", path.read_text())
+  fileio.write_json(path, obj)
 
 
 def pick(rows: dict[str, Any], contenders: list[str]) -> str:
