@@ -68,6 +68,14 @@ def test_temporal_net_seeded_by_expand_frames_is_the_frame_net_on_every_frame():
   changed = net.apply({"params": wide}, clip.at[:, 3].add(0.2))
   moved = np.abs(np.asarray(changed - base)).max(axis=(0, 2, 3, 4))
   assert moved[0] == moved[1] == 0 and min(moved[2], moved[3], moved[4]) > 1e-4
+  # context_gain g scales the neighbour frames' input: the same as g x their conv_0 weights, the centre's kept
+  fast = SRVGGNetTemporal(scale=4, features=4, num_conv=1, frames=3, context_gain=100.0)
+  np.testing.assert_allclose(fast.apply({"params": cs.expand_frames(params, 3)}, clip), per_frame, atol=1e-6)
+  gain = np.repeat([100.0, 1.0, 100.0], 3)[:, None]  # per conv_0 input channel, frame-major
+  scaled = dict(wide, conv_0=dict(wide["conv_0"], kernel=wide["conv_0"]["kernel"] * gain))
+  with_gain = fast.apply({"params": wide}, clip)
+  np.testing.assert_allclose(with_gain, net.apply({"params": scaled}, clip), rtol=1e-5, atol=1e-4)
+  assert float(jnp.abs(with_gain - base).max()) > 1e-2
   with pytest.raises(ValueError, match="odd window"):
     cs.expand_frames(params, 2)
 

@@ -68,6 +68,10 @@ class SRVGGNetTemporal(SRVGGNetCompact):
   """SRVGGNetCompact on K-frame LR windows (module doc); a clip model (models.input_ndim 5)."""
   INPUT_NDIM = 5
   frames: int = 3  # K, odd: LR frames per output frame
+  # the neighbour frames enter conv_0 times this constant: under Adam (invariant to a gradient's scale)
+  # their weights then learn ``context_gain`` x faster in effect, as ProGAN's equalized learning rate
+  # (Karras et al., ICLR 2018, Sec. 4.1); zero-initialised weights keep step 0 exact for any gain.
+  context_gain: float = 1.0
 
   @nn.compact
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
@@ -78,7 +82,8 @@ class SRVGGNetTemporal(SRVGGNetCompact):
     n, t, h, w, c = lr.shape
     r = self.frames // 2
     padded = jnp.concatenate([jnp.repeat(lr[:, :1], r, axis=1), lr, jnp.repeat(lr[:, -1:], r, axis=1)], axis=1)
-    x = jnp.concatenate([padded[:, k:k + t] for k in range(self.frames)], axis=-1)  # (N, T, h, w, K*C)
+    x = jnp.concatenate([padded[:, k:k + t] * (1.0 if k == r else self.context_gain) for k in range(self.frames)],
+                        axis=-1)  # (N, T, h, w, K*C)
     x = x.reshape(n * t, h, w, self.frames * c).astype(self.dtype)
     torch_init = layers.torch_default_init()
     conv = lambda feat, i: nn.Conv(feat, (3, 3), dtype=self.dtype, kernel_init=torch_init,  # noqa: E731
