@@ -12,7 +12,7 @@ import pytest
 from arsr_jax import checkpointing, config_lib, models
 from arsr_jax.studies import corpus_search as cs
 from arsr_jax.models import layers, ncnn_import
-from arsr_jax.models.srvgg import SRVGGNetCompact
+from arsr_jax.models.srvgg import SRVGGNetCompact, SRVGGNetTemporal
 
 
 def _random_params(model, lr, seed=0):
@@ -48,6 +48,49 @@ def test_released_animevideov3_seed_at_x8_is_its_x4_output_upsampled():
   np.testing.assert_allclose(out8, layers.upsample_nearest(model4.apply(variables, lr), 2), atol=1e-5)
 
 
+def test_temporal_net_seeded_by_expand_frames_is_the_frame_net_on_every_frame():
+  clip = jax.random.uniform(jax.random.key(3), (2, 5, 6, 7, 3))
+  frame_net = SRVGGNetCompact(scale=4, features=4, num_conv=1)
+  params = jax.tree.map(np.asarray, _random_params(frame_net, clip[:, 0]))
+  net = SRVGGNetTemporal(scale=4, features=4, num_conv=1, frames=3)
+  wide = cs.expand_frames(params, 3)
+  assert wide["conv_0"]["kernel"].shape == (3, 3, 9, 4)
+  init = net.init(jax.random.key(0), clip)["params"]  # the same names and shapes: a checkpoint it restores
+  assert jax.tree.map(np.shape, init) == jax.tree.map(np.shape, wide)
+  out = net.apply({"params": wide}, clip)
+  assert out.shape == (2, 5, 24, 28, 3)
+  per_frame = jax.vmap(lambda x: frame_net.apply({"params": params}, x), in_axes=1, out_axes=1)(clip)
+  np.testing.assert_allclose(out, per_frame, atol=1e-6)
+  # with neighbour weights, frame t sees frames t-1 and t+1 and nothing farther (edges repeat the end frames)
+  key = iter(jax.random.split(jax.random.key(4), 4))
+  wide["conv_0"]["kernel"] = wide["conv_0"]["kernel"] + 0.1 * np.asarray(jax.random.normal(next(key), (3, 3, 9, 4)))
+  base = net.apply({"params": wide}, clip)
+  changed = net.apply({"params": wide}, clip.at[:, 3].add(0.2))
+  moved = np.abs(np.asarray(changed - base)).max(axis=(0, 2, 3, 4))
+  assert moved[0] == moved[1] == 0 and min(moved[2], moved[3], moved[4]) > 1e-4
+  # context_gain g scales the neighbour frames' input: the same as g x their conv_0 weights, the centre's kept
+  fast = SRVGGNetTemporal(scale=4, features=4, num_conv=1, frames=3, context_gain=100.0)
+  np.testing.assert_allclose(fast.apply({"params": cs.expand_frames(params, 3)}, clip), per_frame, atol=1e-6)
+  gain = np.repeat([100.0, 1.0, 100.0], 3)[:, None]  # per conv_0 input channel, frame-major
+  scaled = dict(wide, conv_0=dict(wide["conv_0"], kernel=wide["conv_0"]["kernel"] * gain))
+  with_gain = fast.apply({"params": wide}, clip)
+  np.testing.assert_allclose(with_gain, net.apply({"params": scaled}, clip), rtol=1e-5, atol=1e-4)
+  assert float(jnp.abs(with_gain - base).max()) > 1e-2
+  with pytest.raises(ValueError, match="odd window"):
+    cs.expand_frames(params, 2)
+
+
+def test_released_animevideov3_seed_on_3_frame_windows_is_the_released_net_per_frame():
+  try:
+    ncnn_import.models_dir()
+  except ModuleNotFoundError:
+    pytest.skip("realesrgan extra not installed")
+  clip = jax.random.uniform(jax.random.key(1), (1, 3, 6, 6, 3))
+  model4, variables = ncnn_import.load("realesr-animevideov3", 4)
+  out = SRVGGNetTemporal(scale=4, frames=3).apply({"params": cs.seed_params("realesr-animevideov3", 4, 3)}, clip)
+  np.testing.assert_allclose(out[0], model4.apply(variables, clip[0]), atol=1e-5)
+
+
 def _data(scale, tmp):
   return {"data.name": f"cdvl_sr/corpus_x{scale}", "data.data_dir": str(tmp), "scale": scale}
 
@@ -61,13 +104,20 @@ def test_candidate_configs_chain_pixel_then_consistency(scale, tmp_path):
       assert c.model.to_dict() == cand["model"] and c.scale == scale
     assert cfg["pixel"].loss.name == "mse" and cfg["consistency"].loss.name == "consistency"
     assert cfg["consistency"].train.init_from == str(tmp_path / f"x{scale}" / f"{name}_pixel")
-    assert cfg["pixel"].train.init_from == (str(tmp_path / f"x{scale}" / "seeds" / cand["init"]) if cand["init"]
-                                            else None)
+    frames = cand["model"].get("frames", 1)
+    seed = cand["init"] and cand["init"] + (f"_k{frames}" if frames > 1 else "")
+    assert cfg["pixel"].train.init_from == (str(tmp_path / f"x{scale}" / "seeds" / seed) if seed else None)
     pixel_steps, _, steps, _ = cand["schedule"][scale]
     assert (cfg["pixel"].train.num_steps, cfg["consistency"].train.num_steps) == (pixel_steps, steps)
     net = models.build_model(cand["model"]["name"], scale, **{k: v for k, v in cand["model"].items() if k != "name"})
-    out = jax.eval_shape(lambda n=net: n.init_with_output(jax.random.key(0), jnp.zeros((1, 4, 4, 3)))[0])
-    assert out.shape == (1, 4 * scale, 4 * scale, 3)  # LR-space: features at the input resolution
+    clip = models.input_ndim(net) == 5
+    lr = (1, 5, 4, 4, 3) if clip else (1, 4, 4, 3)
+    out = jax.eval_shape(lambda n=net, s=lr: n.init_with_output(jax.random.key(0), jnp.zeros(s))[0])
+    assert out.shape == lr[:-3] + (4 * scale, 4 * scale, 3)  # LR-space: features at the input resolution
+    # a clip model's pixel stage samples clips, the same frames per batch as the frame models' 8
+    p = cfg["pixel"]
+    assert (p.data.sampler, p.data.clip_length * p.train.batch_size) == (("clip", 8) if clip else ("frame", 8))
+    assert cfg["consistency"].data.sampler == "clip"
 
 
 def test_seed_restores_and_provenance_follows_init_from(tmp_path):
@@ -120,3 +170,11 @@ def test_pick_lowest_validation_kl_above_bicubic_psnr_among_shipped_and_every_ru
   assert cs.pick(rows, ["shipped", "anime_ft_pixel", "anime_ft"]) == "shipped"  # the incumbent stays
   assert cs.run_pair("anime_ft_pixel") == cs.run_pair("anime_ft") == ["anime_ft_pixel", "anime_ft"]
   assert cs.run_pair("shipped") == []
+
+
+def test_a_new_search_keeps_the_earlier_one_beside_it(tmp_path):
+  path = tmp_path / "search_x4.json"
+  for k in range(3):
+    cs.write_keeping_previous(path, {"chosen": f"run{k}"})
+  assert json.loads(path.read_text())["chosen"] == "run2"
+  assert [json.loads((tmp_path / f"search_x4.{n}.json").read_text())["chosen"] for n in (1, 2)] == ["run0", "run1"]

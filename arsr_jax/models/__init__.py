@@ -5,7 +5,8 @@ SR networks map LR input to SR frames in [0, 1] (unclipped) with
   frame models (INPUT_NDIM 4): (N, h, w, C) -> (N, h*s, w*s, C);
   DUF (INPUT_NDIM 5):          (N, K, h, w, C) -> (N, h*s, w*s, C), centre frame;
   SPMC (INPUT_NDIM 5):         (N, K, h, w, C) -> (N, h*s, w*s, C), centre frame (train=True: a dict);
-  DVSR (INPUT_NDIM 5):         (N, T, h, w, C) -> (N, T', h*s, w*s, C).
+  DVSR (INPUT_NDIM 5):         (N, T, h, w, C) -> (N, T', h*s, w*s, C);
+  SRVGGNetTemporal (INPUT_NDIM 5): (N, T, h, w, C) -> (N, T, h*s, w*s, C), K-frame windows per frame.
 Discriminators map HR frames (N, H, W, C) to logits (N, 1).
 """
 
@@ -22,7 +23,7 @@ from arsr_jax.models.rcan import RCAN
 from arsr_jax.models.rrdbnet import RRDBNet, VGGStyleDiscriminator
 from arsr_jax.models.spmc import SPMC
 from arsr_jax.models.srresnet import SRGANDiscriminator, SRResNet
-from arsr_jax.models.srvgg import SRVGGNetCompact
+from arsr_jax.models.srvgg import SRVGGNetCompact, SRVGGNetTemporal
 from arsr_jax.models.vdsr import VDSR
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -32,6 +33,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "rrdbnet": RRDBNet,
     "rcan": RCAN,
     "srvgg_compact": SRVGGNetCompact,  # Real-ESRGAN realesr-animevideov3 (models/ncnn_import.py)
+    "srvgg_temporal": SRVGGNetTemporal,  # the same on K-frame LR windows (issue 24)
     "duf": DUF,
     "spmc": SPMC,
     "dvsr": DVSR,

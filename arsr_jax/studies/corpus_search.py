@@ -13,8 +13,10 @@ pixel-loss (MSE) run ``study/x{s}/{name}_pixel`` (from scratch, or from Real-ESR
 (configs/sosr_vdsr_consistency.py, the study's x1 weights) fine-tuned from it: ``study/x{s}/{name}``.
 At 8x an x4 seed becomes an x8 network whose last convolution repeats each x4 sub-pixel 2 x 2
 (``expand_shuffle``: exactly the x4 net followed by nearest x2), then is trained at 8x with its own
-schedule. Process CPU seconds (user + system, all threads) of every stage go to ``cpu.json`` in its
-run directory. ``choose``: I3D judges bicubic, the shipped model and every candidate on the
+schedule. ``anime_k3`` is the same network on 3-frame LR windows (temporal context; its seed is the
+released net with conv_0 widened by zeros, ``expand_frames``: equal to it on each frame at step 0).
+Process CPU seconds (user + system, all threads) of every stage go to ``cpu.json`` in its run
+directory. ``choose``: I3D judges bicubic, the shipped model and every candidate on the
 validation videos (never the test sets); lowest KL(HR || SR) among the consistency runs above
 bicubic PSNR-Y wins (``search_x{s}.json``). ``judge`` adds the winner, its pixel run and the shipped
 model to the study's per-window records (``windows_{set}_x{s}.json``, where the peers already are),
@@ -51,6 +53,18 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                  "schedule": {4: (300, 1e-4, 40, 2e-4), 8: (500, 3e-4, 150, 2e-4)}},
     "srvgg32": {"model": {"name": "srvgg_compact", "features": 32, "num_conv": 8}, "init": None,
                 "schedule": {4: (1500, 1e-3, 150, 3e-4), 8: (1500, 1e-3, 150, 3e-4)}},
+    # temporal context: anime_ft's network, seed and schedule on 3-frame LR windows (models/srvgg.py
+    # SRVGGNetTemporal; its seed is anime_ft's with conv_0 widened by zeros: the same network at step 0).
+    # Pixel stage: 2 clips of 4 frames a batch (8 output frames, as anime_ft's 8 frames).
+    "anime_k3": {"model": {"name": "srvgg_temporal", "features": 64, "num_conv": 16, "frames": 3},
+                 "init": "realesr-animevideov3", "pixel_clip_length": 4,
+                 "schedule": {4: (300, 1e-4, 40, 2e-4), 8: (500, 3e-4, 150, 2e-4)}},
+    # the same with the neighbour frames' weights learning 100x faster in effect (anime_k3's stayed at
+    # ~4e-4 of the centre frame's weight norm: the released weights' scale is large for lr 1e-4)
+    "anime_k3g": {"model": {"name": "srvgg_temporal", "features": 64, "num_conv": 16, "frames": 3,
+                            "context_gain": 100.0},
+                  "init": "realesr-animevideov3", "pixel_clip_length": 4,
+                  "schedule": {4: (300, 1e-4, 40, 2e-4), 8: (500, 3e-4, 150, 2e-4)}},
 }
 BUDGET_CPU_S = {"pixel": 600, "consistency": 1200}  # per candidate and scale (process CPU seconds)
 SHIPPED = "shipped"  # the shipped pretrained model of the scale (pretrained.default), judged as a method
@@ -71,11 +85,34 @@ def expand_shuffle(params: dict[str, Any], scale_in: int, scale_out: int) -> dic
   return {**params, last: {"kernel": kernel[..., src], "bias": bias[src]}}
 
 
-def seed_params(init: str, scale: int) -> dict[str, Any]:
-  """The released x4 weights of ``init`` (ncnn_import), expanded to ``scale``."""
+def expand_frames(params: dict[str, Any], frames: int) -> dict[str, Any]:
+  """SRVGGNetCompact params -> SRVGGNetTemporal params for ``frames``-frame windows: conv_0's kernel
+  (3, 3, C, F) becomes (3, 3, frames*C, F), the centre frame's block the old kernel and the others
+  zero, so the temporal net computes exactly the frame net on each frame (at step 0)."""
+  kernel = np.asarray(params["conv_0"]["kernel"])
+  if frames < 1 or frames % 2 == 0:
+    raise ValueError(f"frames={frames}: an odd window (1, 3, 5, ...) is needed")
+  c, mid = kernel.shape[2], frames // 2
+  wide = np.zeros(kernel.shape[:2] + (frames * c, kernel.shape[3]), kernel.dtype)
+  wide[:, :, mid * c:(mid + 1) * c] = kernel
+  return {**params, "conv_0": {**params["conv_0"], "kernel": wide}}
+
+
+def seed_params(init: str, scale: int, frames: int = 1) -> dict[str, Any]:
+  """The released x4 weights of ``init`` (ncnn_import), expanded to ``scale`` (and to ``frames``-frame
+  windows when > 1)."""
   _, variables = ncnn_import.load(init, ncnn_import.NATIVE_SCALE)
   params = jax.tree.map(np.asarray, variables["params"])
-  return params if scale == ncnn_import.NATIVE_SCALE else expand_shuffle(params, ncnn_import.NATIVE_SCALE, scale)
+  if scale != ncnn_import.NATIVE_SCALE:
+    params = expand_shuffle(params, ncnn_import.NATIVE_SCALE, scale)
+  return params if frames == 1 else expand_frames(params, frames)
+
+
+def seed_name(name: str) -> str:
+  """Seed directory name of candidate ``name``: its init, suffixed _k{K} for K-frame networks."""
+  cand = CANDIDATES[name]
+  frames = cand["model"].get("frames", 1)
+  return cand["init"] + (f"_k{frames}" if frames > 1 else "")
 
 
 def write_seed(directory: str, params: dict[str, Any], config: ml_collections.ConfigDict,
@@ -131,7 +168,11 @@ def candidate_configs(name: str, scale: int, data: dict[str, Any], scale_dir: st
     out["pixel"].train.num_steps = pixel_steps
     out["pixel"].optimizer.learning_rate = pixel_lr
     if cand["init"]:
-      out["pixel"].train.init_from = os.path.join(scale_dir, "seeds", cand["init"])
+      out["pixel"].train.init_from = os.path.join(scale_dir, "seeds", seed_name(name))
+    if cand.get("pixel_clip_length"):  # a clip model: clips of that length, the same frames per batch
+      out["pixel"].data.sampler = "clip"
+      out["pixel"].data.clip_length = cand["pixel_clip_length"]
+      out["pixel"].train.batch_size = max(1, out["pixel"].train.batch_size // cand["pixel_clip_length"])
   with out["consistency"].unlocked():
     out["consistency"].train.init_from = os.path.join(scale_dir, f"{name}_pixel")
     out["consistency"].optimizer.learning_rate = lr
@@ -166,8 +207,9 @@ def train(study: str, scale: int, data_dir: str, names: list[str], size: str = "
     configs = candidate_configs(name, scale, data, scale_dir, size)
     init = CANDIDATES[name]["init"]
     if init:
-      write_seed(os.path.join(scale_dir, "seeds", init), seed_params(init, scale), configs["pixel"],
-                 seed_provenance(init, scale))
+      frames = CANDIDATES[name]["model"].get("frames", 1)
+      write_seed(os.path.join(scale_dir, "seeds", seed_name(name)), seed_params(init, scale, frames),
+                 configs["pixel"], dict(seed_provenance(init, scale), **({"frames": frames} if frames > 1 else {})))
     for stage, run_dir in (("pixel", f"{name}_pixel"), ("consistency", name)):
       logging.info("=== corpus search x%d: %s (%s) ===", scale, name, stage)
       run_measured(configs[stage], os.path.join(scale_dir, run_dir))
@@ -183,7 +225,8 @@ def load_method(study: str, name: str, scale: int, repl) -> Any:
 
 def choose(study: str, videos: str, scale: int, names: list[str], num_windows: int) -> str:
   """Judges bicubic, the shipped model and each candidate's pixel and consistency runs on the
-  validation videos; ``pick`` chooses. Writes ``search_x{s}.json`` (rows, CPU seconds, the choice)."""
+  validation videos; ``pick`` chooses. Writes ``search_x{s}.json`` (rows, CPU seconds, the choice); an
+  earlier one is first copied to ``search_x{s}.{n}.json`` (n = 1, 2, ...)."""
   repl = sharding.replicated(sharding.make_mesh())
   methods = ["bicubic", SHIPPED, *[m for n in names for m in (f"{n}_pixel", n)]]
   judge = real_judge.Judge(repl)
@@ -197,8 +240,19 @@ def choose(study: str, videos: str, scale: int, names: list[str], num_windows: i
          "budget_cpu_s": BUDGET_CPU_S, "rows": {k: {f: v[f] for f in ("kl_from_hr", "top1_agreement", "psnr_y",
                                                                           "ssim_y")} for k, v in rows.items()},
          "paired": paired_rows(rec, chosen, [m for m in methods if m != chosen])}
-  fileio.write_json(fileio.path(study) / f"search_x{scale}.json", out)
+  write_keeping_previous(fileio.path(study) / f"search_x{scale}.json", out)
   return chosen
+
+
+def write_keeping_previous(path, obj: Any) -> None:
+  """write_json(path, obj); an existing ``NAME.json`` (an earlier search: other candidates, an older
+  shipped model) is first copied to ``NAME.{n}.json``, n = 1, 2, ... the first free one."""
+  path = fileio.path(path)
+  if path.exists():
+    stem = path.name[:-len(".json")]
+    n = next(k for k in range(1, 10_000) if not (path.parent / f"{stem}.{k}.json").exists())
+    fileio.write_text(path.parent / f"{stem}.{n}.json", path.read_text())
+  fileio.write_json(path, obj)
 
 
 def pick(rows: dict[str, Any], contenders: list[str]) -> str:
