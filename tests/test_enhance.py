@@ -490,6 +490,7 @@ def run_enhance(*args, **kwargs):
                         capture_output=True, text=True, timeout=300, **kwargs)
 
 
+@pytest.mark.slow  # the enhance command end to end in a subprocess
 def test_command_line_memory_budget_and_failures_per_video(tmp_path):
   folder, outdir = tmp_path / "videos", tmp_path / "out"
   folder.mkdir()
@@ -507,6 +508,7 @@ def test_command_line_memory_budget_and_failures_per_video(tmp_path):
   assert bad.returncode == 2 and "--tile 'big'" in bad.stderr
 
 
+@pytest.mark.slow  # the enhance command end to end in a subprocess
 def test_sigterm_removes_the_partial_output(tmp_path):
   src, out = tmp_path / "long.mkv", tmp_path / "long_x4.mp4"
   video.write_video(src, np.random.default_rng(3).integers(0, 256, (400, 48, 48, 3), np.uint8), fps=25, lossless=True)

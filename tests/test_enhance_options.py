@@ -93,6 +93,7 @@ def test_decode_encode_round_trip_keeps_the_mean_level(tmp_path):
 # ---------------------------------------------------------------------------
 # Flags, sizes, dtypes.
 
+@pytest.mark.slow  # the enhance command end to end in a subprocess
 def test_short_flags_and_refusals_on_the_command_line(tmp_path):
   src = h264(tmp_path / "in.mp4", textured(2))
   ok = run("arsr_jax.enhance", "-i", src, "-o", tmp_path / "out.mp4", "-n", "corpus_x4", "-s", 4)

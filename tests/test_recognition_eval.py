@@ -195,6 +195,7 @@ def test_short_video_error_names_the_video():
     protocol.map_videos(config, [example], 1, sample, lambda b: b, sharding.make_mesh())
 
 
+@pytest.mark.slow  # trains SPMC, then the protocol end to end (and the workdirs fixture's trainings)
 def test_protocol_runs_spmc_on_3_frame_windows(workdirs, small_data_dir, tmp_path):
   """SPMC is a K-window method (as VSR-DUF): restored with its 3-frame input, the protocol feeds it
   centred windows on both streams and the enhancement path windows a stream of frames."""
