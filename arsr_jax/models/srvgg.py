@@ -53,10 +53,15 @@ class SRVGGNetCompact(nn.Module):
   def __call__(self, lr: jax.Array, *, train: bool = False) -> jax.Array:
     """(N, h, w, C) -> (N, h*scale, w*scale, C), float32."""
     del train
+    return self.trunk(lr, lr)
+
+  def trunk(self, x: jax.Array, lr: jax.Array) -> jax.Array:
+    """conv_0's input x (N, h, w, any channels) -> SR (N, h*scale, w*scale, C) with the nearest skip
+    from lr (N, h, w, C); called from ``__call__`` (the submodules are its)."""
     torch_init = layers.torch_default_init()
     conv = lambda feat, i: nn.Conv(feat, (3, 3), dtype=self.dtype, kernel_init=torch_init,  # noqa: E731
                                    name=f"conv_{i}")
-    x = lr.astype(self.dtype)
+    x = x.astype(self.dtype)
     for i in range(self.num_conv + 1):
       x = PReLU(self.dtype, name=f"prelu_{i}")(conv(self.features, i)(x))
     x = conv(lr.shape[-1] * self.scale ** 2, self.num_conv + 1)(x)
@@ -84,15 +89,7 @@ class SRVGGNetTemporal(SRVGGNetCompact):
     padded = jnp.concatenate([jnp.repeat(lr[:, :1], r, axis=1), lr, jnp.repeat(lr[:, -1:], r, axis=1)], axis=1)
     x = jnp.concatenate([padded[:, k:k + t] * (1.0 if k == r else self.context_gain) for k in range(self.frames)],
                         axis=-1)  # (N, T, h, w, K*C)
-    x = x.reshape(n * t, h, w, self.frames * c).astype(self.dtype)
-    torch_init = layers.torch_default_init()
-    conv = lambda feat, i: nn.Conv(feat, (3, 3), dtype=self.dtype, kernel_init=torch_init,  # noqa: E731
-                                   name=f"conv_{i}")
-    for i in range(self.num_conv + 1):
-      x = PReLU(self.dtype, name=f"prelu_{i}")(conv(self.features, i)(x))
-    x = conv(c * self.scale ** 2, self.num_conv + 1)(x)
-    out = layers.depth_to_space(x, self.scale).astype(jnp.float32)
-    out = out + layers.upsample_nearest(lr.reshape(n * t, h, w, c).astype(jnp.float32), self.scale)
+    out = self.trunk(x.reshape(n * t, h, w, self.frames * c), lr.reshape(n * t, h, w, c))
     return out.reshape(n, t, h * self.scale, w * self.scale, c)
 
 
